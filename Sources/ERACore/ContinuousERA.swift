@@ -1,0 +1,113 @@
+// Continuous ERA: the bounded-Gaussian activation of math 1.
+//
+//   K = H0 + delta - D*c - D*log_std_max  (<= 0),  c = 0.5*log(2*pi*e)
+//   log_std_i = max(log_std_max + K * softmax(s)_i, log_std_min)
+
+/// The continuous ERA activation for rows of `dim` raw scale outputs, with its parameters
+/// validated at construction.
+public struct ContinuousERA: Sendable {
+    public let targetEntropy: Double
+    public let residual: Double
+    public let logStdMin: Double
+    public let logStdMax: Double
+    public let dim: Int
+    /// K = H0 + delta - D*c - D*log_std_max, <= 0 for a feasible target.
+    public let scale: Double
+
+    /// Throws .badShape if dim < 1, .badParameter for a non-finite parameter, a negative residual
+    /// or logStdMin >= logStdMax, .infeasibleTarget if K > 0.
+    public init(targetEntropy: Double, residual: Double, logStdMin: Double, logStdMax: Double,
+                dim: Int64) throws(ERAError) {
+        guard dim >= 1 else { throw .badShape }
+        guard targetEntropy.isFinite, residual.isFinite, logStdMin.isFinite, logStdMax.isFinite,
+              residual >= 0, logStdMin < logStdMax else { throw .badParameter }
+        self.targetEntropy = targetEntropy
+        self.residual = residual
+        self.logStdMin = logStdMin
+        self.logStdMax = logStdMax
+        self.dim = Int(dim)
+        let d = Double(dim)
+        let k = targetEntropy + residual - d * Math.gaussianEntropyPerDim - d * logStdMax
+        guard k <= 0 else { throw .infeasibleTarget }
+        scale = k
+    }
+
+    /// The Gaussian entropy every output row is guaranteed to reach: H0 + delta.
+    public var guaranteedFloor: Double { targetEntropy + residual }
+
+    var workPerRow: Int { dim * 8 }
+
+    /// v in T, rounded towards +inf, so that the stored log stds never sum to less than the
+    /// double-precision values the guarantee is about; never above T(logStdMax).
+    @inline(__always)
+    func roundedUp<T: ERAReal>(_ v: Double) -> T {
+        var stored = T(v)
+        if Double(stored) < v { stored = stored.nextUp }
+        return min(stored, T(logStdMax))
+    }
+
+    func forwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, output: UnsafeMutablePointer<T>) throws(ERAError) {
+        let d = dim
+        try forEachRowBlock(rows: rows, workPerRow: workPerRow) { range, _ in
+            for row in range {
+                let s = input + row * d
+                let out = output + row * d
+                let stats = SoftmaxStatistics(s, count: d)
+                for i in 0..<d {
+                    let y = self.logStdMax + self.scale * stats.probability(Double(s[i]))
+                    out[i] = roundedUp(max(y, self.logStdMin))
+                }
+            }
+        }
+    }
+
+    /// Backward pass (math 1, "Gradient"); `gradInput` may be `input` or `gradOutput`;
+    /// `gradResidual`, when given, receives sum_i gt_i*w_i per row.
+    func backwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, gradOutput: UnsafePointer<T>,
+                                  gradInput: UnsafeMutablePointer<T>,
+                                  gradResidual: UnsafeMutablePointer<T>?) throws(ERAError) {
+        let d = dim
+        try forEachRowBlock(rows: rows, workPerRow: workPerRow, scratchPerBlock: 2 * d) { range, scratch in
+            let weights = scratch!
+            let masked = scratch! + d
+            for row in range {
+                let s = input + row * d
+                let g = gradOutput + row * d
+                let stats = SoftmaxStatistics(s, count: d)
+                var weighted = 0.0  // sum_i gt_i * w_i
+                for i in 0..<d {
+                    let w = stats.probability(Double(s[i]))
+                    let y = self.logStdMax + self.scale * w
+                    // The forward output is T(max(y, min)): a row entry is clipped exactly
+                    // when y <= log_std_min (m_i = 0 there).
+                    let gt = y > self.logStdMin ? Double(g[i]) : 0
+                    weights[i] = w
+                    masked[i] = gt
+                    weighted += gt * w
+                }
+                let out = gradInput + row * d
+                for j in 0..<d {
+                    out[j] = T(self.scale * weights[j] * (masked[j] - weighted))
+                }
+                gradResidual?[row] = T(weighted)
+            }
+        }
+    }
+}
+
+extension ContinuousERA {
+    public func forward(rows: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) throws(ERAError) {
+        try forwardRows(rows: rows, input: input, output: output)
+    }
+    public func forward(rows: Int, input: UnsafePointer<Double>, output: UnsafeMutablePointer<Double>) throws(ERAError) {
+        try forwardRows(rows: rows, input: input, output: output)
+    }
+    public func backward(rows: Int, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                         gradInput: UnsafeMutablePointer<Float>, gradResidual: UnsafeMutablePointer<Float>?) throws(ERAError) {
+        try backwardRows(rows: rows, input: input, gradOutput: gradOutput, gradInput: gradInput, gradResidual: gradResidual)
+    }
+    public func backward(rows: Int, input: UnsafePointer<Double>, gradOutput: UnsafePointer<Double>,
+                         gradInput: UnsafeMutablePointer<Double>, gradResidual: UnsafeMutablePointer<Double>?) throws(ERAError) {
+        try backwardRows(rows: rows, input: input, gradOutput: gradOutput, gradInput: gradInput, gradResidual: gradResidual)
+    }
+}

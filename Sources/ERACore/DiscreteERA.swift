@@ -1,0 +1,204 @@
+// Discrete ERA: the softmax activation of math 2.
+//
+//   up = log(tau)/tau, a = (D*up - C)/(D - 1), b = (C - up)/(D - 1)
+//   y_i = max(a*softmax(z)_i + b, 0),  out_i = log h^-1(y_i)
+
+/// How C and the inverse of h are chosen (math 2, "Modes").
+public enum DiscreteMode: Int32, Sendable {
+    /// C = exp(H0 - 1), exact inverse: floor H0 guaranteed.
+    case exact = 0
+    /// C solved so that the one-hot infimum of the output entropy is exactly H0.
+    case tight = 1
+    /// C = exp(H0 - 1), the official closed-form approximate inverse: nothing guaranteed.
+    case reference = 2
+}
+
+/// The discrete ERA activation for rows of `classes` logits, with every per-call constant
+/// resolved and validated at construction.
+public struct DiscreteERA: Sendable {
+    public let targetEntropy: Double
+    public let tau: Double
+    public let mode: DiscreteMode
+    public let classes: Int
+    /// h(1/tau) = log(tau)/tau: the largest y any class can receive.
+    public let up: Double
+    /// The constant C with sum_i y_i = C.
+    public let c: Double
+    /// The slope a >= 0 of y in p.
+    public let slope: Double
+    /// The offset b >= 0: the y of a class with p = 0.
+    public let offset: Double
+
+    /// Validates the parameters (math 2, "Feasible targets") and resolves C.
+    /// Throws .badShape if classes < 2, .badParameter for a non-finite target, tau <= e or an
+    /// unknown mode, .infeasibleTarget for a target out of the mode's range.
+    public init(targetEntropy: Double, tau: Double, mode rawMode: Int32, classes: Int64) throws(ERAError) {
+        guard classes >= 2 else { throw .badShape }
+        guard targetEntropy.isFinite, tau.isFinite, tau > Math.e else { throw .badParameter }
+        guard let mode = DiscreteMode(rawValue: rawMode) else { throw .badParameter }
+        self.targetEntropy = targetEntropy
+        self.tau = tau
+        self.mode = mode
+        self.classes = Int(classes)
+        let d = Double(classes)
+        let up = Math.log(tau) / tau
+        self.up = up
+        var c: Double
+        switch mode {
+        case .exact, .reference:
+            // Feasible when up <= C <= D*up, i.e. 1 + log(up) <= H0 <= 1 + log(D*up); a relative
+            // slack of 1e-12 absorbs the rounding of exp at the two end points.
+            c = Math.exp(targetEntropy - 1)
+            let high = d * up
+            guard c >= up * (1 - 1e-12), c <= high * (1 + 1e-12) else { throw .infeasibleTarget }
+            c = min(max(c, up), high)
+        case .tight:
+            guard targetEntropy > 0, targetEntropy < Math.log(d) else { throw .infeasibleTarget }
+            c = DiscreteERA.solveTightConstant(targetEntropy: targetEntropy, tau: tau, classes: d, up: up)
+        }
+        self.c = c
+        self.slope = max(0, (d * up - c) / (d - 1))
+        self.offset = max(0, (c - up) / (d - 1))
+    }
+
+    /// The floor the parameters guarantee (math 4): H0 for exact and tight, NaN for reference.
+    public var guaranteedFloor: Double {
+        mode == .reference ? .nan : targetEntropy
+    }
+
+    /// The infimum of the output entropy, reached as the input tends to one-hot: the top class
+    /// receives y = a + b = up, the other D - 1 receive y = b.
+    public var infimum: Double {
+        let top: Double, other: Double
+        switch mode {
+        case .exact, .tight:
+            top = 1 / tau
+            other = offset > 0 ? Math.exp(logInverseEntropyTerm(offset)) : 0
+        case .reference:
+            top = Math.exp(referenceLogInverseEntropyTerm(up))
+            other = offset > 0 ? Math.exp(referenceLogInverseEntropyTerm(offset)) : 0
+        }
+        return DiscreteERA.oneHotEntropy(top: top, other: other, others: Double(classes - 1))
+    }
+
+    /// Entropy of the distribution proportional to (top, other, ..., other) with `others`
+    /// copies of `other`.
+    static func oneHotEntropy(top: Double, other: Double, others: Double) -> Double {
+        let total = top + others * other
+        let qTop = top / total
+        var entropy = -qTop * Math.log(qTop)
+        if other > 0 {
+            let qOther = other / total
+            entropy -= others * qOther * Math.log(qOther)
+        }
+        return entropy
+    }
+
+    /// Solves for C in mode tight (math 2): the one-hot entropy is increasing in b, from 0 at
+    /// b = 0 to log D at b = up, so bisect on log b and keep the upper end, where the one-hot
+    /// entropy is >= H0, so that rounding in the solve never costs the guarantee.
+    static func solveTightConstant(targetEntropy: Double, tau: Double, classes d: Double, up: Double) -> Double {
+        func entropy(logB: Double) -> Double {
+            let b = Math.exp(logB)
+            let other = Math.exp(logInverseEntropyTerm(b))
+            return oneHotEntropy(top: 1 / tau, other: other, others: d - 1)
+        }
+        var low = Math.log(Double.leastNormalMagnitude)
+        var high = Math.log(up)
+        if entropy(logB: low) >= targetEntropy {
+            high = low
+        } else {
+            for _ in 0..<200 {
+                let mid = 0.5 * (low + high)
+                if mid <= low || mid >= high { break }
+                if entropy(logB: mid) >= targetEntropy { high = mid } else { low = mid }
+            }
+        }
+        return up + (d - 1) * Math.exp(high)
+    }
+
+    // MARK: kernels
+
+    /// y values at or below this are clamped: their output is log h^-1(tiny) and their
+    /// derivative 0 (math 2, "Where y_i was clamped").
+    static let smallestY = Double.leastNormalMagnitude
+
+    @inline(__always)
+    func output(y: Double) -> Double {
+        let y = max(y, DiscreteERA.smallestY)
+        return mode == .reference ? referenceLogInverseEntropyTerm(y) : logInverseEntropyTerm(y)
+    }
+
+    @inline(__always)
+    func derivative(y: Double, t: Double) -> Double {
+        guard y > DiscreteERA.smallestY else { return 0 }
+        return mode == .reference
+            ? referenceLogInverseEntropyTermDerivative(y)
+            : logInverseEntropyTermDerivative(t: t, y: y)
+    }
+
+    /// Cost of one row in element-operations, for the thread split.
+    var workPerRow: Int { classes * 40 }
+
+    /// Forward pass over `rows` rows; `output` may be `input`. Inputs must be finite.
+    func forwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, output: UnsafeMutablePointer<T>) throws(ERAError) {
+        let d = classes
+        try forEachRowBlock(rows: rows, workPerRow: workPerRow) { range, _ in
+            for row in range {
+                let z = input + row * d
+                let out = output + row * d
+                let stats = SoftmaxStatistics(z, count: d)
+                for i in 0..<d {
+                    let p = stats.probability(Double(z[i]))
+                    out[i] = T(self.output(y: self.slope * p + self.offset))
+                }
+            }
+        }
+    }
+
+    /// Backward pass (math 2, "Gradient"); `gradInput` may be `input` or `gradOutput`.
+    func backwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, gradOutput: UnsafePointer<T>,
+                                  gradInput: UnsafeMutablePointer<T>) throws(ERAError) {
+        let d = classes
+        try forEachRowBlock(rows: rows, workPerRow: workPerRow, scratchPerBlock: 2 * d) { range, scratch in
+            let probabilities = scratch!
+            let r = scratch! + d
+            for row in range {
+                let z = input + row * d
+                let g = gradOutput + row * d
+                let stats = SoftmaxStatistics(z, count: d)
+                var weighted = 0.0  // sum_i r_i * p_i
+                for i in 0..<d {
+                    let p = stats.probability(Double(z[i]))
+                    let y = self.slope * p + self.offset
+                    let t = self.output(y: y)
+                    let ri = Double(g[i]) * self.derivative(y: y, t: t) * self.slope
+                    probabilities[i] = p
+                    r[i] = ri
+                    weighted += ri * p
+                }
+                let out = gradInput + row * d
+                for j in 0..<d {
+                    out[j] = T(probabilities[j] * (r[j] - weighted))
+                }
+            }
+        }
+    }
+}
+
+extension DiscreteERA {
+    public func forward(rows: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) throws(ERAError) {
+        try forwardRows(rows: rows, input: input, output: output)
+    }
+    public func forward(rows: Int, input: UnsafePointer<Double>, output: UnsafeMutablePointer<Double>) throws(ERAError) {
+        try forwardRows(rows: rows, input: input, output: output)
+    }
+    public func backward(rows: Int, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                         gradInput: UnsafeMutablePointer<Float>) throws(ERAError) {
+        try backwardRows(rows: rows, input: input, gradOutput: gradOutput, gradInput: gradInput)
+    }
+    public func backward(rows: Int, input: UnsafePointer<Double>, gradOutput: UnsafePointer<Double>,
+                         gradInput: UnsafeMutablePointer<Double>) throws(ERAError) {
+        try backwardRows(rows: rows, input: input, gradOutput: gradOutput, gradInput: gradInput)
+    }
+}

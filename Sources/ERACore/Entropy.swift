@@ -1,0 +1,143 @@
+// Entropies of the distributions ERA works with (math 1, 2 and 4). Each function reads rows of
+// `dim` values and writes one entropy per row, in nats, computed in double precision.
+
+public enum Entropy {
+    /// Entropy of softmax(logits[r, :]) for each row.
+    public static func softmax<T: ERAReal>(rows: Int, cols: Int, logits: UnsafePointer<T>,
+                                           out: UnsafeMutablePointer<T>) throws(ERAError) {
+        try forEachRowBlock(rows: rows, workPerRow: cols * 4) { range, _ in
+            for row in range {
+                out[row] = T(SoftmaxStatistics(logits + row * cols, count: cols).entropy)
+            }
+        }
+    }
+
+    /// Entropy of N(mu, diag(exp(log_std)^2)): sum_i log_std_i + dim*0.5*log(2*pi*e).
+    public static func gaussian<T: ERAReal>(rows: Int, dim: Int, logStd: UnsafePointer<T>,
+                                            out: UnsafeMutablePointer<T>) throws(ERAError) {
+        try forEachRowBlock(rows: rows, workPerRow: dim) { range, _ in
+            for row in range {
+                out[row] = T(gaussianRow(logStd + row * dim, dim: dim))
+            }
+        }
+    }
+
+    @inline(__always)
+    static func gaussianRow<T: ERAReal>(_ logStd: UnsafePointer<T>, dim: Int) -> Double {
+        var sum = 0.0
+        for i in 0..<dim { sum += Double(logStd[i]) }
+        return sum + Double(dim) * Math.gaussianEntropyPerDim
+    }
+
+    /// Entropy of tanh(x), x ~ N(mean, diag(exp(log_std)^2)) (math 1, "Squashing"):
+    /// the Gaussian entropy plus E log(1 - tanh^2(x)) per dimension by Gauss-Hermite quadrature.
+    public static func tanhGaussian<T: ERAReal>(rows: Int, dim: Int, mean: UnsafePointer<T>,
+                                                logStd: UnsafePointer<T>,
+                                                out: UnsafeMutablePointer<T>) throws(ERAError) {
+        let rule = GaussHermiteRule.standard
+        try forEachRowBlock(rows: rows, workPerRow: dim * rule.nodes.count * 4) { range, _ in
+            for row in range {
+                out[row] = T(tanhGaussianRow(mean: mean + row * dim, logStd: logStd + row * dim, dim: dim, rule: rule))
+            }
+        }
+    }
+
+    static func tanhGaussianRow<T: ERAReal>(mean: UnsafePointer<T>, logStd: UnsafePointer<T>, dim: Int,
+                                            rule: GaussHermiteRule) -> Double {
+        var sum = gaussianRow(logStd, dim: dim)
+        for i in 0..<dim {
+            sum += tanhLogJacobianExpectation(mean: Double(mean[i]), std: Math.exp(Double(logStd[i])), rule: rule)
+        }
+        return sum
+    }
+
+    /// E_{e ~ N(0,1)} log(1 - tanh^2(mean + std*e)), in the even, overflow-free form
+    /// log(1 - tanh^2(x)) = 2*(log 2 - |x| - log1p(exp(-2|x|))).
+    public static func tanhLogJacobianExpectation(mean: Double, std: Double, rule: GaussHermiteRule = .standard) -> Double {
+        let log2 = Math.log(2.0)
+        var sum = 0.0
+        for k in 0..<rule.nodes.count {
+            let x = abs(mean + std * rule.nodes[k])
+            sum += rule.weights[k] * 2 * (log2 - x - Math.log1p(Math.exp(-2 * x)))
+        }
+        return sum
+    }
+
+    /// Entropy of the normal with location loc and scale exp(log_std) truncated to [lo, hi],
+    /// summed over the dimensions of each row (math 1, "Truncated normal"). Requires lo < hi.
+    public static func truncatedNormal<T: ERAReal>(rows: Int, dim: Int, loc: UnsafePointer<T>,
+                                                   logStd: UnsafePointer<T>, lo: Double, hi: Double,
+                                                   out: UnsafeMutablePointer<T>) throws(ERAError) {
+        try forEachRowBlock(rows: rows, workPerRow: dim * 20) { range, _ in
+            for row in range {
+                var sum = 0.0
+                for i in 0..<dim {
+                    let sd = Math.exp(Double(logStd[row * dim + i]))
+                    let m = Double(loc[row * dim + i])
+                    sum += Double(logStd[row * dim + i])
+                        + truncatedStandardNormalEntropy(alpha: (lo - m) / sd, beta: (hi - m) / sd)
+                }
+                out[row] = T(sum)
+            }
+        }
+    }
+
+    /// Entropy of N(0,1) truncated to [alpha, beta]; the entropy of the unstandardised variable
+    /// adds log(scale).
+    ///   H = log(sqrt(2*pi*e) * Z) + (alpha*phi(alpha) - beta*phi(beta)) / (2Z)
+    /// with Z and the ratios phi/Z computed from the scaled complementary error function, so that
+    /// intervals far in a tail neither underflow nor cancel.
+    static func truncatedStandardNormalEntropy(alpha: Double, beta: Double) -> Double {
+        if beta <= 0 {
+            // The distribution is the mirror image of the one on [-beta, -alpha].
+            return truncatedStandardNormalEntropy(alpha: -beta, beta: -alpha)
+        }
+        let halfLog2PiE = Math.gaussianEntropyPerDim
+        let invSqrt2 = 1 / 2.0.squareRoot()
+        if alpha < 0 {
+            // Both tails cut: Z = (erf(beta/sqrt2) + erf(-alpha/sqrt2)) / 2, no cancellation.
+            let z = 0.5 * (Math.erf(beta * invSqrt2) + Math.erf(-alpha * invSqrt2))
+            return halfLog2PiE + Math.log(z) + (timesDensity(alpha) - timesDensity(beta)) / (2 * z)
+        }
+        if alpha > 1e8 {
+            // Far in the tail the density on [alpha, beta] is exp(-alpha*u) to within 1/alpha^2:
+            // the truncated exponential of rate alpha on [0, beta - alpha].
+            let x = alpha * (beta - alpha)
+            let d = -Math.expm1(-x)
+            let edge = x > 700 ? 0 : x * (1 - d) / d
+            return 1 - Math.log(alpha) + Math.log(d) - edge
+        }
+        // 0 <= alpha < beta: Z = Phic(alpha) * (1 - ratio), ratio = Phic(beta)/Phic(alpha),
+        // Phic(x) = erfcx(x/sqrt2) * exp(-x^2/2) / 2.
+        let scaledAlpha = scaledComplementaryError(alpha * invSqrt2)
+        let scaledBeta = scaledComplementaryError(beta * invSqrt2)
+        let decay = Math.exp(0.5 * (alpha - beta) * (alpha + beta))  // exp((alpha^2 - beta^2)/2)
+        let ratio = scaledBeta / scaledAlpha * decay
+        let oneMinusRatio = -Math.expm1(Math.log(scaledBeta / scaledAlpha) + 0.5 * (alpha - beta) * (alpha + beta))
+        let logZ = Math.log(0.5 * scaledAlpha) - 0.5 * alpha * alpha + Math.log(oneMinusRatio)
+        // phi(alpha)/Phic(alpha) = 2 / (sqrt(2*pi) * erfcx(alpha/sqrt2)).
+        let hazard = 2 / ((2 * Double.pi).squareRoot() * scaledAlpha)
+        let alphaTerm = alpha * hazard / oneMinusRatio
+        let betaTerm = ratio > 0 ? beta * hazard * decay / oneMinusRatio : 0
+        return halfLog2PiE + logZ + 0.5 * (alphaTerm - betaTerm)
+    }
+
+    /// x * phi(x) for the standard normal density phi; 0 where it underflows (|x| > 40), so
+    /// that an infinite x gives 0 rather than inf * 0.
+    @inline(__always)
+    static func timesDensity(_ x: Double) -> Double {
+        abs(x) > 40 ? 0 : x * Math.exp(-0.5 * x * x) / (2 * Double.pi).squareRoot()
+    }
+
+    /// erfcx(x) = exp(x^2) * erfc(x) for x >= 0: directly below 26, where both factors are
+    /// representable, and by its continued fraction above, where 40 terms are exact to rounding.
+    static func scaledComplementaryError(_ x: Double) -> Double {
+        if x < 26 { return Math.exp(x * x) * Math.erfc(x) }
+        // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + ...)))).
+        var fraction = x
+        for k in stride(from: 40, through: 1, by: -1) {
+            fraction = x + (Double(k) / 2) / fraction
+        }
+        return 1 / (Double.pi.squareRoot() * fraction)
+    }
+}

@@ -1,0 +1,303 @@
+/*
+ * era.h -- the C interface of libera, Entropy Regularizing Activation (ERA).
+ *
+ * ERA (Kang, Liao, Xu, Xu, arXiv 2510.08549) keeps the sampling entropy of a model's output
+ * distribution above a chosen floor by passing the last-layer outputs through a purpose-built
+ * activation. This header is the one public contract of libera: C and C++ programs include it
+ * and link with -lera (pkg-config name: era). The mathematics is in docs/math.md; section
+ * numbers below ("math 2") point there.
+ *
+ * Conventions that hold for every function below
+ * -----------------------------------------------
+ *  - Every function returns an era_status. ERA_OK (0) means success. On any other status
+ *    NOTHING has been written to any output buffer or output struct: every argument is
+ *    checked, and every input value is scanned, before the first write.
+ *  - No function aborts the process, prints, allocates memory that outlives the call, or
+ *    reads global state other than the thread setting (era_set_num_threads).
+ *  - Arrays are caller-owned, row-major and contiguous. Sizes are int64_t. A pointer to an
+ *    array may be NULL only when that array has zero elements (rows == 0); parameter and
+ *    report structs are never NULL.
+ *  - Negative sizes, and sizes whose element count or byte count overflows int64_t, are
+ *    ERA_ERR_BAD_SHAPE.
+ *  - Entropies are in nats (natural logarithms).
+ *  - Per-row scalars (entropies, residual gradients) have the kernel's float type.
+ *  - Aliasing: an output may be the very same pointer as an input where a function says so
+ *    ("in place"); partially overlapping buffers are never allowed.
+ *  - In the sections of the math that cover continuous and discrete ERA, every non-finite
+ *    input value (NaN, +inf, -inf) is ERA_ERR_NON_FINITE.
+ *  - Every function is safe to call from many threads at once.
+ *
+ * Change log
+ *  0.1.0 (ABI 1): first release: entropy math, continuous ERA, discrete ERA, bound checks.
+ */
+#ifndef ERA_H
+#define ERA_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Versions
+ * ------------------------------------------------------------------------------------- */
+
+#define ERA_VERSION_MAJOR 0
+#define ERA_VERSION_MINOR 1
+#define ERA_VERSION_PATCH 0
+#define ERA_VERSION_NUMBER (ERA_VERSION_MAJOR * 10000 + ERA_VERSION_MINOR * 100 + ERA_VERSION_PATCH)
+/* Bumped only when a signature or a documented behaviour changes incompatibly. */
+#define ERA_ABI_VERSION 1
+
+/* The ABI version the library was built with; compare with ERA_ABI_VERSION to detect a
+ * header/library mismatch. */
+int32_t era_abi_version(void);
+
+/* The library version as "MAJOR.MINOR.PATCH", a static string (never free it). */
+const char *era_version_string(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Status codes
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum era_status {
+    ERA_OK = 0,
+    ERA_ERR_NULL_POINTER = 1,      /* a required pointer was NULL                          */
+    ERA_ERR_BAD_SHAPE = 2,         /* a size is negative, too small, or overflows           */
+    ERA_ERR_BAD_PARAMETER = 3,     /* a parameter is NaN, out of its domain, or unknown     */
+    ERA_ERR_INFEASIBLE_TARGET = 4, /* the target entropy cannot be met with these settings  */
+    ERA_ERR_NON_FINITE = 5,        /* an input array holds NaN or an infinity                */
+    ERA_ERR_ALLOCATION = 6,        /* scratch memory could not be allocated                  */
+    ERA_ERR_INTERNAL = 7           /* a bug in libera: please report it                       */
+} era_status;
+
+/* A stable, human-readable text for a status ("ok", "null pointer", ...), a static string.
+ * Unknown values give "unknown status". */
+const char *era_status_string(era_status status);
+
+/* ---------------------------------------------------------------------------------------
+ * Threads
+ * ------------------------------------------------------------------------------------- */
+
+/* Sets how many threads one kernel call may use to split its rows (the calling thread is one
+ * of them). n >= 1 sets it; n == 0 restores the default, the number of online processors.
+ * Small calls run on the calling thread alone. Results are bit-for-bit identical whatever the
+ * setting. Safe to call while kernels run: a call in progress keeps the value it started with.
+ * Errors: ERA_ERR_BAD_PARAMETER if n < 0 or n > 1024. */
+era_status era_set_num_threads(int32_t n);
+
+/* The current thread setting (>= 1). */
+int32_t era_get_num_threads(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Entropy math (math 1 and 4)
+ * Each reads rows x cols (or rows x dim) values and writes one entropy per row.
+ * ------------------------------------------------------------------------------------- */
+
+/* Entropy of softmax(logits[r, :]) for each row r: out_entropy[r] = logsumexp(z) - sum p*z,
+ * computed stably. Reads logits[rows*cols]; writes out_entropy[rows].
+ * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or cols < 1; NON_FINITE. */
+era_status era_softmax_entropy_f32(int64_t rows, int64_t cols, const float *logits, float *out_entropy);
+era_status era_softmax_entropy_f64(int64_t rows, int64_t cols, const double *logits, double *out_entropy);
+
+/* Entropy of the diagonal Gaussian N(mu, diag(exp(log_std)^2)), independent of mu:
+ * out_entropy[r] = sum_i log_std[r, i] + dim * 0.5*log(2*pi*e).
+ * Reads log_std[rows*dim]; writes out_entropy[rows].
+ * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; NON_FINITE. */
+era_status era_gaussian_entropy_f32(int64_t rows, int64_t dim, const float *log_std, float *out_entropy);
+era_status era_gaussian_entropy_f64(int64_t rows, int64_t dim, const double *log_std, double *out_entropy);
+
+/* Entropy of a = tanh(x), x ~ N(mean, diag(exp(log_std)^2)) (math 1, "Squashing"):
+ * sum_i [log_std_i + 0.5*log(2*pi*e) + E_e log(1 - tanh^2(mean_i + std_i*e))], the expectation
+ * by 64-node Gauss-Hermite quadrature computed in double precision (absolute error below
+ * 1e-9 per dimension for std <= 1; see docs/math.md for larger std).
+ * Reads mean[rows*dim], log_std[rows*dim]; writes out_entropy[rows].
+ * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; NON_FINITE. */
+era_status era_tanh_gaussian_entropy_f32(int64_t rows, int64_t dim, const float *mean, const float *log_std,
+                                         float *out_entropy);
+era_status era_tanh_gaussian_entropy_f64(int64_t rows, int64_t dim, const double *mean, const double *log_std,
+                                         double *out_entropy);
+
+/* Entropy of the normal with location loc and scale exp(log_std), truncated to [lo, hi],
+ * summed over the dim independent dimensions of each row (math 1, "Truncated normal"),
+ * computed in double precision with tail-stable normal probabilities.
+ * Reads loc[rows*dim], log_std[rows*dim]; writes out_entropy[rows].
+ * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; BAD_PARAMETER unless lo < hi, both
+ * finite; NON_FINITE for non-finite loc or log_std. */
+era_status era_truncated_normal_entropy_f32(int64_t rows, int64_t dim, const float *loc, const float *log_std,
+                                            double lo, double hi, float *out_entropy);
+era_status era_truncated_normal_entropy_f64(int64_t rows, int64_t dim, const double *loc, const double *log_std,
+                                            double lo, double hi, double *out_entropy);
+
+/* ---------------------------------------------------------------------------------------
+ * Continuous ERA: bounded Gaussian policies (math 1)
+ *
+ *   K        = target_entropy + residual - dim*0.5*log(2*pi*e) - dim*log_std_max   (<= 0)
+ *   log_std  = max(log_std_max + K * softmax(std_logits), log_std_min)
+ *
+ * Guarantee: sum(log_std) + dim*0.5*log(2*pi*e) >= target_entropy + residual, and every
+ * exp(log_std) lies in [exp(log_std_min), exp(log_std_max)].
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct era_continuous_params {
+    double target_entropy; /* H0 in nats. Unset (NaN) after init: the official default,
+                              -0.5 * dim, depends on the action dimension; set it. */
+    double residual;       /* delta >= 0, added to the target to compensate squashing (0)    */
+    double log_std_min;    /* lower clip of log std (-8)                                      */
+    double log_std_max;    /* upper bound of log std (0)                                      */
+} era_continuous_params;
+
+/* Fills the defaults above. target_entropy is NaN and must be set before any kernel call.
+ * A NULL argument is ignored. */
+void era_continuous_params_init(era_continuous_params *params);
+
+/* Parameter checks shared by the continuous functions:
+ * NULL_POINTER if params is NULL; BAD_PARAMETER if any field is NaN or infinite (so also when
+ * target_entropy is unset), residual < 0, or log_std_min >= log_std_max; INFEASIBLE_TARGET if
+ * K > 0 (the target exceeds the largest entropy the bounds allow). */
+
+/* Forward pass. Reads std_logits[rows*dim]; writes out_log_std[rows*dim].
+ * In place allowed (out_log_std == std_logits).
+ * Errors: the parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; NON_FINITE. */
+era_status era_continuous_forward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                      const float *std_logits, float *out_log_std);
+era_status era_continuous_forward_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                      const double *std_logits, double *out_log_std);
+
+/* Backward pass (vector-Jacobian product). With w = softmax(s), m_i = 1 where the forward
+ * value was not clipped at log_std_min, gt = grad_log_std * m:
+ *   out_grad_std_logits[r, j] = K * w_j * (gt_j - sum_i gt_i*w_i)
+ *   out_grad_residual[r]      = sum_i gt_i*w_i      (also the gradient w.r.t. target_entropy)
+ * Reads std_logits[rows*dim], grad_log_std[rows*dim]; writes out_grad_std_logits[rows*dim]
+ * and, when out_grad_residual is not NULL, out_grad_residual[rows].
+ * In place allowed: out_grad_std_logits may be std_logits or grad_log_std.
+ * Errors: as the forward pass; NON_FINITE also for grad_log_std. */
+era_status era_continuous_backward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                       const float *std_logits, const float *grad_log_std,
+                                       float *out_grad_std_logits, float *out_grad_residual);
+era_status era_continuous_backward_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                       const double *std_logits, const double *grad_log_std,
+                                       double *out_grad_std_logits, double *out_grad_residual);
+
+/* ---------------------------------------------------------------------------------------
+ * Discrete ERA: softmax policies and classifiers (math 2)
+ *
+ *   up = log(tau)/tau,  a = (classes*up - C)/(classes - 1),  b = (C - up)/(classes - 1)
+ *   y_i = max(a*softmax(z)_i + b, 0),  out_i = log h^-1(y_i),  h(p) = -p log p on (0, 1/e]
+ *
+ * Guarantee (modes EXACT and TIGHT): entropy(softmax(out)) >= target_entropy for every row.
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum era_discrete_mode {
+    /* C = exp(H0 - 1) with an exact inverse h^-1 (Halley iteration on the Lambert W_{-1}
+     * equation). Guaranteed floor H0; the actual infimum (inputs tending to one-hot) is
+     * higher, see era_discrete_infimum. */
+    ERA_DISCRETE_EXACT = 0,
+    /* C solved (once per call, in double) so that the one-hot infimum equals H0 exactly:
+     * the output entropy can get arbitrarily close to H0 but never below it. */
+    ERA_DISCRETE_TIGHT = 1,
+    /* C = exp(H0 - 1) with the official code's closed-form approximation of h^-1, only to
+     * reproduce published runs: no floor is guaranteed (era_discrete_floor gives NaN). */
+    ERA_DISCRETE_REFERENCE = 2
+} era_discrete_mode;
+
+typedef struct era_discrete_params {
+    double target_entropy; /* H0 in nats. Unset (NaN) after init; set it.               */
+    double tau;            /* > e; the top class gets at most 1/tau before normalising (4) */
+    int32_t mode;          /* an era_discrete_mode (ERA_DISCRETE_EXACT)                     */
+} era_discrete_params;
+
+/* Fills the defaults above. target_entropy is NaN and must be set. NULL is ignored. */
+void era_discrete_params_init(era_discrete_params *params);
+
+/* Parameter checks shared by the discrete functions:
+ * NULL_POINTER if params is NULL; BAD_SHAPE if classes < 2; BAD_PARAMETER if target_entropy is
+ * not finite (or unset), tau is not finite or tau <= e, or mode is unknown;
+ * INFEASIBLE_TARGET if the target is out of range for the mode:
+ *   EXACT, REFERENCE: 1 + log(up) <= H0 <= 1 + log(classes*up);
+ *   TIGHT:            0 < H0 < log(classes). */
+
+/* The entropy floor these parameters guarantee for rows of `classes` logits, in nats:
+ * H0 for EXACT and TIGHT, NaN for REFERENCE (nothing is guaranteed).
+ * Writes *out_floor. Errors: the parameter checks; NULL_POINTER if out_floor is NULL. */
+era_status era_discrete_floor(const era_discrete_params *params, int64_t classes, double *out_floor);
+
+/* The infimum of the output entropy over all inputs, reached as the input tends to one-hot
+ * (math 2, "tight"), in nats: above H0 in EXACT mode, equal to H0 in TIGHT mode, and the
+ * approximation's own value in REFERENCE mode. Writes *out_infimum.
+ * Errors: the parameter checks; NULL_POINTER if out_infimum is NULL. */
+era_status era_discrete_infimum(const era_discrete_params *params, int64_t classes, double *out_infimum);
+
+/* The constant C the mode uses (exp(H0 - 1), or the solved value in TIGHT mode).
+ * Writes *out_c. Errors: the parameter checks; NULL_POINTER if out_c is NULL. */
+era_status era_discrete_constant(const era_discrete_params *params, int64_t classes, double *out_c);
+
+/* Forward pass. Reads logits[rows*classes]; writes out_logits[rows*classes]: finite output
+ * logits, each <= -log(tau), in the order of the inputs (ties stay ties).
+ * In place allowed (out_logits == logits).
+ * Errors: the parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0; NON_FINITE. */
+era_status era_discrete_forward_f32(const era_discrete_params *params, int64_t rows, int64_t classes,
+                                    const float *logits, float *out_logits);
+era_status era_discrete_forward_f64(const era_discrete_params *params, int64_t rows, int64_t classes,
+                                    const double *logits, double *out_logits);
+
+/* Backward pass (vector-Jacobian product) at the input logits. With p = softmax(z),
+ * t = forward output, dt/dy = t/(y*(1+t)) (EXACT, TIGHT) or (1/sqrt(2u) + 0.75)/y with
+ * u = -1 - log y (REFERENCE), zero where y was clamped:
+ *   r_i = grad_out_i * dt/dy_i * a,   out_grad_logits[j] = p_j * (r_j - sum_i r_i*p_i)
+ * Reads logits[rows*classes], grad_out[rows*classes]; writes out_grad_logits[rows*classes].
+ * In place allowed: out_grad_logits may be logits or grad_out.
+ * Errors: as the forward pass; NON_FINITE also for grad_out. */
+era_status era_discrete_backward_f32(const era_discrete_params *params, int64_t rows, int64_t classes,
+                                     const float *logits, const float *grad_out, float *out_grad_logits);
+era_status era_discrete_backward_f64(const era_discrete_params *params, int64_t rows, int64_t classes,
+                                     const double *logits, const double *grad_out, double *out_grad_logits);
+
+/* ---------------------------------------------------------------------------------------
+ * Bound verification (math 4)
+ * A violation is a result, not an error: the status is ERA_OK and the report counts it.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct era_bound_report {
+    int64_t rows;         /* rows checked                                                     */
+    int64_t violations;   /* rows whose entropy is below target - tol                         */
+    double min_entropy;   /* smallest row entropy (nats); +inf when rows == 0                 */
+    double mean_entropy;  /* mean row entropy (nats); NaN when rows == 0                      */
+    double max_deficit;   /* max(0, max over rows of target - entropy), in nats                */
+    double floor;         /* the entropy the parameters guarantee (NaN when none)             */
+    double target;        /* the entropy each row was checked against                         */
+    int64_t worst_row;    /* index of the row with the smallest entropy; -1 when rows == 0    */
+} era_bound_report;
+
+/* Checks rows of discrete-ERA output logits against the target entropy H0:
+ * the entropy of softmax(out_logits[r, :]) for each row, the count of rows below H0 - tol and
+ * the largest deficit. report->floor is era_discrete_floor's value, report->target is H0.
+ * Reads out_logits[rows*classes]; writes *report.
+ * Errors: the discrete parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0;
+ * BAD_PARAMETER if tol is NaN, infinite or negative; NON_FINITE. */
+era_status era_check_discrete_f32(const era_discrete_params *params, int64_t rows, int64_t classes,
+                                  const float *out_logits, double tol, era_bound_report *report);
+era_status era_check_discrete_f64(const era_discrete_params *params, int64_t rows, int64_t classes,
+                                  const double *out_logits, double tol, era_bound_report *report);
+
+/* Checks rows of continuous-ERA log stds.
+ * mean == NULL: the Gaussian entropy of each row against the guaranteed floor
+ *   target_entropy + residual (report->floor == report->target == H0 + delta).
+ * mean != NULL: the tanh-squashed entropy (era_tanh_gaussian_entropy) of each row against
+ *   target_entropy, which the residual is tuned to reach but which is not guaranteed
+ *   (report->target == H0, report->floor == NaN).
+ * Reads log_std[rows*dim] and, if given, mean[rows*dim]; writes *report.
+ * Errors: the continuous parameter checks; NULL_POINTER (log_std, report); BAD_SHAPE if
+ * rows < 0 or dim < 1; BAD_PARAMETER for a bad tol; NON_FINITE. */
+era_status era_check_continuous_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                    const float *mean, const float *log_std, double tol, era_bound_report *report);
+era_status era_check_continuous_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                    const double *mean, const double *log_std, double tol,
+                                    era_bound_report *report);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* ERA_H */

@@ -31,6 +31,7 @@ extension Double: ERAReal {
     @inline(__always) static func log1p(_ x: Double) -> Double { Glibc.log1p(x) }
     @inline(__always) static func erf(_ x: Double) -> Double { Glibc.erf(x) }
     @inline(__always) static func erfc(_ x: Double) -> Double { Glibc.erfc(x) }
+    @inline(__always) static func cos(_ x: Double) -> Double { Glibc.cos(x) }
 
     static let pi = Double.pi
     /// 0.5 * log(2*pi*e): the entropy of N(0, 1) in nats (math 1).

@@ -1,0 +1,58 @@
+# libera: build, test and install.
+#   make            build libera.so (release)
+#   make test       install what is missing, build, run every test (what CI runs)
+#   make demo       the main job
+#   make install PREFIX=/usr/local   header, library and pkg-config file
+
+PREFIX     ?= /usr/local
+SWIFT      ?= swift
+CC         ?= cc
+BUILD      := build
+BIN         = $(shell $(SWIFT) build -c release --show-bin-path)
+VERSION    := $(shell awk '/define ERA_VERSION_(MAJOR|MINOR|PATCH) /{v=v sep $$3; sep="."} END{print v}' include/era.h)
+
+.PHONY: all setup lib test test-swift test-abi install uninstall demo clean
+
+all: lib
+
+setup:
+	@.ci/install-deps
+
+lib:
+	$(SWIFT) build -c release --product era
+
+test: setup lib
+	$(MAKE) --no-print-directory test-swift
+	$(MAKE) --no-print-directory test-abi
+
+# Swift unit tests of the core (XCTest).
+test-swift:
+	$(SWIFT) test
+
+# The C ABI: header hygiene, exported symbols, the C test program, install + pkg-config,
+# and the README example.
+test-abi: lib
+	@Tests/abi-checks.sh "$(BIN)" "$(BUILD)"
+
+install: lib
+	install -d "$(DESTDIR)$(PREFIX)/include" "$(DESTDIR)$(PREFIX)/lib/pkgconfig"
+	install -m 644 include/era.h "$(DESTDIR)$(PREFIX)/include/era.h"
+	install -m 755 "$(BIN)/libera.so" "$(DESTDIR)$(PREFIX)/lib/libera.so"
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' era.pc.in > "$(DESTDIR)$(PREFIX)/lib/pkgconfig/era.pc"
+
+uninstall:
+	rm -f "$(DESTDIR)$(PREFIX)/include/era.h" "$(DESTDIR)$(PREFIX)/lib/libera.so" \
+	      "$(DESTDIR)$(PREFIX)/lib/pkgconfig/era.pc"
+
+# The end-to-end examples (training with ERA in C, PyTorch and JAX) are not written yet; until
+# they are, the demo builds libera and runs the README's C example, a checked ERA bound.
+demo: setup lib
+	@mkdir -p $(BUILD)
+	@Tests/readme-example.sh README.md $(BUILD)/readme_example.c
+	$(CC) -std=c99 -Wall -Wextra -Werror -I include $(BUILD)/readme_example.c -L "$(BIN)" -lera \
+	    -Wl,-rpath,"$(BIN)" -o $(BUILD)/readme_example
+	@$(BUILD)/readme_example
+	@echo "not yet: the end-to-end training examples (C, PyTorch, JAX) are still to come; see README.md"
+
+clean:
+	rm -rf .build $(BUILD)

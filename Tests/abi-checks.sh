@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Checks of the C ABI as a C user meets it. Usage: Tests/abi-checks.sh BIN_DIR BUILD_DIR
+#   header    era.h compiles warning-free as C99 and C++17 (-Wall -Wextra -Werror -pedantic)
+#   symbols   libera.so exports every era_* function of the header and nothing else
+#   runtime   libera.so needs no Swift runtime library (static Swift runtime)
+#   c-tests   Tests/c/test_era.c: every entry point against float64 references
+#   install   make install + pkg-config build the README example, which runs
+# Ends with the line "abi checks: N passed, M failed".
+set -uo pipefail
+bin=$1 build=$2
+lib="$bin/libera.so"
+mkdir -p "$build"
+strict=(-Wall -Wextra -Werror -pedantic)
+passed=0 failed=0
+
+check() {  # check NAME COMMAND...: runs the command, reports and counts the result
+    local name=$1; shift
+    if "$@"; then
+        echo "ok - $name"; passed=$((passed + 1))
+    else
+        echo "not ok - $name"; failed=$((failed + 1))
+    fi
+}
+
+header_c99() { printf '#include "era.h"\nint main(void) { return era_abi_version() == ERA_ABI_VERSION ? 0 : 1; }\n' |
+    ${CC:-cc} -std=c99 "${strict[@]}" -I include -x c - -c -o "$build/header_c99.o"; }
+header_cxx17() { ${CXX:-c++} -std=c++17 "${strict[@]}" -I include Tests/c/header_cxx.cpp -c -o "$build/header_cxx.o"; }
+
+exports_only_era() {
+    local foreign
+    foreign=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^era_')
+    [ -z "$foreign" ] || { echo "exported symbols outside era_*:"; echo "$foreign" | head; return 1; }
+}
+exports_every_declared() {
+    local declared exported missing
+    declared=$(grep -oE '\bera_[a-z0-9_]+\(' include/era.h | tr -d '(' | sort -u)
+    exported=$(nm -D --defined-only "$lib" | awk '{print $3}' | sort -u)
+    missing=$(comm -23 <(echo "$declared") <(echo "$exported"))
+    [ -z "$missing" ] || { echo "declared but not exported:"; echo "$missing"; return 1; }
+}
+no_swift_runtime() {
+    if ldd "$lib" | grep -i -E 'swift|not found'; then return 1; fi
+}
+
+c_tests() {
+    ${CC:-cc} -std=c99 -O2 "${strict[@]}" -I include Tests/c/test_era.c -L "$bin" -lera -lm \
+        -Wl,-rpath,"$bin" -o "$build/test_era" && "$build/test_era"
+}
+
+install_and_pkg_config() {
+    local prefix
+    prefix="$(pwd)/$build/prefix"
+    rm -rf "$prefix"
+    make --no-print-directory -s install PREFIX="$prefix" >/dev/null || return 1
+    Tests/readme-example.sh README.md "$build/readme_example.c" || return 1
+    # shellcheck disable=SC2046
+    ${CC:-cc} -std=c99 "${strict[@]}" "$build/readme_example.c" \
+        $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs era) -o "$build/readme_example" || return 1
+    # Run with an empty environment: only the installed library, no toolchain on any path.
+    env -i LD_LIBRARY_PATH="$prefix/lib" "$build/readme_example"
+}
+
+check "header compiles as C99" header_c99
+check "header compiles as C++17" header_cxx17
+check "libera.so exports only era_* symbols" exports_only_era
+check "libera.so exports every function era.h declares" exports_every_declared
+check "libera.so needs no Swift runtime library" no_swift_runtime
+check "C test program (Tests/c/test_era.c)" c_tests
+check "make install + pkg-config build and run the README example" install_and_pkg_config
+
+echo "abi checks: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -24,11 +24,15 @@
  *  - Aliasing: an output may be the very same pointer as an input where a function says so
  *    ("in place"); partially overlapping buffers are never allowed.
  *  - In the sections of the math that cover continuous and discrete ERA, every non-finite
- *    input value (NaN, +inf, -inf) is ERA_ERR_NON_FINITE.
+ *    input value (NaN, +inf, -inf) is ERA_ERR_NON_FINITE. In the LLM passes a -inf logit is a
+ *    legitimate mask (a banned token) and contributes nothing; NaN and +inf are errors.
  *  - Every function is safe to call from many threads at once.
  *
  * Change log
- *  0.1.0 (ABI 1): first release: entropy math, continuous ERA, discrete ERA, bound checks.
+ *  0.1.0 (ABI 1): first release: entropy math, continuous ERA, discrete ERA, bound checks,
+ *                 LLM ERA. Against the v1 design, era_llm_scales_f32 also takes `responses`
+ *                 (the length of response_entropy) so that response ids can be range-checked,
+ *                 and ERA_ERR_BAD_INDEX reports ids and labels out of range.
  */
 #ifndef ERA_H
 #define ERA_H
@@ -69,7 +73,9 @@ typedef enum era_status {
     ERA_ERR_INFEASIBLE_TARGET = 4, /* the target entropy cannot be met with these settings  */
     ERA_ERR_NON_FINITE = 5,        /* an input array holds NaN or an infinity                */
     ERA_ERR_ALLOCATION = 6,        /* scratch memory could not be allocated                  */
-    ERA_ERR_INTERNAL = 7           /* a bug in libera: please report it                       */
+    ERA_ERR_INTERNAL = 7,          /* a bug in libera: please report it                       */
+    ERA_ERR_BAD_INDEX = 8          /* a label or response id is out of range, or a label
+                                      points at a masked (-inf) logit                         */
 } era_status;
 
 /* A stable, human-readable text for a status ("ok", "null pointer", ...), a static string.
@@ -254,6 +260,100 @@ era_status era_discrete_backward_f32(const era_discrete_params *params, int64_t 
                                      const float *logits, const float *grad_out, float *out_grad_logits);
 era_status era_discrete_backward_f64(const era_discrete_params *params, int64_t rows, int64_t classes,
                                      const double *logits, const double *grad_out, double *out_grad_logits);
+
+/* ---------------------------------------------------------------------------------------
+ * LLM ERA: adaptive logit scaling for GRPO-style policy updates (math 3)
+ *
+ * Applied in the policy update to the logits of the response tokens, tokens x vocab
+ * (already divided by the sampling temperature). With H_t the entropy of softmax(z_t):
+ *   Hresp_b = mean of the max(1, floor(top_fraction*L_b)) largest H_t of response b
+ *   s_t     = k   if Hresp_b < omega_low  and A_t > 0
+ *             1/k if Hresp_b > omega_high and A_t > 0
+ *             1   otherwise
+ *   A'_t    = A_t / s_t   (when scale_advantages)
+ *   logp'_t = s_t*z_t[a_t] - logsumexp(s_t*z_t)
+ * Response ids are int64_t in -1..responses-1; -1 marks a token of no response (prompt,
+ * padding), which is ignored. Labels are int64_t in 0..vocab-1.
+ * ------------------------------------------------------------------------------------- */
+
+/* bfloat16 as stored in memory: the upper 16 bits of an IEEE float32. */
+typedef uint16_t era_bf16;
+
+typedef struct era_llm_params {
+    double omega_low;         /* below it (and A > 0) the logits are sharpened by k (0.45)   */
+    double omega_high;        /* above it (and A > 0) they are flattened by 1/k (3.0)          */
+    double k;                 /* the scale, > 0 (2.0)                                          */
+    double top_fraction;      /* in (0, 1]: the share of top token entropies averaged (0.2)   */
+    int32_t scale_advantages; /* nonzero: A' = A/s; zero: A' = A (1)                           */
+} era_llm_params;
+
+/* Fills the defaults above. NULL is ignored. */
+void era_llm_params_init(era_llm_params *params);
+
+/* Parameter checks shared by the LLM functions that take params: NULL_POINTER if params is
+ * NULL; BAD_PARAMETER unless every field is finite, omega_low <= omega_high, k > 0 and
+ * 0 < top_fraction <= 1. */
+
+/* Entropy of softmax(logits[t, :]) for each token, in nats, from one streaming pass per row
+ * (online max, sum exp, sum z*exp; the logits are never copied). The bf16 variant reads
+ * bfloat16 directly; all variants accumulate in double.
+ * Reads logits[tokens*vocab]; writes out_entropy[tokens].
+ * Errors: NULL_POINTER; BAD_SHAPE if tokens < 0 or vocab < 1; NON_FINITE for a NaN or +inf
+ * logit or a row whose logits are all -inf. */
+era_status era_token_entropy_f32(int64_t tokens, int64_t vocab, const float *logits, float *out_entropy);
+era_status era_token_entropy_f64(int64_t tokens, int64_t vocab, const double *logits, double *out_entropy);
+era_status era_token_entropy_bf16(int64_t tokens, int64_t vocab, const era_bf16 *logits, float *out_entropy);
+
+/* Response entropy of each response b in 0..responses-1: the mean of the
+ * max(1, floor(top_fraction*L_b)) largest token entropies among its L_b tokens (ties count
+ * once each); NaN for a response with no tokens. Tokens may be interleaved in any order.
+ * Reads token_entropy[tokens], response_id[tokens]; writes out_response_entropy[responses].
+ * Errors: the parameter checks; NULL_POINTER; BAD_SHAPE if tokens < 0 or responses < 0;
+ * BAD_INDEX for a response id outside -1..responses-1; NON_FINITE for a non-finite entropy of
+ * a token that belongs to a response (those of id -1 are not read). */
+era_status era_llm_response_entropy_f32(const era_llm_params *params, int64_t tokens, const float *token_entropy,
+                                        const int64_t *response_id, int64_t responses,
+                                        float *out_response_entropy);
+
+/* Per-token logit scale s_t and advantage A'_t by the rule above; tokens of response id -1
+ * get s = 1 and A' = A.
+ * Reads response_entropy[responses], response_id[tokens], advantages[tokens]; writes
+ * out_logit_scale[tokens] and out_advantages[tokens]. In place allowed
+ * (out_advantages == advantages).
+ * Errors: the parameter checks; NULL_POINTER; BAD_SHAPE if tokens < 0 or responses < 0;
+ * BAD_INDEX for a response id outside -1..responses-1; NON_FINITE for a non-finite advantage,
+ * or a non-finite entropy of a response some token belongs to. */
+era_status era_llm_scales_f32(const era_llm_params *params, int64_t tokens, const float *response_entropy,
+                              int64_t responses, const int64_t *response_id, const float *advantages,
+                              float *out_logit_scale, float *out_advantages);
+
+/* ERA log-probabilities logp'_t = s_t*z_t[a_t] - logsumexp(s_t*z_t) and, when out_entropy is
+ * not NULL, the entropy of softmax(s_t*z_t) (the distribution the update sees), from one
+ * pass over each row; the scaled logits are never formed. logit_scale may be NULL (s = 1).
+ * Reads logits[tokens*vocab], labels[tokens], logit_scale[tokens]; writes
+ * out_logprob[tokens] and out_entropy[tokens].
+ * Errors: NULL_POINTER; BAD_SHAPE if tokens < 0 or vocab < 1; BAD_INDEX for a label outside
+ * 0..vocab-1 or a label whose logit is -inf; NON_FINITE for a NaN or +inf logit, a fully
+ * masked row, or a non-finite scale; BAD_PARAMETER for a scale <= 0. */
+era_status era_llm_logprob_forward_f32(int64_t tokens, int64_t vocab, const float *logits, const int64_t *labels,
+                                       const float *logit_scale, float *out_logprob, float *out_entropy);
+era_status era_llm_logprob_forward_bf16(int64_t tokens, int64_t vocab, const era_bf16 *logits,
+                                        const int64_t *labels, const float *logit_scale, float *out_logprob,
+                                        float *out_entropy);
+
+/* Gradient of sum_t grad_logprob[t] * logp'_t with respect to the UNSCALED logits
+ * (s_t is a constant):
+ *   out_grad_logits[t, i] = grad_logprob[t] * s_t * (1{i == a_t} - softmax(s_t*z_t)_i)
+ * written once per element (masked logits get 0). The bf16 variant writes bfloat16, rounded
+ * to nearest even. Reads logits, labels, logit_scale (NULL: s = 1), grad_logprob[tokens];
+ * writes out_grad_logits[tokens*vocab]. In place allowed (out_grad_logits == logits).
+ * Errors: as the forward pass; NON_FINITE also for grad_logprob. */
+era_status era_llm_logprob_backward_f32(int64_t tokens, int64_t vocab, const float *logits, const int64_t *labels,
+                                        const float *logit_scale, const float *grad_logprob,
+                                        float *out_grad_logits);
+era_status era_llm_logprob_backward_bf16(int64_t tokens, int64_t vocab, const era_bf16 *logits,
+                                         const int64_t *labels, const float *logit_scale,
+                                         const float *grad_logprob, era_bf16 *out_grad_logits);
 
 /* ---------------------------------------------------------------------------------------
  * Bound verification (math 4)

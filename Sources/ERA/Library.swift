@@ -18,6 +18,7 @@ func status(_ body: () throws(ERAError) -> Void) -> era_status {
         case .infeasibleTarget: return ERA_ERR_INFEASIBLE_TARGET
         case .nonFinite: return ERA_ERR_NON_FINITE
         case .allocation: return ERA_ERR_ALLOCATION
+        case .badIndex: return ERA_ERR_BAD_INDEX
         }
     }
 }
@@ -52,6 +53,7 @@ public func era_status_string(_ code: era_status) -> UnsafePointer<CChar> {
     case ERA_ERR_NON_FINITE: return cString("non-finite input")
     case ERA_ERR_ALLOCATION: return cString("allocation failure")
     case ERA_ERR_INTERNAL: return cString("internal error")
+    case ERA_ERR_BAD_INDEX: return cString("index out of range")
     default: return cString("unknown status")
     }
 }

@@ -13,4 +13,6 @@ public enum ERAError: Error, Equatable, Sendable {
     case nonFinite
     /// Scratch memory could not be allocated.
     case allocation
+    /// A label or response id is out of range, or a label points at a masked (-inf) logit.
+    case badIndex
 }

@@ -1,0 +1,70 @@
+// Softmax statistics in one streaming pass (math 3, "Efficiency"): running max m,
+// S = sum exp(v - m) and T = sum (v - m)*exp(v - m), rescaled whenever the max grows,
+// so that a row is read exactly once.
+
+public struct OnlineSoftmax {
+    public private(set) var maximum = -Double.infinity
+    public private(set) var sumExp = 0.0
+    public private(set) var sumShiftedTimesExp = 0.0
+
+    @inline(__always) public init() {}
+
+    /// Adds one value; -inf (a masked logit) contributes nothing. NaN and +inf must be
+    /// filtered out by the caller.
+    @inline(__always)
+    public mutating func add(_ v: Double) {
+        if v > maximum {
+            if sumExp > 0 {
+                // Re-centre on the new max: sum (v_i - m') e^(v_i - m') = (T + (m - m') S) e^(m - m').
+                let shift = maximum - v
+                let factor = Math.exp(shift)
+                sumShiftedTimesExp = (sumShiftedTimesExp + shift * sumExp) * factor
+                sumExp *= factor
+            }
+            maximum = v
+        }
+        guard v > -Double.infinity else { return }
+        let shifted = max(v - maximum, SoftmaxStatistics.lowestShift)
+        let e = Math.exp(shifted)
+        sumExp += e
+        sumShiftedTimesExp += shifted * e
+    }
+
+    /// False when every value was -inf (no distribution).
+    public var isValid: Bool { sumExp > 0 }
+
+    /// logsumexp of the values.
+    public var logSumExp: Double { maximum + Math.log(sumExp) }
+
+    /// Entropy of softmax of the values, in nats.
+    public var entropy: Double { max(0, Math.log(sumExp) - sumShiftedTimesExp / sumExp) }
+}
+
+/// What went wrong in one row of an LLM pass, recorded per row and turned into an error after
+/// all rows are done (so that nothing is written when any row fails).
+enum RowFault: Double {
+    case none = 0
+    case nonFinite = 1     // NaN or +inf logit, or a row with every logit masked
+    case maskedLabel = 2   // the label's logit is -inf
+
+    var error: ERAError? {
+        switch self {
+        case .none: return nil
+        case .nonFinite: return .nonFinite
+        case .maskedLabel: return .badIndex
+        }
+    }
+}
+
+/// Streams one row of logits times `scale` (> 0) through OnlineSoftmax. Returns nil when the
+/// row holds NaN or +inf, or when every logit is -inf.
+@inline(__always)
+func streamRow<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, scale: Double) -> OnlineSoftmax? {
+    var stats = OnlineSoftmax()
+    for i in 0..<count {
+        let raw = z[i].doubleValue
+        guard raw < Double.infinity else { return nil }  // NaN fails the comparison too
+        stats.add(scale * raw)
+    }
+    return stats.isValid ? stats : nil
+}

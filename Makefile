@@ -45,13 +45,16 @@ uninstall:
 	      "$(DESTDIR)$(PREFIX)/lib/pkgconfig/era.pc"
 
 # The end-to-end examples (training with ERA in C, PyTorch and JAX) are not written yet; until
-# they are, the demo builds libera and runs the README's C example, a checked ERA bound.
+# they are, the demo builds libera and runs the README's two C programs: a checked discrete
+# ERA bound and a GRPO step.
 demo: setup lib
 	@mkdir -p $(BUILD)
-	@Tests/readme-example.sh README.md $(BUILD)/readme_example.c
-	$(CC) -std=c99 -Wall -Wextra -Werror -I include $(BUILD)/readme_example.c -L "$(BIN)" -lera \
-	    -Wl,-rpath,"$(BIN)" -o $(BUILD)/readme_example
-	@$(BUILD)/readme_example
+	@for name in bound grpo; do \
+	    Tests/readme-example.sh README.md $$name $(BUILD)/readme_$$name.c && \
+	    $(CC) -std=c99 -Wall -Wextra -Werror -I include $(BUILD)/readme_$$name.c -L "$(BIN)" -lera \
+	        -Wl,-rpath,"$(BIN)" -o $(BUILD)/readme_$$name && \
+	    echo "== README example: $$name" && $(BUILD)/readme_$$name || exit 1; \
+	done
 	@echo "not yet: the end-to-end training examples (C, PyTorch, JAX) are still to come; see README.md"
 
 clean:

@@ -4,7 +4,7 @@
 #   symbols   libera.so exports every era_* function of the header and nothing else
 #   runtime   libera.so needs no Swift runtime library (static Swift runtime)
 #   c-tests   Tests/c/test_era.c: every entry point against float64 references
-#   install   make install + pkg-config build the README example, which runs
+#   install   make install + pkg-config build the README examples, which run
 # Ends with the line "abi checks: N passed, M failed".
 set -uo pipefail
 bin=$1 build=$2
@@ -48,16 +48,18 @@ c_tests() {
 }
 
 install_and_pkg_config() {
-    local prefix
+    local prefix name flags
     prefix="$(pwd)/$build/prefix"
     rm -rf "$prefix"
     make --no-print-directory -s install PREFIX="$prefix" >/dev/null || return 1
-    Tests/readme-example.sh README.md "$build/readme_example.c" || return 1
-    # shellcheck disable=SC2046
-    ${CC:-cc} -std=c99 "${strict[@]}" "$build/readme_example.c" \
-        $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs era) -o "$build/readme_example" || return 1
-    # Run with an empty environment: only the installed library, no toolchain on any path.
-    env -i LD_LIBRARY_PATH="$prefix/lib" "$build/readme_example"
+    flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs era) || return 1
+    for name in bound grpo; do
+        Tests/readme-example.sh README.md "$name" "$build/readme_$name.c" || return 1
+        # shellcheck disable=SC2086
+        ${CC:-cc} -std=c99 "${strict[@]}" "$build/readme_$name.c" $flags -o "$build/readme_$name" || return 1
+        # Run with an empty environment: only the installed library, no toolchain on any path.
+        env -i LD_LIBRARY_PATH="$prefix/lib" "$build/readme_$name" || return 1
+    done
 }
 
 check "header compiles as C99" header_c99
@@ -66,7 +68,7 @@ check "libera.so exports only era_* symbols" exports_only_era
 check "libera.so exports every function era.h declares" exports_every_declared
 check "libera.so needs no Swift runtime library" no_swift_runtime
 check "C test program (Tests/c/test_era.c)" c_tests
-check "make install + pkg-config build and run the README example" install_and_pkg_config
+check "make install + pkg-config build and run the README examples" install_and_pkg_config
 
 echo "abi checks: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -3,7 +3,7 @@
 #   header    era.h compiles warning-free as C99 and C++17 (-Wall -Wextra -Werror -pedantic)
 #   symbols   libera.so exports every era_* function of the header and nothing else
 #   runtime   libera.so needs no Swift runtime library (static Swift runtime)
-#   c-tests   Tests/c/test_era.c: every entry point against float64 references
+#   c-tests   Tests/c/test_era.c and test_llm.c: every entry point against float64 references
 #   install   make install + pkg-config build the README examples, which run
 # Ends with the line "abi checks: N passed, M failed".
 set -uo pipefail
@@ -42,9 +42,9 @@ no_swift_runtime() {
     if ldd "$lib" | grep -i -E 'swift|not found'; then return 1; fi
 }
 
-c_tests() {
-    ${CC:-cc} -std=c99 -O2 "${strict[@]}" -I include Tests/c/test_era.c -L "$bin" -lera -lm \
-        -Wl,-rpath,"$bin" -o "$build/test_era" && "$build/test_era"
+c_test() {  # c_test NAME: build Tests/c/NAME.c against libera.so and run it
+    ${CC:-cc} -std=c99 -O2 "${strict[@]}" -I include "Tests/c/$1.c" -L "$bin" -lera -lm \
+        -Wl,-rpath,"$bin" -o "$build/$1" && "$build/$1"
 }
 
 install_and_pkg_config() {
@@ -67,7 +67,8 @@ check "header compiles as C++17" header_cxx17
 check "libera.so exports only era_* symbols" exports_only_era
 check "libera.so exports every function era.h declares" exports_every_declared
 check "libera.so needs no Swift runtime library" no_swift_runtime
-check "C test program (Tests/c/test_era.c)" c_tests
+check "C tests of the core entry points (Tests/c/test_era.c)" c_test test_era
+check "C tests of the LLM entry points (Tests/c/test_llm.c)" c_test test_llm
 check "make install + pkg-config build and run the README examples" install_and_pkg_config
 
 echo "abi checks: $passed passed, $failed failed"

@@ -316,7 +316,9 @@ era_status era_llm_response_entropy_f32(const era_llm_params *params, int64_t to
                                         float *out_response_entropy);
 
 /* Per-token logit scale s_t and advantage A'_t by the rule above; tokens of response id -1
- * get s = 1 and A' = A.
+ * get s = 1 and A' = A. The thresholds are compared in float32 (omega_low and omega_high
+ * rounded to float, as a framework compares a float32 tensor with a scalar), strictly: an
+ * entropy equal to (float)omega_low keeps scale 1.
  * Reads response_entropy[responses], response_id[tokens], advantages[tokens]; writes
  * out_logit_scale[tokens] and out_advantages[tokens]. In place allowed
  * (out_advantages == advantages).

@@ -32,12 +32,14 @@ public struct LLMParameters: Sendable {
     }
 
     /// The logit scale of a token of a response with entropy `responseEntropy` and advantage
-    /// `advantage`.
+    /// `advantage`. The comparisons are made in float32, the type of the data, with the
+    /// thresholds rounded to float32 (as a framework compares a float32 tensor with a scalar),
+    /// so that an entropy equal to Float(omegaLow) is not below omegaLow.
     @inline(__always)
-    public func scale(responseEntropy: Double, advantage: Double) -> Double {
+    public func scale(responseEntropy: Float, advantage: Float) -> Double {
         guard advantage > 0 else { return 1 }
-        if responseEntropy < omegaLow { return k }
-        if responseEntropy > omegaHigh { return 1 / k }
+        if responseEntropy < Float(omegaLow) { return k }
+        if responseEntropy > Float(omegaHigh) { return 1 / k }
         return 1
     }
 }
@@ -138,10 +140,10 @@ public enum LLMERA {
         }
         for t in 0..<tokens {
             let id = responseId[t]
-            let advantage = Double(advantages[t])
-            let s = id < 0 ? 1 : parameters.scale(responseEntropy: Double(responseEntropy![Int(id)]), advantage: advantage)
+            let advantage = advantages[t]
+            let s = id < 0 ? 1 : parameters.scale(responseEntropy: responseEntropy![Int(id)], advantage: advantage)
             outScale[t] = Float(s)
-            outAdvantages[t] = parameters.scaleAdvantages ? Float(advantage / s) : advantages[t]
+            outAdvantages[t] = parameters.scaleAdvantages ? Float(Double(advantage) / s) : advantage
         }
     }
 

@@ -27,7 +27,7 @@ test: setup lib
 
 # Swift unit tests of the core (XCTest).
 test-swift:
-	$(SWIFT) test
+	$(SWIFT) test --disable-swift-testing
 
 # The C ABI: header hygiene, exported symbols, the C test program, install + pkg-config,
 # and the README example.

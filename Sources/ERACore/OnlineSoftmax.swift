@@ -16,7 +16,9 @@ public struct OnlineSoftmax {
         if v > maximum {
             if sumExp > 0 {
                 // Re-centre on the new max: sum (v_i - m') e^(v_i - m') = (T + (m - m') S) e^(m - m').
-                let shift = maximum - v
+                // The shift is clamped like every difference: a jump beyond the double range
+                // (-1.7e308 then 1.7e308) would give -inf * 0 = NaN, where the old terms are 0.
+                let shift = max(maximum - v, SoftmaxStatistics.lowestShift)
                 let factor = Math.exp(shift)
                 sumShiftedTimesExp = (sumShiftedTimesExp + shift * sumExp) * factor
                 sumExp *= factor

@@ -39,7 +39,11 @@ public struct OnlineSoftmax {
     public var logSumExp: Double { maximum + Math.log(sumExp) }
 
     /// Entropy of softmax of the values, in nats.
-    public var entropy: Double { max(0, Math.log(sumExp) - sumShiftedTimesExp / sumExp) }
+    /// A rounding-level negative value is reported as 0; a NaN is passed on, never hidden.
+    public var entropy: Double {
+        let entropy = Math.log(sumExp) - sumShiftedTimesExp / sumExp
+        return entropy < 0 ? 0 : entropy
+    }
 }
 
 /// What went wrong in one row of an LLM pass, recorded per row and turned into an error after

@@ -38,5 +38,9 @@ public struct SoftmaxStatistics {
     public var logSumExp: Double { maximum + Math.log(sumExp) }
 
     /// Entropy of softmax(z) in nats: log S - sum((z-m) e^(z-m)) / S.
-    public var entropy: Double { max(0, Math.log(sumExp) - sumShiftedTimesExp / sumExp) }
+    /// A rounding-level negative value is reported as 0; a NaN is passed on, never hidden.
+    public var entropy: Double {
+        let entropy = Math.log(sumExp) - sumShiftedTimesExp / sumExp
+        return entropy < 0 ? 0 : entropy
+    }
 }

@@ -144,7 +144,9 @@ era_status era_truncated_normal_entropy_f64(int64_t rows, int64_t dim, const dou
  *   log_std  = max(log_std_max + K * softmax(std_logits), log_std_min)
  *
  * Guarantee: sum(log_std) + dim*0.5*log(2*pi*e) >= target_entropy + residual, and every
- * exp(log_std) lies in [exp(log_std_min), exp(log_std_max)].
+ * exp(log_std) lies in [exp(log_std_min), exp(log_std_max)]. float32 outputs are rounded
+ * towards +inf so that the guarantee holds for the stored values; a log_std_max that float
+ * cannot represent is then its next float above.
  * ------------------------------------------------------------------------------------- */
 
 typedef struct era_continuous_params {

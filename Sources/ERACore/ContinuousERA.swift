@@ -38,12 +38,14 @@ public struct ContinuousERA: Sendable {
     var workPerRow: Int { dim * 8 }
 
     /// v in T, rounded towards +inf, so that the stored log stds never sum to less than the
-    /// double-precision values the guarantee is about; never above T(logStdMax).
+    /// double-precision values the guarantee is about. Rounding is monotone and v <= logStdMax,
+    /// so the result never exceeds logStdMax rounded up to T: a log_std_max that T cannot
+    /// represent is, in T, its next representable value above.
     @inline(__always)
     func roundedUp<T: ERAReal>(_ v: Double) -> T {
         var stored = T(v)
         if Double(stored) < v { stored = stored.nextUp }
-        return min(stored, T(logStdMax))
+        return stored
     }
 
     func forwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, output: UnsafeMutablePointer<T>) throws(ERAError) {

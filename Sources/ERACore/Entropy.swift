@@ -132,18 +132,36 @@ public enum Entropy {
             return 1 - Math.log(alpha) + Math.log(d) - edge
         }
         // 0 <= alpha < beta: Z = Phic(alpha) * (1 - ratio), ratio = Phic(beta)/Phic(alpha),
-        // Phic(x) = erfcx(x/sqrt2) * exp(-x^2/2) / 2.
+        // Phic(x) = erfcx(x/sqrt2) * exp(-x^2/2) / 2, and with the hazard
+        // lambda = phi(alpha)/Phic(alpha) = 2 / (sqrt(2*pi) * erfcx(alpha/sqrt2)):
+        //   log Z = log(erfcx/2) - alpha^2/2 + log(1 - ratio)
+        //   alpha*phi(alpha)/(2Z) = alpha*lambda / (2(1 - ratio))
+        // Far out lambda ~ alpha, and the two alpha^2/2 cancel; they are combined exactly first:
+        //   H = c + log(erfcx/2) + log(1 - ratio)
+        //       + [alpha*(lambda - alpha) + alpha^2*ratio - beta*lambda*decay] / (2(1 - ratio))
+        // with lambda - alpha from its own continued fraction beyond alpha = 10.
         let scaledAlpha = scaledComplementaryError(alpha * invSqrt2)
         let scaledBeta = scaledComplementaryError(beta * invSqrt2)
-        let decay = Math.exp(0.5 * (alpha - beta) * (alpha + beta))  // exp((alpha^2 - beta^2)/2)
+        let exponent = 0.5 * (alpha - beta) * (alpha + beta)  // (alpha^2 - beta^2)/2
+        let decay = Math.exp(exponent)
         let ratio = scaledBeta / scaledAlpha * decay
-        let oneMinusRatio = -Math.expm1(Math.log(scaledBeta / scaledAlpha) + 0.5 * (alpha - beta) * (alpha + beta))
-        let logZ = Math.log(0.5 * scaledAlpha) - 0.5 * alpha * alpha + Math.log(oneMinusRatio)
-        // phi(alpha)/Phic(alpha) = 2 / (sqrt(2*pi) * erfcx(alpha/sqrt2)).
+        let oneMinusRatio = -Math.expm1(Math.log(scaledBeta / scaledAlpha) + exponent)
         let hazard = 2 / ((2 * Double.pi).squareRoot() * scaledAlpha)
-        let alphaTerm = alpha * hazard / oneMinusRatio
-        let betaTerm = ratio > 0 ? beta * hazard * decay / oneMinusRatio : 0
-        return halfLog2PiE + logZ + 0.5 * (alphaTerm - betaTerm)
+        let hazardExcess = alpha > 10 ? hazardMinusArgument(alpha) : hazard - alpha
+        let betaTerm = ratio > 0 ? beta * hazard * decay : 0
+        let bracket = alpha * hazardExcess + alpha * alpha * ratio - betaTerm
+        return halfLog2PiE + Math.log(0.5 * scaledAlpha) + Math.log(oneMinusRatio) + 0.5 * bracket / oneMinusRatio
+    }
+
+    /// lambda(x) - x for the normal hazard lambda(x) = phi(x)/Phic(x), x >= 10, from the
+    /// continued fraction Phic(x)/phi(x) = 1/(x + 1/(x + 2/(x + 3/(x + ...)))), which gives
+    /// lambda(x) - x = 1/(x + 2/(x + 3/(x + ...))) without cancellation.
+    static func hazardMinusArgument(_ x: Double) -> Double {
+        var fraction = x
+        for k in stride(from: 80, through: 2, by: -1) {
+            fraction = x + Double(k) / fraction
+        }
+        return 1 / fraction
     }
 
     /// x * phi(x) for the standard normal density phi; 0 where it underflows (|x| > 40), so

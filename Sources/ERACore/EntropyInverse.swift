@@ -2,7 +2,8 @@
 // h^-1(y) = exp(t) where t <= -1 solves -t*exp(t) = y, i.e. t = W_{-1}(-y).
 // Everything here works on t = log h^-1(y) directly, which is what discrete ERA outputs.
 
-/// t = log h^-1(y) for 0 < y < 1/e, to within a few ulp of double precision.
+/// t = log h^-1(y) for 0 < y < 1/e: residual at most 0.74 eps |t|, error at most 1.1 ulp
+/// times the condition number 1/|1 + t| (docs/math.md, "The inverse").
 ///
 /// Solves g(t) = t + log(-t) - log(y) = 0 (the logarithm of -t*exp(t) = y, well scaled for
 /// every y down to the smallest subnormal) with Halley's method from a start that is already

@@ -233,6 +233,80 @@ static void test_logprob(void) {
     free(z); free(grad); free(zb); free(gradb); free(zr); free(copy);
 }
 
+/* A GRPO step end to end: 4 responses of different lengths (and prompt tokens, id -1) from a
+ * batch of logits, labels and advantages to ERA log-probs, rescaled advantages and the logit
+ * gradient of loss = -sum_t A'_t logp'_t, against the same pipeline in float64. */
+static int compare_desc(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+static void test_grpo_step(void) {
+    enum { T = 40, V = 300, R = 4 };
+    static float z[T * V], grad[T * V];
+    static double zr[V];
+    int64_t labels[T], id[T];
+    float adv[T], h[T], rh[R], scale[T], adv_out[T], logp[T], dlogp[T];
+    for (int t = 0; t < T; t++) {
+        id[t] = t < 4 ? -1 : (t * 7) % R;                 /* interleaved responses, 4 prompt tokens */
+        double temperature = id[t] == 0 ? 0.002 : (id[t] == 1 ? 3.0 : 0.2); /* sharp, flat, mid */
+        for (int i = 0; i < V; i++) z[t * V + i] = (float)(normal() / temperature);
+        labels[t] = (t * 31) % V;
+        adv[t] = id[t] == 3 ? -1.0f : 1.0f;
+    }
+    era_llm_params p;
+    era_llm_params_init(&p);
+    p.omega_high = 4.0;  /* response 1 (flat) lies above it */
+    int ok = era_token_entropy_f32(T, V, z, h) == ERA_OK &&
+             era_llm_response_entropy_f32(&p, T, h, id, R, rh) == ERA_OK &&
+             era_llm_scales_f32(&p, T, rh, R, id, adv, scale, adv_out) == ERA_OK &&
+             era_llm_logprob_forward_f32(T, V, z, labels, scale, logp, NULL) == ERA_OK;
+    for (int t = 0; t < T; t++) dlogp[t] = -adv_out[t];
+    ok = ok && era_llm_logprob_backward_f32(T, V, z, labels, scale, dlogp, grad) == ERA_OK;
+
+    /* the float64 pipeline */
+    double href[T], rhref[R], worst = 0;
+    for (int t = 0; t < T; t++) {
+        double lse;
+        for (int i = 0; i < V; i++) zr[i] = z[t * V + i];
+        ref_row(zr, V, 1.0, &lse, &href[t]);
+    }
+    int saw_k = 0, saw_inverse = 0;
+    for (int b = 0; b < R; b++) {
+        double bucket[T];
+        int n = 0;
+        for (int t = 0; t < T; t++) if (id[t] == b) bucket[n++] = href[t];
+        qsort(bucket, (size_t)n, sizeof(double), compare_desc);
+        int top = (int)floor(p.top_fraction * n);
+        if (top < 1) top = 1;
+        double sum = 0;
+        for (int i = 0; i < top; i++) sum += bucket[i];
+        rhref[b] = sum / top;
+        worst = fmax(worst, fabs(rh[b] - rhref[b]));
+    }
+    for (int t = 0; t < T; t++) {
+        double s = 1;
+        if (id[t] >= 0 && adv[t] > 0) {
+            if ((float)rhref[id[t]] < (float)p.omega_low) s = p.k;
+            else if ((float)rhref[id[t]] > (float)p.omega_high) s = 1 / p.k;
+        }
+        saw_k |= s == p.k;
+        saw_inverse |= s == 1 / p.k;
+        ok = ok && scale[t] == (float)s && close_to(adv_out[t], adv[t] / s, 1e-7, 0);
+        double lse, hh;
+        for (int i = 0; i < V; i++) zr[i] = z[t * V + i];
+        ref_row(zr, V, s, &lse, &hh);
+        worst = fmax(worst, fabs(logp[t] - (s * zr[labels[t]] - lse)) / fmax(1, fabs(s * zr[labels[t]] - lse)));
+        for (int i = 0; i < V; i++) {
+            double want = -(adv[t] / s) * s * ((i == labels[t]) - exp(s * zr[i] - lse));
+            worst = fmax(worst, fabs(grad[t * V + i] - want));
+        }
+    }
+    printf("# GRPO step: %d tokens, %d responses, worst error against float64 %.2e (ok %d, k %d, 1/k %d; response entropies %.3f %.3f %.3f %.3f)\n", T, R, worst, ok, saw_k, saw_inverse, rhref[0], rhref[1], rhref[2], rhref[3]);
+    report(ok && saw_k && saw_inverse && worst < 1e-6,
+           "GRPO step: entropies -> response entropies -> scales (k and 1/k) -> log-probs -> gradient");
+}
+
 /* Bad input: each call must fail with `want` and leave both outputs byte for byte as they were. */
 #define SENTINEL 0x5A
 enum { BT = 3, BV = 4 };
@@ -362,6 +436,7 @@ int main(void) {
     test_token_entropy();
     test_response_entropy_and_scales();
     test_logprob();
+    test_grpo_step();
     test_bad_input();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

@@ -284,7 +284,7 @@ typedef uint16_t era_bf16;
 typedef struct era_llm_params {
     double omega_low;         /* below it (and A > 0) the logits are sharpened by k (0.45)   */
     double omega_high;        /* above it (and A > 0) they are flattened by 1/k (3.0)          */
-    double k;                 /* the scale, > 0 (2.0)                                          */
+    double k;                 /* the scale, with k and 1/k normal float32 numbers (2.0)       */
     double top_fraction;      /* in (0, 1]: the share of top token entropies averaged (0.2)   */
     int32_t scale_advantages; /* nonzero: A' = A/s; zero: A' = A (1)                           */
 } era_llm_params;
@@ -293,8 +293,8 @@ typedef struct era_llm_params {
 void era_llm_params_init(era_llm_params *params);
 
 /* Parameter checks shared by the LLM functions that take params: NULL_POINTER if params is
- * NULL; BAD_PARAMETER unless every field is finite, omega_low <= omega_high, k > 0 and
- * 0 < top_fraction <= 1. */
+ * NULL; BAD_PARAMETER unless every field is finite, omega_low <= omega_high, k > 0 with k and
+ * 1/k normal float32 numbers (about 1.2e-38 <= k <= 8.5e37) and 0 < top_fraction <= 1. */
 
 /* Entropy of softmax(logits[t, :]) for each token, in nats, from one streaming pass per row
  * (online max, sum exp, sum z*exp; the logits are never copied). The bf16 variant reads
@@ -326,7 +326,8 @@ era_status era_llm_response_entropy_f32(const era_llm_params *params, int64_t to
  * (out_advantages == advantages).
  * Errors: the parameter checks; NULL_POINTER; BAD_SHAPE if tokens < 0 or responses < 0;
  * BAD_INDEX for a response id outside -1..responses-1; NON_FINITE for a non-finite advantage,
- * or a non-finite entropy of a response some token belongs to. */
+ * or a non-finite entropy of a response some token belongs to; BAD_PARAMETER for an
+ * advantage whose rescaled value A/s overflows float32. */
 era_status era_llm_scales_f32(const era_llm_params *params, int64_t tokens, const float *response_entropy,
                               int64_t responses, const int64_t *response_id, const float *advantages,
                               float *out_logit_scale, float *out_advantages);
@@ -338,7 +339,8 @@ era_status era_llm_scales_f32(const era_llm_params *params, int64_t tokens, cons
  * out_logprob[tokens] and out_entropy[tokens].
  * Errors: NULL_POINTER; BAD_SHAPE if tokens < 0 or vocab < 1; BAD_INDEX for a label outside
  * 0..vocab-1 or a label whose logit is -inf; NON_FINITE for a NaN or +inf logit, a fully
- * masked row, or a non-finite scale; BAD_PARAMETER for a scale <= 0. */
+ * masked row, or a non-finite scale; BAD_PARAMETER for a scale <= 0, or one so large that a
+ * log-probability overflows float32. */
 era_status era_llm_logprob_forward_f32(int64_t tokens, int64_t vocab, const float *logits, const int64_t *labels,
                                        const float *logit_scale, float *out_logprob, float *out_entropy);
 era_status era_llm_logprob_forward_bf16(int64_t tokens, int64_t vocab, const era_bf16 *logits,
@@ -351,7 +353,9 @@ era_status era_llm_logprob_forward_bf16(int64_t tokens, int64_t vocab, const era
  * written once per element (masked logits get 0). The bf16 variant writes bfloat16, rounded
  * to nearest even. Reads logits, labels, logit_scale (NULL: s = 1), grad_logprob[tokens];
  * writes out_grad_logits[tokens*vocab]. In place allowed (out_grad_logits == logits).
- * Errors: as the forward pass; NON_FINITE also for grad_logprob. */
+ * Errors: as the forward pass (but for the log-probability's overflow, which the backward
+ * does not form); NON_FINITE also for grad_logprob; BAD_PARAMETER when
+ * grad_logprob[t] * s_t overflows float32 (the bound on the gradient's magnitude). */
 era_status era_llm_logprob_backward_f32(int64_t tokens, int64_t vocab, const float *logits, const int64_t *labels,
                                         const float *logit_scale, const float *grad_logprob,
                                         float *out_grad_logits);

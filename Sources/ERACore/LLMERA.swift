@@ -14,11 +14,13 @@ public struct LLMParameters: Sendable {
     public let topFraction: Double
     public let scaleAdvantages: Bool
 
-    /// Throws .badParameter unless all are finite, omegaLow <= omegaHigh, k > 0 and
-    /// 0 < topFraction <= 1.
+    /// Throws .badParameter unless all are finite, omegaLow <= omegaHigh, k > 0 with k and 1/k
+    /// normal float32 numbers (about 1.2e-38 <= k <= 8.5e37, so that the float32 scales
+    /// written are finite and positive), and 0 < topFraction <= 1.
     public init(omegaLow: Double, omegaHigh: Double, k: Double, topFraction: Double, scaleAdvantages: Bool) throws(ERAError) {
         guard omegaLow.isFinite, omegaHigh.isFinite, k.isFinite, topFraction.isFinite,
-              omegaLow <= omegaHigh, k > 0, topFraction > 0, topFraction <= 1 else { throw .badParameter }
+              omegaLow <= omegaHigh, k > 0, Float(k).isNormal, Float(1 / k).isNormal,
+              topFraction > 0, topFraction <= 1 else { throw .badParameter }
         self.omegaLow = omegaLow
         self.omegaHigh = omegaHigh
         self.k = k
@@ -132,18 +134,25 @@ public enum LLMERA {
     public static func scales(parameters: LLMParameters, tokens: Int, responseEntropy: UnsafePointer<Float>?,
                               responses: Int, responseId: UnsafePointer<Int64>, advantages: UnsafePointer<Float>,
                               outScale: UnsafeMutablePointer<Float>, outAdvantages: UnsafeMutablePointer<Float>) throws(ERAError) {
+        func scale(_ t: Int) -> Double {
+            let id = responseId[t]
+            return id < 0 ? 1 : parameters.scale(responseEntropy: responseEntropy![Int(id)], advantage: advantages[t])
+        }
+        func rescaled(_ t: Int) -> Float {
+            parameters.scaleAdvantages ? Float(Double(advantages[t]) / scale(t)) : advantages[t]
+        }
         for t in 0..<tokens {
             let id = responseId[t]
             guard id >= -1, id < Int64(responses) else { throw .badIndex }
             guard advantages[t].isFinite else { throw .nonFinite }
             if id >= 0 { guard responseEntropy![Int(id)].isFinite else { throw .nonFinite } }
+            // A huge advantage divided by a tiny 1/k can leave the float32 range.
+            guard rescaled(t).isFinite else { throw .badParameter }
         }
         for t in 0..<tokens {
-            let id = responseId[t]
-            let advantage = advantages[t]
-            let s = id < 0 ? 1 : parameters.scale(responseEntropy: responseEntropy![Int(id)], advantage: advantage)
-            outScale[t] = Float(s)
-            outAdvantages[t] = parameters.scaleAdvantages ? Float(Double(advantage) / s) : advantage
+            let advantage = rescaled(t)  // read before the write: outAdvantages may be advantages
+            outScale[t] = Float(scale(t))
+            outAdvantages[t] = advantage
         }
     }
 
@@ -178,7 +187,7 @@ public enum LLMERA {
             guard labelLogit > -Double.infinity else { return .maskedLabel }
             logprobs[t] = s * labelLogit - stats.logSumExp
             entropies[t] = stats.entropy
-            return .none
+            return Float(logprobs[t]).isFinite ? .none : .overflow
         }
         for t in 0..<tokens {
             outLogprob[t] = Float(logprobs[t])
@@ -193,7 +202,11 @@ public enum LLMERA {
         tokens: Int, vocab: Int, logits: UnsafePointer<S>, labels: UnsafePointer<Int64>, scales: UnsafePointer<Float>?,
         gradLogprob: UnsafePointer<Float>, outGrad: UnsafeMutablePointer<S>) throws(ERAError) {
         try validate(tokens: tokens, vocab: vocab, labels: labels, scales: scales)
-        for t in 0..<tokens { guard gradLogprob[t].isFinite else { throw .nonFinite } }
+        for t in 0..<tokens {
+            guard gradLogprob[t].isFinite else { throw .nonFinite }
+            // |gradient| <= |g| * s: keep it inside the float32 range.
+            guard Float(Double(gradLogprob[t]) * (scales.map { Double($0[t]) } ?? 1)).isFinite else { throw .badParameter }
+        }
         let scratch = try Scratch(blocks: 1, perBlock: 2 * tokens)
         guard let logSumExps = scratch.base else { return }
         try forEachToken(tokens: tokens, vocab: vocab, faults: logSumExps + tokens) { t in

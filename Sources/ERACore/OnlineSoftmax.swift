@@ -52,12 +52,14 @@ enum RowFault: Double {
     case none = 0
     case nonFinite = 1     // NaN or +inf logit, or a row with every logit masked
     case maskedLabel = 2   // the label's logit is -inf
+    case overflow = 3      // a float32 result would overflow (a scale too large for the logits)
 
     var error: ERAError? {
         switch self {
         case .none: return nil
         case .nonFinite: return .nonFinite
         case .maskedLabel: return .badIndex
+        case .overflow: return .badParameter
         }
     }
 }

@@ -414,22 +414,42 @@ static void test_bad_input(void) {
     reset_outputs();
     expect_error(era_llm_scales_f32(&p, BT, resp_h, 2, id, bad_a, out_a, out_b), ERA_ERR_NON_FINITE, "infinite advantage");
 
-    era_llm_params bad_params[5];
-    for (int k = 0; k < 5; k++) bad_params[k] = p;
+    era_llm_params bad_params[7];
+    for (int k = 0; k < 7; k++) bad_params[k] = p;
     bad_params[0].omega_low = 4.0;    /* above omega_high */
     bad_params[1].k = 0.0;
     bad_params[2].top_fraction = 0.0;
     bad_params[3].top_fraction = 1.5;
     bad_params[4].omega_high = NAN;
-    const char *param_names[5] = {"omega_low > omega_high", "k = 0", "top_fraction 0", "top_fraction 1.5",
-                                  "NaN omega_high"};
-    for (int k = 0; k < 5; k++) {
+    bad_params[5].k = 1e300;          /* float32 scale would be inf */
+    bad_params[6].k = 1e-300;         /* float32 scale would be 0 */
+    const char *param_names[7] = {"omega_low > omega_high", "k = 0", "top_fraction 0", "top_fraction 1.5",
+                                  "NaN omega_high", "k = 1e300", "k = 1e-300"};
+    for (int k = 0; k < 7; k++) {
         reset_outputs();
         expect_error(era_llm_response_entropy_f32(&bad_params[k], BT, h, id, 2, out_a), ERA_ERR_BAD_PARAMETER,
                      param_names[k]);
     }
     reset_outputs();
     expect_error(era_llm_scales_f32(NULL, BT, resp_h, 2, id, a, out_a, out_b), ERA_ERR_NULL_POINTER, "NULL params");
+
+    /* Results that would leave the float32 range. */
+    era_llm_params huge_k = p;
+    huge_k.k = 1e30;                  /* legal, but above omega_high A / (1/k) = 3e38 * 1e30 overflows */
+    float huge_a[BT] = {1, 1, 3e38f}, high_h[2] = {10.0f, 10.0f};
+    reset_outputs();
+    expect_error(era_llm_scales_f32(&huge_k, BT, high_h, 2, id, huge_a, out_a, out_b), ERA_ERR_BAD_PARAMETER,
+                 "rescaled advantage overflows float32");
+    float huge_s[BT] = {1, 1, 1e38f};
+    memcpy(bad, z, sizeof z);
+    bad[(BT - 1) * BV + 1] = 100.0f;  /* logp of the last token = 1e38 * (z[2] - 100): below -FLT_MAX */
+    reset_outputs();
+    expect_error(era_llm_logprob_forward_f32(BT, BV, bad, labels, huge_s, out_a, out_b), ERA_ERR_BAD_PARAMETER,
+                 "scale 1e38: the log-probability overflows float32");
+    float big_g[BT] = {1, 1, 1e10f};
+    reset_outputs();
+    expect_error(era_llm_logprob_backward_f32(BT, BV, z, labels, huge_s, big_g, out_a), ERA_ERR_BAD_PARAMETER,
+                 "gradient * scale overflows float32");
 }
 
 int main(void) {

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The Python package's CI, from a fresh clone (run as root or in a virtualenv; idempotent):
+#   1. pip-installs what is missing: build tools, numpy, torch, jax[cpu] (pinned), pytest,
+#      hypothesis, ml_dtypes;
+#   2. builds libera with swift and installs the era package (pip --no-build-isolation);
+#   3. runs pytest over Tests/python. pytest's own summary line is the last line printed,
+#      and its exit status is the script's, except that 5 (no test collected) is a failure.
+# Other arguments go to pytest (e.g. `ci-test.sh -k torch`).
+# `ci-test.sh --deps-only` does step 1 alone (for a setup step such as .ci/install-deps).
+# Environment: PYTHON (default python3); swift 5.9+ must be on PATH for the build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+# Requirements as pip specifiers. JAX is pinned: era.jax relies on pure_callback's
+# vmap_method, and 0.10.2 is the last JAX for Python 3.11 (the version tested).
+requirements=(
+    "setuptools>=61"
+    "wheel"
+    "pybind11>=2.10"
+    "numpy>=1.22"
+    "pytest>=7"
+    "hypothesis>=6"
+    "ml_dtypes>=0.2"
+    "torch>=2.1"
+    "jax[cpu]==0.10.2"
+    "jaxlib==0.10.2"
+)
+
+# The specifiers not satisfied by what is installed (checked offline, with pip's packaging).
+missing=$("$python" - "${requirements[@]}" <<'EOF'
+import sys
+from importlib import metadata
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+for spec in sys.argv[1:]:
+    requirement = Requirement(spec)
+    try:
+        installed = metadata.version(requirement.name)
+    except metadata.PackageNotFoundError:
+        print(spec)
+        continue
+    if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+        print(spec)
+EOF
+)
+if [ -n "$missing" ]; then
+    echo "ci-test: installing $(echo "$missing" | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    "$python" -m pip install -q $missing
+fi
+
+[ "${1:-}" = "--deps-only" ] && exit 0
+
+command -v swift >/dev/null || { echo "ci-test: swift is not on PATH (building libera needs Swift 5.9+)" >&2; exit 1; }
+
+# A clean build directory, so that no module removed from the sources survives in the wheel.
+rm -rf bindings/python/build
+echo "ci-test: building libera and installing the era package"
+"$python" -m pip install -q --no-build-isolation ./bindings/python
+
+echo "ci-test: pytest Tests/python (exit status 5, no test collected, fails this script)"
+status=0
+"$python" -m pytest -p no:cacheprovider Tests/python "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+    exit 1
+fi
+exit "$status"

@@ -1,0 +1,484 @@
+// era._era: the pybind11 module over libera's C ABI (include/era.h), one Python function per
+// C entry point (the _f32/_f64/_bf16 variants chosen by the dtype of the first array).
+//
+// The module is deliberately thin. It takes numpy arrays that the Python layer (era/*.py)
+// has already validated and allocated, checks again that each one is exactly what the C
+// function will read or write (dtype, C order, alignment, element count, writability), so
+// that no Python call can make the library touch memory it does not own, then calls the
+// library with the GIL released and returns the era_status as an int. Raising the right
+// exception for a status is the Python layer's job (era/_errors.py).
+//
+// None for an array becomes a NULL pointer, which the library itself answers with
+// ERA_ERR_NULL_POINTER where the array is required.
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+extern "C" {
+#include "era.h"
+}
+
+namespace py = pybind11;
+
+namespace {
+
+// The element types the C ABI reads and writes, as numpy describes them.
+enum class Elem { f32, f64, i64, u16 };
+
+const char *elem_name(Elem e) {
+    switch (e) {
+    case Elem::f32: return "float32";
+    case Elem::f64: return "float64";
+    case Elem::i64: return "int64";
+    case Elem::u16: return "uint16 (bfloat16 bits)";
+    }
+    return "?";
+}
+
+bool has_elem(const py::array &a, Elem e) {
+    const py::dtype dt = a.dtype();
+    const char order = dt.byteorder();
+    if (order == '>') return false;  // the library reads native little-endian values
+    switch (e) {
+    case Elem::f32: return dt.kind() == 'f' && dt.itemsize() == 4;
+    case Elem::f64: return dt.kind() == 'f' && dt.itemsize() == 8;
+    case Elem::i64: return dt.kind() == 'i' && dt.itemsize() == 8;
+    case Elem::u16: return dt.kind() == 'u' && dt.itemsize() == 2;
+    }
+    return false;
+}
+
+constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
+
+// A raw pointer into a numpy array that has been checked to hold exactly `count` elements
+// of type `e`, C-contiguous and aligned (and writable when `writable`). None gives nullptr.
+void *checked_pointer(const py::object &obj, Elem e, int64_t count, const char *name, bool writable) {
+    if (obj.is_none()) return nullptr;
+    if (!py::isinstance<py::array>(obj)) {
+        throw py::type_error(std::string("era._era: ") + name + " must be a numpy array");
+    }
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (!has_elem(a, e)) {
+        throw py::type_error(std::string("era._era: ") + name + " must have dtype " + elem_name(e) + ", got " +
+                             py::str(a.dtype()).cast<std::string>());
+    }
+    if (!(a.flags() & py::array::c_style) || !(a.flags() & kAligned)) {
+        throw py::value_error(std::string("era._era: ") + name + " must be C-contiguous and aligned");
+    }
+    if (count < 0 || static_cast<int64_t>(a.size()) != count) {
+        throw py::value_error(std::string("era._era: ") + name + " holds " + std::to_string(a.size()) +
+                              " elements where the call needs " + std::to_string(count));
+    }
+    if (writable) {
+        if (!a.writeable()) throw py::value_error(std::string("era._era: ") + name + " is read-only");
+        return a.mutable_data();
+    }
+    return const_cast<void *>(a.data());
+}
+
+// rows*cols, or -1 when it is negative or overflows (the library then reports BAD_SHAPE; the
+// arrays must be None or empty for the call to reach it).
+int64_t element_count(int64_t rows, int64_t cols) {
+    if (rows < 0 || cols < 0) return -1;
+    if (cols != 0 && rows > std::numeric_limits<int64_t>::max() / cols) return -1;
+    return rows * cols;
+}
+
+// The float type of a call, from its first array: f32 or f64 (or u16 where bf16 is allowed).
+Elem float_elem(const py::object &obj, const char *name, bool allow_f64, bool allow_bf16) {
+    if (!py::isinstance<py::array>(obj)) {
+        throw py::type_error(std::string("era._era: ") + name + " must be a numpy array");
+    }
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (has_elem(a, Elem::f32)) return Elem::f32;
+    if (allow_f64 && has_elem(a, Elem::f64)) return Elem::f64;
+    if (allow_bf16 && has_elem(a, Elem::u16)) return Elem::u16;
+    throw py::type_error(std::string("era._era: ") + name + " has an unsupported dtype " +
+                         py::str(a.dtype()).cast<std::string>());
+}
+
+// Sizes of arrays whose count cannot be formed are checked against 0 (only None or an empty
+// array passes), so that the library sees the bad size and reports it.
+int64_t count_or_zero(int64_t rows, int64_t cols) {
+    const int64_t n = element_count(rows, cols);
+    return n < 0 ? 0 : n;
+}
+
+era_continuous_params continuous_params(double target, double residual, double log_std_min, double log_std_max) {
+    era_continuous_params p;
+    era_continuous_params_init(&p);
+    p.target_entropy = target;
+    p.residual = residual;
+    p.log_std_min = log_std_min;
+    p.log_std_max = log_std_max;
+    return p;
+}
+
+era_discrete_params discrete_params(double target, double tau, int32_t mode) {
+    era_discrete_params p;
+    era_discrete_params_init(&p);
+    p.target_entropy = target;
+    p.tau = tau;
+    p.mode = mode;
+    return p;
+}
+
+era_llm_params llm_params(double omega_low, double omega_high, double k, double top_fraction, bool scale_advantages) {
+    era_llm_params p;
+    era_llm_params_init(&p);
+    p.omega_low = omega_low;
+    p.omega_high = omega_high;
+    p.k = k;
+    p.top_fraction = top_fraction;
+    p.scale_advantages = scale_advantages ? 1 : 0;
+    return p;
+}
+
+py::object report_tuple(const era_bound_report &r) {
+    return py::make_tuple(r.rows, r.violations, r.min_entropy, r.mean_entropy, r.max_deficit, r.floor, r.target,
+                          r.worst_row);
+}
+
+// ---------------------------------------------------------------------------------------
+// Entropy math
+
+int softmax_entropy(int64_t rows, int64_t cols, py::object logits, py::object out) {
+    const Elem e = float_elem(logits, "logits", true, false);
+    const int64_t n = count_or_zero(rows, cols), r = rows < 0 ? 0 : rows;
+    void *x = checked_pointer(logits, e, n, "logits", false);
+    void *o = checked_pointer(out, e, r, "out_entropy", true);
+    py::gil_scoped_release nogil;
+    return e == Elem::f32 ? era_softmax_entropy_f32(rows, cols, static_cast<const float *>(x), static_cast<float *>(o))
+                          : era_softmax_entropy_f64(rows, cols, static_cast<const double *>(x), static_cast<double *>(o));
+}
+
+int gaussian_entropy(int64_t rows, int64_t dim, py::object log_std, py::object out) {
+    const Elem e = float_elem(log_std, "log_std", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *x = checked_pointer(log_std, e, n, "log_std", false);
+    void *o = checked_pointer(out, e, r, "out_entropy", true);
+    py::gil_scoped_release nogil;
+    return e == Elem::f32 ? era_gaussian_entropy_f32(rows, dim, static_cast<const float *>(x), static_cast<float *>(o))
+                          : era_gaussian_entropy_f64(rows, dim, static_cast<const double *>(x), static_cast<double *>(o));
+}
+
+int tanh_gaussian_entropy(int64_t rows, int64_t dim, py::object mean, py::object log_std, py::object out) {
+    const Elem e = float_elem(log_std, "log_std", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *m = checked_pointer(mean, e, n, "mean", false);
+    void *x = checked_pointer(log_std, e, n, "log_std", false);
+    void *o = checked_pointer(out, e, r, "out_entropy", true);
+    py::gil_scoped_release nogil;
+    return e == Elem::f32 ? era_tanh_gaussian_entropy_f32(rows, dim, static_cast<const float *>(m),
+                                                          static_cast<const float *>(x), static_cast<float *>(o))
+                          : era_tanh_gaussian_entropy_f64(rows, dim, static_cast<const double *>(m),
+                                                          static_cast<const double *>(x), static_cast<double *>(o));
+}
+
+int truncated_normal_entropy(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo, double hi,
+                             py::object out) {
+    const Elem e = float_elem(log_std, "log_std", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *l = checked_pointer(loc, e, n, "loc", false);
+    void *x = checked_pointer(log_std, e, n, "log_std", false);
+    void *o = checked_pointer(out, e, r, "out_entropy", true);
+    py::gil_scoped_release nogil;
+    return e == Elem::f32
+               ? era_truncated_normal_entropy_f32(rows, dim, static_cast<const float *>(l), static_cast<const float *>(x),
+                                                  lo, hi, static_cast<float *>(o))
+               : era_truncated_normal_entropy_f64(rows, dim, static_cast<const double *>(l),
+                                                  static_cast<const double *>(x), lo, hi, static_cast<double *>(o));
+}
+
+// ---------------------------------------------------------------------------------------
+// Continuous ERA
+
+int continuous_forward(double target, double residual, double log_std_min, double log_std_max, int64_t rows,
+                       int64_t dim, py::object std_logits, py::object out) {
+    const Elem e = float_elem(std_logits, "std_logits", true, false);
+    const int64_t n = count_or_zero(rows, dim);
+    void *x = checked_pointer(std_logits, e, n, "std_logits", false);
+    void *o = checked_pointer(out, e, n, "out_log_std", true);
+    const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
+    py::gil_scoped_release nogil;
+    return e == Elem::f32 ? era_continuous_forward_f32(&p, rows, dim, static_cast<const float *>(x), static_cast<float *>(o))
+                          : era_continuous_forward_f64(&p, rows, dim, static_cast<const double *>(x),
+                                                       static_cast<double *>(o));
+}
+
+int continuous_backward(double target, double residual, double log_std_min, double log_std_max, int64_t rows,
+                        int64_t dim, py::object std_logits, py::object grad_log_std, py::object out,
+                        py::object out_residual) {
+    const Elem e = float_elem(std_logits, "std_logits", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *x = checked_pointer(std_logits, e, n, "std_logits", false);
+    void *g = checked_pointer(grad_log_std, e, n, "grad_log_std", false);
+    void *o = checked_pointer(out, e, n, "out_grad_std_logits", true);
+    void *od = checked_pointer(out_residual, e, r, "out_grad_residual", true);
+    const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
+    py::gil_scoped_release nogil;
+    return e == Elem::f32
+               ? era_continuous_backward_f32(&p, rows, dim, static_cast<const float *>(x), static_cast<const float *>(g),
+                                             static_cast<float *>(o), static_cast<float *>(od))
+               : era_continuous_backward_f64(&p, rows, dim, static_cast<const double *>(x),
+                                             static_cast<const double *>(g), static_cast<double *>(o),
+                                             static_cast<double *>(od));
+}
+
+// ---------------------------------------------------------------------------------------
+// Discrete ERA
+
+using DiscreteScalar = era_status (*)(const era_discrete_params *, int64_t, double *);
+
+py::tuple discrete_scalar(DiscreteScalar fn, double target, double tau, int32_t mode, int64_t classes) {
+    const era_discrete_params p = discrete_params(target, tau, mode);
+    double value = std::numeric_limits<double>::quiet_NaN();
+    era_status s;
+    {
+        py::gil_scoped_release nogil;
+        s = fn(&p, classes, &value);
+    }
+    return py::make_tuple(static_cast<int>(s), value);
+}
+
+int discrete_forward(double target, double tau, int32_t mode, int64_t rows, int64_t classes, py::object logits,
+                     py::object out) {
+    const Elem e = float_elem(logits, "logits", true, false);
+    const int64_t n = count_or_zero(rows, classes);
+    void *x = checked_pointer(logits, e, n, "logits", false);
+    void *o = checked_pointer(out, e, n, "out_logits", true);
+    const era_discrete_params p = discrete_params(target, tau, mode);
+    py::gil_scoped_release nogil;
+    return e == Elem::f32 ? era_discrete_forward_f32(&p, rows, classes, static_cast<const float *>(x), static_cast<float *>(o))
+                          : era_discrete_forward_f64(&p, rows, classes, static_cast<const double *>(x),
+                                                     static_cast<double *>(o));
+}
+
+int discrete_backward(double target, double tau, int32_t mode, int64_t rows, int64_t classes, py::object logits,
+                      py::object grad_out, py::object out) {
+    const Elem e = float_elem(logits, "logits", true, false);
+    const int64_t n = count_or_zero(rows, classes);
+    void *x = checked_pointer(logits, e, n, "logits", false);
+    void *g = checked_pointer(grad_out, e, n, "grad_out", false);
+    void *o = checked_pointer(out, e, n, "out_grad_logits", true);
+    const era_discrete_params p = discrete_params(target, tau, mode);
+    py::gil_scoped_release nogil;
+    return e == Elem::f32
+               ? era_discrete_backward_f32(&p, rows, classes, static_cast<const float *>(x), static_cast<const float *>(g),
+                                           static_cast<float *>(o))
+               : era_discrete_backward_f64(&p, rows, classes, static_cast<const double *>(x),
+                                           static_cast<const double *>(g), static_cast<double *>(o));
+}
+
+// ---------------------------------------------------------------------------------------
+// LLM ERA
+
+int token_entropy(int64_t tokens, int64_t vocab, py::object logits, py::object out) {
+    const Elem e = float_elem(logits, "logits", true, true);
+    const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
+    void *x = checked_pointer(logits, e, n, "logits", false);
+    void *o = checked_pointer(out, e == Elem::f64 ? Elem::f64 : Elem::f32, t, "out_entropy", true);
+    py::gil_scoped_release nogil;
+    switch (e) {
+    case Elem::f32: return era_token_entropy_f32(tokens, vocab, static_cast<const float *>(x), static_cast<float *>(o));
+    case Elem::f64: return era_token_entropy_f64(tokens, vocab, static_cast<const double *>(x), static_cast<double *>(o));
+    default: return era_token_entropy_bf16(tokens, vocab, static_cast<const era_bf16 *>(x), static_cast<float *>(o));
+    }
+}
+
+int llm_response_entropy(double omega_low, double omega_high, double k, double top_fraction, bool scale_advantages,
+                         int64_t tokens, py::object token_entropy, py::object response_id, int64_t responses,
+                         py::object out) {
+    const int64_t t = tokens < 0 ? 0 : tokens, r = responses < 0 ? 0 : responses;
+    void *h = checked_pointer(token_entropy, Elem::f32, t, "token_entropy", false);
+    void *ids = checked_pointer(response_id, Elem::i64, t, "response_id", false);
+    void *o = checked_pointer(out, Elem::f32, r, "out_response_entropy", true);
+    const era_llm_params p = llm_params(omega_low, omega_high, k, top_fraction, scale_advantages);
+    py::gil_scoped_release nogil;
+    return era_llm_response_entropy_f32(&p, tokens, static_cast<const float *>(h), static_cast<const int64_t *>(ids),
+                                        responses, static_cast<float *>(o));
+}
+
+int llm_scales(double omega_low, double omega_high, double k, double top_fraction, bool scale_advantages,
+               int64_t tokens, py::object response_entropy, int64_t responses, py::object response_id,
+               py::object advantages, py::object out_scale, py::object out_advantages) {
+    const int64_t t = tokens < 0 ? 0 : tokens, r = responses < 0 ? 0 : responses;
+    void *h = checked_pointer(response_entropy, Elem::f32, r, "response_entropy", false);
+    void *ids = checked_pointer(response_id, Elem::i64, t, "response_id", false);
+    void *a = checked_pointer(advantages, Elem::f32, t, "advantages", false);
+    void *os = checked_pointer(out_scale, Elem::f32, t, "out_logit_scale", true);
+    void *oa = checked_pointer(out_advantages, Elem::f32, t, "out_advantages", true);
+    const era_llm_params p = llm_params(omega_low, omega_high, k, top_fraction, scale_advantages);
+    py::gil_scoped_release nogil;
+    return era_llm_scales_f32(&p, tokens, static_cast<const float *>(h), responses, static_cast<const int64_t *>(ids),
+                              static_cast<const float *>(a), static_cast<float *>(os), static_cast<float *>(oa));
+}
+
+int llm_logprob_forward(int64_t tokens, int64_t vocab, py::object logits, py::object labels, py::object logit_scale,
+                        py::object out_logprob, py::object out_entropy) {
+    const Elem e = float_elem(logits, "logits", false, true);
+    const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
+    void *x = checked_pointer(logits, e, n, "logits", false);
+    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
+    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
+    void *ol = checked_pointer(out_logprob, Elem::f32, t, "out_logprob", true);
+    void *oh = checked_pointer(out_entropy, Elem::f32, t, "out_entropy", true);
+    py::gil_scoped_release nogil;
+    if (e == Elem::f32) {
+        return era_llm_logprob_forward_f32(tokens, vocab, static_cast<const float *>(x), static_cast<const int64_t *>(lab),
+                                           static_cast<const float *>(s), static_cast<float *>(ol),
+                                           static_cast<float *>(oh));
+    }
+    return era_llm_logprob_forward_bf16(tokens, vocab, static_cast<const era_bf16 *>(x),
+                                        static_cast<const int64_t *>(lab), static_cast<const float *>(s),
+                                        static_cast<float *>(ol), static_cast<float *>(oh));
+}
+
+int llm_logprob_backward(int64_t tokens, int64_t vocab, py::object logits, py::object labels, py::object logit_scale,
+                         py::object grad_logprob, py::object out_grad) {
+    const Elem e = float_elem(logits, "logits", false, true);
+    const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
+    void *x = checked_pointer(logits, e, n, "logits", false);
+    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
+    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
+    void *g = checked_pointer(grad_logprob, Elem::f32, t, "grad_logprob", false);
+    void *o = checked_pointer(out_grad, e, n, "out_grad_logits", true);
+    py::gil_scoped_release nogil;
+    if (e == Elem::f32) {
+        return era_llm_logprob_backward_f32(tokens, vocab, static_cast<const float *>(x),
+                                            static_cast<const int64_t *>(lab), static_cast<const float *>(s),
+                                            static_cast<const float *>(g), static_cast<float *>(o));
+    }
+    return era_llm_logprob_backward_bf16(tokens, vocab, static_cast<const era_bf16 *>(x),
+                                         static_cast<const int64_t *>(lab), static_cast<const float *>(s),
+                                         static_cast<const float *>(g), static_cast<era_bf16 *>(o));
+}
+
+// ---------------------------------------------------------------------------------------
+// Bound verification: (status, report tuple or None)
+
+py::tuple check_discrete(double target, double tau, int32_t mode, int64_t rows, int64_t classes, py::object out_logits,
+                         double tol) {
+    const Elem e = float_elem(out_logits, "out_logits", true, false);
+    void *x = checked_pointer(out_logits, e, count_or_zero(rows, classes), "out_logits", false);
+    const era_discrete_params p = discrete_params(target, tau, mode);
+    era_bound_report report{};
+    era_status s;
+    {
+        py::gil_scoped_release nogil;
+        s = e == Elem::f32 ? era_check_discrete_f32(&p, rows, classes, static_cast<const float *>(x), tol, &report)
+                           : era_check_discrete_f64(&p, rows, classes, static_cast<const double *>(x), tol, &report);
+    }
+    return py::make_tuple(static_cast<int>(s), s == ERA_OK ? report_tuple(report) : py::none());
+}
+
+py::tuple check_continuous(double target, double residual, double log_std_min, double log_std_max, int64_t rows,
+                           int64_t dim, py::object mean, py::object log_std, double tol) {
+    const Elem e = float_elem(log_std, "log_std", true, false);
+    const int64_t n = count_or_zero(rows, dim);
+    void *m = checked_pointer(mean, e, n, "mean", false);
+    void *x = checked_pointer(log_std, e, n, "log_std", false);
+    const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
+    era_bound_report report{};
+    era_status s;
+    {
+        py::gil_scoped_release nogil;
+        s = e == Elem::f32 ? era_check_continuous_f32(&p, rows, dim, static_cast<const float *>(m),
+                                                      static_cast<const float *>(x), tol, &report)
+                           : era_check_continuous_f64(&p, rows, dim, static_cast<const double *>(m),
+                                                      static_cast<const double *>(x), tol, &report);
+    }
+    return py::make_tuple(static_cast<int>(s), s == ERA_OK ? report_tuple(report) : py::none());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_era, m) {
+    m.doc() = "libera's C ABI (include/era.h), one function per entry point; use the era package, not this module.";
+
+    m.attr("HEADER_ABI_VERSION") = ERA_ABI_VERSION;
+    m.attr("HEADER_VERSION") = py::make_tuple(ERA_VERSION_MAJOR, ERA_VERSION_MINOR, ERA_VERSION_PATCH);
+    m.attr("DISCRETE_EXACT") = static_cast<int>(ERA_DISCRETE_EXACT);
+    m.attr("DISCRETE_TIGHT") = static_cast<int>(ERA_DISCRETE_TIGHT);
+    m.attr("DISCRETE_REFERENCE") = static_cast<int>(ERA_DISCRETE_REFERENCE);
+    py::dict statuses;
+    statuses["OK"] = static_cast<int>(ERA_OK);
+    statuses["NULL_POINTER"] = static_cast<int>(ERA_ERR_NULL_POINTER);
+    statuses["BAD_SHAPE"] = static_cast<int>(ERA_ERR_BAD_SHAPE);
+    statuses["BAD_PARAMETER"] = static_cast<int>(ERA_ERR_BAD_PARAMETER);
+    statuses["INFEASIBLE_TARGET"] = static_cast<int>(ERA_ERR_INFEASIBLE_TARGET);
+    statuses["NON_FINITE"] = static_cast<int>(ERA_ERR_NON_FINITE);
+    statuses["ALLOCATION"] = static_cast<int>(ERA_ERR_ALLOCATION);
+    statuses["INTERNAL"] = static_cast<int>(ERA_ERR_INTERNAL);
+    statuses["BAD_INDEX"] = static_cast<int>(ERA_ERR_BAD_INDEX);
+    m.attr("STATUS") = statuses;
+
+    m.def("abi_version", &era_abi_version, "era_abi_version(): the ABI version libera was built with.");
+    m.def("version_string", []() { return std::string(era_version_string()); }, "era_version_string().");
+    m.def("status_string", [](int s) { return std::string(era_status_string(static_cast<era_status>(s))); },
+          py::arg("status"), "era_status_string(status).");
+    m.def("set_num_threads", [](int32_t n) { return static_cast<int>(era_set_num_threads(n)); }, py::arg("n"));
+    m.def("get_num_threads", &era_get_num_threads);
+
+    m.def("continuous_defaults", []() {
+        era_continuous_params p;
+        era_continuous_params_init(&p);
+        py::dict d;
+        d["target_entropy"] = p.target_entropy;
+        d["residual"] = p.residual;
+        d["log_std_min"] = p.log_std_min;
+        d["log_std_max"] = p.log_std_max;
+        return d;
+    });
+    m.def("discrete_defaults", []() {
+        era_discrete_params p;
+        era_discrete_params_init(&p);
+        py::dict d;
+        d["target_entropy"] = p.target_entropy;
+        d["tau"] = p.tau;
+        d["mode"] = p.mode;
+        return d;
+    });
+    m.def("llm_defaults", []() {
+        era_llm_params p;
+        era_llm_params_init(&p);
+        py::dict d;
+        d["omega_low"] = p.omega_low;
+        d["omega_high"] = p.omega_high;
+        d["k"] = p.k;
+        d["top_fraction"] = p.top_fraction;
+        d["scale_advantages"] = p.scale_advantages != 0;
+        return d;
+    });
+
+    m.def("softmax_entropy", &softmax_entropy);
+    m.def("gaussian_entropy", &gaussian_entropy);
+    m.def("tanh_gaussian_entropy", &tanh_gaussian_entropy);
+    m.def("truncated_normal_entropy", &truncated_normal_entropy);
+    m.def("continuous_forward", &continuous_forward);
+    m.def("continuous_backward", &continuous_backward);
+    m.def("discrete_floor", [](double target, double tau, int32_t mode, int64_t classes) {
+        return discrete_scalar(&era_discrete_floor, target, tau, mode, classes);
+    });
+    m.def("discrete_infimum", [](double target, double tau, int32_t mode, int64_t classes) {
+        return discrete_scalar(&era_discrete_infimum, target, tau, mode, classes);
+    });
+    m.def("discrete_constant", [](double target, double tau, int32_t mode, int64_t classes) {
+        return discrete_scalar(&era_discrete_constant, target, tau, mode, classes);
+    });
+    m.def("discrete_forward", &discrete_forward);
+    m.def("discrete_backward", &discrete_backward);
+    m.def("token_entropy", &token_entropy);
+    m.def("llm_response_entropy", &llm_response_entropy);
+    m.def("llm_scales", &llm_scales);
+    m.def("llm_logprob_forward", &llm_logprob_forward);
+    m.def("llm_logprob_backward", &llm_logprob_backward);
+    m.def("check_discrete", &check_discrete);
+    m.def("check_continuous", &check_continuous);
+}

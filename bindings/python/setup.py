@@ -1,0 +1,97 @@
+"""Builds the era Python package: libera (Swift) first, then the pybind11 module era._era.
+
+`pip install ./bindings/python` (from the repository root) runs, in order:
+  1. `swift build -c release --product era` in the repository root (two levels up from this
+     file, or $ERA_SOURCE_DIR), giving libera.so;
+  2. a copy of libera.so into the package (era/libera.so);
+  3. the compilation of csrc/era_module.cpp against include/era.h, linked with -lera and the
+     run path $ORIGIN, so that era/_era*.so finds the libera.so next to it.
+The installed package needs neither Swift nor the repository at run time.
+
+Environment: SWIFT (the swift executable, default `swift`), ERA_SOURCE_DIR (the repository
+root, when this directory has been copied elsewhere).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from pybind11.setup_helpers import Pybind11Extension
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+
+
+def repository_root() -> Path:
+    """The libera checkout whose include/era.h and Package.swift this package builds."""
+    candidates = [os.environ.get("ERA_SOURCE_DIR"), str(HERE.parent.parent)]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "include" / "era.h").is_file() and (Path(candidate) / "Package.swift").is_file():
+            return Path(candidate).resolve()
+    sys.exit(
+        "era: cannot find the libera sources (include/era.h, Package.swift) two levels above "
+        f"{HERE}; build from a checkout of libera or set ERA_SOURCE_DIR to one"
+    )
+
+
+ROOT = repository_root()
+
+
+def header_version() -> str:
+    """MAJOR.MINOR.PATCH from include/era.h, the one place the version is written."""
+    text = (ROOT / "include" / "era.h").read_text()
+    parts = [re.search(rf"#define ERA_VERSION_{name} (\d+)", text).group(1) for name in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(parts)
+
+
+class BuildWithLibera(build_ext):
+    """build_ext that first builds libera.so with SwiftPM and bundles it into the package."""
+
+    def run(self):
+        libera = self.build_libera()
+        package_dirs = [Path(self.build_lib) / "era"]
+        if self.inplace:
+            package_dirs.append(HERE / "src" / "era")
+        for package_dir in package_dirs:
+            package_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(libera, package_dir / "libera.so")
+        # Link against the bundled copy, so the module's NEEDED entry is plain libera.so.
+        link_dir = str(package_dirs[0])
+        for ext in self.extensions:
+            ext.library_dirs.append(link_dir)
+        super().run()
+
+    def build_libera(self) -> Path:
+        swift = os.environ.get("SWIFT", "swift")
+        if shutil.which(swift) is None:
+            sys.exit(f"era: `{swift}` was not found; building the era package needs Swift 5.9+ on PATH (or SWIFT=...)")
+        command = [swift, "build", "-c", "release", "--product", "era"]
+        print("era: " + " ".join(command) + f"  (in {ROOT})", flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
+        bin_dir = subprocess.run(
+            [swift, "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout.strip()
+        libera = Path(bin_dir) / "libera.so"
+        if not libera.is_file():
+            sys.exit(f"era: swift build finished but {libera} is missing")
+        return libera
+
+
+extension = Pybind11Extension(
+    "era._era",
+    sources=[str(Path("csrc") / "era_module.cpp")],
+    include_dirs=[str(ROOT / "include")],
+    libraries=["era"],
+    extra_link_args=["-Wl,-rpath,$ORIGIN"],
+    cxx_std=17,
+)
+
+setup(
+    version=header_version(),
+    ext_modules=[extension],
+    cmdclass={"build_ext": BuildWithLibera},
+)

@@ -1,0 +1,94 @@
+"""era: Entropy Regularizing Activation (Kang, Liao, Xu, Xu, arXiv 2510.08549) over libera.
+
+ERA keeps the sampling entropy of a model's output distribution above a chosen floor by
+passing the last-layer outputs through a purpose-built activation. This package binds
+libera's C ABI (include/era.h): every function works on numpy arrays (float32 or float64,
+any leading batch shape, the last axis is the row), entropies are in nats, and a refused
+call raises a subclass of ERAError (a ValueError) named after the library's status.
+
+Frameworks: ``era.torch`` (autograd Functions and nn.Modules) and ``era.jax``
+(``jax.custom_vjp`` functions), imported on demand. For CI: ``era.testing`` and
+``python -m era verify``. The mathematics: docs/math.md; the API: docs/python.md.
+"""
+
+from . import _era
+from ._errors import (
+    AllocationError,
+    BadIndexError,
+    BadParameterError,
+    BadShapeError,
+    DTypeError,
+    ERAError,
+    InfeasibleTargetError,
+    InternalError,
+    NonFiniteError,
+    NullPointerError,
+)
+from .check import BoundReport, check_continuous, check_discrete
+from .continuous import ContinuousGrads, continuous_backward, continuous_forward
+from .discrete import (
+    discrete_backward,
+    discrete_constant,
+    discrete_floor,
+    discrete_forward,
+    discrete_infimum,
+)
+from .entropy import gaussian_entropy, softmax_entropy, tanh_gaussian_entropy, truncated_normal_entropy
+from .llm import (
+    LLMLogprob,
+    LLMScales,
+    llm_logprob_backward,
+    llm_logprob_forward,
+    llm_response_entropy,
+    llm_scales,
+    token_entropy,
+)
+from .library import abi_version, get_num_threads, set_num_threads, version
+from . import testing  # numpy only; era.torch and era.jax are imported on demand
+
+if _era.abi_version() != _era.HEADER_ABI_VERSION:
+    raise ImportError(
+        f"era: the bundled libera has ABI version {_era.abi_version()} but era._era was compiled against "
+        f"ABI {_era.HEADER_ABI_VERSION}; reinstall the package"
+    )
+
+__version__ = _era.version_string()
+
+__all__ = [
+    "ERAError",
+    "NullPointerError",
+    "BadShapeError",
+    "BadParameterError",
+    "InfeasibleTargetError",
+    "NonFiniteError",
+    "AllocationError",
+    "InternalError",
+    "BadIndexError",
+    "DTypeError",
+    "softmax_entropy",
+    "gaussian_entropy",
+    "tanh_gaussian_entropy",
+    "truncated_normal_entropy",
+    "continuous_forward",
+    "continuous_backward",
+    "ContinuousGrads",
+    "discrete_forward",
+    "discrete_backward",
+    "discrete_floor",
+    "discrete_infimum",
+    "discrete_constant",
+    "token_entropy",
+    "llm_response_entropy",
+    "llm_scales",
+    "llm_logprob_forward",
+    "llm_logprob_backward",
+    "LLMScales",
+    "LLMLogprob",
+    "BoundReport",
+    "check_discrete",
+    "check_continuous",
+    "set_num_threads",
+    "get_num_threads",
+    "version",
+    "abi_version",
+]

@@ -1,0 +1,8 @@
+"""`python -m era ...`: the command-line tools (era/cli.py)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""LLM ERA: adaptive logit scaling for GRPO-style policy updates (docs/math.md section 3).
+
+Applied in the policy update to the logits of the response tokens, ``[T, V]`` (already
+divided by the sampling temperature; any leading shape ``[..., V]`` is accepted and
+flattened). With H_t the entropy of softmax(z_t)::
+
+    Hresp_b = mean of the max(1, floor(top_fraction*L_b)) largest H_t of response b
+    s_t     = k   if Hresp_b < omega_low  and A_t > 0
+              1/k if Hresp_b > omega_high and A_t > 0
+              1   otherwise
+    A'_t    = A_t / s_t                            (when scale_advantages)
+    logp'_t = s_t*z_t[a_t] - logsumexp(s_t*z_t)
+
+Response ids are int64 in -1..R-1 (-1: a prompt or padding token, ignored); labels are
+int64 in 0..V-1. A -inf logit is a mask (a banned token); NaN, +inf and fully masked rows
+raise NonFiniteError; a label out of range or on a masked logit raises BadIndexError.
+Logits may be float32 or bfloat16 (an ml_dtypes bfloat16 array, a torch bfloat16 CPU tensor,
+or uint16 raw bits); token_entropy also takes float64. Per-token results are float32.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _era
+from ._arrays import INDEX_DTYPE, as_numpy, is_bfloat16, per_row, rows_of, vector
+from ._errors import BadShapeError, check, python_error
+
+__all__ = [
+    "token_entropy",
+    "llm_response_entropy",
+    "llm_scales",
+    "llm_logprob_forward",
+    "llm_logprob_backward",
+    "LLMScales",
+    "LLMLogprob",
+]
+
+# The library's defaults (era_llm_params_init); the tests check they still agree.
+OMEGA_LOW = 0.45
+OMEGA_HIGH = 3.0
+K = 2.0
+TOP_FRACTION = 0.2
+
+F32 = np.dtype(np.float32)
+LOGIT_DTYPES = (F32,)
+
+
+def _params(omega_low, omega_high, k, top_fraction, scale_advantages):
+    return float(omega_low), float(omega_high), float(k), float(top_fraction), bool(scale_advantages)
+
+
+def _params_text(omega_low, omega_high, k, top_fraction) -> str:
+    return f"omega_low={omega_low}, omega_high={omega_high}, k={k}, top_fraction={top_fraction}"
+
+
+def token_entropy(logits: ArrayLike) -> np.ndarray:
+    """Entropy of softmax(logits[t, :]) per token, in nats, from one streaming pass per row
+    (accumulated in double; the logits are never copied when C-contiguous).
+
+    Args:
+        logits: ``[..., V]`` float32, float64 or bfloat16; -inf entries are masked tokens.
+    Returns:
+        ``[...]`` entropies: float64 for float64 logits, else float32.
+    """
+    where = "era.token_entropy"
+    x = rows_of(logits, where, "logits", bf16=True)
+    out = np.empty(x.rows, np.float64 if x.dtype == np.float64 else np.float32)
+    check(_era.token_entropy(x.rows, x.cols, x.array, out), where, f"logits shape {x.array.shape}")
+    return out.reshape(x.batch_shape)
+
+
+def llm_response_entropy(
+    token_entropy: ArrayLike,
+    response_id: ArrayLike,
+    num_responses: int,
+    *,
+    top_fraction: float = TOP_FRACTION,
+    omega_low: float = OMEGA_LOW,
+    omega_high: float = OMEGA_HIGH,
+    k: float = K,
+) -> np.ndarray:
+    """Response entropy of each response: the mean of its ``max(1, floor(top_fraction*L_b))``
+    largest token entropies (NaN for a response with no tokens).
+
+    Args:
+        token_entropy: float32 token entropies, any shape (e.g. ``[T]`` or ``[B, L]``).
+        response_id: int64, the same shape: the response of each token, -1 for none.
+        num_responses: R, the number of responses.
+        top_fraction: in (0, 1]. The other parameters are only validated here.
+    Returns:
+        ``[R]`` float32 response entropies in nats.
+    """
+    where = "era.llm_response_entropy"
+    entropy, shape = vector(token_entropy, where, "token_entropy", F32)
+    ids = per_row(response_id, where, "response_id", INDEX_DTYPE, shape)
+    responses = int(num_responses)
+    out = np.empty(max(responses, 0), np.float32)
+    params = _params(omega_low, omega_high, k, top_fraction, True)
+    status = _era.llm_response_entropy(*params, entropy.size, entropy, ids, responses, out)
+    check(status, where, f"tokens={entropy.size}, num_responses={responses}, top_fraction={top_fraction}")
+    return out
+
+
+class LLMScales(NamedTuple):
+    """Per-token logit scales s_t and advantages A'_t (both float32, the tokens' shape)."""
+
+    logit_scale: np.ndarray
+    advantages: np.ndarray
+
+
+def llm_scales(
+    response_entropy: ArrayLike,
+    response_id: ArrayLike,
+    advantages: ArrayLike,
+    *,
+    omega_low: float = OMEGA_LOW,
+    omega_high: float = OMEGA_HIGH,
+    k: float = K,
+    scale_advantages: bool = True,
+    top_fraction: float = TOP_FRACTION,
+) -> LLMScales:
+    """Per-token logit scale and advantage by the rule of the module docstring. Tokens of
+    response id -1 get s = 1 and A' = A. The thresholds are compared in float32, strictly.
+
+    Args:
+        response_entropy: ``[R]`` float32 response entropies (llm_response_entropy).
+        response_id: int64 ids, any shape (the tokens' shape).
+        advantages: float32, the same shape as response_id.
+    Returns:
+        LLMScales(logit_scale, advantages), float32, the tokens' shape.
+    """
+    where = "era.llm_scales"
+    resp = as_numpy(response_entropy, where, "response_entropy")
+    if resp.ndim != 1:
+        raise python_error(BadShapeError, where, f"response_entropy must be 1-D [R], got shape {resp.shape}")
+    resp, _ = vector(resp, where, "response_entropy", F32)
+    ids, shape = vector(response_id, where, "response_id", INDEX_DTYPE)
+    adv = per_row(advantages, where, "advantages", F32, shape)
+    out_scale = np.empty(ids.size, np.float32)
+    out_adv = np.empty(ids.size, np.float32)
+    params = _params(omega_low, omega_high, k, top_fraction, scale_advantages)
+    status = _era.llm_scales(*params, ids.size, resp, resp.size, ids, adv, out_scale, out_adv)
+    check(status, where, f"tokens={ids.size}, responses={resp.size}, " + _params_text(omega_low, omega_high, k, top_fraction))
+    return LLMScales(out_scale.reshape(shape), out_adv.reshape(shape))
+
+
+class LLMLogprob(NamedTuple):
+    """ERA log-probabilities logp'_t and the entropy of softmax(s_t*z_t) (the distribution
+    the update sees; None when not asked for), float32, the labels' shape."""
+
+    logprob: np.ndarray
+    entropy: Optional[np.ndarray]
+
+
+def _logprob_inputs(where, logits, labels, logit_scale):
+    x = rows_of(logits, where, "logits", dtypes=LOGIT_DTYPES, bf16=True)
+    lab = per_row(labels, where, "labels", INDEX_DTYPE, x.batch_shape)
+    scale = None if logit_scale is None else per_row(logit_scale, where, "logit_scale", F32, x.batch_shape)
+    return x, lab, scale
+
+
+def llm_logprob_forward(
+    logits: ArrayLike, labels: ArrayLike, logit_scale: Optional[ArrayLike] = None, *, with_entropy: bool = True
+) -> LLMLogprob:
+    """``logp'_t = s_t*z_t[a_t] - logsumexp(s_t*z_t)`` from one pass per row; the scaled
+    logits are never formed.
+
+    Args:
+        logits: ``[..., V]`` float32 or bfloat16.
+        labels: ``[...]`` int64 sampled tokens a_t.
+        logit_scale: ``[...]`` float32 s_t > 0 (llm_scales), or None for s = 1.
+        with_entropy: also return the entropy of softmax(s_t*z_t).
+    Returns:
+        LLMLogprob(logprob ``[...]``, entropy ``[...]`` or None), float32, nats.
+    """
+    where = "era.llm_logprob_forward"
+    x, lab, scale = _logprob_inputs(where, logits, labels, logit_scale)
+    out_logprob = np.empty(x.rows, np.float32)
+    out_entropy = np.empty(x.rows, np.float32) if with_entropy else None
+    status = _era.llm_logprob_forward(x.rows, x.cols, x.array, lab, scale, out_logprob, out_entropy)
+    check(status, where, f"logits shape {x.array.shape}")
+    entropy = None if out_entropy is None else out_entropy.reshape(x.batch_shape)
+    return LLMLogprob(out_logprob.reshape(x.batch_shape), entropy)
+
+
+def llm_logprob_backward(
+    logits: ArrayLike, labels: ArrayLike, logit_scale: Optional[ArrayLike], grad_logprob: ArrayLike
+) -> np.ndarray:
+    """Gradient of ``sum_t grad_logprob[t] * logp'_t`` with respect to the UNSCALED logits
+    (s_t held constant): ``grad_logprob[t] * s_t * (onehot(a_t) - softmax(s_t*z_t))``;
+    masked (-inf) logits get 0.
+
+    Args:
+        logits, labels, logit_scale: as for llm_logprob_forward.
+        grad_logprob: ``[...]`` float32 dL/d(logp').
+    Returns:
+        ``[..., V]`` dL/d(logits): float32 for float32 logits; for bfloat16 logits the
+        bfloat16 gradient (rounded to nearest even) with the representation of the input
+        (an ml_dtypes bfloat16 array, or uint16 bits for uint16 bits or a torch tensor).
+    """
+    where = "era.llm_logprob_backward"
+    x, lab, scale = _logprob_inputs(where, logits, labels, logit_scale)
+    grad = per_row(grad_logprob, where, "grad_logprob", F32, x.batch_shape)
+    out = np.empty_like(x.array)
+    status = _era.llm_logprob_backward(x.rows, x.cols, x.array, lab, scale, grad, out)
+    check(status, where, f"logits shape {x.array.shape}")
+    return out.view(x.source_dtype) if is_bfloat16(x.source_dtype) else out

@@ -1,6 +1,7 @@
 # libera: build, test and install.
 #   make            build libera.so (release)
-#   make test       install what is missing, build, run every test (what CI runs)
+#   make test       install what is missing, build, run every test (what CI runs):
+#                   Swift unit tests, the C ABI checks, the Python package's tests
 #   make demo       the main job
 #   make install PREFIX=/usr/local   header, library and pkg-config file
 
@@ -11,7 +12,7 @@ BUILD      := build
 BIN         = $(shell $(SWIFT) build -c release --show-bin-path)
 VERSION    := $(shell awk '/define ERA_VERSION_(MAJOR|MINOR|PATCH) /{v=v sep $$3; sep="."} END{print v}' include/era.h)
 
-.PHONY: all setup lib test test-swift test-abi install uninstall demo clean
+.PHONY: all setup lib test test-swift test-abi test-python install uninstall demo clean
 
 all: lib
 
@@ -24,6 +25,7 @@ lib:
 test: setup lib
 	$(MAKE) --no-print-directory test-swift
 	$(MAKE) --no-print-directory test-abi
+	$(MAKE) --no-print-directory test-python
 
 # Swift unit tests of the core (XCTest).
 test-swift:
@@ -33,6 +35,11 @@ test-swift:
 # and the README example.
 test-abi: lib
 	@Tests/abi-checks.sh "$(BIN)" "$(BUILD)"
+
+# The Python package: installs the pip packages it needs when missing (numpy, torch, jax,
+# pytest, ...), builds and installs bindings/python, and runs the pytest suite in Tests/python.
+test-python: lib
+	@bindings/python/ci-test.sh
 
 install: lib
 	install -d "$(DESTDIR)$(PREFIX)/include" "$(DESTDIR)$(PREFIX)/lib/pkgconfig"
@@ -58,4 +65,4 @@ demo: setup lib
 	@echo "not yet: the end-to-end training examples (C, PyTorch, JAX) are still to come; see README.md"
 
 clean:
-	rm -rf .build $(BUILD)
+	rm -rf .build $(BUILD) bindings/python/build bindings/python/src/*.egg-info

@@ -1,0 +1,91 @@
+"""Continuous ERA through era (numpy level) against the float64 reference (docs/math.md section 1)."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import era
+import reference as ref
+
+
+def test_library_defaults_match_python_defaults():
+    defaults = era._era.continuous_defaults()
+    assert math.isnan(defaults["target_entropy"])
+    assert defaults["residual"] == 0.0
+    assert (defaults["log_std_min"], defaults["log_std_max"]) == (era.continuous.LOG_STD_MIN, era.continuous.LOG_STD_MAX)
+
+
+@pytest.mark.parametrize("residual", [0.0, 0.7])
+def test_forward_matches_reference_float64(rng, residual):
+    s = rng.normal(size=(2, 5, 4)) * 2
+    out = era.continuous_forward(s, -2.0, residual=residual)
+    assert out.shape == s.shape and out.dtype == np.float64
+    np.testing.assert_allclose(out, ref.continuous_forward(s, -2.0, residual), rtol=1e-13, atol=1e-13)
+
+
+def test_forward_float32_rounds_up_and_keeps_the_floor(rng):
+    s = (rng.normal(size=(64, 6)) * 3).astype(np.float32)
+    out = era.continuous_forward(s, -3.0, residual=0.25)
+    exact = ref.continuous_forward(s, -3.0, 0.25)
+    assert out.dtype == np.float32
+    assert np.all(out.astype(np.float64) >= exact)  # rounded towards +inf
+    np.testing.assert_allclose(out, exact, rtol=1e-6, atol=1e-6)
+    assert np.all(ref.gaussian_entropy(out) >= -3.0 + 0.25)
+
+
+def test_forward_clips_at_log_std_min():
+    # A very negative target with a peaked softmax drives one entry below the clip.
+    s = np.array([[10.0, 0.0, 0.0]])
+    out = era.continuous_forward(s, -30.0, log_std_min=-5.0, log_std_max=0.0)
+    assert out.min() == -5.0
+    np.testing.assert_allclose(out, ref.continuous_forward(s, -30.0, log_std_min=-5.0), rtol=1e-14)
+
+
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 6)), elements=st.floats(-20, 20)),
+    st.floats(-12, 0),
+    st.floats(0, 2),
+)
+def test_guarantee_holds(s, target, residual):
+    dim = s.shape[-1]
+    target = target * dim / 6 - residual  # keep K <= 0 for every dim
+    out = era.continuous_forward(s, target, residual=residual)
+    assert np.all(ref.gaussian_entropy(out) >= target + residual - 1e-10)
+    assert np.all((out >= -8.0) & (out <= 0.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_backward_matches_reference(rng, dtype):
+    s = (rng.normal(size=(3, 4)) * 2).astype(dtype)
+    g = rng.normal(size=(3, 4)).astype(dtype)
+    grads = era.continuous_backward(s, g, -1.0, residual=0.3)
+    want_s, want_r = ref.continuous_backward(s, g, -1.0, 0.3)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(grads.std_logits, want_s, rtol=tol, atol=tol)
+    np.testing.assert_allclose(grads.residual, want_r, rtol=tol, atol=tol)
+    assert grads.residual.shape == (3,)
+    assert era.continuous_backward(s, g, -1.0, residual_grad=False).residual is None
+
+
+def test_backward_matches_finite_differences(rng):
+    s = rng.normal(size=(2, 3))
+    weights, numeric = ref.central_difference(lambda x: ref.continuous_forward(x, -1.5, 0.2), s)
+    grads = era.continuous_backward(s, weights, -1.5, residual=0.2)
+    np.testing.assert_allclose(grads.std_logits, numeric, rtol=1e-6, atol=1e-8)
+    # dL/d(residual): differentiate the forward in the residual.
+    eps = 1e-6
+    up = (era.continuous_forward(s, -1.5, residual=0.2 + eps) * weights).sum(axis=-1)
+    down = (era.continuous_forward(s, -1.5, residual=0.2 - eps) * weights).sum(axis=-1)
+    np.testing.assert_allclose(grads.residual, (up - down) / (2 * eps), rtol=1e-6, atol=1e-8)
+
+
+def test_backward_zero_where_clipped():
+    s = np.array([[10.0, 0.0, 0.0]])
+    g = np.array([[1.0, 0.0, 0.0]])  # only the clipped entry has a cotangent
+    grads = era.continuous_backward(s, g, -30.0, log_std_min=-5.0)
+    np.testing.assert_array_equal(grads.std_logits, np.zeros((1, 3)))
+    assert grads.residual[0] == 0.0

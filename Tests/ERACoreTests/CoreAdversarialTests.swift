@@ -58,7 +58,7 @@ private struct CoreTally {
 }
 
 /// Rows meant to push discrete ERA's output entropy down, as (kind, logits).
-private func coreHardDiscreteRows(classes d: Int, rng: inout CoreRandom) -> [(String, [Double])] {
+private func coreHardDiscreteRows(classes d: Int, rng: inout TestRandom) -> [(String, [Double])] {
     var rows: [(String, [Double])] = []
     for L in [1.0, 2, 3, 5, 10, 20, 30, 50, 100, 300, 1000, 1e4] {
         var z = [Double](repeating: 0, count: d)
@@ -117,7 +117,7 @@ final class CoreAdversarialTests: XCTestCase {
 
     private func searchDiscrete<T: CoreKernelReal>(mode: CoreMode, _: T.Type) throws -> CoreTally {
         var tally = CoreTally("discrete \(mode.name) \(T.label)", tolerance: T.boundTolerance)
-        var rng = CoreRandom(seed: 71 + UInt64(mode.rawValue))
+        var rng = TestRandom(seed: 71 + UInt64(mode.rawValue))
         let tolerance = T.boundTolerance
         // Targets spread over the feasible range, a spread of tau (down to just above e, where the
         // inverse meets its branch point), and class counts from 2 to 1000.
@@ -216,7 +216,7 @@ final class CoreAdversarialTests: XCTestCase {
 
     private func searchContinuous<T: CoreKernelReal>(_: T.Type) throws -> (CoreTally, Double) {
         var tally = CoreTally("continuous Gaussian floor \(T.label)", tolerance: T.boundTolerance)
-        var rng = CoreRandom(seed: 81)
+        var rng = TestRandom(seed: 81)
         let tolerance = T.boundTolerance
         var worstAbsolute = -Double.infinity
         var dims = Array(1...61)

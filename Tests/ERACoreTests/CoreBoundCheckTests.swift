@@ -65,7 +65,7 @@ final class CoreBoundCheckTests: XCTestCase {
 
     /// BoundCheck.discrete measures the entropies the reference measures, with the mode's floor.
     func testDiscreteCheckAgainstReference() throws {
-        var rng = CoreRandom(seed: 61)
+        var rng = TestRandom(seed: 61)
         let rows = 40, d = 12
         for mode: Int32 in [0, 1, 2] {
             let era = try DiscreteERA(targetEntropy: mode == 1 ? 1.5 : 2.0, tau: 4, mode: mode, classes: Int64(d))
@@ -113,7 +113,7 @@ final class CoreBoundCheckTests: XCTestCase {
     }
 
     func testContinuousCheckAgainstReference() throws {
-        var rng = CoreRandom(seed: 62)
+        var rng = TestRandom(seed: 62)
         let rows = 30, d = 5
         let era = try ContinuousERA(targetEntropy: -2.5, residual: 0.4, logStdMin: -8, logStdMax: 0, dim: Int64(d))
         let s = (0..<(rows * d)).map { _ in 3 * rng.normal() }

@@ -44,7 +44,7 @@ final class CoreContinuousERATests: XCTestCase {
     }
 
     private func checkForward<T: CoreKernelReal>(_: T.Type, tolerance: Double) throws {
-        var rng = CoreRandom(seed: 31)
+        var rng = TestRandom(seed: 31)
         var worst = 0.0
         var clipped = 0
         for c in coreContinuousCases(dims: [1, 2, 6, 17, 61]) {
@@ -83,7 +83,7 @@ final class CoreContinuousERATests: XCTestCase {
 
     /// Float outputs are rounded up (towards +inf), so that they never sum below the double values.
     func testFloatForwardRoundsUp() throws {
-        var rng = CoreRandom(seed: 32)
+        var rng = TestRandom(seed: 32)
         let era = try ContinuousERA(targetEntropy: -3, residual: 0, logStdMin: -8, logStdMax: 0, dim: 6)
         let input = (0..<600).map { _ in Float(rng.normal()) }
         let out: [Float] = try coreContinuousForward(era, rows: 100, input)
@@ -100,7 +100,7 @@ final class CoreContinuousERATests: XCTestCase {
     }
 
     private func checkBackward<T: CoreKernelReal>(_: T.Type, tolerance: Double) throws {
-        var rng = CoreRandom(seed: 33)
+        var rng = TestRandom(seed: 33)
         var worst = 0.0
         for c in coreContinuousCases(dims: [1, 2, 6, 17, 61]) {
             let era = try c.era
@@ -152,7 +152,7 @@ final class CoreContinuousERATests: XCTestCase {
     /// Central differences of L = sum g * forward(s) in s, in the residual and in the target,
     /// including a row where some entries are clipped at log_std_min (gradient 0 through them).
     func testGradientFiniteDifferences() throws {
-        var rng = CoreRandom(seed: 34)
+        var rng = TestRandom(seed: 34)
         let h = 1e-6
         var worst = 0.0
         var rows: [(CoreContinuousParams, [Double])] = []
@@ -179,7 +179,7 @@ final class CoreContinuousERATests: XCTestCase {
             }
             func loss(_ s: [Double], _ h0: Double, _ delta: Double) throws -> Double {
                 let out: [Double] = try coreContinuousForward(try era(h0, delta), rows: 1, s)
-                var sum = CoreSum()
+                var sum = CompensatedSum()
                 for i in 0..<d { sum.add(g[i] * out[i]) }
                 return sum.value
             }
@@ -217,7 +217,7 @@ final class CoreContinuousERATests: XCTestCase {
 
     /// The Gaussian floor holds with equality when nothing is clipped.
     func testFloorEqualityWithoutClipping() throws {
-        var rng = CoreRandom(seed: 35)
+        var rng = TestRandom(seed: 35)
         for c in coreContinuousCases(dims: [1, 4, 17, 61]) {
             let era = try c.era
             let d = c.params.dim
@@ -253,7 +253,7 @@ final class CoreContinuousERATests: XCTestCase {
                     h0 = h0.nextDown
                     era = try? ContinuousERA(targetEntropy: h0, residual: 0, logStdMin: -5, logStdMax: 2.3, dim: Int64(d))
                 }
-                var rng = CoreRandom(seed: 37)
+                var rng = TestRandom(seed: 37)
                 let input = (0..<d).map { _ in Float(rng.normal()) }
                 let out: [Float] = try coreContinuousForward(era!, rows: 1, input)
                 let h = coreGaussianEntropy(out.map { Double($0) }[...])
@@ -270,7 +270,7 @@ final class CoreContinuousERATests: XCTestCase {
     }
 
     private func checkInPlace<T: CoreKernelReal>(_: T.Type) throws {
-        var rng = CoreRandom(seed: 36)
+        var rng = TestRandom(seed: 36)
         let rows = 7, d = 6
         let era = try ContinuousERA(targetEntropy: -3, residual: 0.3, logStdMin: -5, logStdMax: 1, dim: Int64(d))
         let input = (0..<(rows * d)).map { _ in T(3 * rng.normal()) }

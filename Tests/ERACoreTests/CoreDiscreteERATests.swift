@@ -21,7 +21,7 @@ private func coreDiscreteCases(classes: [Int], taus: [Double], fractions: [Doubl
 }
 
 /// Random rows of a few scales.
-private func coreRandomRows(rows: Int, classes d: Int, scale: Double, rng: inout CoreRandom) -> [Double] {
+private func coreRandomRows(rows: Int, classes d: Int, scale: Double, rng: inout TestRandom) -> [Double] {
     (0..<(rows * d)).map { _ in scale * rng.normal() }
 }
 
@@ -132,7 +132,7 @@ final class CoreDiscreteERATests: XCTestCase {
     // MARK: forward and backward against the reference
 
     private func checkForward<T: CoreKernelReal>(_: T.Type, tolerance: Double) throws {
-        var rng = CoreRandom(seed: 21)
+        var rng = TestRandom(seed: 21)
         var worst: [CoreMode: Double] = [:]
         for (mode, d, tau, h0) in coreDiscreteCases(classes: [2, 3, 10, 100], taus: [3, 4, 10],
                                                     fractions: [0.1, 0.5, 0.9]) {
@@ -165,7 +165,7 @@ final class CoreDiscreteERATests: XCTestCase {
     func testForwardFloatAgainstReference() throws { try checkForward(Float.self, tolerance: 1e-5) }
 
     private func checkBackward<T: CoreKernelReal>(_: T.Type, tolerance: Double) throws {
-        var rng = CoreRandom(seed: 22)
+        var rng = TestRandom(seed: 22)
         var worst: [CoreMode: Double] = [:]
         for (mode, d, tau, h0) in coreDiscreteCases(classes: [2, 3, 10, 100], taus: [3, 4, 10],
                                                     fractions: [0.1, 0.5, 0.9]) {
@@ -203,7 +203,7 @@ final class CoreDiscreteERATests: XCTestCase {
 
     /// Central differences of L = sum g * forward(z), h = 1e-6, all three modes (Double).
     func testGradientFiniteDifferences() throws {
-        var rng = CoreRandom(seed: 23)
+        var rng = TestRandom(seed: 23)
         var worst = 0.0
         for (mode, d, tau, h0) in coreDiscreteCases(classes: [2, 5, 12], taus: [4, 10], fractions: [0.2, 0.6, 0.95]) {
             let era = try DiscreteERA(targetEntropy: h0, tau: tau, mode: mode.rawValue, classes: Int64(d))
@@ -213,7 +213,7 @@ final class CoreDiscreteERATests: XCTestCase {
                 let grad: [Double] = try coreDiscreteBackward(era, rows: 1, z, g)
                 func loss(_ z: [Double]) throws -> Double {
                     let out: [Double] = try coreDiscreteForward(era, rows: 1, z)
-                    var s = CoreSum()
+                    var s = CompensatedSum()
                     for i in 0..<d { s.add(g[i] * out[i]) }
                     return s.value
                 }
@@ -267,7 +267,7 @@ final class CoreDiscreteERATests: XCTestCase {
     // MARK: properties of the output
 
     func testOutputCappedAndOrdered() throws {
-        var rng = CoreRandom(seed: 24)
+        var rng = TestRandom(seed: 24)
         for mode in [CoreMode.exact, .tight] {
             for tau in [3.0, 4, 50] {
                 let d = 20
@@ -295,7 +295,7 @@ final class CoreDiscreteERATests: XCTestCase {
     // MARK: in place
 
     private func checkInPlace<T: CoreKernelReal>(_: T.Type) throws {
-        var rng = CoreRandom(seed: 25)
+        var rng = TestRandom(seed: 25)
         let rows = 5, d = 17
         for mode in CoreMode.allCases {
             let (lo, hi) = CoreDiscreteParams.feasibleRange(mode: mode, tau: 4, classes: d)

@@ -56,7 +56,7 @@ final class CoreEntropyTests: XCTestCase {
     // MARK: softmax and Gaussian
 
     private func checkSoftmax<T: CoreKernelReal>(_: T.Type, tolerance: Double) throws {
-        var rng = CoreRandom(seed: 41)
+        var rng = TestRandom(seed: 41)
         var worst = 0.0
         for cols in [1, 2, 3, 10, 1000] {
             for scale in [0.0, 1e-3, 1, 10, 100, 1e30] {
@@ -87,7 +87,7 @@ final class CoreEntropyTests: XCTestCase {
     func testSoftmaxEntropyFloat() throws { try checkSoftmax(Float.self, tolerance: 1e-5) }
 
     private func checkGaussian<T: CoreKernelReal>(_: T.Type, tolerance: Double) throws {
-        var rng = CoreRandom(seed: 42)
+        var rng = TestRandom(seed: 42)
         for dim in [1, 2, 7, 61, 300] {
             let rows = 5
             let logStd = (0..<(rows * dim)).map { _ in T(rng.uniform(-8, 2)) }
@@ -105,12 +105,12 @@ final class CoreEntropyTests: XCTestCase {
     func testGaussianEntropyFloat() throws { try checkGaussian(Float.self, tolerance: 1e-6) }
 
     func testSoftmaxStatistics() {
-        var rng = CoreRandom(seed: 46)
+        var rng = TestRandom(seed: 46)
         for scale in [0.5, 5, 1e3] {
             let z = (0..<50).map { _ in scale * rng.normal() }
             let stats = z.withUnsafeBufferPointer { SoftmaxStatistics($0.baseAddress!, count: $0.count) }
             let m = z.max()!
-            var s = CoreSum()
+            var s = CompensatedSum()
             for v in z { s.add(Glibc.exp(v - m)) }
             XCTAssertEqual(stats.maximum, m)
             XCTAssertEqual(stats.sumExp, s.value, accuracy: 1e-14 * s.value)
@@ -151,9 +151,9 @@ final class CoreEntropyTests: XCTestCase {
             let fine = coreTanhPenaltySimpson(mu: mu, std: std, intervals: 120_000)
             XCTAssertEqual(coarse, fine, accuracy: 1e-12, "(\(mu), \(std))")
         }
-        var rng = CoreRandom(seed: 43)
+        var rng = TestRandom(seed: 43)
         let n = 200_000
-        var sum = CoreSum(), sumSq = CoreSum()
+        var sum = CompensatedSum(), sumSq = CompensatedSum()
         for _ in 0..<n {
             let v = coreLogSech2(1 + 0.5 * rng.normal())
             sum.add(v)
@@ -193,7 +193,7 @@ final class CoreEntropyTests: XCTestCase {
     }
 
     private func checkTanhGaussian<T: CoreKernelReal>(_: T.Type, tolerance: Double) throws {
-        var rng = CoreRandom(seed: 44)
+        var rng = TestRandom(seed: 44)
         let rows = 4
         for dim in [1, 3, 6] {
             let mean = (0..<(rows * dim)).map { _ in T(2 * rng.normal()) }
@@ -222,7 +222,7 @@ final class CoreEntropyTests: XCTestCase {
         let rule = GaussHermiteRule.standard
         XCTAssertEqual(rule.nodes.count, 64)
         XCTAssertEqual(rule.weights.count, 64)
-        var weightSum = CoreSum()
+        var weightSum = CompensatedSum()
         for w in rule.weights { XCTAssertGreaterThan(w, 0); weightSum.add(w) }
         XCTAssertEqual(weightSum.value, 1, accuracy: 1e-14)
         // Sorted (strictly, one way or the other) and symmetric.
@@ -239,7 +239,7 @@ final class CoreEntropyTests: XCTestCase {
         var doubleFactorial = 1.0
         for k in 1...60 {
             doubleFactorial *= Double(2 * k - 1)
-            var moment = CoreSum(), odd = CoreSum(), oddScale = CoreSum()
+            var moment = CompensatedSum(), odd = CompensatedSum(), oddScale = CompensatedSum()
             for j in 0..<64 {
                 let x = rule.nodes[j]
                 moment.add(rule.weights[j] * Glibc.pow(x, Double(2 * k)))
@@ -354,7 +354,7 @@ final class CoreEntropyTests: XCTestCase {
     }
 
     func testTruncatedNormalRowsFloatAndDouble() throws {
-        var rng = CoreRandom(seed: 45)
+        var rng = TestRandom(seed: 45)
         let rows = 5, dim = 4
         let loc = (0..<(rows * dim)).map { _ in Glibc.tanh(rng.normal()) }
         let logStd = (0..<(rows * dim)).map { _ in rng.uniform(-4, 1) }

@@ -10,56 +10,6 @@ import XCTest
 import Glibc
 #endif
 
-// MARK: - Deterministic random numbers
-
-/// SplitMix64: small, fast, reproducible.
-struct CoreRandom {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
-
-    /// Uniform in [a, b).
-    mutating func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * uniform() }
-
-    /// Standard normal (Box-Muller).
-    mutating func normal() -> Double {
-        let u1 = 1 - uniform()
-        let u2 = uniform()
-        return Glibc.sqrt(-2 * Glibc.log(u1)) * Glibc.cos(2 * Double.pi * u2)
-    }
-
-    /// Uniform in 0..<n.
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
-
-/// Neumaier's compensated sum.
-struct CoreSum {
-    private(set) var sum = 0.0
-    private var compensation = 0.0
-
-    mutating func add(_ x: Double) {
-        let t = sum + x
-        if Swift.abs(sum) >= Swift.abs(x) {
-            compensation += (sum - t) + x
-        } else {
-            compensation += (x - t) + sum
-        }
-        sum = t
-    }
-
-    var value: Double { sum + compensation }
-}
 
 // MARK: - Constants
 
@@ -75,10 +25,10 @@ let coreE = Glibc.exp(1.0)
 func coreSoftmaxEntropy(_ z: ArraySlice<Double>) -> Double {
     var m = -Double.infinity
     for v in z { m = Swift.max(m, v) }
-    var s = CoreSum()
+    var s = CompensatedSum()
     for v in z { s.add(Glibc.exp(v - m)) }
     let logS = Glibc.log(s.value)
-    var h = CoreSum()
+    var h = CompensatedSum()
     for v in z {
         let logP = (v - m) - logS
         let p = Glibc.exp(logP)
@@ -93,7 +43,7 @@ func coreSoftmaxEntropy(_ z: [Double]) -> Double { coreSoftmaxEntropy(z[...]) }
 func coreSoftmax(_ z: [Double]) -> [Double] {
     var m = -Double.infinity
     for v in z { m = Swift.max(m, v) }
-    var s = CoreSum()
+    var s = CompensatedSum()
     for v in z { s.add(Glibc.exp(v - m)) }
     let total = s.value
     return z.map { Glibc.exp($0 - m) / total }
@@ -101,7 +51,7 @@ func coreSoftmax(_ z: [Double]) -> [Double] {
 
 /// Entropy of a diagonal Gaussian with these log stds.
 func coreGaussianEntropy(_ logStd: ArraySlice<Double>) -> Double {
-    var s = CoreSum()
+    var s = CompensatedSum()
     for v in logStd { s.add(v) }
     s.add(Double(logStd.count) * coreGaussianPerDim)
     return s.value
@@ -336,7 +286,7 @@ func coreTanhPenaltySimpson(mu: Double, std: Double, intervals n: Int = 120_000)
     let a = -12.0, b = 12.0
     let h = (b - a) / Double(n)
     let norm = 1 / Glibc.sqrt(2 * Double.pi)
-    var sum = CoreSum()
+    var sum = CompensatedSum()
     for i in 0...n {
         let e = a + Double(i) * h
         let f = norm * Glibc.exp(-0.5 * e * e) * coreLogSech2(mu + std * e)
@@ -363,7 +313,7 @@ func coreTruncatedStandardEntropy(alpha: Double, beta: Double, intervals n: Int 
     let lo = Swift.max(alpha - u0, -reach)
     let hi = Swift.min(beta - u0, reach)
     let h = (hi - lo) / Double(n)
-    var z = CoreSum(), m = CoreSum()
+    var z = CompensatedSum(), m = CompensatedSum()
     for i in 0...n {
         let v = lo + Double(i) * h
         let q = 0.5 * v * (v + 2 * u0)

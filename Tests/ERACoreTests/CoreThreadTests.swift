@@ -76,7 +76,7 @@ final class CoreThreadTests: XCTestCase {
     }
 
     func testBitIdenticalForAnyThreadCount() throws {
-        var rng = CoreRandom(seed: 51)
+        var rng = TestRandom(seed: 51)
         // 1200 x 250: every kernel below splits this into several blocks (checked), while the
         // whole test stays within a few seconds in a debug build.
         let rows = 1200, cols = 250

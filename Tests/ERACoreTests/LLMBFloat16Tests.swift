@@ -73,7 +73,7 @@ final class LLMBFloat16Tests: XCTestCase {
     }
 
     func testFromFloatRandomAgainstReference() {
-        var rng = LLMTestRandom(seed: 20)
+        var rng = TestRandom(seed: 20)
         for _ in 0..<100_000 {
             let bits = UInt32(truncatingIfNeeded: rng.next())
             let value = Float(bitPattern: bits)
@@ -119,7 +119,7 @@ final class LLMBFloat16Tests: XCTestCase {
 
     /// Random doubles across the whole bfloat16 range (normal and subnormal), both signs.
     func testFromDoubleRandomAgainstReference() {
-        var rng = LLMTestRandom(seed: 21)
+        var rng = TestRandom(seed: 21)
         var mismatches = 0
         for _ in 0..<100_000 {
             let exponent = UInt64(1023 - 140 + rng.int(140 + 130))  // 2^-140 ... 2^129
@@ -137,7 +137,7 @@ final class LLMBFloat16Tests: XCTestCase {
     /// nearest) lands exactly on the midpoint and then breaks the tie the wrong way. The direct
     /// rounding must not.
     func testFromDoubleAvoidsDoubleRounding() {
-        var rng = LLMTestRandom(seed: 22)
+        var rng = TestRandom(seed: 22)
         var naiveWrong = 0, checked = 0
         for _ in 0..<20_000 {
             // A random finite bfloat16 below the largest, normal or subnormal, and its upper neighbour.

@@ -27,7 +27,7 @@ private func llmCheckFloatEntropies(_ out: [Float], _ logits: [Double], tokens: 
 
 final class LLMTokenEntropyTests: XCTestCase {
     func testFloatLogitsAgainstReference() {
-        var rng = LLMTestRandom(seed: 1)
+        var rng = TestRandom(seed: 1)
         let tokens = 30, vocab = 1000
         var logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [0.05, 0.5, 1, 3, 10, 40], rng: &rng)
         // A few rows with masks.
@@ -42,7 +42,7 @@ final class LLMTokenEntropyTests: XCTestCase {
     }
 
     func testDoubleLogitsAgainstReference() {
-        var rng = LLMTestRandom(seed: 2)
+        var rng = TestRandom(seed: 2)
         let tokens = 30, vocab = 1000
         var logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [0.05, 0.5, 1, 3, 10, 40], rng: &rng)
         let masked = llmRandomLogits(tokens: 6, vocab: vocab, spreads: [1, 5], maskShare: 0.4, rng: &rng)
@@ -60,7 +60,7 @@ final class LLMTokenEntropyTests: XCTestCase {
     }
 
     func testBFloat16LogitsAgainstReference() {
-        var rng = LLMTestRandom(seed: 3)
+        var rng = TestRandom(seed: 3)
         let tokens = 24, vocab = 1500
         let logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [0.3, 1, 4, 12], maskShare: 0.1, rng: &rng)
         let bits = logits.map { llmBF16Truncating($0) }
@@ -74,7 +74,7 @@ final class LLMTokenEntropyTests: XCTestCase {
 
     /// A Qwen-sized vocabulary, a few rows per type.
     func testVocabulary151936() {
-        var rng = LLMTestRandom(seed: 4)
+        var rng = TestRandom(seed: 4)
         let tokens = 3, vocab = 151_936
         let logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [1.5, 4, 0.2], maskShare: 0.05, rng: &rng)
 
@@ -204,7 +204,7 @@ final class LLMTokenEntropyTests: XCTestCase {
         XCTAssertLessThanOrEqual(llmMixedError(Double(outFloat[0]), log(Double(vocab))), 1e-6)
 
         // Many duplicates at a few levels, the maximum repeated.
-        var rng = LLMTestRandom(seed: 5)
+        var rng = TestRandom(seed: 5)
         let levels: [Double] = [-2, 0, 0.5, 1.25, 1.25]
         for i in 0..<vocab { allEqual[i] = levels[rng.int(levels.count)] }
         let expected = llmReferenceRow(allEqual)!.entropy
@@ -266,7 +266,7 @@ final class LLMOnlineSoftmaxTests: XCTestCase {
     }
 
     func testRandomValues() {
-        var rng = LLMTestRandom(seed: 6)
+        var rng = TestRandom(seed: 6)
         for spread in [0.01, 1.0, 5.0, 50.0] {
             var values = (0..<5000).map { _ in spread * rng.normal() }
             for i in stride(from: 0, to: values.count, by: 17) { values[i] = -.infinity }
@@ -307,7 +307,7 @@ final class LLMOnlineSoftmaxTests: XCTestCase {
 
 final class LLMResponseEntropyTests: XCTestCase {
     func testInterleavedRandomResponses() throws {
-        var rng = LLMTestRandom(seed: 7)
+        var rng = TestRandom(seed: 7)
         let lengths = [1, 2, 4, 5, 10, 23, 0, 57, 3, 14, 15]
         let responses = lengths.count
         var ids: [Int64] = []

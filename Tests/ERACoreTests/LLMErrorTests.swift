@@ -9,7 +9,7 @@ private let llmVocab = 50
 
 /// 3 x 50 logits, finite, in Double.
 private func llmBaseLogits() -> [Double] {
-    var rng = LLMTestRandom(seed: 30)
+    var rng = TestRandom(seed: 30)
     return llmRandomLogits(tokens: llmTokens, vocab: llmVocab, spreads: [1, 3], rng: &rng)
 }
 

@@ -8,58 +8,6 @@ import XCTest
 import Glibc
 #endif
 
-// MARK: - Deterministic random numbers
-
-/// SplitMix64: small, fast, reproducible.
-struct LLMTestRandom {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
-
-    /// Uniform in [a, b).
-    mutating func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * uniform() }
-
-    /// Standard normal (Box-Muller).
-    mutating func normal() -> Double {
-        let u1 = 1 - uniform()  // (0, 1]
-        let u2 = uniform()
-        return Glibc.sqrt(-2 * Glibc.log(u1)) * Glibc.cos(2 * Double.pi * u2)
-    }
-
-    /// Uniform in 0..<n.
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
-
-// MARK: - Compensated summation
-
-/// Neumaier's compensated sum, so that the reference's own rounding error is ~1 ulp.
-struct LLMCompensatedSum {
-    private var sum = 0.0
-    private var compensation = 0.0
-
-    mutating func add(_ x: Double) {
-        let t = sum + x
-        if Swift.abs(sum) >= Swift.abs(x) {
-            compensation += (sum - t) + x
-        } else {
-            compensation += (x - t) + sum
-        }
-        sum = t
-    }
-
-    var value: Double { sum + compensation }
-}
 
 // MARK: - Softmax reference (two passes, float64)
 
@@ -93,8 +41,8 @@ func llmReferenceRow(_ row: [Double], scale: Double = 1) -> LLMReferenceRow? {
     }
     guard m > -Double.infinity else { return nil }
     // Pass 2: the sums, skipping one occurrence of the maximum (it contributes exactly 1 and 0).
-    var rest = LLMCompensatedSum()
-    var product = LLMCompensatedSum()
+    var rest = CompensatedSum()
+    var product = CompensatedSum()
     var skipped = false
     for z in row {
         let v = scale * z
@@ -142,7 +90,7 @@ func llmReferenceGradient(_ row: [Double], label: Int, scale: Double, grad: Doub
 /// `spreads`) and its own offset, then a share `maskShare` of the entries set to -inf (never
 /// all of a row).
 func llmRandomLogits(tokens: Int, vocab: Int, spreads: [Double], maskShare: Double = 0,
-                     rng: inout LLMTestRandom) -> [Double] {
+                     rng: inout TestRandom) -> [Double] {
     var values = [Double](repeating: 0, count: tokens * vocab)
     for t in 0..<tokens {
         let spread = spreads[t % spreads.count]

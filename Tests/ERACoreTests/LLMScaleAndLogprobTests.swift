@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// Random labels, each pointing at a finite logit of its row.
-private func llmRandomLabels(_ logits: [Double], tokens: Int, vocab: Int, rng: inout LLMTestRandom) -> [Int64] {
+private func llmRandomLabels(_ logits: [Double], tokens: Int, vocab: Int, rng: inout TestRandom) -> [Int64] {
     (0..<tokens).map { t in
         while true {
             let i = rng.int(vocab)
@@ -135,7 +135,7 @@ final class LLMScalesTests: XCTestCase {
     }
 
     func testRandomAgainstRuleWithOtherK() throws {
-        var rng = LLMTestRandom(seed: 8)
+        var rng = TestRandom(seed: 8)
         for (k, scaleAdvantages) in [(3.0, true), (1.37, true), (0.6, true), (2.0, false)] {
             let parameters = try LLMParameters(omegaLow: 0.45, omegaHigh: 2.5, k: k, topFraction: 0.2,
                                                scaleAdvantages: scaleAdvantages)
@@ -172,7 +172,7 @@ final class LLMLogprobForwardTests: XCTestCase {
     }
 
     func testFloatLogits() {
-        var rng = LLMTestRandom(seed: 9)
+        var rng = TestRandom(seed: 9)
         let tokens = 24, vocab = 777
         var logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [0.5, 2, 5, 15], rng: &rng)
         let masked = llmRandomLogits(tokens: 8, vocab: vocab, spreads: [1, 4], maskShare: 0.3, rng: &rng)
@@ -201,7 +201,7 @@ final class LLMLogprobForwardTests: XCTestCase {
     }
 
     func testBFloat16Logits() {
-        var rng = LLMTestRandom(seed: 10)
+        var rng = TestRandom(seed: 10)
         let tokens = 24, vocab = 1003
         let logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [0.5, 2, 5, 15], maskShare: 0.1, rng: &rng)
         let bits = logits.map { llmBF16Truncating($0) }
@@ -222,7 +222,7 @@ final class LLMLogprobForwardTests: XCTestCase {
     }
 
     func testVocabulary151936() {
-        var rng = LLMTestRandom(seed: 11)
+        var rng = TestRandom(seed: 11)
         let tokens = 2, vocab = 151_936
         let logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [2, 6], maskShare: 0.02, rng: &rng)
         let labels = llmRandomLabels(logits, tokens: tokens, vocab: vocab, rng: &rng)
@@ -321,7 +321,7 @@ final class LLMLogprobBackwardTests: XCTestCase {
     }
 
     func testFloatAgainstAnalyticReference() {
-        var rng = LLMTestRandom(seed: 12)
+        var rng = TestRandom(seed: 12)
         let tokens = 12, vocab = 300
         var logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [0.5, 3, 10], rng: &rng)
         let masked = llmRandomLogits(tokens: 4, vocab: vocab, spreads: [1, 4], maskShare: 0.25, rng: &rng)
@@ -348,7 +348,7 @@ final class LLMLogprobBackwardTests: XCTestCase {
     /// Central finite differences of the float64 reference log-probability, against the kernel's
     /// float32 gradient.
     func testFloatAgainstFiniteDifferences() {
-        var rng = LLMTestRandom(seed: 13)
+        var rng = TestRandom(seed: 13)
         let tokens = 6, vocab = 11
         let logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [0.5, 2, 4], maskShare: 0.2, rng: &rng)
         let floats = logits.map { Float($0) }
@@ -383,7 +383,7 @@ final class LLMLogprobBackwardTests: XCTestCase {
     }
 
     func testBFloat16MatchesCorrectlyRoundedReference() {
-        var rng = LLMTestRandom(seed: 14)
+        var rng = TestRandom(seed: 14)
         let tokens = 10, vocab = 2000
         let logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [0.3, 2, 6, 20], maskShare: 0.1, rng: &rng)
         let bits = logits.map { llmBF16Truncating($0) }
@@ -417,7 +417,7 @@ final class LLMLogprobBackwardTests: XCTestCase {
     }
 
     func testInPlaceEqualsOutOfPlace() {
-        var rng = LLMTestRandom(seed: 15)
+        var rng = TestRandom(seed: 15)
         let tokens = 7, vocab = 513
         let logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [1, 5], maskShare: 0.1, rng: &rng)
         let labels = llmRandomLabels(logits, tokens: tokens, vocab: vocab, rng: &rng)
@@ -442,7 +442,7 @@ final class LLMLogprobBackwardTests: XCTestCase {
     }
 
     func testVocabulary151936() {
-        var rng = LLMTestRandom(seed: 16)
+        var rng = TestRandom(seed: 16)
         let tokens = 2, vocab = 151_936
         let logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [2, 6], maskShare: 0.02, rng: &rng)
         let floats = logits.map { Float($0) }
@@ -464,7 +464,7 @@ final class LLMThreadsTests: XCTestCase {
     }
 
     func testResultsIdenticalForAnyThreadCount() throws {
-        var rng = LLMTestRandom(seed: 17)
+        var rng = TestRandom(seed: 17)
         let tokens = 64, vocab = 32000
         let logits = llmRandomLogits(tokens: tokens, vocab: vocab, spreads: [0.5, 2, 6], maskShare: 0.01, rng: &rng)
         let floats = logits.map { Float($0) }

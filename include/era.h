@@ -213,7 +213,8 @@ typedef enum era_discrete_mode {
 
 typedef struct era_discrete_params {
     double target_entropy; /* H0 in nats. Unset (NaN) after init; set it.               */
-    double tau;            /* > e; the top class gets at most 1/tau before normalising (4) */
+    double tau;            /* > e (log(tau) >= 1 + 1e-6); the top class gets at most 1/tau
+                              before normalising (4)                                     */
     int32_t mode;          /* an era_discrete_mode (ERA_DISCRETE_EXACT)                     */
 } era_discrete_params;
 
@@ -222,7 +223,9 @@ void era_discrete_params_init(era_discrete_params *params);
 
 /* Parameter checks shared by the discrete functions:
  * NULL_POINTER if params is NULL; BAD_SHAPE if classes < 2; BAD_PARAMETER if target_entropy is
- * not finite (or unset), tau is not finite or tau <= e, or mode is unknown;
+ * not finite (or unset), tau is not finite or not above e by the margin log(tau) >= 1 + 1e-6
+ * (closer to e the inverse of h is too ill-conditioned for double precision), or mode is
+ * unknown;
  * INFEASIBLE_TARGET if the target is out of range for the mode:
  *   EXACT, REFERENCE: 1 + log(up) <= H0 <= 1 + log(classes*up);
  *   TIGHT:            0 < H0 < log(classes). */
@@ -243,7 +246,8 @@ era_status era_discrete_infimum(const era_discrete_params *params, int64_t class
 era_status era_discrete_constant(const era_discrete_params *params, int64_t classes, double *out_c);
 
 /* Forward pass. Reads logits[rows*classes]; writes out_logits[rows*classes]: finite output
- * logits, each <= -log(tau), in the order of the inputs (ties stay ties).
+ * logits in the order of the inputs (ties stay ties), in modes EXACT and TIGHT each at most
+ * -log(tau) (as a float: -log(tau) rounded to float32 for the f32 variant).
  * In place allowed (out_logits == logits).
  * Errors: the parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0; NON_FINITE. */
 era_status era_discrete_forward_f32(const era_discrete_params *params, int64_t rows, int64_t classes,

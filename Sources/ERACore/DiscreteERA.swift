@@ -28,13 +28,23 @@ public struct DiscreteERA: Sendable {
     public let slope: Double
     /// The offset b >= 0: the y of a class with p = 0.
     public let offset: Double
+    /// log h^-1(up) = -log(tau): the largest output logit (exact and tight modes).
+    public let topLogit: Double
+
+    /// How far above e tau must be: log(tau) >= 1 + minimumTauMargin. The inverse of h has the
+    /// condition number 1/|1 + t| <= 1/(log(tau) - 1) on the y a class can receive; closer to
+    /// e than this, double precision cannot hold it (and within ~1e-14 of e, log(tau)/tau
+    /// rounds to 1/e itself, where the inverse is undefined).
+    public static let minimumTauMargin = 1e-6
 
     /// Validates the parameters (math 2, "Feasible targets") and resolves C.
-    /// Throws .badShape if classes < 2, .badParameter for a non-finite target, tau <= e or an
-    /// unknown mode, .infeasibleTarget for a target out of the mode's range.
+    /// Throws .badShape if classes < 2, .badParameter for a non-finite target, a tau not above
+    /// e by the margin (log(tau) < 1 + 1e-6) or an unknown mode, .infeasibleTarget for a
+    /// target out of the mode's range.
     public init(targetEntropy: Double, tau: Double, mode rawMode: Int32, classes: Int64) throws(ERAError) {
         guard classes >= 2 else { throw .badShape }
-        guard targetEntropy.isFinite, tau.isFinite, tau > Math.e else { throw .badParameter }
+        guard targetEntropy.isFinite, tau.isFinite,
+              Math.log(tau) >= 1 + DiscreteERA.minimumTauMargin else { throw .badParameter }
         guard let mode = DiscreteMode(rawValue: rawMode) else { throw .badParameter }
         self.targetEntropy = targetEntropy
         self.tau = tau
@@ -43,6 +53,7 @@ public struct DiscreteERA: Sendable {
         let d = Double(classes)
         let up = Math.log(tau) / tau
         self.up = up
+        topLogit = -Math.log(tau)
         var c: Double
         switch mode {
         case .exact, .reference:
@@ -123,10 +134,13 @@ public struct DiscreteERA: Sendable {
     /// derivative 0 (math 2, "Where y_i was clamped").
     static let smallestY = Double.leastNormalMagnitude
 
+    /// The output logit for y. y is kept in [smallestY, up]: a*p + b can round a hair above
+    /// up, and the inverse is only defined below 1/e. In exact and tight modes the result is
+    /// also capped at -log(tau), the value at up, which rounding in the inverse could exceed.
     @inline(__always)
     func output(y: Double) -> Double {
-        let y = max(y, DiscreteERA.smallestY)
-        return mode == .reference ? referenceLogInverseEntropyTerm(y) : logInverseEntropyTerm(y)
+        let y = min(max(y, DiscreteERA.smallestY), up)
+        return mode == .reference ? referenceLogInverseEntropyTerm(y) : min(logInverseEntropyTerm(y), topLogit)
     }
 
     @inline(__always)

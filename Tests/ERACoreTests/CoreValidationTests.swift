@@ -75,7 +75,12 @@ final class CoreValidationTests: XCTestCase {
         for tau in [2.718281828459045, 2.7, 1, 0, -4, coreE.nextDown] {
             XCTAssertEqual(discrete(tau: tau), .badParameter, "tau \(tau)")
         }
-        XCTAssertNil(discrete(h0: 1, tau: coreE.nextUp, classes: 10), "the first double above e")
+        // ... and by a margin, log(tau) >= 1 + 1e-6: nearer e, log(tau)/tau rounds to 1/e (NaN
+        // logits before the margin existed) or the inverse of h is too ill-conditioned.
+        for tau in [coreE.nextUp, 2.7182818284591002, coreE * (1 + 0.9e-6)] {
+            XCTAssertEqual(discrete(h0: 1, tau: tau, classes: 10), .badParameter, "tau \(tau)")
+        }
+        XCTAssertNil(discrete(h0: 1, tau: Glibc.exp(1 + 1e-6) * (1 + 1e-12), classes: 10), "tau just past the margin")
         for mode: Int32 in [3, -1, 100, Int32.min, Int32.max] {
             XCTAssertEqual(discrete(mode: mode), .badParameter, "mode \(mode)")
         }

@@ -1,7 +1,7 @@
 # libera: build, test and install.
 #   make            build libera.so (release)
 #   make test       install what is missing, build, run every test (what CI runs):
-#                   Swift unit tests, the C ABI checks, the Python package's tests
+#                   Swift unit tests, the C ABI checks, sanitizer runs, the Python tests
 #   make demo       the main job
 #   make install PREFIX=/usr/local   header, library and pkg-config file
 
@@ -12,7 +12,7 @@ BUILD      := build
 BIN         = $(shell $(SWIFT) build -c release --show-bin-path)
 VERSION    := $(shell awk '/define ERA_VERSION_(MAJOR|MINOR|PATCH) /{v=v sep $$3; sep="."} END{print v}' include/era.h)
 
-.PHONY: all setup lib test test-swift test-abi test-python install uninstall demo clean
+.PHONY: all setup lib test test-swift test-abi test-python sanitize install uninstall demo clean
 
 all: lib
 
@@ -25,6 +25,7 @@ lib:
 test: setup lib
 	$(MAKE) --no-print-directory test-swift
 	$(MAKE) --no-print-directory test-abi
+	$(MAKE) --no-print-directory sanitize
 	$(MAKE) --no-print-directory test-python
 
 # Swift unit tests of the core (XCTest).
@@ -35,6 +36,12 @@ test-swift:
 # and the README example.
 test-abi: lib
 	@Tests/abi-checks.sh "$(BIN)" "$(BUILD)"
+
+# The Swift tests under AddressSanitizer (leaks included), the C tests against an
+# ASan+UBSan-instrumented libera, and the threading tests under ThreadSanitizer
+# (instrumented builds in .build-asan, .build-tsan; logs in build/sanitize/logs).
+sanitize:
+	@Tests/sanitize.sh
 
 # The Python package: installs the pip packages it needs when missing (numpy, torch, jax,
 # pytest, ...), builds and installs bindings/python, and runs the pytest suite in Tests/python.
@@ -65,4 +72,4 @@ demo: setup lib
 	@echo "not yet: the end-to-end training examples (C, PyTorch, JAX) are still to come; see README.md"
 
 clean:
-	rm -rf .build $(BUILD) bindings/python/build bindings/python/src/*.egg-info
+	rm -rf .build .build-asan .build-tsan .build-ubsan $(BUILD) bindings/python/build bindings/python/src/*.egg-info

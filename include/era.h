@@ -163,8 +163,9 @@ void era_continuous_params_init(era_continuous_params *params);
 
 /* Parameter checks shared by the continuous functions:
  * NULL_POINTER if params is NULL; BAD_PARAMETER if any field is NaN or infinite (so also when
- * target_entropy is unset), residual < 0, or log_std_min >= log_std_max; INFEASIBLE_TARGET if
- * K > 0 (the target exceeds the largest entropy the bounds allow). */
+ * target_entropy is unset), residual < 0, log_std_min >= log_std_max, either bound outside
+ * [-1e4, 1e4], or K overflows; INFEASIBLE_TARGET if K > 0 (the target exceeds the largest
+ * entropy the bounds allow). */
 
 /* Forward pass. Reads std_logits[rows*dim]; writes out_log_std[rows*dim].
  * In place allowed (out_log_std == std_logits).

@@ -19,8 +19,9 @@ public struct ContinuousERA: Sendable {
     public init(targetEntropy: Double, residual: Double, logStdMin: Double, logStdMax: Double,
                 dim: Int64) throws(ERAError) {
         guard dim >= 1 else { throw .badShape }
-        guard targetEntropy.isFinite, residual.isFinite, logStdMin.isFinite, logStdMax.isFinite,
-              residual >= 0, logStdMin < logStdMax else { throw .badParameter }
+        guard targetEntropy.isFinite, residual.isFinite, residual >= 0, logStdMin < logStdMax,
+              abs(logStdMin) <= ContinuousERA.logStdLimit, abs(logStdMax) <= ContinuousERA.logStdLimit
+        else { throw .badParameter }
         self.targetEntropy = targetEntropy
         self.residual = residual
         self.logStdMin = logStdMin
@@ -29,8 +30,15 @@ public struct ContinuousERA: Sendable {
         let d = Double(dim)
         let k = targetEntropy + residual - d * Math.gaussianEntropyPerDim - d * logStdMax
         guard k <= 0 else { throw .infeasibleTarget }
+        // A target so far below the bounds that K overflows leaves nothing to compute with.
+        guard k.isFinite else { throw .badParameter }
         scale = k
     }
+
+    /// The largest |log_std_min|, |log_std_max| accepted: std up to e^10000 is far beyond any
+    /// policy, and the bound keeps float32 outputs finite and the rounding of
+    /// log_std_max + K*w (about D * eps * |log_std_max|) far below the tolerances.
+    public static let logStdLimit = 1e4
 
     /// The Gaussian entropy every output row is guaranteed to reach: H0 + delta.
     public var guaranteedFloor: Double { targetEntropy + residual }

@@ -96,25 +96,52 @@ public enum Entropy {
             for row in range {
                 var sum = 0.0
                 for i in 0..<dim {
-                    let sd = Math.exp(Double(logStd[row * dim + i]))
+                    let ls = Double(logStd[row * dim + i])
                     let m = Double(loc[row * dim + i])
-                    sum += Double(logStd[row * dim + i])
-                        + truncatedStandardNormalEntropy(alpha: (lo - m) / sd, beta: (hi - m) / sd)
+                    sum += truncatedNormalEntropy(loc: m, logStd: ls, lo: lo, hi: hi)
                 }
                 out[row] = T(sum)
             }
         }
     }
 
+    /// Entropy of N(loc, exp(logStd)^2) truncated to [lo, hi], lo < hi.
+    ///
+    /// An interval narrower than 1e-5 standard deviations (including a std so large that the
+    /// standardised bounds coincide) sees the density as exp(-lambda*u), lambda the standardised
+    /// distance of its midpoint, to within (width/sd)^2: the truncated exponential, whose
+    /// entropy is log(hi - lo) + g(lambda*w), w = (hi - lo)/sd, with
+    /// g(x) = 1 - log x + log(1 - e^-x) - x e^-x/(1 - e^-x) (-> -x^2/24 as x -> 0).
+    static func truncatedNormalEntropy(loc m: Double, logStd: Double, lo: Double, hi: Double) -> Double {
+        let logWidth = Math.log(hi - lo) - logStd  // log of the standardised width
+        if logWidth < Math.log(1e-5) {
+            let sd = Math.exp(logStd)
+            let rate = abs((0.5 * (lo + hi) - m) / sd)
+            let x = rate * Math.exp(logWidth)
+            let g: Double
+            if x < 1e-3 {
+                g = -x * x / 24
+            } else {
+                let d = -Math.expm1(-x)
+                g = 1 - Math.log(x) + Math.log(d) - (x > 700 ? 0 : x * (1 - d) / d)
+            }
+            return Math.log(hi - lo) + g
+        }
+        let sd = Math.exp(logStd)
+        return logStd + truncatedStandardNormalEntropy(alpha: (lo - m) / sd, beta: (hi - m) / sd, width: (hi - lo) / sd)
+    }
+
     /// Entropy of N(0,1) truncated to [alpha, beta]; the entropy of the unstandardised variable
-    /// adds log(scale).
+    /// adds log(scale). `width` is beta - alpha computed from the unstandardised bounds: far from
+    /// the location, alpha and beta themselves can round to the same number (location 1e16,
+    /// interval [-1, 1]), so every difference of the two is taken from `width`.
     ///   H = log(sqrt(2*pi*e) * Z) + (alpha*phi(alpha) - beta*phi(beta)) / (2Z)
     /// with Z and the ratios phi/Z computed from the scaled complementary error function, so that
     /// intervals far in a tail neither underflow nor cancel.
-    static func truncatedStandardNormalEntropy(alpha: Double, beta: Double) -> Double {
-        if beta <= 0 {
+    static func truncatedStandardNormalEntropy(alpha: Double, beta: Double, width: Double) -> Double {
+        if beta <= 0, alpha < 0 {
             // The distribution is the mirror image of the one on [-beta, -alpha].
-            return truncatedStandardNormalEntropy(alpha: -beta, beta: -alpha)
+            return truncatedStandardNormalEntropy(alpha: -beta, beta: -alpha, width: width)
         }
         let halfLog2PiE = Math.gaussianEntropyPerDim
         let invSqrt2 = 1 / 2.0.squareRoot()
@@ -126,7 +153,7 @@ public enum Entropy {
         if alpha > 1e8 {
             // Far in the tail the density on [alpha, beta] is exp(-alpha*u) to within 1/alpha^2:
             // the truncated exponential of rate alpha on [0, beta - alpha].
-            let x = alpha * (beta - alpha)
+            let x = alpha * width
             let d = -Math.expm1(-x)
             let edge = x > 700 ? 0 : x * (1 - d) / d
             return 1 - Math.log(alpha) + Math.log(d) - edge
@@ -142,7 +169,7 @@ public enum Entropy {
         // with lambda - alpha from its own continued fraction beyond alpha = 10.
         let scaledAlpha = scaledComplementaryError(alpha * invSqrt2)
         let scaledBeta = scaledComplementaryError(beta * invSqrt2)
-        let exponent = 0.5 * (alpha - beta) * (alpha + beta)  // (alpha^2 - beta^2)/2
+        let exponent = -0.5 * width * (2 * alpha + width)  // (alpha^2 - beta^2)/2
         let decay = Math.exp(exponent)
         let ratio = scaledBeta / scaledAlpha * decay
         let oneMinusRatio = -Math.expm1(Math.log(scaledBeta / scaledAlpha) + exponent)

@@ -207,25 +207,29 @@ public enum LLMERA {
             // |gradient| <= |g| * s: keep it inside the float32 range.
             guard Float(Double(gradLogprob[t]) * (scales.map { Double($0[t]) } ?? 1)).isFinite else { throw .badParameter }
         }
-        let scratch = try Scratch(blocks: 1, perBlock: 2 * tokens)
-        guard let logSumExps = scratch.base else { return }
-        try forEachToken(tokens: tokens, vocab: vocab, faults: logSumExps + tokens) { t in
+        // Per token: the row max and sum of exp(v - max), from which softmax = exp(v - max)/S.
+        // (exp(v - logsumexp) would round: for v = 1e30, logsumexp = 1e30 + log 2 is 1e30.)
+        let scratch = try Scratch(blocks: 1, perBlock: 3 * tokens)
+        guard let maxima = scratch.base else { return }
+        let sums = maxima + tokens
+        try forEachToken(tokens: tokens, vocab: vocab, faults: maxima + 2 * tokens) { t in
             let row = logits + t * vocab
             guard let stats = streamRow(row, count: vocab, scale: scales.map { Double($0[t]) } ?? 1) else { return .nonFinite }
             guard row[Int(labels[t])].doubleValue > -Double.infinity else { return .maskedLabel }
-            logSumExps[t] = stats.logSumExp
+            maxima[t] = stats.maximum
+            sums[t] = stats.sumExp
             return .none
         }
         try forEachRowBlock(rows: tokens, workPerRow: vocab * workPerLogit) { range, _ in
             for t in range {
                 let s = scales.map { Double($0[t]) } ?? 1
                 let g = Double(gradLogprob[t]) * s
-                let lse = logSumExps[t]
+                let maximum = maxima[t], inverseSum = 1 / sums[t]
                 let label = Int(labels[t])
                 let row = logits + t * vocab
                 let out = outGrad + t * vocab
                 for i in 0..<vocab {
-                    let p = Math.exp(s * row[i].doubleValue - lse)
+                    let p = Math.exp(max(s * row[i].doubleValue - maximum, SoftmaxStatistics.lowestShift)) * inverseSum
                     out[i] = S(rounding: g * ((i == label ? 1 : 0) - p))
                 }
             }

@@ -92,13 +92,7 @@ def pytest_fail(message):
 
 
 # ---------------------------------------------------------------------------------------
-# Known bugs that a child process shows (strict xfails: an XPASS means fixed, drop the marker)
-
-
-def _xfail(reason):
-    import pytest
-
-    return pytest.mark.xfail(strict=True, reason=reason)
+# Regressions of bugs that a child process showed (both fixed)
 
 
 def _parametrize(names, values):
@@ -118,10 +112,8 @@ def test_truncated_normal_entropy_returns(log_std, lo, hi):
         pytest_fail(f"era.truncated_normal_entropy(0, {log_std}, {lo}, {hi}) did not return within 3 s (killed)")
 
 
-@_xfail("era.cli: an .npz that numpy cannot read (a corrupt zip, an object array) escapes `verify` with a traceback "
-        "and exit status 1, the status of a bound violation, instead of 2 (bad input)")
 @_parametrize("content", ["corrupt zip", "object array"])
-def test_bug_cli_unreadable_npz_exits_2(tmp_path, content):
+def test_cli_unreadable_npz_exits_2(tmp_path, content):
     import numpy as np
 
     path = tmp_path / "outputs.npz"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from typing import List, Optional
 
 import numpy as np
@@ -60,11 +61,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load(path: str, key: Optional[str], kind: str, mean_key: Optional[str]):
-    """The array to check (and the means, if asked for) from an .npz or .npy file."""
+    """The array to check (and the means, if asked for) from an .npz or .npy file; anything
+    numpy cannot read (a missing or corrupt file, an object array) is BadInput."""
     try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+        return _load(path, key, kind, mean_key)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise BadInput(f"cannot read {path}: {error}") from None
+
+
+def _load(path: str, key: Optional[str], kind: str, mean_key: Optional[str]):
+    data = np.load(path, allow_pickle=False)
     if isinstance(data, np.ndarray):
         if key not in (None, "arr_0") or mean_key is not None:
             raise BadInput(f"{path} holds a single array; --key/--mean-key need an .npz")

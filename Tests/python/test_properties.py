@@ -1439,8 +1439,6 @@ def test_torch_matches_the_numpy_level(data):
             return tensors[-1][0]
 
         got = pick(call(t, "libera")).detach().numpy()
-        if got.shape == (1,) and want.shape == ():
-            got = got.reshape(())  # see test_bug_torch_entropy_of_one_row_is_not_0d
         assert_same(got, want)  # libera on CPU tensors: the numpy level's very bits
         for tensor, original in tensors:
             assert np.array_equal(tensor.numpy(), original)  # inputs untouched
@@ -1765,10 +1763,8 @@ def test_logprob_backward_ties_at_huge_logits(dtype):
 
 
 @needs_torch
-@pytest.mark.xfail(strict=True, reason="era.torch: the libera path's entropies of one row [D] have shape [1], not [] "
-                   "(np.ascontiguousarray makes 0-d results 1-d); the numpy level and the native path give []")
 @pytest.mark.parametrize("name", ["softmax", "gaussian", "token", "tanh", "truncated"])
-def test_bug_torch_entropy_of_one_row_is_not_0d(name):
+def test_torch_entropy_of_one_row_is_0d(name):
     x = torch.randn(5)
     out = {"softmax": lambda: et.softmax_entropy(x), "gaussian": lambda: et.gaussian_entropy(x),
            "token": lambda: et.token_entropy(x), "tanh": lambda: et.tanh_gaussian_entropy(x, x),

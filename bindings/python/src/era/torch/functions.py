@@ -209,7 +209,9 @@ def llm_logprob(
 
 
 def _numpy_result(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+    # np.ascontiguousarray would turn a 0-d result (one row) into shape [1].
+    a = np.asarray(a)
+    return torch.from_numpy(a if a.flags.c_contiguous else np.ascontiguousarray(a)).to(device)
 
 
 def softmax_entropy(logits: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 from jax import ShapeDtypeStruct
 
 from .. import llm as _llm
-from .._errors import BadShapeError, python_error
+from .._errors import BadIndexError, BadShapeError, DTypeError, python_error
 from ._host import host_call
 from .functions import _int64, llm_logprob, token_entropy
 
@@ -29,7 +29,14 @@ __all__ = ["llm_response_entropy", "llm_scales", "llm_era", "LLMERAOutput"]
 
 def _grouped_ids(ids: np.ndarray, responses: int) -> np.ndarray:
     """Response ids of a vmapped batch (vmap axes first, tokens last) renumbered so that the
-    responses of example n become n*R .. n*R + R-1: one libera call then serves the batch."""
+    responses of example n become n*R .. n*R + R-1: one libera call then serves the batch.
+    The ids are checked first (integers in -1..R-1), as libera would check them unbatched:
+    renumbered, an id below -1 or of R would pass for another example's response."""
+    if ids.dtype.kind not in "iu":
+        raise python_error(DTypeError, "era.jax response ids", f"ids must be integers, not {ids.dtype}")
+    if ids.size and (ids.min() < -1 or ids.max() >= responses):
+        raise python_error(BadIndexError, "era.jax response ids",
+                           f"an id outside -1..{responses - 1} (min {ids.min()}, max {ids.max()})")
     ids = _int64(ids)
     examples = int(np.prod(ids.shape[:-1], dtype=np.int64))
     offsets = (np.arange(examples, dtype=np.int64) * responses).reshape(ids.shape[:-1] + (1,))
@@ -139,6 +146,8 @@ def llm_era(
     """
     where = "era.jax.llm_era"
     logits = jnp.asarray(logits)
+    if logits.ndim >= 1 and logits.shape[-1] == 0:
+        raise python_error(BadShapeError, where, f"logits {logits.shape} have an empty vocabulary")
     labels = jnp.asarray(labels)
     advantages = jnp.asarray(advantages)
     params = dict(omega_low=omega_low, omega_high=omega_high, k=k, top_fraction=top_fraction)

@@ -131,7 +131,9 @@ era_status era_tanh_gaussian_entropy_f64(int64_t rows, int64_t dim, const double
  * computed in double precision with tail-stable normal probabilities.
  * Reads loc[rows*dim], log_std[rows*dim]; writes out_entropy[rows].
  * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; BAD_PARAMETER unless lo < hi, both
- * finite; NON_FINITE for non-finite loc or log_std. */
+ * finite, and when an entropy cannot be represented in the output type (inputs so extreme
+ * that a standardised bound or the std overflows double, e.g. log_std = 1e300 or a location
+ * 1e300 standard deviations away); NON_FINITE for non-finite loc or log_std. */
 era_status era_truncated_normal_entropy_f32(int64_t rows, int64_t dim, const float *loc, const float *log_std,
                                             double lo, double hi, float *out_entropy);
 era_status era_truncated_normal_entropy_f64(int64_t rows, int64_t dim, const double *loc, const double *log_std,

@@ -92,6 +92,11 @@ public enum Entropy {
     public static func truncatedNormal<T: ERAReal>(rows: Int, dim: Int, loc: UnsafePointer<T>,
                                                    logStd: UnsafePointer<T>, lo: Double, hi: Double,
                                                    out: UnsafeMutablePointer<T>) throws(ERAError) {
+        // Rows go to scratch first: an entropy that cannot be computed in double (inputs so
+        // extreme that a standardised bound or the std itself overflows, e.g. log_std = 1e300)
+        // is refused as a bad parameter, and then nothing is written.
+        let scratch = try Scratch(blocks: 1, perBlock: rows)
+        guard let entropies = scratch.base else { return }
         try forEachRowBlock(rows: rows, workPerRow: dim * 20) { range, _ in
             for row in range {
                 var sum = 0.0
@@ -100,9 +105,11 @@ public enum Entropy {
                     let m = Double(loc[row * dim + i])
                     sum += truncatedNormalEntropy(loc: m, logStd: ls, lo: lo, hi: hi)
                 }
-                out[row] = T(sum)
+                entropies[row] = sum
             }
         }
+        for row in 0..<rows { guard T(entropies[row]).isFinite else { throw .badParameter } }
+        for row in 0..<rows { out[row] = T(entropies[row]) }
     }
 
     /// Entropy of N(loc, exp(logStd)^2) truncated to [lo, hi], lo < hi.
@@ -113,7 +120,17 @@ public enum Entropy {
     /// entropy is log(hi - lo) + g(lambda*w), w = (hi - lo)/sd, with
     /// g(x) = 1 - log x + log(1 - e^-x) - x e^-x/(1 - e^-x) (-> -x^2/24 as x -> 0).
     static func truncatedNormalEntropy(loc m: Double, logStd: Double, lo: Double, hi: Double) -> Double {
-        let logWidth = Math.log(hi - lo) - logStd  // log of the standardised width
+        // Differences or the std that overflow (hi - lo = 2*DBL_MAX, std = e^710) are brought into
+        // range by a power of two, which shifts the entropy by exactly its logarithm.
+        if !(hi - lo).isFinite || !(lo - m).isFinite || !(hi - m).isFinite || logStd > 700 {
+            let shrink = 0x1p-64, log2 = Math.log(2.0)
+            if lo * shrink != lo || hi * shrink != hi || m * shrink != m {
+                return 64 * log2 + truncatedNormalEntropy(loc: m * shrink, logStd: logStd - 64 * log2,
+                                                          lo: lo * shrink, hi: hi * shrink)
+            }
+        }
+        let logSpan = Math.log(0.5 * hi - 0.5 * lo) + Math.log(2.0)  // log(hi - lo), overflow-free
+        let logWidth = logSpan - logStd  // log of the standardised width
         if logWidth < Math.log(1e-5) {
             let sd = Math.exp(logStd)
             let rate = abs((0.5 * (lo + hi) - m) / sd)
@@ -125,7 +142,7 @@ public enum Entropy {
                 let d = -Math.expm1(-x)
                 g = 1 - Math.log(x) + Math.log(d) - (x > 700 ? 0 : x * (1 - d) / d)
             }
-            return Math.log(hi - lo) + g
+            return logSpan + g
         }
         let sd = Math.exp(logStd)
         return logStd + truncatedStandardNormalEntropy(alpha: (lo - m) / sd, beta: (hi - m) / sd, width: (hi - lo) / sd)

@@ -3,7 +3,8 @@
 #   header    era.h compiles warning-free as C99 and C++17 (-Wall -Wextra -Werror -pedantic)
 #   symbols   libera.so exports every era_* function of the header and nothing else
 #   runtime   libera.so needs no Swift runtime library (static Swift runtime)
-#   c-tests   Tests/c/test_era.c and test_llm.c: every entry point against float64 references
+#   c-tests   Tests/c/test_era.c and test_llm.c: every entry point against float64 references;
+#             test_concurrency.c: concurrent calls give the serial results bit for bit
 #   install   make install + pkg-config build the README examples, which run
 # Ends with the line "abi checks: N passed, M failed".
 set -uo pipefail
@@ -43,7 +44,7 @@ no_swift_runtime() {
 }
 
 c_test() {  # c_test NAME: build Tests/c/NAME.c against libera.so and run it
-    ${CC:-cc} -std=c99 -O2 "${strict[@]}" -I include "Tests/c/$1.c" -L "$bin" -lera -lm \
+    ${CC:-cc} -std=c99 -O2 "${strict[@]}" -pthread -I include "Tests/c/$1.c" -L "$bin" -lera -lm \
         -Wl,-rpath,"$bin" -o "$build/$1" && "$build/$1"
 }
 
@@ -69,6 +70,7 @@ check "libera.so exports every function era.h declares" exports_every_declared
 check "libera.so needs no Swift runtime library" no_swift_runtime
 check "C tests of the core entry points (Tests/c/test_era.c)" c_test test_era
 check "C tests of the LLM entry points (Tests/c/test_llm.c)" c_test test_llm
+check "eight threads calling every kernel while the thread setting changes (Tests/c/test_concurrency.c)" c_test test_concurrency
 check "make install + pkg-config build and run the README examples" install_and_pkg_config
 
 echo "abi checks: $passed passed, $failed failed"

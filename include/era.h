@@ -362,7 +362,8 @@ era_status era_llm_logprob_forward_bf16(int64_t tokens, int64_t vocab, const era
  * writes out_grad_logits[tokens*vocab]. In place allowed (out_grad_logits == logits).
  * Errors: as the forward pass (but for the log-probability's overflow, which the backward
  * does not form); NON_FINITE also for grad_logprob; BAD_PARAMETER when
- * grad_logprob[t] * s_t overflows float32 (the bound on the gradient's magnitude). */
+ * grad_logprob[t] * s_t overflows the output type (float32, or bfloat16 for the bf16 variant;
+ * the bound on the gradient's magnitude). */
 era_status era_llm_logprob_backward_f32(int64_t tokens, int64_t vocab, const float *logits, const int64_t *labels,
                                         const float *logit_scale, const float *grad_logprob,
                                         float *out_grad_logits);

@@ -23,6 +23,8 @@ func llmCall<S>(_ tokens: Int64, _ vocab: Int64, logits: UnsafePointer<S>?, perT
                 _ kernel: (Int, Int) throws(ERAError) -> Void) -> era_status {
     status { () throws(ERAError) in
         let count = try checkedElementCount(rows: tokens, cols: vocab, minCols: 1, elementSize: MemoryLayout<S>.stride)
+        // The per-token arrays (int64 labels at most) must be addressable too.
+        _ = try checkedElementCount(rows: tokens, cols: 1, minCols: 1, elementSize: MemoryLayout<Int64>.stride)
         try requirePointer(logits, count: count)
         for pointer in perToken { try requirePointer(pointer, count: Int(tokens)) }
         for pointer in outputs { try requirePointer(pointer, count: outputPerElement ? count : Int(tokens)) }

@@ -204,8 +204,9 @@ public enum LLMERA {
         try validate(tokens: tokens, vocab: vocab, labels: labels, scales: scales)
         for t in 0..<tokens {
             guard gradLogprob[t].isFinite else { throw .nonFinite }
-            // |gradient| <= |g| * s: keep it inside the float32 range.
-            guard Float(Double(gradLogprob[t]) * (scales.map { Double($0[t]) } ?? 1)).isFinite else { throw .badParameter }
+            // |gradient| <= |g| * s: keep it inside the range of the output type.
+            let bound = Double(gradLogprob[t]) * (scales.map { Double($0[t]) } ?? 1)
+            guard S(rounding: bound).doubleValue.isFinite else { throw .badParameter }
         }
         // Per token: the row max and sum of exp(v - max), from which softmax = exp(v - max)/S.
         // (exp(v - logsumexp) would round: for v = 1e30, logsumexp = 1e30 + log 2 is 1e30.)

@@ -185,7 +185,9 @@ public enum LLMERA {
             guard let stats = streamRow(row, count: vocab, scale: s) else { return .nonFinite }
             let labelLogit = row[Int(labels[t])].doubleValue
             guard labelLogit > -Double.infinity else { return .maskedLabel }
-            logprobs[t] = s * labelLogit - stats.logSumExp
+            // (s z_a - max) - log S, not s z_a - (max + log S): next to logits of 1e30 the
+            // second loses log S entirely (ties at 1e30 gave log-probability 0, not -log 2).
+            logprobs[t] = (s * labelLogit - stats.maximum) - Math.log(stats.sumExp)
             entropies[t] = stats.entropy
             return Float(logprobs[t]).isFinite ? .none : .overflow
         }

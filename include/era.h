@@ -110,7 +110,8 @@ era_status era_softmax_entropy_f64(int64_t rows, int64_t cols, const double *log
 /* Entropy of the diagonal Gaussian N(mu, diag(exp(log_std)^2)), independent of mu:
  * out_entropy[r] = sum_i log_std[r, i] + dim * 0.5*log(2*pi*e).
  * Reads log_std[rows*dim]; writes out_entropy[rows].
- * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; NON_FINITE. */
+ * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; NON_FINITE; BAD_PARAMETER when an
+ * entropy cannot be represented in the output type (the sum overflows, e.g. log stds 1e308). */
 era_status era_gaussian_entropy_f32(int64_t rows, int64_t dim, const float *log_std, float *out_entropy);
 era_status era_gaussian_entropy_f64(int64_t rows, int64_t dim, const double *log_std, double *out_entropy);
 
@@ -120,7 +121,9 @@ era_status era_gaussian_entropy_f64(int64_t rows, int64_t dim, const double *log
  * std <= 0.5, a closed form for E|x| plus Gauss-Legendre panels above (absolute error about
  * 1e-14 per dimension at any std; docs/math.md). The entropy tends to -inf as std grows.
  * Reads mean[rows*dim], log_std[rows*dim]; writes out_entropy[rows].
- * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; NON_FINITE. */
+ * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; NON_FINITE; BAD_PARAMETER when an
+ * entropy cannot be represented in the output type (std = exp(log_std) overflowing double
+ * sends it below -DBL_MAX: log_std > 709.78; or a sum of log stds overflows). */
 era_status era_tanh_gaussian_entropy_f32(int64_t rows, int64_t dim, const float *mean, const float *log_std,
                                          float *out_entropy);
 era_status era_tanh_gaussian_entropy_f64(int64_t rows, int64_t dim, const double *mean, const double *log_std,
@@ -231,7 +234,10 @@ void era_discrete_params_init(era_discrete_params *params);
  * unknown;
  * INFEASIBLE_TARGET if the target is out of range for the mode:
  *   EXACT, REFERENCE: 1 + log(up) <= H0 <= 1 + log(classes*up);
- *   TIGHT:            0 < H0 < log(classes). */
+ *   TIGHT:            0 < H0 < log(classes), and H0 at least the one-hot entropy reached
+ *                     with the smallest normal double as b (about 1e-308 nats for moderate
+ *                     tau; 9.3e-8 for tau = 1e300 and 120 classes): below it no C makes the
+ *                     infimum H0. */
 
 /* The entropy floor these parameters guarantee for rows of `classes` logits, in nats:
  * H0 for EXACT and TIGHT, NaN for REFERENCE (nothing is guaranteed).
@@ -406,7 +412,8 @@ era_status era_check_discrete_f64(const era_discrete_params *params, int64_t row
  *   (report->target == H0, report->floor == NaN).
  * Reads log_std[rows*dim] and, if given, mean[rows*dim]; writes *report.
  * Errors: the continuous parameter checks; NULL_POINTER (log_std, report); BAD_SHAPE if
- * rows < 0 or dim < 1; BAD_PARAMETER for a bad tol; NON_FINITE. */
+ * rows < 0 or dim < 1; BAD_PARAMETER for a bad tol, or when a row's entropy is not a finite
+ * double (log stds so extreme that it overflows: there is nothing to compare); NON_FINITE. */
 era_status era_check_continuous_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
                                     const float *mean, const float *log_std, double tol, era_bound_report *report);
 era_status era_check_continuous_f64(const era_continuous_params *params, int64_t rows, int64_t dim,

@@ -85,12 +85,17 @@ public enum BoundCheck {
         }
     }
 
-    /// Allocates the per-row entropies, lets `fill` compute them, and reduces them.
+    /// Allocates the per-row entropies, lets `fill` compute them, and reduces them. Throws
+    /// .badParameter when a row's entropy is not a finite double (log stds so extreme that the
+    /// Gaussian entropy overflows): such a row has no entropy to compare with the target.
     static func report(rows: Int, target: Double, tolerance: Double, floor: Double,
                        _ fill: (UnsafeMutablePointer<Double>) throws(ERAError) -> Void) throws(ERAError) -> BoundReport {
         try validate(tolerance: tolerance)
         let entropies = try Scratch(blocks: 1, perBlock: rows)
-        if let base = entropies.base { try fill(base) }
+        if let base = entropies.base {
+            try fill(base)
+            for row in 0..<rows { guard base[row].isFinite else { throw .badParameter } }
+        }
         return BoundReport(entropies: UnsafeBufferPointer(start: entropies.base, count: rows),
                            target: target, tolerance: tolerance, floor: floor)
     }

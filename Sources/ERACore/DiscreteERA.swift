@@ -64,8 +64,9 @@ public struct DiscreteERA: Sendable {
             guard c >= up * (1 - 1e-12), c <= high * (1 + 1e-12) else { throw .infeasibleTarget }
             c = min(max(c, up), high)
         case .tight:
+            // Feasible for 0 < H0 < log D, less the sliver the smallest double b cannot reach.
             guard targetEntropy > 0, targetEntropy < Math.log(d) else { throw .infeasibleTarget }
-            c = DiscreteERA.solveTightConstant(targetEntropy: targetEntropy, tau: tau, classes: d, up: up)
+            c = try DiscreteERA.solveTightConstant(targetEntropy: targetEntropy, tau: tau, classes: d, up: up)
         }
         self.c = c
         self.slope = max(0, (d * up - c) / (d - 1))
@@ -108,7 +109,11 @@ public struct DiscreteERA: Sendable {
     /// Solves for C in mode tight (math 2): the one-hot entropy is increasing in b, from 0 at
     /// b = 0 to log D at b = up, so bisect on log b and keep the upper end, where the one-hot
     /// entropy is >= H0, so that rounding in the solve never costs the guarantee.
-    static func solveTightConstant(targetEntropy: Double, tau: Double, classes d: Double, up: Double) -> Double {
+    /// Throws .infeasibleTarget when even the smallest b (the smallest normal double; below it
+    /// the kernels clamp) gives a one-hot entropy above H0: then no C makes the infimum H0.
+    /// That happens only for a huge tau and a tiny H0 (tau = 1e300, D = 120: H0 < 9.3e-8).
+    static func solveTightConstant(targetEntropy: Double, tau: Double, classes d: Double,
+                                   up: Double) throws(ERAError) -> Double {
         func entropy(logB: Double) -> Double {
             let b = Math.exp(logB)
             let other = Math.exp(logInverseEntropyTerm(b))
@@ -116,7 +121,9 @@ public struct DiscreteERA: Sendable {
         }
         var low = Math.log(Double.leastNormalMagnitude)
         var high = Math.log(up)
-        if entropy(logB: low) >= targetEntropy {
+        let smallest = entropy(logB: low)
+        guard smallest <= targetEntropy else { throw .infeasibleTarget }
+        if smallest == targetEntropy {
             high = low
         } else {
             for _ in 0..<200 {
@@ -143,12 +150,13 @@ public struct DiscreteERA: Sendable {
         return mode == .reference ? referenceLogInverseEntropyTerm(y) : min(logInverseEntropyTerm(y), topLogit)
     }
 
+    /// y * dt/dy at y (0 where y was clamped at smallestY).
     @inline(__always)
-    func derivative(y: Double, t: Double) -> Double {
+    func elasticity(y: Double, t: Double) -> Double {
         guard y > DiscreteERA.smallestY else { return 0 }
         return mode == .reference
-            ? referenceLogInverseEntropyTermDerivative(y)
-            : logInverseEntropyTermDerivative(t: t, y: y)
+            ? referenceLogInverseEntropyTermElasticity(y)
+            : logInverseEntropyTermElasticity(t: t)
     }
 
     /// Cost of one row in element-operations, for the thread split.
@@ -171,30 +179,43 @@ public struct DiscreteERA: Sendable {
     }
 
     /// Backward pass (math 2, "Gradient"); `gradInput` may be `input` or `gradOutput`.
+    /// With r_i = g_i dt/dy(y_i) a, dL/dz_j = r_j p_j - p_j sum_i r_i p_i. r_i alone overflows
+    /// when y_i is tiny (dt/dy ~ 1/y), so the kernel forms s_i = r_i p_i as
+    /// g_i (a p_i / y_i) (y_i dt/dy): a ratio in [0, 1] times a bounded factor. For the most
+    /// probable class, s_j - p_j sum_i s_i cancels as p_j nears 1 (relative error eps/(1 - p_j));
+    /// its gradient is taken instead as minus the sum of the others (the gradients sum to 0).
     func backwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, gradOutput: UnsafePointer<T>,
                                   gradInput: UnsafeMutablePointer<T>) throws(ERAError) {
         let d = classes
         try forEachRowBlock(rows: rows, workPerRow: workPerRow, scratchPerBlock: 2 * d) { range, scratch in
             let probabilities = scratch!
-            let r = scratch! + d
+            let s = scratch! + d
             for row in range {
                 let z = input + row * d
                 let g = gradOutput + row * d
                 let stats = SoftmaxStatistics(z, count: d)
-                var weighted = 0.0  // sum_i r_i * p_i
+                var weighted = 0.0  // sum_i s_i = sum_i r_i * p_i
+                var top = 0
                 for i in 0..<d {
                     let p = stats.probability(Double(z[i]))
-                    let y = self.slope * p + self.offset
+                    if Double(z[i]) > Double(z[top]) { top = i }
+                    let ap = self.slope * p
+                    let y = ap + self.offset
                     let t = self.output(y: y)
-                    let ri = Double(g[i]) * self.derivative(y: y, t: t) * self.slope
+                    let e = self.elasticity(y: y, t: t)
+                    let si = e == 0 ? 0 : Double(g[i]) * (ap / y) * e
                     probabilities[i] = p
-                    r[i] = ri
-                    weighted += ri * p
+                    s[i] = si
+                    weighted += si
                 }
                 let out = gradInput + row * d
-                for j in 0..<d {
-                    out[j] = T(probabilities[j] * (r[j] - weighted))
+                var others = 0.0
+                for j in 0..<d where j != top {
+                    let gradient = s[j] - probabilities[j] * weighted
+                    others += gradient
+                    out[j] = T(gradient)
                 }
+                out[top] = T(-others)
             }
         }
     }

@@ -15,10 +15,8 @@ public enum Entropy {
     /// Entropy of N(mu, diag(exp(log_std)^2)): sum_i log_std_i + dim*0.5*log(2*pi*e).
     public static func gaussian<T: ERAReal>(rows: Int, dim: Int, logStd: UnsafePointer<T>,
                                             out: UnsafeMutablePointer<T>) throws(ERAError) {
-        try forEachRowBlock(rows: rows, workPerRow: dim) { range, _ in
-            for row in range {
-                out[row] = T(gaussianRow(logStd + row * dim, dim: dim))
-            }
+        try representableRows(rows: rows, workPerRow: dim, out: out) { row in
+            gaussianRow(logStd + row * dim, dim: dim)
         }
     }
 
@@ -35,10 +33,8 @@ public enum Entropy {
                                                 logStd: UnsafePointer<T>,
                                                 out: UnsafeMutablePointer<T>) throws(ERAError) {
         let rule = GaussHermiteRule.standard
-        try forEachRowBlock(rows: rows, workPerRow: dim * rule.nodes.count * 4) { range, _ in
-            for row in range {
-                out[row] = T(tanhGaussianRow(mean: mean + row * dim, logStd: logStd + row * dim, dim: dim, rule: rule))
-            }
+        try representableRows(rows: rows, workPerRow: dim * rule.nodes.count * 4, out: out) { row in
+            tanhGaussianRow(mean: mean + row * dim, logStd: logStd + row * dim, dim: dim, rule: rule)
         }
     }
 
@@ -92,21 +88,26 @@ public enum Entropy {
     public static func truncatedNormal<T: ERAReal>(rows: Int, dim: Int, loc: UnsafePointer<T>,
                                                    logStd: UnsafePointer<T>, lo: Double, hi: Double,
                                                    out: UnsafeMutablePointer<T>) throws(ERAError) {
-        // Rows go to scratch first: an entropy that cannot be computed in double (inputs so
-        // extreme that a standardised bound or the std itself overflows, e.g. log_std = 1e300)
-        // is refused as a bad parameter, and then nothing is written.
+        try representableRows(rows: rows, workPerRow: dim * 20, out: out) { row in
+            var sum = 0.0
+            for i in 0..<dim {
+                sum += truncatedNormalEntropy(loc: Double(loc[row * dim + i]), logStd: Double(logStd[row * dim + i]),
+                                              lo: lo, hi: hi)
+            }
+            return sum
+        }
+    }
+
+    /// Computes `entropy(row)` for every row into scratch, then writes all rows to `out`, or
+    /// throws .badParameter and writes nothing when an entropy is not representable in T:
+    /// inputs so extreme that it overflows (log_std = 1e308 gives a Gaussian entropy beyond
+    /// the double range and a tanh-Gaussian one of -inf) or that no formula can evaluate.
+    static func representableRows<T: ERAReal>(rows: Int, workPerRow: Int, out: UnsafeMutablePointer<T>,
+                                              _ entropy: (Int) -> Double) throws(ERAError) {
         let scratch = try Scratch(blocks: 1, perBlock: rows)
         guard let entropies = scratch.base else { return }
-        try forEachRowBlock(rows: rows, workPerRow: dim * 20) { range, _ in
-            for row in range {
-                var sum = 0.0
-                for i in 0..<dim {
-                    let ls = Double(logStd[row * dim + i])
-                    let m = Double(loc[row * dim + i])
-                    sum += truncatedNormalEntropy(loc: m, logStd: ls, lo: lo, hi: hi)
-                }
-                entropies[row] = sum
-            }
+        try forEachRowBlock(rows: rows, workPerRow: workPerRow) { range, _ in
+            for row in range { entropies[row] = entropy(row) }
         }
         for row in 0..<rows { guard T(entropies[row]).isFinite else { throw .badParameter } }
         for row in 0..<rows { out[row] = T(entropies[row]) }

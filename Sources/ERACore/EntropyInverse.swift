@@ -41,6 +41,14 @@ public func logInverseEntropyTermDerivative(t: Double, y: Double) -> Double {
     t / (y * (1 + t))
 }
 
+/// y * dt/dy = t/(1+t) for t = log h^-1(y): the derivative scaled by y, bounded for every
+/// y (1 for tiny y, growing only as t nears the branch point -1). The backward pass works
+/// with this form, because dt/dy alone overflows as y tends to 0 (math 2, "Gradient").
+@inline(__always)
+public func logInverseEntropyTermElasticity(t: Double) -> Double {
+    t / (1 + t)
+}
+
 /// The official code's closed-form approximation of log h^-1(y) (math 2, mode "reference"):
 /// u = -1 - log(y), t = -1 - sqrt(2u) - 0.75*u.
 @inline(__always)
@@ -54,4 +62,11 @@ public func referenceLogInverseEntropyTerm(_ y: Double) -> Double {
 public func referenceLogInverseEntropyTermDerivative(_ y: Double) -> Double {
     let u = -1 - Math.log(y)
     return (1 / (2 * u).squareRoot() + 0.75) / y
+}
+
+/// y * dt/dy of the reference approximation: 1/sqrt(2u) + 0.75, bounded like the exact one.
+@inline(__always)
+public func referenceLogInverseEntropyTermElasticity(_ y: Double) -> Double {
+    let u = -1 - Math.log(y)
+    return 1 / (2 * u).squareRoot() + 0.75
 }

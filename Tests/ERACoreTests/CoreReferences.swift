@@ -252,22 +252,28 @@ func coreDiscreteForward(_ z: [Double], _ p: CoreDiscreteParams) -> [Double] {
     }
 }
 
-/// The VJP of math 2: r_i = g_i dt/dy_i a, dL/dz_j = p_j (r_j - sum r_i p_i).
+/// The VJP of math 2: r_i = g_i dt/dy_i a, dL/dz_j = p_j (r_j - sum r_i p_i), evaluated as
+/// p_j sum_{i != j} p_i (r_j - r_i) in Float80 (O(D^2), plainly): the same value without the
+/// cancellation of r_j - sum r_i p_i when p_j is near 1.
 func coreDiscreteBackward(_ z: [Double], _ g: [Double], _ p: CoreDiscreteParams) -> [Double] {
     let probs = coreSoftmax(z)
-    var r = [Double](repeating: 0, count: z.count)
-    var weighted = 0.0
+    let m = z.max()!
+    let e = z.map { Float80(Glibc.expl(Float80($0 - m))) }
+    let total = e.reduce(0, +)
+    var r = [Float80](repeating: 0, count: z.count)
     for i in 0..<z.count {
         let y = p.a * probs[i] + p.b
-        var dtdy = 0.0
         if y > coreSmallestY {
-            dtdy = p.mode == .reference ? coreReferenceInverseDerivative(y)
-                                        : coreExactInverseDerivative(coreLogInverseBisect(y))
+            let dtdy = p.mode == .reference ? coreReferenceInverseDerivative(y)
+                                            : coreExactInverseDerivative(coreLogInverseBisect(y))
+            r[i] = Float80(g[i]) * Float80(dtdy) * Float80(p.a)
         }
-        r[i] = g[i] * dtdy * p.a
-        weighted += r[i] * probs[i]
     }
-    return (0..<z.count).map { probs[$0] * (r[$0] - weighted) }
+    return (0..<z.count).map { j in
+        var sum: Float80 = 0
+        for i in 0..<z.count where i != j { sum += e[i] / total * (r[j] - r[i]) }
+        return Double(e[j] / total * sum)
+    }
 }
 
 // MARK: - Squashing (math 1)

@@ -20,6 +20,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define REF_PI 3.14159265358979323846
 #define REF_E 2.71828182845904523536
@@ -203,14 +204,15 @@ static double ref_t_of_y(double y, int mode) { return mode == REF_REFERENCE ? re
 
 /* dt/dy: -1/(exp(t)(1 + t)) for the exact inverse; (1/sqrt(2u) + 0.75)/y for the closed form.
  * Below t = -700 exp(t) would be subnormal (too few significant bits), so there exp(t) is
- * taken from the defining equation, exp(t) = -y/t. */
-static double ref_dt_dy(double y, double t, int mode) {
+ * taken from the defining equation, exp(t) = -y/t. In long double: near the clamp point
+ * (y ~ 1e-308) dt/dy ~ 1/y is beyond the double range. */
+static long double ref_dt_dy(double y, double t, int mode) {
     if (mode == REF_REFERENCE) {
-        double u = -1.0 - log(y);
-        return (1.0 / sqrt(2.0 * u) + 0.75) / y;
+        long double u = -1.0L - logl(y);
+        return (1.0L / sqrtl(2.0L * u) + 0.75L) / y;
     }
-    double et = t > -700.0 ? exp(t) : -y / t;
-    return -1.0 / (et * (1.0 + t));
+    long double et = t > -700.0 ? expl(t) : -(long double)y / t;
+    return -1.0L / (et * (1.0L + t));
 }
 
 /* Entropy of the output for a one-hot input: the top class gets y = up, the other D - 1
@@ -253,18 +255,29 @@ static void ref_discrete_row(const double *z, int64_t d, double c, double tau, i
     }
 }
 
-/* VJP of one row: r_i = g_i dt/dy(y_i) a (0 where clamped), grad_j = p_j (r_j - sum r_i p_i).
+/* VJP of one row: r_i = g_i dt/dy(y_i) a (0 where clamped), grad_j = p_j (r_j - sum_i r_i p_i),
+ * evaluated as grad_j = p_j sum_{i != j} p_i (r_j - r_i) in long double: the same value, free
+ * of the cancellation r_j - sum r_i p_i suffers when p_j is near 1 (O(d^2), plainly).
  * p, y, t are scratch of length d. */
 static void ref_discrete_backward_row(const double *z, const double *g, int64_t d, double c, double tau, int mode,
                                       double *p, double *y, double *t, double *grad) {
-    double up = log(tau) / tau, a = ((double)d * up - c) / (double)(d - 1), rp = 0;
+    double up = log(tau) / tau, a = ((double)d * up - c) / (double)(d - 1);
     ref_discrete_row(z, d, c, tau, mode, p, y, t);
-    for (int64_t i = 0; i < d; i++) {
-        /* r_i; y == DBL_MIN exactly is the clamp point itself (measure zero): counted as clamped */
-        grad[i] = y[i] > DBL_MIN ? g[i] * ref_dt_dy(y[i], t[i], mode) * a : 0.0;
-        rp += grad[i] * p[i];
+    double m = ref_row_max(z, d);
+    long double s = 0;
+    for (int64_t i = 0; i < d; i++) s += expl((long double)z[i] - m);
+    long double *r = malloc(sizeof(long double) * (size_t)d), *out = malloc(sizeof(long double) * (size_t)d);
+    /* y == DBL_MIN exactly is the clamp point itself (measure zero): counted as clamped */
+    for (int64_t i = 0; i < d; i++) r[i] = y[i] > DBL_MIN ? g[i] * ref_dt_dy(y[i], t[i], mode) * a : 0.0L;
+    for (int64_t j = 0; j < d; j++) {
+        long double pj = expl((long double)z[j] - m) / s, sum = 0;
+        for (int64_t i = 0; i < d; i++)
+            if (i != j) sum += expl((long double)z[i] - m) / s * (r[j] - r[i]);
+        out[j] = pj * sum;
     }
-    for (int64_t j = 0; j < d; j++) grad[j] = p[j] * (grad[j] - rp);
+    for (int64_t j = 0; j < d; j++) grad[j] = (double)out[j];
+    free(r);
+    free(out);
 }
 
 #endif /* ERA_REFERENCE_H */

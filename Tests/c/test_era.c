@@ -1626,6 +1626,55 @@ static void test_bad_input(void) {
           "bad input: era_set_num_threads(1025) -> bad parameter, setting unchanged (%d)", before);
 }
 
+/* Edge cases the fuzz target found (Tests/fuzz/regressions): each returned NaN, an infinity
+ * or an inconsistent result with ERA_OK before it was fixed. */
+static void test_fuzz_findings(void) {
+    /* b = 0 (H0 on EXACT's lower bound 1 + log(up)): r_i = g dt/dy a overflows where p_i is
+     * tiny, the gradient itself is bounded. */
+    {
+        const double tau = 8.25, z[3] = {0, -706, 0}, g[3] = {100, 100, -100};
+        era_discrete_params p = dparams(1.0 + log(log(tau) / tau), tau, ERA_DISCRETE_EXACT);
+        double c = NAN, grad[3] = {NAN, NAN, NAN}, pp[3], y[3], t[3], want[3];
+        int ok = era_discrete_constant(&p, 3, &c) == ERA_OK && era_discrete_backward_f64(&p, 1, 3, z, g, grad) == ERA_OK;
+        ref_discrete_backward_row(z, g, 3, c, tau, ERA_DISCRETE_EXACT, pp, y, t, want);
+        double worst = 0;
+        for (int i = 0; i < 3; i++) worst = fmax(worst, fabs(grad[i] - want[i]) / 100);
+        check(ok && isfinite(grad[0]) && isfinite(grad[1]) && isfinite(grad[2]) && worst <= 1e-12,
+              "discrete backward with b = 0 and a logit 706 below the others: finite, reference (worst %.2e)", worst);
+    }
+    /* Entropies beyond the double range are refused and nothing is written. */
+    {
+        const double huge[2] = {1e308, 1e308}, wide[2] = {710, 0}, mean[2] = {0, 0};
+        double out = 42;
+        era_status gs = era_gaussian_entropy_f64(1, 2, huge, &out);
+        era_status ts = era_tanh_gaussian_entropy_f64(1, 2, mean, wide, &out);
+        check(gs == ERA_ERR_BAD_PARAMETER && ts == ERA_ERR_BAD_PARAMETER && out == 42,
+              "gaussian entropy of log stds 1e308 and tanh-gaussian entropy with log std 710: bad parameter, "
+              "nothing written (%s, %s)", era_status_string(gs), era_status_string(ts));
+        float hugef[2] = {3e38f, 3e38f}, outf = 42;
+        check(era_gaussian_entropy_f32(1, 2, hugef, &outf) == ERA_ERR_BAD_PARAMETER && outf == 42,
+              "gaussian entropy f32 overflowing float: bad parameter, nothing written");
+        era_continuous_params cp = cparams(-2.0, 0.0, -8, 0);
+        era_bound_report rep;
+        memset(&rep, 0x5a, sizeof rep);
+        era_bound_report before = rep;
+        const double dmax[2] = {DBL_MAX, DBL_MAX};
+        era_status cs = era_check_continuous_f64(&cp, 1, 2, NULL, dmax, 0, &rep);
+        check(cs == ERA_ERR_BAD_PARAMETER && memcmp(&rep, &before, sizeof rep) == 0,
+              "continuous check of log stds DBL_MAX (entropy beyond double): bad parameter, report untouched (%s)",
+              era_status_string(cs));
+    }
+    /* TIGHT with a huge tau: below the one-hot entropy reachable with b = DBL_MIN no C is tight. */
+    {
+        era_discrete_params low = dparams(4.79e-9, 1e300, ERA_DISCRETE_TIGHT), high = dparams(1e-6, 1e300, ERA_DISCRETE_TIGHT);
+        double inf_low = 42, inf_high = NAN;
+        era_status sl = era_discrete_infimum(&low, 120, &inf_low), sh = era_discrete_infimum(&high, 120, &inf_high);
+        check(sl == ERA_ERR_INFEASIBLE_TARGET && inf_low == 42 && sh == ERA_OK && fabs(inf_high - 1e-6) <= 1e-15,
+              "TIGHT, tau 1e300, 120 classes: H0 4.79e-9 infeasible (%s), H0 1e-6 infimum %.17g",
+              era_status_string(sl), inf_high);
+    }
+}
+
 int main(void) {
     double t0 = now_seconds();
     test_versions();
@@ -1647,6 +1696,7 @@ int main(void) {
     test_adversarial_discrete();
     test_adversarial_continuous();
     test_bad_input();
+    test_fuzz_findings();
     printf("# total time %.2f s\n", now_seconds() - t0);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

@@ -180,6 +180,28 @@ def discrete_forward(z, target, tau=4.0, mode="exact"):
     return reference_log_h_inverse(y) if mode == "reference" else log_h_inverse(y)
 
 
+def discrete_backward(z, g, target, tau=4.0, mode="exact"):
+    """VJP of math 2: r_i = g_i dt/dy(y_i) a (0 where y is clamped), and
+    dL/dz_j = p_j (r_j - sum_i r_i p_i) = p_j sum_{i != j} p_i (r_j - r_i), the second form
+    summed plainly in long double (no cancellation as p_j nears 1, no overflow of r_i)."""
+    z = np.asarray(z, np.float64)
+    g = np.asarray(g, np.float64)
+    _, _, a, b = discrete_constants(z.shape[-1], target, tau, mode)
+    y = a * softmax(z) + b
+    clamped = y <= TINY
+    y = np.maximum(y, TINY).astype(np.longdouble)
+    if mode == "reference":
+        dt_dy = (1 / np.sqrt(2 * (-1 - np.log(y))) + 0.75) / y
+    else:
+        t = log_h_inverse(y.astype(np.float64)).astype(np.longdouble)
+        dt_dy = t / (y * (1 + t))
+    r = np.where(clamped, 0, g.astype(np.longdouble) * dt_dy * a)
+    e = np.exp(z.astype(np.longdouble) - z.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    pairs = p[..., None, :] * (r[..., :, None] - r[..., None, :])  # [.., j, i] = p_i (r_j - r_i)
+    return (p * pairs.sum(axis=-1)).astype(np.float64)
+
+
 def discrete_infimum(classes, target, tau=4.0, mode="exact"):
     _, _, _, b = discrete_constants(classes, target, tau, mode)
     inverse = reference_log_h_inverse if mode == "reference" else log_h_inverse

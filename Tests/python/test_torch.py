@@ -117,6 +117,23 @@ def test_discrete_native_equals_libera(mode):
     torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_discrete_gradient_finite_at_zero_offset(backend):
+    # H0 on EXACT's lower bound 1 + log(up) gives b = 0: dt/dy ~ 1/y overflows for a class
+    # whose probability is ~1e-307, though the gradient is bounded; and the top class of a
+    # near one-hot row keeps its gradient (minus the sum of the others), not a cancelled 0.
+    tau = 8.25
+    h0 = 1 + math.log(math.log(tau) / tau)
+    z = torch.tensor([[0.0, -706.0, 0.0], [0.0, 0.0, 40.0]], dtype=torch.float64, requires_grad=True)
+    g = torch.tensor([[100.0, 100.0, -100.0], [1.3e-4, -0.7e-4, 6.4e-4]], dtype=torch.float64)
+    (grad,) = torch.autograd.grad(et.discrete_era(z, h0, tau=tau, backend=backend), z, g)
+    want = ref.discrete_backward(z.detach().numpy(), g.numpy(), h0, tau=tau, mode="exact")
+    assert torch.isfinite(grad).all()
+    error = np.abs(grad.numpy() - want) / np.abs(want).max(axis=-1, keepdims=True)
+    assert error.max() <= 1e-12, error
+    assert grad[1, 2] != 0
+
+
 def test_discrete_errors_are_the_same_on_both_paths():
     for backend in BACKENDS:
         with pytest.raises(era.InfeasibleTargetError):

@@ -209,16 +209,21 @@ class _DiscreteERA(torch.autograd.Function):
     def backward(ctx, grad_out):
         (logits,) = ctx.saved_tensors
         a, b, mode = ctx.constants
+        # As the core: s_i = r_i p_i = g_i (a p_i / y_i) (y_i dt/dy), free of the overflow of
+        # dt/dy ~ 1/y; grad_j = s_j - p_j sum s, except for the most probable class, whose
+        # gradient is minus the sum of the others (no cancellation as p_j nears 1).
         with torch.no_grad():
             p, y, clamped, t = _discrete_pieces(logits, a, b, mode)
             if mode == "reference":
-                u = -1 - torch.log(y)
-                dt_dy = (1 / torch.sqrt(2 * u) + 0.75) / y
+                elasticity = 1 / torch.sqrt(2 * (-1 - torch.log(y))) + 0.75
             else:
-                dt_dy = t / (y * (1 + t))
-            dt_dy = torch.where(clamped, torch.zeros_like(dt_dy), dt_dy)
-            r = grad_out.double() * dt_dy * a
-            grad = p * (r - (r * p).sum(-1, keepdim=True))
+                elasticity = t / (1 + t)
+            elasticity = torch.where(clamped, torch.zeros_like(elasticity), elasticity)
+            s = grad_out.double() * (a * p / y) * elasticity
+            grad = s - p * s.sum(-1, keepdim=True)
+            top = logits.argmax(dim=-1, keepdim=True)
+            others = grad.scatter(-1, top, 0.0).sum(-1, keepdim=True)
+            grad = grad.scatter(-1, top, -others)
         return grad.to(logits.dtype), None, None, None
 
 

@@ -1,7 +1,9 @@
 # libera: build, test and install.
 #   make            build libera.so (release)
 #   make test       install what is missing, build, run every test (what CI runs):
-#                   Swift unit tests, the C ABI checks, sanitizer runs, the Python tests
+#                   Swift unit tests, the C ABI checks, sanitizer runs, a 60 s fuzzing pass,
+#                   the Python tests
+#   make fuzz       the fuzz target for FUZZ_SECONDS (300) seconds
 #   make demo       the main job
 #   make install PREFIX=/usr/local   header, library and pkg-config file
 
@@ -12,7 +14,9 @@ BUILD      := build
 BIN         = $(shell $(SWIFT) build -c release --show-bin-path)
 VERSION    := $(shell awk '/define ERA_VERSION_(MAJOR|MINOR|PATCH) /{v=v sep $$3; sep="."} END{print v}' include/era.h)
 
-.PHONY: all setup lib test test-swift test-abi test-python sanitize install uninstall demo clean
+FUZZ_SECONDS ?= 300
+
+.PHONY: all setup lib test test-swift test-abi test-python sanitize fuzz test-fuzz install uninstall demo clean
 
 all: lib
 
@@ -26,6 +30,7 @@ test: setup lib
 	$(MAKE) --no-print-directory test-swift
 	$(MAKE) --no-print-directory test-abi
 	$(MAKE) --no-print-directory sanitize
+	$(MAKE) --no-print-directory test-fuzz
 	$(MAKE) --no-print-directory test-python
 
 # Swift unit tests of the core (XCTest).
@@ -42,6 +47,14 @@ test-abi: lib
 # (instrumented builds in .build-asan, .build-tsan; logs in build/sanitize/logs).
 sanitize:
 	@Tests/sanitize.sh
+
+# libFuzzer over every era.h entry point against an ASan + coverage-instrumented libera
+# (Tests/fuzz/run.sh: replays Tests/fuzz/regressions/, then fuzzes from Tests/fuzz/corpus/).
+fuzz:
+	@Tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+test-fuzz:
+	@Tests/fuzz/run.sh 60
 
 # The Python package: installs the pip packages it needs when missing (numpy, torch, jax,
 # pytest, ...), builds and installs bindings/python, and runs the pytest suite in Tests/python.
@@ -72,4 +85,5 @@ demo: setup lib
 	@echo "not yet: the end-to-end training examples (C, PyTorch, JAX) are still to come; see README.md"
 
 clean:
-	rm -rf .build .build-asan .build-tsan .build-ubsan $(BUILD) bindings/python/build bindings/python/src/*.egg-info
+	rm -rf .build .build-asan .build-tsan .build-ubsan Tests/fuzz/.build-fuzz $(BUILD) bindings/python/build \
+	       bindings/python/src/*.egg-info

@@ -1,0 +1,1750 @@
+/*
+ * fuzz_era.c -- a libFuzzer target for every function of include/era.h.
+ *
+ * Each input is decoded into one call: the entry point (f32, f64 and bf16 variants), the
+ * sizes (mostly small, sometimes negative or overflowing), the parameters (valid, at their
+ * boundaries, invalid), the array contents (finite, huge, tiny, denormal, NaN, +-inf, -inf
+ * masks, ties, raw bit patterns), labels and response ids (valid and not), NULL pointers, and
+ * the exact aliasing the header allows ("in place"; never a partial overlap).
+ *
+ * Every array is a heap buffer of exactly its size, so that AddressSanitizer sees any access
+ * past it (libera itself must be built with -sanitize=address for that: Tests/fuzz/run.sh).
+ * Output buffers are filled with 0xFF bytes (NaN for every float type) before the call.
+ *
+ * The contract checked for every call (abort() with a message on a violation):
+ *  - the status is one the header allows for the arguments: a fault model below predicts the
+ *    statuses a call may return (one of its faults when it has any, ERA_OK when it has none;
+ *    arguments within rounding of a documented boundary may go either way);
+ *  - on any status but ERA_OK every output buffer is byte-identical to its contents before
+ *    the call, and on every status every input that is not also an output is unchanged;
+ *  - on ERA_OK the outputs keep the header's promises: finite discrete logits in input order,
+ *    capped at -log(tau), entropy floor held (era_check_discrete_*); continuous log stds in
+ *    [log_std_min, log_std_max] and the Gaussian floor held (era_check_continuous_*);
+ *    gradients finite wherever their exact value is bounded inside the float range; LLM
+ *    outputs finite (NaN only for a response without tokens); entropies never NaN; the
+ *    values agree with plain long-double references where those are cheap;
+ *  - with a bit of the input set, the call is repeated with another thread count and must
+ *    give bit-identical results.
+ */
+#include "era.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- failure reporting ---------------------------------------------------------------- */
+
+static char call_text[768]; /* what the current call is, for the message */
+
+static void describe(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(call_text, sizeof call_text, fmt, ap);
+    va_end(ap);
+}
+
+static void dump_arrays(void);
+
+static void violation(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "\nfuzz_era: CONTRACT VIOLATION\n  call: %s\n  what: ", call_text);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    if (getenv("FUZZ_VERBOSE")) dump_arrays();
+    abort();
+}
+
+/* ---- the input stream: the fuzzer's bytes first, then a generator seeded from them ----- */
+
+static const uint8_t *in_data;
+static size_t in_size, in_pos;
+static uint64_t in_rng;
+
+static uint8_t byte(void) {
+    if (in_pos < in_size) return in_data[in_pos++];
+    in_rng ^= in_rng << 13;
+    in_rng ^= in_rng >> 7;
+    in_rng ^= in_rng << 17;
+    return (uint8_t)(in_rng >> 29);
+}
+static uint16_t u16(void) { uint16_t v = byte(); return (uint16_t)(v | (uint16_t)byte() << 8); }
+static uint32_t u32(void) { uint32_t v = u16(); return v | (uint32_t)u16() << 16; }
+static uint64_t u64(void) { uint64_t v = u32(); return v | (uint64_t)u32() << 32; }
+static double unit(void) { return u16() / 65535.0; }
+#define PICK(table) ((table)[byte() % (sizeof(table) / sizeof((table)[0]))])
+
+/* ---- element types -------------------------------------------------------------------- */
+
+enum { TY_F32, TY_F64, TY_BF16, TY_I64, TY_RAW };
+static const size_t type_size[] = {4, 8, 2, 8, 1};
+static const char *const type_name[] = {"f32", "f64", "bf16", "i64", "raw"};
+
+static double bf16_value(uint16_t b) {
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+static uint16_t bf16_truncate(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    return (uint16_t)(bits >> 16);
+}
+
+static double get(const void *p, int type, int64_t i) {
+    switch (type) {
+    case TY_F32: return ((const float *)p)[i];
+    case TY_F64: return ((const double *)p)[i];
+    case TY_BF16: return bf16_value(((const uint16_t *)p)[i]);
+    default: return (double)((const int64_t *)p)[i];
+    }
+}
+static void put(void *p, int type, int64_t i, double v) {
+    switch (type) {
+    case TY_F32: ((float *)p)[i] = (float)v; break;
+    case TY_F64: ((double *)p)[i] = v; break;
+    case TY_BF16: ((uint16_t *)p)[i] = bf16_truncate((float)v); break;
+    default: ((int64_t *)p)[i] = (int64_t)v; break;
+    }
+}
+static double type_max(int type) { return type == TY_F64 ? DBL_MAX : FLT_MAX; }
+static double type_eps(int type) { return type == TY_F64 ? DBL_EPSILON : type == TY_BF16 ? 1.0 / 128 : FLT_EPSILON; }
+
+/* ---- value generation ----------------------------------------------------------------- */
+
+enum { C_MOD, C_INT, C_ZERO, C_HUGE, C_TINY, C_NAN, C_PINF, C_NINF, C_SPREAD, C_PREV, C_NEAR, C_RAW, C_COUNT };
+
+static const double huge32[] = {FLT_MAX, -FLT_MAX, 3e38, -3e38, 1e38, -1e38, 1e30, -1e30, 1e20, -1e20, 1e10, 65504};
+static const double huge64[] = {DBL_MAX, -DBL_MAX, 1e308, -1e308, 1e300, -1e300, 1e200, -1e100, 1e30, -1e20, 3e38};
+static const double tiny32[] = {FLT_MIN, -FLT_MIN, 1e-40, -1e-40, 1.401298464324817e-45, -1.401298464324817e-45,
+                                1e-30, -1e-38, 5.877471754111438e-39};
+static const double tiny64[] = {DBL_MIN, -DBL_MIN, 4.9406564584124654e-324, -4.9406564584124654e-324, 1e-310,
+                                -1e-310, 1e-300, -1e-200, 1e-30};
+static const double spread_values[] = {700,  -700,  745,  -745,  746,  -746,  1000, -1000, 1001,  -1001,
+                                       1e4,  -1e4,  88.7, -88.7, 103.9, -103.9, 709.8, -709.8, 1e6, -1e6};
+
+/* One value of class `cls` for an array of `type`, stored at index i (prev: the one before). */
+static void gen_element(void *p, int type, int64_t i, int cls, double scale) {
+    double prev = i > 0 ? get(p, type, i - 1) : 0.0;
+    double v = 0;
+    switch (cls) {
+    case C_MOD: v = (int16_t)u16() / 256.0 * scale; break;
+    case C_INT: v = (double)(byte() % 9) - 4; break;
+    case C_ZERO: v = byte() & 1 ? 0.0 : -0.0; break;
+    case C_HUGE: v = type == TY_F64 ? PICK(huge64) : PICK(huge32); break;
+    case C_TINY: v = type == TY_F64 ? PICK(tiny64) : PICK(tiny32); break;
+    case C_NAN: v = byte() & 1 ? NAN : -NAN; break;
+    case C_PINF: v = INFINITY; break;
+    case C_NINF: v = -INFINITY; break;
+    case C_SPREAD: v = PICK(spread_values); break;
+    case C_PREV: v = prev; break;
+    case C_NEAR:
+        if (type == TY_F64) v = nextafter(prev, byte() & 1 ? INFINITY : -INFINITY);
+        else v = nextafterf((float)prev, byte() & 1 ? INFINITY : -INFINITY);
+        break;
+    case C_RAW:
+        if (type == TY_F32) { uint32_t b = u32(); memcpy((float *)p + i, &b, 4); return; }
+        if (type == TY_F64) { uint64_t b = u64(); memcpy((double *)p + i, &b, 8); return; }
+        ((uint16_t *)p)[i] = u16();
+        return;
+    }
+    put(p, type, i, v);
+}
+
+enum { P_MOD, P_TIES, P_SPREAD, P_HUGE, P_TINY, P_ONEHOT, P_FINITE, P_CONST, P_NEAR, P_TEMP,
+       P_RARE, P_LAST, P_ALL, P_MASK, P_ROWMASK, P_RAW, P_COUNT };
+
+static int shape_bad; /* the header calls the sizes ERA_ERR_BAD_SHAPE: every array is left empty */
+
+/* Fills rows x cols values of `type` by a profile taken from the stream; returns the profile. */
+static int fill_values(void *p, int type, int64_t rows, int64_t cols) {
+    uint8_t b = byte();
+    int profile = b < 128 ? b % 10 : b % P_COUNT; /* mostly finite profiles */
+    uint8_t knob = byte();
+    if (shape_bad || rows <= 0 || cols <= 0) return profile;
+    int64_t n = rows * cols;
+    int64_t special_at = (int64_t)(u32() % (uint64_t)n), hot = 0, masked_row = (int64_t)(byte() % (uint64_t)rows);
+    double scale = pow(10.0, (double)(knob % 13) - 6.0);
+    static const int finite_classes[] = {C_MOD, C_INT, C_ZERO, C_HUGE, C_TINY, C_SPREAD, C_PREV, C_NEAR};
+    static const int special_classes[] = {C_NAN, C_PINF, C_NINF};
+    for (int64_t i = 0; i < n; i++) {
+        int64_t row = i / cols, col = i % cols;
+        uint8_t c = byte();
+        int cls = C_MOD;
+        double sc = 1.0;
+        switch (profile) {
+        case P_MOD: cls = c < 230 ? C_MOD : C_INT; break;
+        case P_TIES: cls = c % 3 == 0 ? C_INT : C_PREV; break;
+        case P_SPREAD: cls = c & 1 ? C_SPREAD : C_MOD; break;
+        case P_HUGE: cls = c % 3 == 0 ? C_HUGE : C_MOD; break;
+        case P_TINY: cls = c % 3 == 0 ? C_TINY : c % 3 == 1 ? C_ZERO : C_MOD; break;
+        case P_ONEHOT:
+            if (col == 0) hot = (int64_t)(c % (uint64_t)cols);
+            cls = C_MOD;
+            sc = col == hot ? (knob & 1 ? 1e30 : 100.0) : 0.01;
+            if (col == hot && (knob & 2)) sc = 1e6;
+            break;
+        case P_FINITE: cls = finite_classes[c % 8]; break;
+        case P_CONST: cls = i == 0 ? C_MOD : C_PREV; break;
+        case P_NEAR: cls = i == 0 || c < 16 ? C_MOD : C_NEAR; break;
+        case P_TEMP: cls = C_MOD; sc = scale; break;
+        case P_RARE: cls = i == special_at ? special_classes[knob % 3] : C_MOD; break;
+        case P_LAST: cls = i == n - 1 ? special_classes[knob % 3] : C_MOD; break;
+        case P_ALL: cls = c % C_RAW; break;
+        case P_MASK: cls = c < knob ? C_NINF : C_MOD; break;
+        case P_ROWMASK: cls = row == masked_row || c == 0 ? C_NINF : C_MOD; break;
+        case P_RAW: cls = C_RAW; break;
+        }
+        gen_element(p, type, i, cls, sc);
+    }
+    return profile;
+}
+
+/* ---- sizes and parameters ------------------------------------------------------------- */
+
+static const int64_t special_sizes[] = {-1, INT64_MIN, INT64_MAX, INT64_MAX / 2, (int64_t)1 << 32,
+                                        -((int64_t)1 << 40), INT64_MAX / 4 + 1, 3037000500LL, 0, 1, 2, -2};
+
+/* A size in 0..max, mostly small; about 1 in 20 a special (negative or huge) value. */
+static int64_t gen_size(int64_t max) {
+    uint8_t b = byte();
+    if (b >= 243) return special_sizes[(b - 243) % 12];
+    if (b < 64) return b % 4 < max ? b % 4 : max;
+    return (int64_t)(u16() % (uint64_t)(max + 1));
+}
+
+static int overflows(int64_t n1, int64_t n2, int64_t size) {
+    int64_t count, bytes;
+    if (n1 < 0 || n2 < 0) return 1;
+    if (__builtin_mul_overflow(n1, n2, &count)) return 1;
+    return __builtin_mul_overflow(count, size, &bytes);
+}
+
+static const double taus[] = {4.0, 4.0, 4.0, 2.72, 3.0, 5.0, 10.0, 100.0, 1e6, 1e15, 1e300, DBL_MAX,
+                              2.718281828459045, 2.7182818284590455, 2.718284546742312 /* ~exp(1+1e-6) */,
+                              2.7182845467423120 * (1 + 4e-16), 2.7182845467423120 * (1 - 4e-16),
+                              2.718287264827154 /* ~exp(1+2e-6) */, 2.0, 1.0, 0.0, -4.0, NAN, INFINITY, -INFINITY};
+
+static void gen_discrete(era_discrete_params *p, int64_t classes) {
+    era_discrete_params_init(p);
+    uint8_t m = byte();
+    static const int32_t bad_modes[] = {3, -1, INT32_MAX, INT32_MIN, 100, 255};
+    p->mode = m < 240 ? (int32_t)(m % 3) : PICK(bad_modes);
+    uint8_t t = byte();
+    p->tau = t < 128 ? 4.0 : t < 160 ? 2.75 + (t - 128) / 4.0 : PICK(taus);
+    if (t >= 160 && t < 170) p->tau = exp(1 + 1e-6) * (1 + ((int)(t - 165)) * 2.2e-16); /* straddle the margin */
+    double d = classes >= 2 ? (double)classes : 2.0;
+    double up = log(p->tau) / p->tau, lo, hi;
+    if (p->mode == ERA_DISCRETE_TIGHT) { lo = 0; hi = log(d); }
+    else { lo = 1 + log(up); hi = 1 + log(d * up); }
+    uint8_t h = byte();
+    static const double wild[] = {NAN, INFINITY, -INFINITY, 0.0, -0.0, 1.0, 1e300, -1e300, 5e-324, 1e-300};
+    if (h < 150) p->target_entropy = lo + unit() * (hi - lo);
+    else if (h < 170) p->target_entropy = lo;
+    else if (h < 190) p->target_entropy = hi;
+    else if (h < 200) p->target_entropy = nextafter(lo, -INFINITY);
+    else if (h < 210) p->target_entropy = nextafter(hi, INFINITY);
+    else if (h < 220) p->target_entropy = lo - 1e-6;
+    else if (h < 230) p->target_entropy = hi + 1e-6;
+    else if (h < 240) p->target_entropy = lo + (hi - lo) * 1e-9;
+    else p->target_entropy = PICK(wild);
+}
+
+/* Discrete parameter faults for `classes` (the header's "parameter checks"). */
+/* The TIGHT one-hot entropy with the smallest offset libera uses, b = DBL_MIN: the top class
+ * gets 1/tau, the D - 1 others h^-1(DBL_MIN) = exp(t), -t exp(t) = DBL_MIN (fixed point on
+ * t = log(DBL_MIN) - log(-t)), in long double. */
+static double tight_smallest_entropy(double tau, double d) {
+    long double t = logl(DBL_MIN);
+    for (int i = 0; i < 50; i++) t = logl(DBL_MIN) - logl(-t);
+    long double top = 1.0L / tau, other = expl(t), total = top + (d - 1) * other;
+    long double qt = top / total, qo = other / total;
+    return (double)(-qt * logl(qt) - (d - 1) * qo * logl(qo));
+}
+
+static void discrete_faults(const era_discrete_params *p, int64_t classes, unsigned *faults, unsigned *maybe);
+
+static const double cont_bounds[][2] = {
+    {-8, 0}, {-8, 0}, {-20, 2}, {-5, 2.3}, {-1e-3, 1e-3}, {0, 0}, {1, -1}, {-1e300, 1e300}, {-1e38, 3.4e38},
+    {-DBL_MAX, DBL_MAX}, {-8, 1e-300}, {NAN, 0}, {-8, INFINITY}, {-INFINITY, 0}, {-700, -699}, {5, 10},
+    {-1000, 50}, {-1e-300, 1e-300}, {-1e4, 1e4}, {-1e4, -9999}, {9999, 1e4}, {-10000.000000000002, 0},
+    {0, 10000.000000000002}, {-1e4, 0}};
+
+static void gen_continuous(era_continuous_params *p, int64_t dim) {
+    era_continuous_params_init(p);
+    uint8_t b = byte();
+    if (b < 200) {
+        p->log_std_min = cont_bounds[b % 24][0];
+        p->log_std_max = cont_bounds[b % 24][1];
+    } else {
+        p->log_std_min = -(double)byte() / 4;
+        p->log_std_max = p->log_std_min + (double)byte() / 16;
+    }
+    static const double residuals[] = {0, 0, 0, 0.1, 1, 100, 1e300, -0.0, -1e-300, NAN, INFINITY, 0.5, DBL_MAX};
+    p->residual = PICK(residuals);
+    static const double ks[] = {0.0, -0.0, -1e-12, -1, -10, -1000, -1e300, -DBL_MAX, 1e-12, 1, -0.25, -3};
+    double d = dim >= 1 ? (double)dim : 1.0;
+    double c = 0.5 * log(2 * M_PI * exp(1.0));
+    uint8_t h = byte();
+    if (h < 40) p->target_entropy = -0.5 * d; /* the official SAC default */
+    else if (h < 200) {
+        double k = h < 120 ? -unit() * d * (p->log_std_max - p->log_std_min) : PICK(ks);
+        p->target_entropy = k - p->residual + d * c + d * p->log_std_max;
+    } else {
+        static const double wild[] = {NAN, INFINITY, -INFINITY, 1e300, -1e300, 0.0};
+        p->target_entropy = PICK(wild);
+    }
+}
+
+static void continuous_faults(const era_continuous_params *p, int64_t dim, unsigned *faults, unsigned *maybe);
+
+static void gen_llm(era_llm_params *p) {
+    era_llm_params_init(p);
+    uint8_t b = byte();
+    if (b < 100) return; /* defaults */
+    static const double omegas[][2] = {{0.45, 3.0}, {1, 1}, {3, 0.45}, {-1e30, 1e30}, {NAN, 3}, {0.45, INFINITY},
+                                       {0.1, 0.3}, {0, 0}, {-5, -1}, {1e38, 1e39}, {0.45, 3.0}};
+    uint8_t o = byte();
+    if (o < 200) { p->omega_low = omegas[o % 11][0]; p->omega_high = omegas[o % 11][1]; }
+    else { p->omega_low = byte() / 32.0; p->omega_high = p->omega_low + byte() / 32.0; }
+    static const double ks[] = {2, 2, 1, 0.5, 1e37, 8.5e37, 8.507059173023462e37, 8.507059173023462e37 * (1 + 1e-7),
+                                1.1754943508222875e-38, 1.1754943508222875e-38 * 0.99, 1e-39, 1e38, 0, -2, NAN, INFINITY,
+                                1e300, 3.4e38, 1.0000001, 1e-30, 4};
+    p->k = PICK(ks);
+    static const double fractions[] = {0.2, 0.2, 1, 1e-300, 0.5, 0.9999, 1.0000000000000002, 0, -0.1, NAN, INFINITY,
+                                       5e-324, 0.05, 0.75};
+    p->top_fraction = PICK(fractions);
+    static const int32_t flags[] = {1, 0, -1, 7};
+    p->scale_advantages = PICK(flags);
+}
+
+static void llm_faults(const era_llm_params *p, unsigned *faults, unsigned *maybe);
+
+static double gen_tol(int type) {
+    uint8_t b = byte();
+    if (b < 220) return type == TY_F64 ? 1e-9 : 1e-5;
+    static const double wild[] = {0, 1e300, DBL_MAX, -0.0, -1e-300, NAN, INFINITY, -INFINITY, 5e-324, 1};
+    return PICK(wild);
+}
+
+/* ---- buffers -------------------------------------------------------------------------- */
+
+#define NBUF 8
+typedef struct {
+    unsigned char *p;      /* exactly `bytes` long (malloc(0) for an empty array) */
+    size_t bytes;
+    int type;
+    int64_t count;
+    int written;           /* the call may write it: an output, or an input passed as an output */
+    unsigned char *before; /* contents before the call */
+    unsigned char *after;  /* contents after the first call (rerun comparison) */
+} buffer;
+
+static buffer B[NBUF];
+static void *A[NBUF];      /* the pointers passed for each argument slot */
+
+static void release_all(void) {
+    for (int i = 0; i < NBUF; i++) {
+        free(B[i].p); free(B[i].before); free(B[i].after);
+        memset(&B[i], 0, sizeof B[i]);
+        A[i] = NULL;
+    }
+}
+
+/* Slot i: an array of `count` elements of `type`. Empty (0 bytes) when the shape is bad. */
+static void *new_array(int i, int type, int64_t count, int output) {
+    if (shape_bad || count < 0) count = 0;
+    B[i].type = type;
+    B[i].count = count;
+    B[i].bytes = (size_t)count * type_size[type];
+    B[i].p = malloc(B[i].bytes);
+    if (!B[i].p && B[i].bytes) abort();
+    B[i].written = output;
+    if (output) memset(B[i].p, 0xFF, B[i].bytes);
+    A[i] = B[i].p;
+    return B[i].p;
+}
+
+/* Slot i: a single output struct or value of `bytes` bytes, whatever the shape. */
+static void *new_fixed(int i, size_t bytes) {
+    int keep = shape_bad;
+    shape_bad = 0;
+    void *p = new_array(i, TY_RAW, (int64_t)bytes, 1);
+    shape_bad = keep;
+    return p;
+}
+
+/* In place: the output slot `out` gets the very pointer of input slot `in`. */
+static void alias(int out, int in) {
+    free(B[out].p);
+    memset(&B[out], 0, sizeof B[out]);
+    A[out] = A[in];
+    if (A[in]) B[in].written = 1;
+}
+
+/* With a small probability one of the first n slots is passed as NULL. */
+static void maybe_null(int n) {
+    uint8_t b = byte();
+    if (b < 12) A[b % n] = NULL;
+}
+
+/* A legal shape too large for this harness (it only allocates small arrays). */
+static int too_big(int64_t rows, int64_t cols) {
+    if (shape_bad) return 0;
+    return rows > 300 || (rows > 0 && cols > 300);
+}
+
+/* FUZZ_VERBOSE=1: the arrays of the failing call as they were before it (up to 64 values each). */
+static void dump_arrays(void) {
+    for (int i = 0; i < NBUF; i++) {
+        if (!B[i].before || B[i].type == TY_RAW) continue;
+        fprintf(stderr, "  slot %d (%s[%lld], %s%s):", i, type_name[B[i].type], (long long)B[i].count,
+                B[i].written ? "written" : "input", A[i] == B[i].p ? "" : A[i] ? ", passed as another slot" : ", passed NULL");
+        const char *v = getenv("FUZZ_VERBOSE");
+        int64_t limit = v && v[0] == '2' ? B[i].count : 64; /* FUZZ_VERBOSE=2: every value */
+        for (int64_t k = 0; k < B[i].count && k < limit; k++) {
+            if (B[i].type == TY_I64) fprintf(stderr, " %lld", (long long)((int64_t *)B[i].before)[k]);
+            else fprintf(stderr, " %.17g", get(B[i].before, B[i].type, k));
+        }
+        fprintf(stderr, "%s\n", B[i].count > limit ? " ..." : "");
+    }
+}
+
+/* ---- status expectations -------------------------------------------------------------- */
+
+#define F(s) (1u << (s))
+static unsigned faults, maybe; /* statuses the call must / may return */
+
+static const char *status_name(int s) { return era_status_string((era_status)s); }
+
+static void faults_text(char *out, size_t size, unsigned mask) {
+    out[0] = 0;
+    for (int s = 1; s < 16; s++)
+        if (mask & F(s)) {
+            size_t len = strlen(out);
+            snprintf(out + len, size - len, "%s%s", len ? ", " : "", status_name(s));
+        }
+    if (!out[0]) snprintf(out, size, "none");
+}
+
+static void check_status(era_status st) {
+    char f[200], m[200];
+    faults_text(f, sizeof f, faults);
+    faults_text(m, sizeof m, maybe);
+    if (faults) {
+        if (st == ERA_OK) violation("status ok, but the arguments have faults {%s}", f);
+        if (!(F(st) & (faults | maybe)))
+            violation("status '%s', expected one of {%s} (also allowed {%s})", status_name(st), f, m);
+    } else if (st != ERA_OK && !(F(st) & maybe)) {
+        violation("status '%s' for valid arguments (allowed besides ok: {%s})", status_name(st), m);
+    }
+}
+
+/* Outputs untouched on error; inputs untouched always. */
+static void check_buffers(era_status st) {
+    for (int i = 0; i < NBUF; i++) {
+        if (!B[i].p || !B[i].bytes) continue;
+        if (B[i].written && st == ERA_OK) continue;
+        if (memcmp(B[i].p, B[i].before, B[i].bytes) != 0) {
+            size_t k = 0;
+            while (B[i].p[k] == B[i].before[k]) k++;
+            violation("%s buffer of slot %d (%s[%lld]) changed at byte %zu after status '%s'",
+                      B[i].written ? "output" : "input", i, type_name[B[i].type], (long long)B[i].count, k,
+                      status_name(st));
+        }
+    }
+}
+
+static void snapshot(void) {
+    for (int i = 0; i < NBUF; i++) {
+        if (!B[i].p) continue;
+        B[i].before = malloc(B[i].bytes ? B[i].bytes : 1);
+        memcpy(B[i].before, B[i].p, B[i].bytes);
+    }
+}
+
+/* The values of input slot i as they were before the call (in-place outputs overwrite them). */
+static const void *input(int i) { return B[i].before; }
+
+/* ---- fault models --------------------------------------------------------------------- */
+
+static int near_boundary(double x, double bound, double rel) {
+    return fabs(x - bound) <= rel * fmax(1.0, fabs(bound));
+}
+
+static void discrete_faults(const era_discrete_params *p, int64_t classes, unsigned *fa, unsigned *ma) {
+    if (!p) { *fa |= F(ERA_ERR_NULL_POINTER); return; }
+    int bad = 0;
+    if (classes < 2) { *fa |= F(ERA_ERR_BAD_SHAPE); *ma |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET); bad = 1; }
+    double lt = log(p->tau);
+    if (!isfinite(p->target_entropy) || !isfinite(p->tau) || !(lt >= 1 + 1e-6) ||
+        (p->mode != ERA_DISCRETE_EXACT && p->mode != ERA_DISCRETE_TIGHT && p->mode != ERA_DISCRETE_REFERENCE)) {
+        if (isfinite(p->tau) && p->tau > 0 && near_boundary(lt, 1 + 1e-6, 1e-14) && isfinite(p->target_entropy) &&
+            p->mode >= 0 && p->mode <= 2)
+            *ma |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET);
+        else
+            *fa |= F(ERA_ERR_BAD_PARAMETER);
+        return;
+    }
+    if (near_boundary(lt, 1 + 1e-6, 1e-14)) *ma |= F(ERA_ERR_BAD_PARAMETER);
+    if (bad) return;
+    double d = (double)classes, up = lt / p->tau, h = p->target_entropy;
+    if (p->mode == ERA_DISCRETE_TIGHT) {
+        double hi = log(d), reach = tight_smallest_entropy(p->tau, d);
+        if (!(h > 0 && h < hi)) *fa |= F(ERA_ERR_INFEASIBLE_TARGET);
+        if (near_boundary(h, hi, 1e-14)) *ma |= F(ERA_ERR_INFEASIBLE_TARGET);
+        /* era.h: below the one-hot entropy reachable with b = DBL_MIN no C is tight. */
+        if (h <= reach * (1 + 1e-6)) {
+            if (h < reach * (1 - 1e-6)) *fa |= F(ERA_ERR_INFEASIBLE_TARGET); else *ma |= F(ERA_ERR_INFEASIBLE_TARGET);
+        }
+    } else {
+        double lo = 1 + log(up), hi = 1 + log(d * up);
+        if (near_boundary(h, lo, 1e-9) || near_boundary(h, hi, 1e-9)) *ma |= F(ERA_ERR_INFEASIBLE_TARGET);
+        else if (!(h >= lo && h <= hi)) *fa |= F(ERA_ERR_INFEASIBLE_TARGET);
+    }
+}
+
+static double continuous_k(const era_continuous_params *p, int64_t dim) {
+    double d = (double)dim, c = 0.5 * log(2 * M_PI * exp(1.0));
+    return p->target_entropy + p->residual - d * c - d * p->log_std_max;
+}
+
+static void continuous_faults(const era_continuous_params *p, int64_t dim, unsigned *fa, unsigned *ma) {
+    if (!p) { *fa |= F(ERA_ERR_NULL_POINTER); return; }
+    if (dim < 1) { *fa |= F(ERA_ERR_BAD_SHAPE); *ma |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET); return; }
+    /* BAD_PARAMETER: a field NaN or infinite, residual < 0, log_std_min >= log_std_max, a bound
+     * outside [-1e4, 1e4], or K overflowing (era.h, continuous parameter checks) */
+    if (!isfinite(p->target_entropy) || !isfinite(p->residual) || !isfinite(p->log_std_min) ||
+        !isfinite(p->log_std_max) || p->residual < 0 || !(p->log_std_min < p->log_std_max) ||
+        fabs(p->log_std_min) > 1e4 || fabs(p->log_std_max) > 1e4 || !isfinite(continuous_k(p, dim))) {
+        *fa |= F(ERA_ERR_BAD_PARAMETER);
+        /* several faults (a bad bound, K = +inf) may report INFEASIBLE_TARGET for K > 0 instead */
+        if (continuous_k(p, dim) > 0) *ma |= F(ERA_ERR_INFEASIBLE_TARGET);
+        return;
+    }
+    double d = (double)dim, c = 0.5 * log(2 * M_PI * exp(1.0));
+    double k = continuous_k(p, dim);
+    double scale = fabs(p->target_entropy) + fabs(p->residual) + d * c + d * fabs(p->log_std_max);
+    if (fabs(k) <= 1e-12 * scale) *ma |= F(ERA_ERR_INFEASIBLE_TARGET);
+    else if (k > 0) *fa |= F(ERA_ERR_INFEASIBLE_TARGET);
+}
+
+static void llm_faults(const era_llm_params *p, unsigned *fa, unsigned *ma) {
+    if (!p) { *fa |= F(ERA_ERR_NULL_POINTER); return; }
+    const double kmin = FLT_MIN, kmax = 0x1p126;
+    int bad = !isfinite(p->omega_low) || !isfinite(p->omega_high) || !isfinite(p->k) || !isfinite(p->top_fraction) ||
+              !(p->omega_low <= p->omega_high) || !(p->top_fraction > 0 && p->top_fraction <= 1) || !(p->k > 0);
+    if (bad) { *fa |= F(ERA_ERR_BAD_PARAMETER); return; }
+    if (near_boundary(p->k / kmin, 1, 1e-6) || near_boundary(p->k / kmax, 1, 1e-6)) *ma |= F(ERA_ERR_BAD_PARAMETER);
+    else if (p->k < kmin || p->k > kmax) *fa |= F(ERA_ERR_BAD_PARAMETER);
+}
+
+/* ---- long-double references ----------------------------------------------------------- */
+
+/* Softmax statistics of scale*v over a row of `type` values; -inf entries masked.
+ * Returns the count of unmasked entries. */
+typedef struct { long double m, s, t; int64_t unmasked; } row_stats;
+
+static row_stats stats_of(const void *p, int type, int64_t off, int64_t n, double scale) {
+    row_stats r = {-INFINITY, 0, 0, 0};
+    for (int64_t i = 0; i < n; i++) {
+        long double v = (long double)scale * get(p, type, off + i);
+        if (v == -INFINITY) continue;
+        r.unmasked++;
+        if (v > r.m) r.m = v;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        long double v = (long double)scale * get(p, type, off + i);
+        if (v == -INFINITY) continue;
+        long double e = expl(v - r.m);
+        r.s += e;
+        if (e > 0) r.t += (v - r.m) * e;
+    }
+    return r;
+}
+static long double stats_entropy(row_stats r) { return logl(r.s) - r.t / r.s; }
+static long double stats_lse(row_stats r) { return r.m + logl(r.s); }
+
+static const double GAUSS_C = 1.4189385332046727418; /* 0.5*log(2*pi*e) */
+
+/* Close within tol, where a reference beyond the range of `type` allows an infinity of its sign. */
+static void expect_close(double got, long double want, double tol, int type, const char *what, int64_t index) {
+    if (isnan(got)) violation("%s[%lld] is NaN (expected %.17Lg)", what, (long long)index, want);
+    if (fabsl(want) > type_max(type) * (1 - 1e-6)) {
+        if (isinf(got) && (got > 0) == (want > 0)) return;
+        if (!isinf(got) && fabsl((long double)got - want) <= tol + 4 * type_eps(type) * fabsl(want)) return;
+        violation("%s[%lld] = %.17g, expected %.17Lg (beyond the %s range)", what, (long long)index, got, want,
+                  type_name[type]);
+    }
+    if (!isfinite(got) || fabsl((long double)got - want) > tol)
+        violation("%s[%lld] = %.17g, expected %.17Lg within %.3g", what, (long long)index, got, want, tol);
+}
+
+/* ---- the entry points ----------------------------------------------------------------- */
+
+enum {
+    FN_SOFTMAX_F32, FN_SOFTMAX_F64, FN_GAUSS_F32, FN_GAUSS_F64, FN_TANH_F32, FN_TANH_F64, FN_TRUNC_F32,
+    FN_TRUNC_F64, FN_CFWD_F32, FN_CFWD_F64, FN_CBWD_F32, FN_CBWD_F64, FN_DFLOOR, FN_DINF, FN_DCONST, FN_DFWD_F32,
+    FN_DFWD_F64, FN_DBWD_F32, FN_DBWD_F64, FN_CHKD_F32, FN_CHKD_F64, FN_CHKC_F32, FN_CHKC_F64, FN_TOK_F32,
+    FN_TOK_F64, FN_TOK_BF16, FN_RESP, FN_SCALES, FN_LPF_F32, FN_LPF_BF16, FN_LPB_F32, FN_LPB_BF16, FN_THREADS,
+    FN_STATUS, FN_VERSION, FN_INIT, FN_COUNT
+};
+static const char *const fn_name[] = {
+    "era_softmax_entropy_f32", "era_softmax_entropy_f64", "era_gaussian_entropy_f32", "era_gaussian_entropy_f64",
+    "era_tanh_gaussian_entropy_f32", "era_tanh_gaussian_entropy_f64", "era_truncated_normal_entropy_f32",
+    "era_truncated_normal_entropy_f64", "era_continuous_forward_f32", "era_continuous_forward_f64",
+    "era_continuous_backward_f32", "era_continuous_backward_f64", "era_discrete_floor", "era_discrete_infimum",
+    "era_discrete_constant", "era_discrete_forward_f32", "era_discrete_forward_f64", "era_discrete_backward_f32",
+    "era_discrete_backward_f64", "era_check_discrete_f32", "era_check_discrete_f64", "era_check_continuous_f32",
+    "era_check_continuous_f64", "era_token_entropy_f32", "era_token_entropy_f64", "era_token_entropy_bf16",
+    "era_llm_response_entropy_f32", "era_llm_scales_f32", "era_llm_logprob_forward_f32",
+    "era_llm_logprob_forward_bf16", "era_llm_logprob_backward_f32", "era_llm_logprob_backward_bf16",
+    "era_set_num_threads", "era_status_string", "era_version_string", "era_*_params_init"};
+
+/* The arguments of the current call (besides the array slots A[]). */
+static int fn;
+static int64_t n_rows, n_cols, n_resp;
+static double lo_arg, hi_arg, tol_arg;
+static era_discrete_params dparams;
+static era_continuous_params cparams;
+static era_llm_params lparams;
+static const era_discrete_params *dp;
+static const era_continuous_params *cpp;
+static const era_llm_params *lp;
+
+static era_status invoke(void) {
+    switch (fn) {
+    case FN_SOFTMAX_F32: return era_softmax_entropy_f32(n_rows, n_cols, A[0], A[1]);
+    case FN_SOFTMAX_F64: return era_softmax_entropy_f64(n_rows, n_cols, A[0], A[1]);
+    case FN_GAUSS_F32: return era_gaussian_entropy_f32(n_rows, n_cols, A[0], A[1]);
+    case FN_GAUSS_F64: return era_gaussian_entropy_f64(n_rows, n_cols, A[0], A[1]);
+    case FN_TANH_F32: return era_tanh_gaussian_entropy_f32(n_rows, n_cols, A[0], A[1], A[2]);
+    case FN_TANH_F64: return era_tanh_gaussian_entropy_f64(n_rows, n_cols, A[0], A[1], A[2]);
+    case FN_TRUNC_F32: return era_truncated_normal_entropy_f32(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2]);
+    case FN_TRUNC_F64: return era_truncated_normal_entropy_f64(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2]);
+    case FN_CFWD_F32: return era_continuous_forward_f32(cpp, n_rows, n_cols, A[0], A[1]);
+    case FN_CFWD_F64: return era_continuous_forward_f64(cpp, n_rows, n_cols, A[0], A[1]);
+    case FN_CBWD_F32: return era_continuous_backward_f32(cpp, n_rows, n_cols, A[0], A[1], A[2], A[3]);
+    case FN_CBWD_F64: return era_continuous_backward_f64(cpp, n_rows, n_cols, A[0], A[1], A[2], A[3]);
+    case FN_DFLOOR: return era_discrete_floor(dp, n_cols, A[0]);
+    case FN_DINF: return era_discrete_infimum(dp, n_cols, A[0]);
+    case FN_DCONST: return era_discrete_constant(dp, n_cols, A[0]);
+    case FN_DFWD_F32: return era_discrete_forward_f32(dp, n_rows, n_cols, A[0], A[1]);
+    case FN_DFWD_F64: return era_discrete_forward_f64(dp, n_rows, n_cols, A[0], A[1]);
+    case FN_DBWD_F32: return era_discrete_backward_f32(dp, n_rows, n_cols, A[0], A[1], A[2]);
+    case FN_DBWD_F64: return era_discrete_backward_f64(dp, n_rows, n_cols, A[0], A[1], A[2]);
+    case FN_CHKD_F32: return era_check_discrete_f32(dp, n_rows, n_cols, A[0], tol_arg, A[1]);
+    case FN_CHKD_F64: return era_check_discrete_f64(dp, n_rows, n_cols, A[0], tol_arg, A[1]);
+    case FN_CHKC_F32: return era_check_continuous_f32(cpp, n_rows, n_cols, A[0], A[1], tol_arg, A[2]);
+    case FN_CHKC_F64: return era_check_continuous_f64(cpp, n_rows, n_cols, A[0], A[1], tol_arg, A[2]);
+    case FN_TOK_F32: return era_token_entropy_f32(n_rows, n_cols, A[0], A[1]);
+    case FN_TOK_F64: return era_token_entropy_f64(n_rows, n_cols, A[0], A[1]);
+    case FN_TOK_BF16: return era_token_entropy_bf16(n_rows, n_cols, A[0], A[1]);
+    case FN_RESP: return era_llm_response_entropy_f32(lp, n_rows, A[0], A[1], n_resp, A[2]);
+    case FN_SCALES: return era_llm_scales_f32(lp, n_rows, A[0], n_resp, A[1], A[2], A[3], A[4]);
+    case FN_LPF_F32: return era_llm_logprob_forward_f32(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_LPF_BF16: return era_llm_logprob_forward_bf16(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_LPB_F32: return era_llm_logprob_backward_f32(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_LPB_BF16: return era_llm_logprob_backward_bf16(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    }
+    abort();
+}
+
+/* Faults common to rows x cols arrays: negative/too small sizes or overflowing byte counts. */
+static void shape_faults(int64_t rows, int64_t cols, int64_t min_cols, const int64_t *sizes_per_element,
+                         const int64_t *sizes_per_row) {
+    int bad = rows < 0 || cols < min_cols;
+    for (int i = 0; sizes_per_element && sizes_per_element[i]; i++) bad |= overflows(rows, cols < 0 ? 0 : cols, sizes_per_element[i]);
+    for (int i = 0; sizes_per_row && sizes_per_row[i]; i++) bad |= overflows(rows, 1, sizes_per_row[i]);
+    shape_bad = bad;
+    if (bad) faults |= F(ERA_ERR_BAD_SHAPE), maybe |= F(ERA_ERR_NULL_POINTER);
+}
+
+static int all_finite(int slot, int type, int64_t n) {
+    if (!A[slot]) return 1;
+    for (int64_t i = 0; i < n; i++) if (!isfinite(get(A[slot], type, i))) return 0;
+    return 1;
+}
+static double max_abs(const void *p, int type, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(get(p, type, i)));
+    return m;
+}
+
+/* ---- per-function setup (arguments, buffers, fault model) and checks on ERA_OK ----------- */
+
+static int vt_of(int f) {
+    switch (f) {
+    case FN_SOFTMAX_F64: case FN_GAUSS_F64: case FN_TANH_F64: case FN_TRUNC_F64: case FN_CFWD_F64: case FN_CBWD_F64:
+    case FN_DFWD_F64: case FN_DBWD_F64: case FN_CHKD_F64: case FN_CHKC_F64: case FN_TOK_F64: return TY_F64;
+    case FN_TOK_BF16: case FN_LPF_BF16: case FN_LPB_BF16: return TY_BF16;
+    default: return TY_F32;
+    }
+}
+
+/* era.h: the Gaussian, tanh-Gaussian and truncated-normal entropies are refused
+ * (BAD_PARAMETER) when an entropy cannot be represented in the output type. Taken here as:
+ * a row whose entropy bounds (the magnitudes below) leave half of `range` (the largest
+ * value of the type the entropies are written or computed in); for the
+ * squashed and truncated ones also a std outside [e^-700, e^700], and for the truncated one
+ * a standardised bound beyond 1e150 (its square overflows). `loc_slot`/`logstd_slot` are
+ * the input slots (the same one for the plain Gaussian). */
+enum { ENT_GAUSS, ENT_TANH, ENT_TRUNC };
+static int entropy_extreme(int kind, int vt, double range, int loc_slot, int logstd_slot) {
+    int gauss = kind == ENT_GAUSS, tanh_ = kind == ENT_TANH;
+    for (int64_t r = 0; r < n_rows; r++) {
+        long double row = 0;
+        for (int64_t i = 0; i < n_cols; i++) {
+            long double m = get(A[loc_slot], vt, r * n_cols + i), ls = get(A[logstd_slot], vt, r * n_cols + i);
+            row += fabsl(ls) + GAUSS_C;
+            if (gauss) continue;
+            if (fabsl(ls) > 700) return 1;
+            long double sd = expl(ls);
+            if (tanh_) {
+                row += 2 * (fabsl(m) + sd);
+            } else {
+                if (fabsl(lo_arg - m) / sd > 1e150L || fabsl(hi_arg - m) / sd > 1e150L) return 1;
+                row += fabsl(logl((long double)hi_arg - lo_arg));
+            }
+        }
+        if (row > range / 2) return 1;
+    }
+    return 0;
+}
+
+/* Returns 0 when the call must be skipped (a legal size too large to allocate). */
+static int setup_entropy(int vt) {
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    int inputs = (fn == FN_SOFTMAX_F32 || fn == FN_SOFTMAX_F64 || fn == FN_GAUSS_F32 || fn == FN_GAUSS_F64) ? 1 : 2;
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 1, es, es);
+    if (too_big(n_rows, n_cols)) return 0;
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    for (int i = 0; i < inputs; i++) fill_values(new_array(i, vt, n, 0), vt, shape_bad ? 0 : n_rows, n_cols);
+    new_array(inputs, vt, shape_bad ? 0 : n_rows, 1);
+    if (inputs == 2 && byte() < 16) A[1] = A[0]; /* the same array for both inputs */
+    maybe_null(inputs + 1);
+    if (fn == FN_TRUNC_F32 || fn == FN_TRUNC_F64) {
+        static const double bounds[][2] = {{-1, 1}, {-1, 1}, {0, 1}, {-1e-8, 1e-8}, {5, 6}, {-1e300, 1e300},
+                                           {-DBL_MAX, DBL_MAX}, {1, 1}, {1, -1}, {NAN, 1}, {-INFINITY, 1},
+                                           {0, INFINITY}, {1e8, 1e8 + 1}, {-3, -2}, {-1e-300, 0}};
+        uint8_t b = byte();
+        if (b < 220) { lo_arg = bounds[b % 15][0]; hi_arg = bounds[b % 15][1]; }
+        else { lo_arg = (int8_t)byte() / 8.0; hi_arg = lo_arg + byte() / 64.0; }
+        if (!(isfinite(lo_arg) && isfinite(hi_arg) && lo_arg < hi_arg)) {
+            if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER); else faults |= F(ERA_ERR_BAD_PARAMETER);
+        }
+    }
+    if (!shape_bad) {
+        if (n_rows > 0 && (!A[0] || !A[inputs] || (inputs == 2 && !A[1]))) faults |= F(ERA_ERR_NULL_POINTER);
+        for (int i = 0; i < inputs; i++) if (!all_finite(i, vt, n)) faults |= F(ERA_ERR_NON_FINITE);
+        if (fn != FN_SOFTMAX_F32 && fn != FN_SOFTMAX_F64 && A[0] && A[inputs - 1] && !(faults & F(ERA_ERR_NON_FINITE)) &&
+            entropy_extreme(inputs == 1 ? ENT_GAUSS : (fn == FN_TANH_F32 || fn == FN_TANH_F64) ? ENT_TANH : ENT_TRUNC,
+                            vt, type_max(vt), 0, inputs - 1))
+            maybe |= F(ERA_ERR_BAD_PARAMETER);
+    }
+    describe("%s(rows=%lld, cols=%lld, lo=%.17g, hi=%.17g)", fn_name[fn], (long long)n_rows, (long long)n_cols, lo_arg, hi_arg);
+    return 1;
+}
+
+static void checks_entropy(int vt) {
+    const void *x = input(0), *y = B[1].before ? input(1) : x;
+    const void *out = A[fn == FN_SOFTMAX_F32 || fn == FN_SOFTMAX_F64 || fn == FN_GAUSS_F32 || fn == FN_GAUSS_F64 ? 1 : 2];
+    const void *logstd = (fn == FN_GAUSS_F32 || fn == FN_GAUSS_F64) ? x : (A[1] == A[0] ? x : y);
+    const void *mean = x;
+    for (int64_t r = 0; r < n_rows; r++) {
+        double got = get(out, vt, r);
+        if (!isfinite(got)) violation("entropy of row %lld is %g with status ok", (long long)r, got);
+        if (fn == FN_SOFTMAX_F32 || fn == FN_SOFTMAX_F64) {
+            row_stats s = stats_of(x, vt, r * n_cols, n_cols, 1.0);
+            long double h = stats_entropy(s);
+            double tol = (vt == TY_F64 ? 1e-12 : 2.5e-7) * (1 + (double)h) + 1e-13 * log((double)n_cols + 1);
+            expect_close(got, h, tol, vt, "softmax entropy", r);
+            if (got < 0 || got > log((double)n_cols) * (1 + 1e-6) + 1e-6)
+                violation("softmax entropy of row %lld = %.17g outside [0, log %lld]", (long long)r, got, (long long)n_cols);
+            continue;
+        }
+        long double gauss = 0, scale = 0;
+        for (int64_t i = 0; i < n_cols; i++) {
+            double v = get(logstd, vt, r * n_cols + i);
+            gauss += v;
+            scale += fabs(v) + GAUSS_C;
+        }
+        gauss += (long double)n_cols * GAUSS_C;
+        if (fn == FN_GAUSS_F32 || fn == FN_GAUSS_F64) {
+            double tol = 1e-13 * (double)scale + (vt == TY_F64 ? 0 : 1.2e-7 * fabsl(gauss));
+            if (scale < type_max(vt) / 4) expect_close(got, gauss, tol, vt, "gaussian entropy", r);
+            continue;
+        }
+        /* Bounds per dimension (x: the standardized value, sigma = exp(log_std), c = GAUSS_C):
+         *  tanh:      -2|x| <= log(1 - tanh^2 x) <= 2 log 2 - 2|x| and E|x| >= |mu| (Jensen) give
+         *             log sigma + c - 2(|mu| + sigma*sqrt(2/pi)) <= H <= log sigma + c + min(0, 2 log 2 - 2|mu|);
+         *  truncated: the density on [lo, hi] lies between its values at the endpoints nearest
+         *             and farthest from the mode, which gives
+         *             log(hi - lo) - (x_far^2 - x_near^2)/2 <= H <= min(log(hi - lo), log sigma + c).
+         * docs/math.md promises 1e-14 (tanh) and 1e-13 (truncated; 2e-8 for intervals narrower
+         * than 1e-5 std in a tail) per dimension. */
+        long double lower = 0, upper = 0, mag = 0;
+        for (int64_t i = 0; i < n_cols; i++) {
+            long double ls = get(logstd, vt, r * n_cols + i), mu = get(mean, vt, r * n_cols + i);
+            long double sigma = expl(ls);
+            mag += fabsl(ls) + GAUSS_C + fabsl(mu);
+            if (fn == FN_TANH_F32 || fn == FN_TANH_F64) {
+                lower += ls + GAUSS_C - 2 * (fabsl(mu) + sigma * 0.79788456080286535588L);
+                upper += ls + GAUSS_C + fminl(0, 1.3862943611198906188L - 2 * fabsl(mu));
+            } else {
+                long double lo = lo_arg, hi = hi_arg, width = hi - lo, gap;
+                if (lo <= mu && mu <= hi) { /* the mode inside: x_near = 0 */
+                    long double far = fmaxl(mu - lo, hi - mu);
+                    gap = far > 0 ? expl(2 * logl(far) - 2 * ls - 0.69314718055994530942L) : 0;
+                } else {                     /* (x_far - x_near)(x_far + x_near)/2 */
+                    gap = expl(logl(width) + logl(fabsl(lo + hi - 2 * mu)) - 2 * ls - 0.69314718055994530942L);
+                }
+                lower += logl(width) - gap;
+                upper += fminl(logl(width), ls + GAUSS_C);
+            }
+        }
+        double tol = (vt == TY_F64 ? 1e-12 : 2.5e-7) * (double)(mag + fabsl(upper) + (isfinite(lower) ? fabsl(lower) : 0)) +
+                     2e-8 * (double)n_cols;
+        if (mag < 1e300 && ((isfinite(lower) && got < lower - tol) || got > upper + tol))
+            violation("%s of row %lld = %.17g outside its bounds [%.17Lg, %.17Lg] (tol %.3g)", fn_name[fn], (long long)r,
+                      got, lower, upper, tol);
+    }
+}
+
+/* The arrays of an activation call (continuous or discrete ERA) and their NULL/NON_FINITE
+ * faults. Slot 0: the input rows. Forward: slot 1 the output (maybe in place on 0).
+ * Backward: slot 1 the upstream gradient (maybe the input itself), slot 2 the output (maybe
+ * on 0 or 1) and, with `residual_grad`, slot 3 the optional per-row residual gradient. The
+ * order of the bytes read here is part of the input format of the regression inputs. */
+static void activation_arrays(int vt, int backward, int residual_grad) {
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+    if (!backward) {
+        new_array(1, vt, n, 1);
+        if (byte() < 64) alias(1, 0);
+        maybe_null(2);
+    } else {
+        fill_values(new_array(1, vt, n, 0), vt, n_rows, n_cols);
+        new_array(2, vt, n, 1);
+        if (residual_grad) new_array(3, vt, shape_bad ? 0 : n_rows, 1);
+        uint8_t a = byte();
+        if (a < 16) A[1] = A[0];
+        if (a < 48) alias(2, 0);
+        else if (a < 80) alias(2, 1);
+        if (residual_grad && byte() < 80) A[3] = NULL; /* the residual gradient is optional */
+        maybe_null(3);
+    }
+    if (!shape_bad) {
+        if (n_rows > 0 && (!A[0] || !A[1] || (backward && !A[2]))) faults |= F(ERA_ERR_NULL_POINTER);
+        if (!all_finite(0, vt, n) || (backward && !all_finite(1, vt, n))) faults |= F(ERA_ERR_NON_FINITE);
+    }
+}
+
+static int setup_continuous(int vt) {
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    gen_continuous(&cparams, n_cols);
+    cpp = byte() < 8 ? NULL : &cparams;
+    int backward = fn == FN_CBWD_F32 || fn == FN_CBWD_F64;
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 1, es, es);
+    if (too_big(n_rows, n_cols)) return 0;
+    if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET);
+    continuous_faults(cpp, n_cols, shape_bad ? &maybe : &faults, &maybe);
+    activation_arrays(vt, backward, 1);
+    describe("%s(params=%s{H0=%.17g, delta=%.17g, min=%.17g, max=%.17g}, rows=%lld, dim=%lld, in_place=%d)",
+             fn_name[fn], cpp ? "" : "NULL ", cparams.target_entropy, cparams.residual, cparams.log_std_min,
+             cparams.log_std_max, (long long)n_rows, (long long)n_cols, backward ? (A[2] == A[0] ? 1 : A[2] == A[1] ? 2 : 0) : A[1] == A[0]);
+    return 1;
+}
+
+static double round_up_float(double v) {
+    float f = (float)v;
+    if ((double)f < v) f = nextafterf(f, INFINITY);
+    return f;
+}
+
+static void checks_continuous(int vt) {
+    int backward = fn == FN_CBWD_F32 || fn == FN_CBWD_F64;
+    const void *s = input(0);
+    double k = continuous_k(&cparams, n_cols);
+    double mn = cparams.log_std_min, mx = cparams.log_std_max;
+    double mx_t = vt == TY_F64 ? mx : round_up_float(mx);
+    int64_t n = n_rows * n_cols;
+    if (!backward) {
+        const void *out = A[1];
+        int all_fin = 1;
+        for (int64_t i = 0; i < n; i++) {
+            double v = get(out, vt, i);
+            if (isnan(v) || v < mn || v > mx_t)
+                violation("log std [%lld] = %.17g outside [log_std_min %.17g, log_std_max %.17g (as %s: %.17g)]",
+                          (long long)i, v, mn, mx, type_name[vt], mx_t);
+            all_fin &= isfinite(v);
+        }
+        /* the reference: max(log_std_max + K*softmax(s)_i, log_std_min), rounded up for float */
+        for (int64_t r = 0; r < n_rows && isfinite(k); r++) {
+            row_stats st = stats_of(s, vt, r * n_cols, n_cols, 1.0);
+            for (int64_t i = 0; i < n_cols; i++) {
+                long double w = expl((long double)get(s, vt, r * n_cols + i) - st.m) / st.s;
+                long double y = (long double)mx + (long double)k * w;
+                if (y < mn) y = mn;
+                double got = get(out, vt, r * n_cols + i);
+                /* w carries the rounding of the softmax sum: about (dim + 8) ulp */
+                double tol = 4.5e-16 * (fabs(mx) + fabs(mn) + (double)(n_cols + 8) * fabs(k) * (double)w) + 1e-300;
+                if (vt == TY_F32 && fabsl(y) > FLT_MAX) continue; /* rounded up: +inf or -FLT_MAX, both legal */
+                if (vt == TY_F32) {
+                    if (got < y - tol || got > y + tol + 2.4e-7 * fabsl(y) + 1.5e-45)
+                        violation("log std [%lld,%lld] = %.9g, expected %.17Lg rounded up to float", (long long)r,
+                                  (long long)i, got, y);
+                } else if (fabsl(got - y) > tol) {
+                    violation("log std [%lld,%lld] = %.17g, expected %.17Lg", (long long)r, (long long)i, got, y);
+                }
+            }
+        }
+        if (all_fin && n_rows > 0) {
+            era_bound_report rep;
+            long double sum = fabsl(cparams.target_entropy) + fabsl(cparams.residual) + fabs(k);
+            for (int64_t i = 0; i < n; i++) sum += fabs(get(out, vt, i)) + GAUSS_C;
+            double tol = fmin(1e-12 * (double)sum, 1e300);
+            era_status st = vt == TY_F64 ? era_check_continuous_f64(&cparams, n_rows, n_cols, NULL, out, tol, &rep)
+                                         : era_check_continuous_f32(&cparams, n_rows, n_cols, NULL, out, tol, &rep);
+            if (st != ERA_OK) violation("era_check_continuous on the forward's output: status '%s'", status_name(st));
+            if (rep.violations != 0)
+                violation("Gaussian floor missed: %lld rows below H0 + delta = %.17g by up to %.3g (tol %.3g), worst row %lld",
+                          (long long)rep.violations, rep.target, rep.max_deficit, tol, (long long)rep.worst_row);
+            if (rep.rows != n_rows || !(rep.target == cparams.target_entropy + cparams.residual) || rep.floor != rep.target)
+                violation("continuous check report: rows %lld, target %.17g, floor %.17g", (long long)rep.rows, rep.target, rep.floor);
+        }
+        return;
+    }
+    const void *g = A[1] == A[0] ? input(0) : input(1);
+    const void *out = A[2];
+    double gmax = max_abs(g, vt, n);
+    /* |gradient| <= 2|K| max|g|; the documented intermediate g_j - sum g_i*w_i is within 2 max|g| */
+    double bound = 2 * fabs(k) * gmax;
+    if (gmax >= type_max(vt) / 4) bound = INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        double v = get(out, vt, i);
+        if (isfinite(bound) && bound < type_max(vt) / 4 && !isfinite(v))
+            violation("gradient [%lld] = %g, though |K| = %g and max|grad_log_std| = %g bound it by %g", (long long)i, v,
+                      fabs(k), gmax, bound);
+    }
+    if (A[3])
+        for (int64_t r = 0; r < n_rows; r++) {
+            double v = get(A[3], vt, r);
+            if (gmax < type_max(vt) / 4 && !isfinite(v))
+                violation("residual gradient [%lld] = %g with max|grad_log_std| = %g", (long long)r, v, gmax);
+        }
+    /* the reference, for rows whose clipping is unambiguous */
+    for (int64_t r = 0; r < n_rows && isfinite(bound) && bound < type_max(vt) / 4; r++) {
+        row_stats st = stats_of(s, vt, r * n_cols, n_cols, 1.0);
+        long double weighted = 0, w[300], gt[300];
+        int ambiguous = 0;
+        for (int64_t i = 0; i < n_cols; i++) {
+            w[i] = expl((long double)get(s, vt, r * n_cols + i) - st.m) / st.s;
+            double y = mx + k * (double)w[i];
+            if (fabs(y - mn) <= 1e-9 * (fabs(mx) + fabs(k) + fabs(mn))) ambiguous = 1;
+            gt[i] = y > mn ? get(g, vt, r * n_cols + i) : 0;
+            weighted += gt[i] * w[i];
+        }
+        if (ambiguous) continue;
+        for (int64_t j = 0; j < n_cols; j++) {
+            long double want = (long double)k * w[j] * (gt[j] - weighted);
+            /* products gt*w round to absolute 2^-1075 below the normal range, which K multiplies */
+            /* a weight below the double range is 0 in libera (and e^-1000 is 0 by design, docs/math.md 5) */
+            /* and K*w itself may be subnormal (K = -2.5e-298): absolute 2^-1074 times g_j - sum */
+            double tol = (1e-13 * gmax + 1e-323) * (double)(n_cols + 1) * fabs(k) * (double)w[j] +
+                         4 * type_eps(vt) * fabsl(want) + 1e-300 + 2e-322 * fabs(k) * gmax +
+                         1e-323 * (double)fabsl(gt[j] - weighted);
+            if (vt == TY_F32) tol += 1.5e-45;
+            expect_close(get(out, vt, r * n_cols + j), want, tol, vt, "continuous gradient", r * n_cols + j);
+        }
+        if (A[3]) {
+            double tol = (1e-13 * gmax + 1e-323) * (double)(n_cols + 1) + 4 * type_eps(vt) * fabsl(weighted) +
+                         (vt == TY_F32 ? 1.5e-45 : 1e-300);
+            expect_close(get(A[3], vt, r), weighted, tol, vt, "residual gradient", r);
+        }
+    }
+}
+
+static int64_t gen_classes(void) {
+    uint8_t b = byte();
+    static const int64_t wild[] = {0, 1, -1, INT64_MIN, INT64_MAX, (int64_t)1 << 40, 152064, 1000000, 2, 3};
+    if (b >= 230) return PICK(wild);
+    return 2 + (int64_t)(u16() % 299);
+}
+
+static int setup_query(void) {
+    n_cols = gen_classes();
+    gen_discrete(&dparams, n_cols);
+    dp = byte() < 8 ? NULL : &dparams;
+    new_fixed(0, sizeof(double));
+    if (byte() < 10) A[0] = NULL;
+    discrete_faults(dp, n_cols, &faults, &maybe);
+    if (!A[0]) faults |= F(ERA_ERR_NULL_POINTER);
+    describe("%s(params=%s{H0=%.17g, tau=%.17g, mode=%d}, classes=%lld)", fn_name[fn], dp ? "" : "NULL ",
+             dparams.target_entropy, dparams.tau, dparams.mode, (long long)n_cols);
+    return 1;
+}
+
+static void checks_query(void) {
+    double v = *(double *)A[0], h0 = dparams.target_entropy, d = (double)n_cols;
+    double up = log(dparams.tau) / dparams.tau;
+    int mode = dparams.mode;
+    if (fn == FN_DFLOOR) {
+        if (mode == ERA_DISCRETE_REFERENCE ? !isnan(v) : v != h0)
+            violation("floor %.17g, expected %s", v, mode == ERA_DISCRETE_REFERENCE ? "NaN" : "H0");
+    } else if (fn == FN_DINF) {
+        if (!isfinite(v)) violation("infimum %.17g is not finite", v);
+        if (mode == ERA_DISCRETE_EXACT && v < h0 - 1e-12 * fmax(1, fabs(h0)))
+            violation("EXACT infimum %.17g below H0 %.17g", v, h0);
+        if (mode == ERA_DISCRETE_TIGHT && fabs(v - h0) > 1e-9 * fmax(1, fabs(h0)))
+            violation("TIGHT infimum %.17g differs from H0 %.17g", v, h0);
+        if (v < -1e-12 || v > log(d) * (1 + 1e-12)) violation("infimum %.17g outside [0, log D]", v);
+    } else {
+        if (!isfinite(v) || v <= 0) violation("constant C = %.17g", v);
+        if (mode == ERA_DISCRETE_TIGHT) {
+            if (v < up * (1 - 1e-12) || v > d * up * (1 + 1e-12)) violation("TIGHT C = %.17g outside [up, D*up]", v);
+        } else {
+            double want = fmin(fmax(exp(h0 - 1), up), d * up);
+            if (fabs(v - want) > 1e-12 * want) violation("C = %.17g, expected exp(H0 - 1) = %.17g", v, want);
+        }
+    }
+}
+
+static int setup_discrete(int vt) {
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    gen_discrete(&dparams, n_cols);
+    dp = byte() < 8 ? NULL : &dparams;
+    int backward = fn == FN_DBWD_F32 || fn == FN_DBWD_F64;
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 2, es, NULL);
+    if (too_big(n_rows, n_cols)) return 0;
+    if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET);
+    discrete_faults(dp, n_cols, shape_bad ? &maybe : &faults, &maybe);
+    activation_arrays(vt, backward, 0);
+    describe("%s(params=%s{H0=%.17g, tau=%.17g, mode=%d}, rows=%lld, classes=%lld, in_place=%d)", fn_name[fn],
+             dp ? "" : "NULL ", dparams.target_entropy, dparams.tau, dparams.mode, (long long)n_rows,
+             (long long)n_cols, backward ? (A[2] == A[0] ? 1 : A[2] == A[1] ? 2 : 0) : A[1] == A[0]);
+    return 1;
+}
+
+/* log h^-1(y): the t <= -1 with t + log(-t) = log(y), 0 < y < 1/e, by bisection in long double. */
+static long double ref_log_inverse(long double y) {
+    long double target = logl(y), lo = -2000, hi = -1;
+    for (int i = 0; i < 200; i++) {
+        long double mid = 0.5L * (lo + hi);
+        if (mid + logl(-mid) < target) lo = mid; else hi = mid;
+    }
+    return 0.5L * (lo + hi);
+}
+
+static const void *sort_values;
+static int sort_type;
+static int64_t sort_base;
+static int by_value(const void *a, const void *b) {
+    double x = get(sort_values, sort_type, sort_base + *(const int64_t *)a);
+    double y = get(sort_values, sort_type, sort_base + *(const int64_t *)b);
+    return (x > y) - (x < y);
+}
+
+static void checks_discrete(int vt) {
+    int backward = fn == FN_DBWD_F32 || fn == FN_DBWD_F64;
+    const void *z = input(0);
+    int mode = dparams.mode;
+    double d = (double)n_cols, up = log(dparams.tau) / dparams.tau, c = 0;
+    if (era_discrete_constant(&dparams, n_cols, &c) != ERA_OK) violation("era_discrete_constant failed for accepted parameters");
+    double a = fmax(0, (d * up - c) / (d - 1)), b = fmax(0, (c - up) / (d - 1));
+    int64_t n = n_rows * n_cols;
+    if (!backward) {
+        const void *out = A[1];
+        double cap = vt == TY_F64 ? -log(dparams.tau) : (double)(float)-log(dparams.tau);
+        for (int64_t i = 0; i < n; i++) {
+            double v = get(out, vt, i);
+            if (!isfinite(v)) violation("output logit [%lld] = %g is not finite", (long long)i, v);
+            if (mode != ERA_DISCRETE_REFERENCE && v > cap)
+                violation("output logit [%lld] = %.17g above -log(tau) = %.17g", (long long)i, v, cap);
+        }
+        /* order of the inputs, ties stay ties */
+        int64_t idx[300];
+        for (int64_t r = 0; r < n_rows; r++) {
+            for (int64_t i = 0; i < n_cols; i++) idx[i] = i;
+            sort_values = z; sort_type = vt; sort_base = r * n_cols;
+            qsort(idx, (size_t)n_cols, sizeof idx[0], by_value);
+            for (int64_t i = 1; i < n_cols; i++) {
+                double z0 = get(z, vt, r * n_cols + idx[i - 1]), z1 = get(z, vt, r * n_cols + idx[i]);
+                double o0 = get(out, vt, r * n_cols + idx[i - 1]), o1 = get(out, vt, r * n_cols + idx[i]);
+                if (z0 == z1 ? o0 != o1 : o0 > o1)
+                    violation("row %lld: inputs %.17g <= %.17g (classes %lld, %lld) give outputs %.17g, %.17g out of order",
+                              (long long)r, z0, z1, (long long)idx[i - 1], (long long)idx[i], o0, o1);
+            }
+        }
+        /* a sample of outputs against the reference inverse */
+        for (int k = 0; k < 16 && n > 0; k++) {
+            int64_t i = (int64_t)(u32() % (uint64_t)n), r = i / n_cols;
+            row_stats st = stats_of(z, vt, r * n_cols, n_cols, 1.0);
+            long double zi = get(z, vt, i), p = expl(zi - st.m) / st.s;
+            long double y = (long double)a * p + b, t;
+            if (y < DBL_MIN) y = DBL_MIN;
+            if (y > up) y = up;
+            if (mode == ERA_DISCRETE_REFERENCE) {
+                long double u = -1 - logl(y);
+                t = -1 - sqrtl(2 * u) - 0.75L * u;
+            } else {
+                t = ref_log_inverse(y);
+                if (t > -logl(dparams.tau)) t = -logl(dparams.tau);
+            }
+            /* relative error of y: the softmax (exp of z - m, a sum of dim terms) and a*p + b */
+            double rel_y = 4.5e-16 * (double)(n_cols + 16) * (1 + (double)fabsl(zi - st.m));
+            /* |dt/dy| * y: |t/(1+t)| for the exact inverse; for REFERENCE, t = -1 - sqrt(2u) - 0.75u with
+             * u = -1 - log y has y*dt/dy = 1/sqrt(2u) + 0.75, and u itself cancels near y = 1/e */
+            double cond;
+            if (mode == ERA_DISCRETE_REFERENCE) {
+                long double u = -1 - logl(y);
+                cond = (double)(1 / sqrtl(2 * u) + 0.75L) * (1 + 4.5e-16 / (double)fmaxl(u, 1e-300));
+            } else {
+                cond = fabs((double)(t / (1 + t)));
+            }
+            double tol = rel_y * cond + 1e-13 * (double)fabsl(t) + 4 * type_eps(vt) * (double)fabsl(t);
+            if (y <= DBL_MIN * 1.0001) tol += 1e-9 * (double)fabsl(t); /* at the clamp */
+            expect_close(get(out, vt, i), t, tol, vt, "output logit", i);
+        }
+        /* the floor */
+        if (n_rows > 0) {
+            era_bound_report rep;
+            double tol = vt == TY_F64 ? 1e-9 : 1e-5;
+            era_status st = vt == TY_F64 ? era_check_discrete_f64(&dparams, n_rows, n_cols, out, tol, &rep)
+                                         : era_check_discrete_f32(&dparams, n_rows, n_cols, out, tol, &rep);
+            if (st != ERA_OK) violation("era_check_discrete on the forward's output: status '%s'", status_name(st));
+            if (mode != ERA_DISCRETE_REFERENCE && rep.violations)
+                violation("entropy floor H0 = %.17g missed by %lld rows, worst row %lld at %.17g (deficit %.3g, tol %g)",
+                          dparams.target_entropy, (long long)rep.violations, (long long)rep.worst_row, rep.min_entropy,
+                          rep.max_deficit, tol);
+        }
+        return;
+    }
+    const void *g = A[1] == A[0] ? input(0) : input(1);
+    const void *out = A[2];
+    double gmax = max_abs(g, vt, n);
+    double lt = log(dparams.tau), slope_bound;
+    if (mode == ERA_DISCRETE_REFERENCE) {
+        double umin = lt - 1 - log(lt);
+        slope_bound = 1 / sqrt(2 * umin) + 0.75;
+    } else {
+        slope_bound = lt / (lt - 1);
+    }
+    double bound = (d + 1) * slope_bound * gmax;
+    for (int64_t i = 0; i < n; i++) {
+        double v = get(out, vt, i);
+        if (bound < type_max(vt) / 4 && !isfinite(v))
+            violation("gradient [%lld] = %g though its exact value is bounded by %.3g (max|grad_out| = %g)", (long long)i,
+                      v, bound, gmax);
+    }
+}
+
+static int setup_check(int vt) {
+    int cont = fn == FN_CHKC_F32 || fn == FN_CHKC_F64;
+    n_rows = gen_size(64);
+    n_cols = cont ? gen_size(300) : gen_size(300);
+    if (cont) { gen_continuous(&cparams, n_cols); cpp = byte() < 8 ? NULL : &cparams; }
+    else { gen_discrete(&dparams, n_cols); dp = byte() < 8 ? NULL : &dparams; }
+    tol_arg = gen_tol(vt);
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, cont ? 1 : 2, es, NULL);
+    if (too_big(n_rows, n_cols)) return 0;
+    if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET);
+    if (cont) continuous_faults(cpp, n_cols, shape_bad ? &maybe : &faults, &maybe);
+    else discrete_faults(dp, n_cols, shape_bad ? &maybe : &faults, &maybe);
+    if (!(isfinite(tol_arg) && tol_arg >= 0)) {
+        if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER); else faults |= F(ERA_ERR_BAD_PARAMETER);
+    }
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    int rs = cont ? 2 : 1;
+    if (cont) {
+        fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+        fill_values(new_array(1, vt, n, 0), vt, n_rows, n_cols);
+        if (byte() < 100) A[0] = NULL; /* no means: the Gaussian check */
+    } else {
+        fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+    }
+    new_fixed(rs, sizeof(era_bound_report));
+    if (byte() < 8) A[rs] = NULL;
+    if (byte() < 8) A[cont ? 1 : 0] = NULL;
+    if (!A[rs]) faults |= F(ERA_ERR_NULL_POINTER);
+    if (!shape_bad) {
+        if (n_rows > 0 && !A[cont ? 1 : 0]) faults |= F(ERA_ERR_NULL_POINTER);
+        if (!all_finite(0, vt, n) || (cont && !all_finite(1, vt, n))) faults |= F(ERA_ERR_NON_FINITE);
+        /* era.h: a row whose entropy is not a finite double is refused (BAD_PARAMETER). The
+         * Gaussian check sums log stds, the squashed one is bounded like the tanh entropy. */
+        else if (cont && A[1] && entropy_extreme(A[0] ? ENT_TANH : ENT_GAUSS, vt, DBL_MAX, A[0] ? 0 : 1, 1))
+            maybe |= F(ERA_ERR_BAD_PARAMETER);
+    }
+    if (cont)
+        describe("%s(params=%s{H0=%.17g, delta=%.17g, min=%.17g, max=%.17g}, rows=%lld, dim=%lld, mean=%s, tol=%g)",
+                 fn_name[fn], cpp ? "" : "NULL ", cparams.target_entropy, cparams.residual, cparams.log_std_min,
+                 cparams.log_std_max, (long long)n_rows, (long long)n_cols, A[0] ? "given" : "NULL", tol_arg);
+    else
+        describe("%s(params=%s{H0=%.17g, tau=%.17g, mode=%d}, rows=%lld, classes=%lld, tol=%g)", fn_name[fn],
+                 dp ? "" : "NULL ", dparams.target_entropy, dparams.tau, dparams.mode, (long long)n_rows,
+                 (long long)n_cols, tol_arg);
+    return 1;
+}
+
+static void checks_check(int vt) {
+    int cont = fn == FN_CHKC_F32 || fn == FN_CHKC_F64;
+    era_bound_report rep;
+    memcpy(&rep, A[cont ? 2 : 1], sizeof rep);
+    double target, floor_;
+    if (cont) {
+        target = A[0] ? cparams.target_entropy : cparams.target_entropy + cparams.residual;
+        floor_ = A[0] ? NAN : target;
+    } else {
+        target = dparams.target_entropy;
+        floor_ = dparams.mode == ERA_DISCRETE_REFERENCE ? NAN : target;
+    }
+    if (rep.rows != n_rows) violation("report rows %lld, expected %lld", (long long)rep.rows, (long long)n_rows);
+    if (!(rep.target == target)) violation("report target %.17g, expected %.17g", rep.target, target);
+    if (isnan(floor_) ? !isnan(rep.floor) : rep.floor != floor_) violation("report floor %.17g, expected %.17g", rep.floor, floor_);
+    if (n_rows == 0) {
+        if (rep.violations != 0 || rep.min_entropy != INFINITY || !isnan(rep.mean_entropy) || rep.max_deficit != 0 ||
+            rep.worst_row != -1)
+            violation("report of zero rows: violations %lld, min %g, mean %g, deficit %g, worst %lld",
+                      (long long)rep.violations, rep.min_entropy, rep.mean_entropy, rep.max_deficit, (long long)rep.worst_row);
+        return;
+    }
+    if (rep.violations < 0 || rep.violations > n_rows || rep.worst_row < 0 || rep.worst_row >= n_rows ||
+        !(rep.max_deficit >= 0) || isnan(rep.min_entropy) || isnan(rep.mean_entropy))
+        violation("report: violations %lld, worst row %lld, deficit %g, min %g, mean %g", (long long)rep.violations,
+                  (long long)rep.worst_row, rep.max_deficit, rep.min_entropy, rep.mean_entropy);
+    if (cont && A[0]) return; /* tanh-squashed entropies: no cheap reference */
+    const void *x = input(cont ? 1 : 0);
+    long double mn = INFINITY, sum = 0, scale = 0;
+    int64_t count_lo = 0, count_hi = 0;
+    for (int64_t r = 0; r < n_rows; r++) {
+        long double h;
+        double eps;
+        if (cont) {
+            h = (long double)n_cols * GAUSS_C;
+            long double mag = (long double)n_cols * GAUSS_C;
+            for (int64_t i = 0; i < n_cols; i++) { h += get(x, vt, r * n_cols + i); mag += fabs(get(x, vt, r * n_cols + i)); }
+            eps = 1e-13 * (double)mag;
+            scale += mag;
+        } else {
+            h = stats_entropy(stats_of(x, vt, r * n_cols, n_cols, 1.0));
+            eps = 1e-11 * (1 + (double)h);
+            scale += 1 + h;
+        }
+        if (h < mn) mn = h;
+        sum += h;
+        if (h < (long double)target - tol_arg - eps) count_lo++;
+        if (h < (long double)target - tol_arg + eps) count_hi++;
+    }
+    if (scale > 1e300) return;
+    if (rep.violations < count_lo || rep.violations > count_hi)
+        violation("report counts %lld violations, the reference %lld..%lld", (long long)rep.violations,
+                  (long long)count_lo, (long long)count_hi);
+    double tol = 1e-11 * (double)scale;
+    if (fabsl(rep.min_entropy - mn) > tol) violation("report min entropy %.17g, reference %.17Lg", rep.min_entropy, mn);
+    if (fabsl(rep.mean_entropy - sum / n_rows) > tol)
+        violation("report mean entropy %.17g, reference %.17Lg", rep.mean_entropy, sum / n_rows);
+    long double deficit = (long double)target - mn;
+    if (deficit < 0) deficit = 0;
+    if (fabsl(rep.max_deficit - deficit) > tol + 1e-15 * fabs(target))
+        violation("report max deficit %.17g, reference %.17Lg", rep.max_deficit, deficit);
+}
+
+/* Rows of LLM logits: masks (-inf) are legitimate, NaN and +inf and fully masked rows are not. */
+static void llm_logit_faults(int slot, int vt, int64_t tokens, int64_t vocab) {
+    if (!A[slot]) return;
+    for (int64_t t = 0; t < tokens; t++) {
+        int64_t unmasked = 0;
+        for (int64_t i = 0; i < vocab; i++) {
+            double v = get(A[slot], vt, t * vocab + i);
+            if (isnan(v) || v == INFINITY) faults |= F(ERA_ERR_NON_FINITE);
+            if (v != -INFINITY) unmasked++;
+        }
+        if (!unmasked) faults |= F(ERA_ERR_NON_FINITE);
+    }
+}
+
+static void fill_ids(int64_t *ids, int64_t n, int64_t lo, int64_t hi /* valid: lo..hi-1 */) {
+    uint8_t profile = byte();
+    static const int64_t wild[] = {-2, INT64_MIN, INT64_MAX, -1000, 1 << 20};
+    int64_t bad_at = n > 0 ? (int64_t)(u32() % (uint64_t)n) : 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t range = hi - lo;
+        int64_t v = range > 0 ? lo + (int64_t)(u32() % (uint64_t)range) : lo;
+        if (profile < 40) v = hi > lo + 1 ? lo + 1 : lo;
+        else if (profile >= 200 && i == bad_at) {
+            uint8_t w = byte();
+            v = w < 100 ? hi : w < 150 ? lo - 1 : PICK(wild);
+        } else if (profile >= 240) v = (int64_t)u64();
+        ids[i] = v;
+    }
+}
+
+static int setup_token_entropy(int vt) {
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    int out_t = vt == TY_F64 ? TY_F64 : TY_F32;
+    int64_t es[] = {(int64_t)type_size[vt], 0}, rs[] = {(int64_t)type_size[out_t], 0};
+    shape_faults(n_rows, n_cols, 1, es, rs);
+    if (too_big(n_rows, n_cols)) return 0;
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+    new_array(1, out_t, shape_bad ? 0 : n_rows, 1);
+    maybe_null(2);
+    if (!shape_bad) {
+        if (n_rows > 0 && (!A[0] || !A[1])) faults |= F(ERA_ERR_NULL_POINTER);
+        llm_logit_faults(0, vt, n_rows, n_cols);
+    }
+    describe("%s(tokens=%lld, vocab=%lld)", fn_name[fn], (long long)n_rows, (long long)n_cols);
+    return 1;
+}
+
+static void checks_token_entropy(int vt) {
+    int out_t = vt == TY_F64 ? TY_F64 : TY_F32;
+    for (int64_t t = 0; t < n_rows; t++) {
+        row_stats s = stats_of(input(0), vt, t * n_cols, n_cols, 1.0);
+        long double h = stats_entropy(s);
+        double got = get(A[1], out_t, t);
+        double tol = (out_t == TY_F64 ? 1e-12 : 2.5e-7) * (1 + (double)h);
+        expect_close(got, h, tol, out_t, "token entropy", t);
+        if (got < 0 || got > log((double)s.unmasked) * (1 + 1e-6) + 1e-6)
+            violation("token entropy [%lld] = %.17g outside [0, log %lld]", (long long)t, got, (long long)s.unmasked);
+    }
+}
+
+static void fill_entropies(float *h, int64_t n) {
+    uint8_t b = byte();
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t c = byte();
+        if (b < 160) h[i] = (float)(u16() / 8192.0);            /* 0..8 nats */
+        else if (b < 200) h[i] = (float)(c % 8) * 0.5f;          /* ties */
+        else if (b < 230) gen_element(h, TY_F32, i, c % C_RAW, 1.0);
+        else gen_element(h, TY_F32, i, C_RAW, 1.0);
+    }
+}
+
+static int setup_response_entropy(void) {
+    n_rows = gen_size(300);   /* tokens */
+    n_resp = gen_size(64);    /* responses */
+    gen_llm(&lparams);
+    lp = byte() < 8 ? NULL : &lparams;
+    int64_t ts[] = {4, 8, 0}, rsz[] = {4, 0};
+    shape_faults(n_rows, 1, 1, NULL, ts);
+    if (!shape_bad) { shape_faults(n_resp, 1, 1, NULL, rsz); }
+    if (too_big(n_rows, 1) || too_big(n_resp, 1)) return 0;
+    llm_faults(lp, shape_bad ? &maybe : &faults, &maybe);
+    int64_t tokens = shape_bad ? 0 : n_rows, resp = shape_bad ? 0 : n_resp;
+    fill_entropies(new_array(0, TY_F32, tokens, 0), tokens);
+    fill_ids(new_array(1, TY_I64, tokens, 0), tokens, -1, resp);
+    new_array(2, TY_F32, resp, 1);
+    maybe_null(3);
+    if (!shape_bad) {
+        if ((n_rows > 0 && (!A[0] || !A[1])) || (n_resp > 0 && !A[2])) faults |= F(ERA_ERR_NULL_POINTER);
+        if (A[0] && A[1]) {
+            const float *h = A[0];
+            const int64_t *id = A[1];
+            for (int64_t t = 0; t < n_rows; t++) {
+                if (id[t] < -1 || id[t] >= n_resp) {
+                    faults |= F(ERA_ERR_BAD_INDEX);
+                    if (!isfinite(h[t])) maybe |= F(ERA_ERR_NON_FINITE);
+                } else if (id[t] >= 0 && !isfinite(h[t])) {
+                    faults |= F(ERA_ERR_NON_FINITE);
+                }
+            }
+        }
+    }
+    describe("%s(params=%s{low=%.9g, high=%.9g, k=%.9g, top=%.17g, scale_adv=%d}, tokens=%lld, responses=%lld)",
+             fn_name[fn], lp ? "" : "NULL ", lparams.omega_low, lparams.omega_high, lparams.k, lparams.top_fraction,
+             lparams.scale_advantages, (long long)n_rows, (long long)n_resp);
+    return 1;
+}
+
+static int desc_long_double(const void *a, const void *b) {
+    long double x = *(const long double *)a, y = *(const long double *)b;
+    return (x < y) - (x > y);
+}
+
+static void checks_response_entropy(void) {
+    const float *h = input(0);
+    const int64_t *id = input(1);
+    const float *out = A[2];
+    long double *bucket = malloc(sizeof(long double) * (size_t)(n_rows + 1));
+    for (int64_t b = 0; b < n_resp; b++) {
+        int64_t len = 0;
+        for (int64_t t = 0; t < n_rows; t++) if (id[t] == b) bucket[len++] = h[t];
+        if (len == 0) {
+            if (!isnan(out[b])) violation("response %lld has no tokens but entropy %.9g (expected NaN)", (long long)b, out[b]);
+            continue;
+        }
+        qsort(bucket, (size_t)len, sizeof bucket[0], desc_long_double);
+        int64_t top = (int64_t)floor(lparams.top_fraction * (double)len);
+        if (top < 1) top = 1;
+        long double sum = 0, mag = 0;
+        for (int64_t i = 0; i < top; i++) { sum += bucket[i]; mag = fmaxl(mag, fabsl(bucket[i])); }
+        expect_close(out[b], sum / top, 2.5e-7 * (double)mag + 1.5e-45, TY_F32, "response entropy", b);
+    }
+    free(bucket);
+}
+
+static int setup_scales(void) {
+    n_rows = gen_size(300);  /* tokens */
+    n_resp = gen_size(64);   /* responses */
+    gen_llm(&lparams);
+    lp = byte() < 8 ? NULL : &lparams;
+    int64_t ts[] = {4, 8, 0}, rsz[] = {4, 0};
+    shape_faults(n_rows, 1, 1, NULL, ts);
+    if (!shape_bad) shape_faults(n_resp, 1, 1, NULL, rsz);
+    if (too_big(n_rows, 1) || too_big(n_resp, 1)) return 0;
+    llm_faults(lp, shape_bad ? &maybe : &faults, &maybe);
+    int64_t tokens = shape_bad ? 0 : n_rows, resp = shape_bad ? 0 : n_resp;
+    fill_entropies(new_array(0, TY_F32, resp, 0), resp);
+    fill_ids(new_array(1, TY_I64, tokens, 0), tokens, -1, resp);
+    float *adv = new_array(2, TY_F32, tokens, 0);
+    uint8_t ap = byte();
+    for (int64_t t = 0; t < tokens; t++) {
+        if (ap < 150) adv[t] = (float)((int16_t)u16() / 4096.0);
+        else if (ap < 180) adv[t] = (float)(byte() % 3) - 1.0f;
+        else gen_element(adv, TY_F32, t, byte() % C_RAW, 1.0);
+    }
+    new_array(3, TY_F32, tokens, 1);
+    new_array(4, TY_F32, tokens, 1);
+    if (byte() < 64) alias(4, 2);
+    maybe_null(5);
+    if (!shape_bad) {
+        if ((n_resp > 0 && !A[0]) || (n_rows > 0 && (!A[1] || !A[2] || !A[3] || !A[4]))) faults |= F(ERA_ERR_NULL_POINTER);
+        if (A[1] && A[2] && (A[0] || n_resp == 0)) {
+            const float *rh = A[0];
+            const int64_t *id = A[1];
+            int params_ok = !(faults & F(ERA_ERR_BAD_PARAMETER)) && lp;
+            for (int64_t t = 0; t < n_rows; t++) {
+                if (!isfinite(adv[t])) faults |= F(ERA_ERR_NON_FINITE);
+                if (id[t] < -1 || id[t] >= n_resp) { faults |= F(ERA_ERR_BAD_INDEX); continue; }
+                if (id[t] < 0) continue;
+                if (!isfinite(rh[id[t]])) { faults |= F(ERA_ERR_NON_FINITE); continue; }
+                if (!params_ok || !isfinite(adv[t]) || !lparams.scale_advantages || !(adv[t] > 0)) continue;
+                double s = 1;
+                if (rh[id[t]] < (float)lparams.omega_low) s = lparams.k;
+                else if (rh[id[t]] > (float)lparams.omega_high) s = 1 / lparams.k;
+                double r = fabs((double)adv[t] / s);
+                if (near_boundary(r / FLT_MAX, 1, 1e-6)) maybe |= F(ERA_ERR_BAD_PARAMETER);
+                else if (r > FLT_MAX) faults |= F(ERA_ERR_BAD_PARAMETER);
+            }
+        }
+    }
+    describe("%s(params=%s{low=%.9g, high=%.9g, k=%.9g, top=%.17g, scale_adv=%d}, tokens=%lld, responses=%lld, in_place=%d)",
+             fn_name[fn], lp ? "" : "NULL ", lparams.omega_low, lparams.omega_high, lparams.k, lparams.top_fraction,
+             lparams.scale_advantages, (long long)n_rows, (long long)n_resp, A[4] == A[2] && A[2]);
+    return 1;
+}
+
+static void checks_scales(void) {
+    const float *rh = input(0), *adv = input(2), *scale = A[3], *adv_out = A[4];
+    const int64_t *id = input(1);
+    for (int64_t t = 0; t < n_rows; t++) {
+        double s = 1;
+        float want_s = 1.0f;
+        if (id[t] >= 0 && adv[t] > 0) {
+            if (rh[id[t]] < (float)lparams.omega_low) { s = lparams.k; want_s = (float)lparams.k; }
+            else if (rh[id[t]] > (float)lparams.omega_high) { s = 1 / lparams.k; want_s = (float)(1 / lparams.k); }
+        }
+        if (scale[t] != want_s)
+            violation("token %lld (response %lld, entropy %.9g, advantage %.9g): scale %.9g, expected %.9g", (long long)t,
+                      (long long)id[t], id[t] >= 0 ? rh[id[t]] : 0.0f, adv[t], scale[t], want_s);
+        if (!lparams.scale_advantages || s == 1) {
+            if (memcmp(&adv_out[t], &adv[t], 4) != 0 && !(adv_out[t] == adv[t]))
+                violation("token %lld: advantage %.9g changed to %.9g with scale 1 or scaling off", (long long)t, adv[t], adv_out[t]);
+        } else {
+            double want = (double)adv[t] / s;
+            if (!isfinite(adv_out[t]) || fabs(adv_out[t] - want) > 1.2e-7 * fabs(want) + 1.5e-45)
+                violation("token %lld: advantage %.9g / scale %.9g = %.9g, expected %.9g", (long long)t, adv[t], s,
+                          adv_out[t], want);
+        }
+    }
+}
+
+static void fill_scales(float *s, int64_t n) {
+    uint8_t b = byte();
+    static const float nice[] = {1, 2, 0.5f, 4, 0.25f, 1.5f};
+    static const float extreme[] = {1e38f, FLT_MAX, FLT_MIN, 1e-45f, 1e-38f, 1e30f, 1e-30f, 8.5e37f};
+    static const float bad[] = {0.0f, -0.0f, -1.0f, NAN, INFINITY, -INFINITY, -FLT_MIN};
+    int64_t bad_at = n > 0 ? (int64_t)(u32() % (uint64_t)n) : 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (b < 60) s[i] = 1;
+        else if (b < 140) s[i] = PICK(nice);
+        else if (b < 180) s[i] = (float)exp((int16_t)u16() / 8192.0);
+        else if (b < 210) s[i] = PICK(extreme);
+        else if (b < 240) s[i] = i == bad_at ? PICK(bad) : 1;
+        else gen_element(s, TY_F32, i, byte() % C_RAW, 1.0);
+    }
+}
+
+static int setup_logprob(int vt) {
+    int backward = fn == FN_LPB_F32 || fn == FN_LPB_BF16;
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    int64_t es[] = {(int64_t)type_size[vt], 0}, ts[] = {8, 4, 0};
+    shape_faults(n_rows, n_cols, 1, es, ts);
+    if (too_big(n_rows, n_cols)) return 0;
+    int64_t tokens = shape_bad ? 0 : n_rows, n = shape_bad ? 0 : n_rows * n_cols;
+    fill_values(new_array(0, vt, n, 0), vt, tokens, n_cols);
+    fill_ids(new_array(1, TY_I64, tokens, 0), tokens, 0, n_cols);
+    fill_scales(new_array(2, TY_F32, tokens, 0), tokens);
+    if (byte() < 80) A[2] = NULL; /* scale 1 */
+    if (!backward) {
+        new_array(3, TY_F32, tokens, 1);
+        new_array(4, TY_F32, tokens, 1);
+        if (byte() < 80) A[4] = NULL; /* no entropies */
+        maybe_null(4);
+    } else {
+        float *g = new_array(3, TY_F32, tokens, 0);
+        uint8_t gp = byte();
+        for (int64_t t = 0; t < tokens; t++) {
+            if (gp < 150) g[t] = (float)((int16_t)u16() / 4096.0);
+            else gen_element(g, TY_F32, t, byte() % C_RAW, 1.0);
+        }
+        new_array(4, vt, n, 1);
+        if (byte() < 64) alias(4, 0);
+        maybe_null(5);
+    }
+    if (!shape_bad) {
+        if (n_rows > 0 && (!A[0] || !A[1] || !A[3] || (backward && !A[4]))) faults |= F(ERA_ERR_NULL_POINTER);
+        llm_logit_faults(0, vt, n_rows, n_cols);
+        const int64_t *lab = A[1];
+        const float *sc = A[2], *g = backward ? A[3] : NULL;
+        for (int64_t t = 0; t < n_rows && lab; t++) {
+            double s = sc ? sc[t] : 1.0;
+            if (!isfinite(s)) faults |= F(ERA_ERR_NON_FINITE);
+            else if (!(s > 0)) faults |= F(ERA_ERR_BAD_PARAMETER);
+            if (lab[t] < 0 || lab[t] >= n_cols) { faults |= F(ERA_ERR_BAD_INDEX); continue; }
+            if (A[0] && get(A[0], vt, t * n_cols + lab[t]) == -INFINITY) faults |= F(ERA_ERR_BAD_INDEX);
+            if (backward && g) {
+                if (!isfinite(g[t])) faults |= F(ERA_ERR_NON_FINITE);
+                else if (isfinite(s) && s > 0) {
+                    /* BAD_PARAMETER when g*s overflows the output type: float32, or bfloat16 for
+                     * the bf16 variant (rounding to nearest even: from 0x1.ffp127 up) */
+                    double gs = fabs((double)g[t] * s), limit = vt == TY_BF16 ? 0x1.ffp127 : FLT_MAX;
+                    if (near_boundary(gs / limit, 1, 1e-6)) maybe |= F(ERA_ERR_BAD_PARAMETER);
+                    else if (gs > limit) faults |= F(ERA_ERR_BAD_PARAMETER);
+                }
+            }
+            if (!backward && A[0] && isfinite(s) && s > 0) {
+                row_stats st = stats_of(A[0], vt, t * n_cols, n_cols, s);
+                double zl = get(A[0], vt, t * n_cols + lab[t]);
+                if (st.unmasked && isfinite(zl) && isfinite((double)st.m)) {
+                    long double lpv = fabsl((long double)s * zl - stats_lse(st));
+                    if (near_boundary((double)(lpv / FLT_MAX), 1, 1e-6) || fabsl(st.m) > 1e20)
+                        maybe |= F(ERA_ERR_BAD_PARAMETER);
+                    else if (lpv > FLT_MAX) faults |= F(ERA_ERR_BAD_PARAMETER);
+                }
+            }
+        }
+    }
+    describe("%s(tokens=%lld, vocab=%lld, scales=%s, entropy_out=%s, in_place=%d)", fn_name[fn], (long long)n_rows,
+             (long long)n_cols, A[2] ? "given" : "NULL", backward ? "-" : A[4] ? "given" : "NULL",
+             backward && A[4] && A[4] == A[0]);
+    return 1;
+}
+
+static void checks_logprob(int vt) {
+    int backward = fn == FN_LPB_F32 || fn == FN_LPB_BF16;
+    const void *z = input(0);
+    const int64_t *lab = input(1);
+    const float *sc = B[2].before && A[2] ? input(2) : NULL;
+    for (int64_t t = 0; t < n_rows; t++) {
+        double s = sc ? sc[t] : 1.0;
+        row_stats st = stats_of(z, vt, t * n_cols, n_cols, s);
+        long double lse = stats_lse(st);
+        if (!backward) {
+            double lpv = ((const float *)A[3])[t];
+            long double want = (long double)s * get(z, vt, t * n_cols + lab[t]) - lse;
+            double tol = 2.5e-7 * fabsl(want) + 4e-16 * (double)(fabsl(st.m) + fabsl(lse) + 1) + 1e-12;
+            if (lpv > 0) violation("log-probability [%lld] = %.9g > 0", (long long)t, lpv);
+            expect_close(lpv, want, tol, TY_F32, "log-probability", t);
+            if (A[4]) {
+                long double h = stats_entropy(st);
+                double got = ((const float *)A[4])[t];
+                expect_close(got, h, 2.5e-7 * (1 + (double)h) + 4e-16 * (double)(fabsl(st.m) + 1) * 64, TY_F32, "entropy", t);
+                if (got < 0 || got > log((double)st.unmasked) * (1 + 1e-6) + 1e-6)
+                    violation("entropy [%lld] = %.9g outside [0, log %lld]", (long long)t, got, (long long)st.unmasked);
+            }
+            continue;
+        }
+        double g = ((const float *)input(3))[t];
+        double gs = g * s;
+        for (int64_t i = 0; i < n_cols; i++) {
+            double zi = get(z, vt, t * n_cols + i);
+            double got = get(A[4], vt, t * n_cols + i);
+            if (!isfinite(got))
+                violation("gradient [%lld,%lld] = %g (grad_logprob*scale = %g fits the output type)", (long long)t,
+                          (long long)i, got, gs);
+            if (zi == -INFINITY) {
+                if (got != 0) violation("gradient [%lld,%lld] of a masked logit = %g, expected 0", (long long)t, (long long)i, got);
+                continue;
+            }
+            long double p = expl((long double)s * zi - lse);
+            long double want = (long double)gs * ((i == lab[t]) - p);
+            double perr = fmin(2.0, 1e-15 * (double)(fabsl((long double)s * zi) + fabsl(lse) + 1));
+            double tol = fabs(gs) * perr + (vt == TY_BF16 ? 1.0 / 256 : 1.2e-7) * fabsl(want) + 1e-37;
+            expect_close(got, want, tol, vt == TY_BF16 ? TY_BF16 : TY_F32, "gradient", t * n_cols + i);
+        }
+    }
+}
+
+/* ---- the functions without arrays ----------------------------------------------------- */
+
+static void run_misc(void) {
+    if (fn == FN_THREADS) {
+        static const int32_t values[] = {-1, 0, 1, 2, 3, 8, 1024, 1025, INT32_MIN, INT32_MAX, 64};
+        int32_t n = PICK(values), before = era_get_num_threads();
+        describe("era_set_num_threads(%d)", n);
+        era_status st = era_set_num_threads(n);
+        int32_t now = era_get_num_threads();
+        if (n < 0 || n > 1024) {
+            if (st != ERA_ERR_BAD_PARAMETER) violation("status '%s', expected bad parameter", status_name(st));
+            if (now != before) violation("thread setting changed from %d to %d by a refused call", before, now);
+        } else {
+            if (st != ERA_OK) violation("status '%s'", status_name(st));
+            if (n > 0 && now != n) violation("era_get_num_threads() = %d after setting %d", now, n);
+            if (now < 1) violation("era_get_num_threads() = %d", now);
+        }
+        era_set_num_threads(before);
+    } else if (fn == FN_STATUS) {
+        int32_t code = (int32_t)u32();
+        if (byte() < 128) code = (int32_t)(byte() % 12) - 1;
+        describe("era_status_string(%d)", code);
+        const char *text = era_status_string((era_status)code);
+        if (!text || !text[0] || strlen(text) > 64) violation("no usable text");
+        int known = code >= 0 && code <= 8;
+        if (known == !strcmp(text, "unknown status")) violation("text '%s' for code %d", text, code);
+        if (code == 0 && strcmp(text, "ok")) violation("text '%s' for ERA_OK", text);
+    } else if (fn == FN_VERSION) {
+        describe("era_version_string / era_abi_version");
+        char want[32];
+        snprintf(want, sizeof want, "%d.%d.%d", ERA_VERSION_MAJOR, ERA_VERSION_MINOR, ERA_VERSION_PATCH);
+        if (strcmp(era_version_string(), want)) violation("version '%s', header %s", era_version_string(), want);
+        if (era_abi_version() != ERA_ABI_VERSION) violation("ABI %d, header %d", era_abi_version(), ERA_ABI_VERSION);
+    } else {
+        describe("era_*_params_init");
+        era_continuous_params c;
+        era_discrete_params d;
+        era_llm_params l;
+        memset(&c, byte(), sizeof c);
+        memset(&d, byte(), sizeof d);
+        memset(&l, byte(), sizeof l);
+        era_continuous_params_init(NULL);
+        era_discrete_params_init(NULL);
+        era_llm_params_init(NULL);
+        era_continuous_params_init(&c);
+        era_discrete_params_init(&d);
+        era_llm_params_init(&l);
+        if (!isnan(c.target_entropy) || c.residual != 0 || c.log_std_min != -8 || c.log_std_max != 0)
+            violation("continuous defaults");
+        if (!isnan(d.target_entropy) || d.tau != 4 || d.mode != ERA_DISCRETE_EXACT) violation("discrete defaults");
+        if (l.omega_low != 0.45 || l.omega_high != 3.0 || l.k != 2.0 || l.top_fraction != 0.2 || l.scale_advantages != 1)
+            violation("llm defaults");
+    }
+}
+
+/* ---- one input ------------------------------------------------------------------------ */
+
+static int setup(void) {
+    int vt = vt_of(fn);
+    switch (fn) {
+    case FN_SOFTMAX_F32: case FN_SOFTMAX_F64: case FN_GAUSS_F32: case FN_GAUSS_F64: case FN_TANH_F32: case FN_TANH_F64:
+    case FN_TRUNC_F32: case FN_TRUNC_F64: return setup_entropy(vt);
+    case FN_CFWD_F32: case FN_CFWD_F64: case FN_CBWD_F32: case FN_CBWD_F64: return setup_continuous(vt);
+    case FN_DFLOOR: case FN_DINF: case FN_DCONST: return setup_query();
+    case FN_DFWD_F32: case FN_DFWD_F64: case FN_DBWD_F32: case FN_DBWD_F64: return setup_discrete(vt);
+    case FN_CHKD_F32: case FN_CHKD_F64: case FN_CHKC_F32: case FN_CHKC_F64: return setup_check(vt);
+    case FN_TOK_F32: case FN_TOK_F64: case FN_TOK_BF16: return setup_token_entropy(vt);
+    case FN_RESP: return setup_response_entropy();
+    case FN_SCALES: return setup_scales();
+    default: return setup_logprob(vt);
+    }
+}
+
+static void checks(void) {
+    int vt = vt_of(fn);
+    switch (fn) {
+    case FN_SOFTMAX_F32: case FN_SOFTMAX_F64: case FN_GAUSS_F32: case FN_GAUSS_F64: case FN_TANH_F32: case FN_TANH_F64:
+    case FN_TRUNC_F32: case FN_TRUNC_F64: checks_entropy(vt); break;
+    case FN_CFWD_F32: case FN_CFWD_F64: case FN_CBWD_F32: case FN_CBWD_F64: checks_continuous(vt); break;
+    case FN_DFLOOR: case FN_DINF: case FN_DCONST: checks_query(); break;
+    case FN_DFWD_F32: case FN_DFWD_F64: case FN_DBWD_F32: case FN_DBWD_F64: checks_discrete(vt); break;
+    case FN_CHKD_F32: case FN_CHKD_F64: case FN_CHKC_F32: case FN_CHKC_F64: checks_check(vt); break;
+    case FN_TOK_F32: case FN_TOK_F64: case FN_TOK_BF16: checks_token_entropy(vt); break;
+    case FN_RESP: checks_response_entropy(); break;
+    case FN_SCALES: checks_scales(); break;
+    default: checks_logprob(vt); break;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    in_data = data;
+    in_size = size;
+    in_pos = 0;
+    in_rng = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < size; i++) in_rng = (in_rng ^ data[i]) * 0x100000001B3ull;
+    if (!in_rng) in_rng = 1;
+
+    fn = byte() % FN_COUNT;
+    uint8_t knobs = byte();
+    int threads = 1 + (knobs & 3);
+    int rerun = (knobs & 0x1C) == 0x1C;  /* 1 in 8: repeat with another thread count */
+    era_set_num_threads(threads);
+    if (fn >= FN_THREADS) { run_misc(); return 0; }
+
+    faults = maybe = 0;
+    shape_bad = 0;
+    n_rows = n_cols = n_resp = 0;
+    lo_arg = hi_arg = tol_arg = 0;
+    dp = NULL; cpp = NULL; lp = NULL;
+    memset(&dparams, 0, sizeof dparams);
+    memset(&cparams, 0, sizeof cparams);
+    memset(&lparams, 0, sizeof lparams);
+    if (!setup()) { release_all(); return 0; }
+    snapshot();
+
+    static int trace = -1;
+    if (trace < 0) trace = getenv("FUZZ_TRACE") != NULL;
+    if (trace) { /* FUZZ_TRACE=1: each call and its arrays before it runs (for a hang) */
+        fprintf(stderr, "call: %s\n", call_text);
+        dump_arrays();
+    }
+    era_status st = invoke();
+    check_status(st);
+    check_buffers(st);
+    if (st == ERA_OK) checks();
+
+    if (rerun) {
+        for (int i = 0; i < NBUF; i++) {
+            if (!B[i].p) continue;
+            B[i].after = malloc(B[i].bytes ? B[i].bytes : 1);
+            memcpy(B[i].after, B[i].p, B[i].bytes);
+            memcpy(B[i].p, B[i].before, B[i].bytes);
+        }
+        int other = threads == 1 ? 2 + (knobs >> 6) * 2 : 1;
+        era_set_num_threads(other);
+        era_status again = invoke();
+        if (again != st) violation("status '%s' with %d threads, '%s' with %d", status_name(st), threads, status_name(again), other);
+        for (int i = 0; i < NBUF; i++)
+            if (B[i].p && memcmp(B[i].p, B[i].after, B[i].bytes))
+                violation("slot %d differs between %d and %d threads", i, threads, other);
+    }
+    release_all();
+    return 0;
+}

@@ -12,8 +12,8 @@ the exception class of every kind of bad input (ERAError subclasses are ValueErr
 DTypeError is also a TypeError, BadIndexError an IndexError), that a refused call returns
 nothing and leaves preallocated outputs alone, and that inputs are never modified.
 
-Known bugs are written as strict xfails (section "Known bugs" at the end): each one turns
-into a failure the day the bug is fixed, so that its marker gets removed.
+A known bug is written as a strict xfail (in the "Regressions" section at the end): it turns
+into a failure the day the bug is fixed, so that its marker gets removed. None is open.
 
 Runtime: about 20 s on two cores. ERA_PROPERTY_SCALE=N multiplies every example
 count (for a longer hunt; the default keeps the file quick).
@@ -1718,8 +1718,8 @@ def test_jax_static_errors(name, jit):
 
 
 # ---------------------------------------------------------------------------------------
-# Regressions of bugs fixed in libera (the first tests), then known bugs as strict xfails
-# (each fails today; an XPASS means the bug is fixed: drop the marker)
+# Regressions of bugs fixed in libera and in the Python layers (a bug found and not yet fixed
+# would be a strict xfail here, so that the day it is fixed its marker must go)
 
 
 def test_continuous_k_overflow_is_refused():
@@ -1773,11 +1773,10 @@ def test_torch_entropy_of_one_row_is_0d(name):
 
 
 @needs_torch
-@pytest.mark.xfail(strict=True, reason="era.torch.native (the CUDA path) does not refuse what float32 cannot hold: "
-                   "it returns -inf/NaN log-probs, inf advantages and inf gradients where libera raises "
-                   "BadParameterError")
 @pytest.mark.parametrize("case", ["logprob", "advantage", "gradient"])
-def test_bug_torch_native_overflow_is_not_refused(case):
+def test_torch_native_refuses_float32_overflow_as_libera(case):
+    # Fixed: the native (CUDA) path returned -inf/NaN log-probs, inf advantages and inf
+    # gradients where libera raises BadParameterError.
     def run(backend):
         if case == "logprob":
             return et.llm_logprob(torch.tensor([[0.0, 1e30]]), torch.tensor([0]), torch.tensor([1e10]), backend=backend)
@@ -1792,6 +1791,22 @@ def test_bug_torch_native_overflow_is_not_refused(case):
 
     raises(era.BadParameterError, run, "libera")
     raises(era.BadParameterError, run, "native")
+
+
+@needs_torch
+@pytest.mark.parametrize("backend", ["libera", "native"])
+@pytest.mark.parametrize("function", ["llm_logprob", "discrete_era", "continuous_era"])
+def test_torch_backward_refuses_a_non_finite_upstream_gradient(function, backend):
+    # Fixed: the native path passed NaN upstream gradients through where libera raises.
+    x = torch.zeros(2, 3, requires_grad=True)
+    out = {"llm_logprob": lambda: et.llm_logprob(x, torch.tensor([0, 2]), backend=backend)[0],
+           "discrete_era": lambda: et.discrete_era(x, 1.0, backend=backend),
+           "continuous_era": lambda: et.continuous_era(x, -3.0, backend=backend)}[function]()
+    upstream = torch.ones_like(out)
+    upstream.view(-1)[-1] = math.nan
+    with pytest.raises(era.NonFiniteError):
+        out.backward(upstream)
+    assert x.grad is None
 
 
 @needs_torch

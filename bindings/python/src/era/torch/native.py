@@ -136,6 +136,8 @@ def continuous_era(
     w = torch.softmax(std_logits.double(), dim=-1)
     y = log_std_max + k * w
     log_std = torch.where(y > log_std_min, y, torch.full_like(y, log_std_min))
+    if log_std.requires_grad:
+        log_std.register_hook(lambda grad: _refuse_non_finite_grad(grad, where, "grad_log_std"))
     if std_logits.dtype == torch.float64:
         return log_std
     # float32 storage rounds upwards (never above float32(log_std_max)), as libera does, so the
@@ -209,6 +211,7 @@ class _DiscreteERA(torch.autograd.Function):
     def backward(ctx, grad_out):
         (logits,) = ctx.saved_tensors
         a, b, mode = ctx.constants
+        _refuse_non_finite_grad(grad_out, "era.torch.native.discrete_era (backward)", "grad_out")
         # As the core: s_i = r_i p_i = g_i (a p_i / y_i) (y_i dt/dy), free of the overflow of
         # dt/dy ~ 1/y; grad_j = s_j - p_j sum s, except for the most probable class, whose
         # gradient is minus the sum of the others (no cancellation as p_j nears 1).
@@ -336,6 +339,8 @@ def llm_scales(
     scale = torch.where(positive & (h > high), torch.full_like(scale, 1.0 / k), scale)
     scale = torch.where(positive & (h < low), torch.full_like(scale, float(k)), scale)
     adv = (advantages.double() / scale).to(advantages.dtype) if scale_advantages else advantages.clone()
+    if not bool(torch.isfinite(adv).all()):
+        raise python_error(BadParameterError, where, f"an advantage A/s overflows {_dtype_name(advantages)}")
     return scale.to(advantages.dtype), adv
 
 
@@ -375,6 +380,40 @@ def llm_logprob(
         x = x * logit_scale.detach().to(compute).unsqueeze(-1)
     lse = torch.logsumexp(x, dim=-1)
     logprob = x.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
+    # libera evaluates in double and refuses a log-prob float32 cannot hold; here the scaled
+    # logits are formed in the compute dtype, so an overflow shows as a non-finite log-prob
+    # (labels never point at -inf logits). Refused, as libera does, rather than returned.
+    if not bool(torch.isfinite(logprob.detach()).all()):
+        raise python_error(BadParameterError, where, f"a scaled logit or log-probability overflows {_dtype_name(x)}")
+    if logprob.requires_grad:
+        scale = None if logit_scale is None else logit_scale.detach().double()
+        logprob.register_hook(lambda grad: _check_logprob_grad(grad, scale, logits.dtype))
     with torch.no_grad():
         entropy = _masked_entropy(x.detach())
     return logprob, entropy
+
+
+def _refuse_non_finite_grad(grad: Optional[torch.Tensor], where: str, name: str) -> Optional[torch.Tensor]:
+    """As libera's backward kernels: an upstream gradient holding NaN or an infinity is
+    refused (NonFiniteError, which ends ``backward()``) instead of spreading NaN."""
+    if grad is not None and not bool(torch.isfinite(grad).all()):
+        raise python_error(NonFiniteError, where, f"{name} holds NaN or an infinity")
+    return grad
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+def _check_logprob_grad(grad: torch.Tensor, scale: Optional[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """The backward's checks, as libera's: a non-finite upstream gradient is refused
+    (NonFiniteError), and so is one whose g*s, the bound on the logit gradient, overflows the
+    logits' dtype (BadParameterError). Raised from the hook, the error ends ``backward()``."""
+    where = "era.torch.native.llm_logprob (backward)"
+    if grad is None:  # no gradient flows (autograd may pass None, e.g. under gradcheck)
+        return grad
+    _refuse_non_finite_grad(grad, where, "grad_logprob")
+    bound = grad.double() if scale is None else grad.double() * scale
+    if not bool(torch.isfinite(bound.to(dtype)).all()):
+        raise python_error(BadParameterError, where, f"grad_logprob * logit_scale overflows {str(dtype).replace('torch.', '')}")
+    return grad

@@ -4,7 +4,9 @@
 #   symbols   libera.so exports every era_* function of the header and nothing else
 #   runtime   libera.so needs no Swift runtime library (static Swift runtime)
 #   c-tests   Tests/c/test_era.c and test_llm.c: every entry point against float64 references;
-#             test_concurrency.c: concurrent calls give the serial results bit for bit
+#             test_concurrency.c: concurrent calls give the serial results bit for bit;
+#             test_era and test_llm again with ERA_SIMD=0 (the portable kernels, which a
+#             processor without AVX2 and FMA runs)
 #   install   make install + pkg-config build the README examples, which run
 # Ends with the line "abi checks: N passed, M failed".
 set -uo pipefail
@@ -47,6 +49,9 @@ c_test() {  # c_test NAME: build Tests/c/NAME.c against libera.so and run it
     ${CC:-cc} -std=c99 -O2 "${strict[@]}" -pthread -I include "Tests/c/$1.c" -L "$bin" -lera -lm \
         -Wl,-rpath,"$bin" -o "$build/$1" && "$build/$1"
 }
+c_test_portable() {  # c_test_portable NAME: the same with the vector kernels switched off
+    ERA_SIMD=0 c_test "$1"
+}
 
 install_and_pkg_config() {
     local prefix name flags
@@ -70,6 +75,8 @@ check "libera.so exports every function era.h declares" exports_every_declared
 check "libera.so needs no Swift runtime library" no_swift_runtime
 check "C tests of the core entry points (Tests/c/test_era.c)" c_test test_era
 check "C tests of the LLM entry points (Tests/c/test_llm.c)" c_test test_llm
+check "C tests of the core entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_era
+check "C tests of the LLM entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_llm
 check "eight threads calling every kernel while the thread setting changes (Tests/c/test_concurrency.c)" c_test test_concurrency
 check "make install + pkg-config build and run the README examples" install_and_pkg_config
 

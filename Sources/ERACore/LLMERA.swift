@@ -231,6 +231,8 @@ public enum LLMERA {
                 let label = Int(labels[t])
                 let row = logits + t * vocab
                 let out = outGrad + t * vocab
+                if VectorKernels.logprobGradientRow(row, count: vocab, scale: s, maximum: maximum, inverseSum: inverseSum,
+                                                    gradScale: g, label: label, out: out) { continue }
                 for i in 0..<vocab {
                     let p = Math.exp(max(s * row[i].doubleValue - maximum, SoftmaxStatistics.lowestShift)) * inverseSum
                     out[i] = S(rounding: g * ((i == label ? 1 : 0) - p))

@@ -9,6 +9,13 @@ public struct OnlineSoftmax {
 
     @inline(__always) public init() {}
 
+    /// Statistics computed elsewhere (the vector kernels): the max m, S and T as above.
+    @inline(__always) init(maximum: Double, sumExp: Double, sumShiftedTimesExp: Double) {
+        self.maximum = maximum
+        self.sumExp = sumExp
+        self.sumShiftedTimesExp = sumShiftedTimesExp
+    }
+
     /// Adds one value; -inf (a masked logit) contributes nothing. NaN and +inf must be
     /// filtered out by the caller.
     @inline(__always)
@@ -64,10 +71,15 @@ enum RowFault: Double {
     }
 }
 
-/// Streams one row of logits times `scale` (> 0) through OnlineSoftmax. Returns nil when the
-/// row holds NaN or +inf, or when every logit is -inf.
+/// Streams one row of logits times `scale` (> 0) through OnlineSoftmax, or takes the same
+/// statistics from the vector kernel (two passes over the row, max then sums) where one runs.
+/// Returns nil when the row holds NaN or +inf, or when every logit is -inf.
 @inline(__always)
 func streamRow<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, scale: Double) -> OnlineSoftmax? {
+    if let (maximum, sumExp, sumShifted) = VectorKernels.logitStatistics(z, count: count, scale: scale) {
+        guard maximum > -Double.infinity else { return nil }  // NaN (NaN or +inf logit) or all masked
+        return OnlineSoftmax(maximum: maximum, sumExp: sumExp, sumShiftedTimesExp: sumShifted)
+    }
     var stats = OnlineSoftmax()
     for i in 0..<count {
         let raw = z[i].doubleValue

@@ -1,0 +1,59 @@
+// The switch between the vector kernels (module ERASIMD, compiled for AVX2 + FMA on x86-64)
+// and the portable scalar kernels of this module (docs/math.md, "Vector kernels").
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPUFeatures
+import ERASIMD
+
+public enum VectorKernels {
+    /// True when the vector kernels run: the processor supports them (AVX2 and FMA on x86-64),
+    /// and the environment variable ERA_SIMD is not "0" when libera first looks (ERA_SIMD=0 makes
+    /// the tests cover the portable kernels on any machine). Read once per process.
+    public static let enabled: Bool = {
+        if let setting = getenv("ERA_SIMD"), String(cString: setting) == "0" { return false }
+        return libera_cpu_runs_simd_kernels() != 0
+    }()
+
+    /// (maximum, S, T) of scale*z over one row by the vector kernel, or nil when none applies
+    /// (disabled, or double storage). maximum is NaN for a row with NaN or +inf, -inf for a
+    /// fully masked row.
+    @inline(__always)
+    static func logitStatistics<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int,
+                                                 scale: Double) -> (Double, Double, Double)? {
+        guard enabled else { return nil }
+        let raw = UnsafeRawPointer(z)
+        if S.self == Float.self {
+            let r = ERASIMD.logitStatistics(raw.assumingMemoryBound(to: Float.self), count: count, scale: scale)
+            return (r.maximum, r.sumExp, r.sumShiftedTimesExp)
+        }
+        if S.self == BFloat16.self {
+            let r = ERASIMD.logitStatistics(bfloat16: raw.assumingMemoryBound(to: UInt16.self), count: count, scale: scale)
+            return (r.maximum, r.sumExp, r.sumShiftedTimesExp)
+        }
+        return nil
+    }
+
+    /// Writes the log-prob gradient row by the vector kernel and returns true, or returns false
+    /// when none applies. See LLMERA.logprobBackward.
+    @inline(__always)
+    static func logprobGradientRow<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, scale: Double, maximum: Double,
+                                                    inverseSum: Double, gradScale: Double, label: Int,
+                                                    out: UnsafeMutablePointer<S>) -> Bool {
+        guard enabled else { return false }
+        let raw = UnsafeRawPointer(z), rawOut = UnsafeMutableRawPointer(out)
+        if S.self == Float.self {
+            ERASIMD.logprobGradientRow(raw.assumingMemoryBound(to: Float.self), count: count, scale: scale,
+                                       maximum: maximum, inverseSum: inverseSum, gradScale: gradScale, label: label,
+                                       out: rawOut.assumingMemoryBound(to: Float.self))
+            return true
+        }
+        if S.self == BFloat16.self {
+            ERASIMD.logprobGradientRow(bfloat16: raw.assumingMemoryBound(to: UInt16.self), count: count, scale: scale,
+                                       maximum: maximum, inverseSum: inverseSum, gradScale: gradScale, label: label,
+                                       out: rawOut.assumingMemoryBound(to: UInt16.self))
+            return true
+        }
+        return false
+    }
+}

@@ -1,0 +1,164 @@
+// The vector kernels (module ERASIMD) against plain double-precision loops written here:
+// the vector exp's accuracy, and the row statistics and gradient rows of the LLM passes,
+// float32 and bfloat16, with masks, NaN, +inf and every tail length. Skipped on a
+// processor that cannot run them (then the portable kernels run, and the other tests
+// cover them); `ERA_SIMD=0 swift test` covers the portable ones on any machine.
+#if canImport(Glibc)
+import Glibc
+#endif
+import XCTest
+@testable import ERACore
+import ERASIMD
+
+final class SIMDKernelTests: XCTestCase {
+    override func setUpWithError() throws {
+        try XCTSkipUnless(VectorKernels.enabled, "the vector kernels do not run here (no AVX2/FMA, or ERA_SIMD=0)")
+    }
+
+    func testVectorExpAgainstGlibc() {
+        var rng = TestRandom(seed: 11)
+        var x = (0..<200_000).map { _ in rng.uniform(-708, 0) }
+        x += [0, -0.0, -1e-300, -0.34657359, -0.34657360, -708, -707.999, -1, -2, -700.5]
+        var out = [Double](repeating: .nan, count: x.count)
+        vectorExp(x, count: x.count, out: &out)
+        var worst = 0.0
+        for i in 0..<x.count { worst = max(worst, abs(out[i] - Glibc.exp(x[i])) / Glibc.exp(x[i])) }
+        print("vector exp vs Glibc.exp on [-708, 0]: max relative error \(worst)")
+        XCTAssertLessThan(worst, 2e-12)
+        let below = [-708.0001, -709, -1000, -1e300, -Double.infinity]
+        var zeros = [Double](repeating: .nan, count: below.count)
+        vectorExp(below, count: below.count, out: &zeros)
+        XCTAssertEqual(zeros, [0, 0, 0, 0, 0], "below the normal range exp is taken as 0")
+    }
+
+    /// max, S and T of scale*z in plain double, as the portable kernels define them.
+    func plainStatistics(_ z: [Float], scale: Double) -> (Double, Double, Double) {
+        if z.contains(where: { !($0 < .infinity) }) { return (.nan, 0, 0) }
+        let m = scale * Double(z.max()!)
+        guard m > -.infinity else { return (-.infinity, 0, 0) }
+        var s = CompensatedSum(), t = CompensatedSum()
+        for v in z where v > -.infinity {
+            let d = scale * Double(v) - m
+            guard d >= smallestExpArgument else { continue }
+            s.add(Glibc.exp(d))
+            t.add(d * Glibc.exp(d))
+        }
+        return (m, s.sum, t.sum)
+    }
+
+    func randomRow(_ n: Int, _ rng: inout TestRandom, masked: Bool) -> [Float] {
+        (0..<n).map { _ in
+            if masked && rng.uniform() < 0.1 { return -.infinity }
+            return Float(rng.normal() * 6)
+        }
+    }
+
+    func testLogitStatisticsAgainstPlainLoops() {
+        var rng = TestRandom(seed: 12)
+        var worst = 0.0
+        for n in Array(1...37) + [1000, 4099, 151_936] {
+            for scale in [1.0, 0.5, 2.0, 3.7] {
+                for masked in [false, true] {
+                    var row = randomRow(n, &rng, masked: masked)
+                    if row.allSatisfy({ $0 == -.infinity }) { row[0] = 0 }
+                    let bf16 = row.map { BFloat16($0) }
+                    for (storage, values) in [("f32", row), ("bf16", bf16.map(\.float))] {
+                        let want = plainStatistics(values, scale: scale)
+                        let got = storage == "f32"
+                            ? logitStatistics(row, count: n, scale: scale)
+                            : bf16.map(\.bitPattern).withUnsafeBufferPointer {
+                                logitStatistics(bfloat16: $0.baseAddress!, count: n, scale: scale)
+                            }
+                        XCTAssertEqual(got.maximum, want.0, "\(storage) n \(n) scale \(scale): max")
+                        // S relative; T through the entropy log S - T/S, absolutely: the kernel
+                        // forms s*z - max with one rounding (fma), the plain loop with two, so a
+                        // T of 1e-10 (a near one-hot row) may differ in its 5th digit, 1e-15 nats.
+                        let errS = abs(got.sumExp - want.1) / want.1
+                        let entropy = Glibc.log(want.1) - want.2 / want.1
+                        let errH = abs(Glibc.log(got.sumExp) - got.sumShiftedTimesExp / got.sumExp - entropy)
+                        worst = max(worst, errS, errH / max(1, entropy))
+                        XCTAssertLessThan(errS, 3e-12, "\(storage) n \(n) scale \(scale): S")
+                        XCTAssertLessThan(errH, 3e-12 * max(1, entropy), "\(storage) n \(n) scale \(scale): entropy")
+                    }
+                }
+            }
+        }
+        print("vector row statistics vs plain double loops: max relative error of S, of the entropy \(worst)")
+    }
+
+    func testLogitStatisticsFlagsNonFiniteAndMaskedRows() {
+        for n in [3, 8, 19] {
+            for bad in [Float.nan, .infinity] {
+                for position in [0, n / 2, n - 1] {
+                    var row = [Float](repeating: 1, count: n)
+                    row[position] = bad
+                    XCTAssertTrue(logitStatistics(row, count: n, scale: 1).maximum.isNaN, "n \(n) \(bad) at \(position)")
+                }
+            }
+            let masked = [Float](repeating: -.infinity, count: n)
+            XCTAssertEqual(logitStatistics(masked, count: n, scale: 2).maximum, -.infinity)
+        }
+    }
+
+    func testGradientRowsAgainstPlainLoops() {
+        var rng = TestRandom(seed: 13)
+        var mismatches32 = 0, mismatches16 = 0, entries = 0
+        for n in Array(1...19) + [1000, 32_003] {
+            for scale in [1.0, 0.5, 2.0] {
+                let row = randomRow(n, &rng, masked: true).map { $0 == -.infinity ? Float(-1e30) : $0 }
+                let label = rng.int(n)
+                let g = rng.normal() * scale
+                let (m, s, _) = plainStatistics(row, scale: scale)
+                var want = [Double](repeating: 0, count: n)
+                for i in 0..<n {
+                    let p = Glibc.exp(max(scale * Double(row[i]) - m, -1000)) / s
+                    want[i] = g * ((i == label ? 1 : 0) - p)
+                }
+                var out32 = [Float](repeating: .nan, count: n)
+                logprobGradientRow(row, count: n, scale: scale, maximum: m, inverseSum: 1 / s, gradScale: g,
+                                   label: label, out: &out32)
+                let bits = row.map { BFloat16($0).bitPattern }
+                let bfValues = bits.map { Double(Float(bitPattern: UInt32($0) << 16)) }
+                let (m16, s16, _) = plainStatistics(bfValues.map { Float($0) }, scale: scale)
+                var out16 = [UInt16](repeating: 0, count: n)
+                bits.withUnsafeBufferPointer { b in
+                    logprobGradientRow(bfloat16: b.baseAddress!, count: n, scale: scale, maximum: m16, inverseSum: 1 / s16,
+                                       gradScale: g, label: label, out: &out16)
+                }
+                for i in 0..<n {
+                    entries += 1
+                    // Rounded once from double: equal to the plain value rounded, but for a
+                    // value within the vector exp's 1e-12 of a rounding boundary (then 1 ulp).
+                    let plain32 = Float(want[i])
+                    if out32[i] != plain32 {
+                        mismatches32 += 1
+                        XCTAssertEqual(abs(out32[i].bitPattern.distance(to: plain32.bitPattern)), 1, "f32 n \(n) [\(i)]")
+                    }
+                    let p16 = Glibc.exp(max(scale * bfValues[i] - m16, -1000)) / s16
+                    let plain16 = BFloat16(rounding: g * ((i == label ? 1 : 0) - p16)).bitPattern
+                    if BFloat16(bitPattern: out16[i]).float != BFloat16(bitPattern: plain16).float {  // -0 == 0
+                        mismatches16 += 1
+                        XCTAssertEqual(abs(Int(out16[i]) - Int(plain16)), 1, "bf16 n \(n) [\(i)]")
+                    }
+                }
+            }
+        }
+        print("vector gradient rows: \(mismatches32) f32 and \(mismatches16) bf16 of \(entries) entries 1 ulp from the plain rounding")
+        XCTAssertLessThan(mismatches32 + mismatches16, entries / 1000)
+    }
+
+    func testGradientRowInPlace() {
+        var rng = TestRandom(seed: 14)
+        let n = 1003
+        let row = randomRow(n, &rng, masked: false)
+        let (m, s, _) = plainStatistics(row, scale: 1.5)
+        var separate = [Float](repeating: 0, count: n)
+        logprobGradientRow(row, count: n, scale: 1.5, maximum: m, inverseSum: 1 / s, gradScale: 0.7, label: 17, out: &separate)
+        var inPlace = row
+        inPlace.withUnsafeMutableBufferPointer { b in
+            logprobGradientRow(b.baseAddress!, count: n, scale: 1.5, maximum: m, inverseSum: 1 / s, gradScale: 0.7,
+                               label: 17, out: b.baseAddress!)
+        }
+        XCTAssertEqual(inPlace, separate)
+    }
+}

@@ -13,7 +13,11 @@
  *    NOTHING has been written to any output buffer or output struct: every argument is
  *    checked, and every input value is scanned, before the first write.
  *  - No function aborts the process, prints, allocates memory that outlives the call, or
- *    reads global state other than the thread setting (era_set_num_threads).
+ *    reads global state other than the thread setting (era_set_num_threads) and, once per
+ *    process, the processor's features and the environment variable ERA_SIMD: on x86-64
+ *    with AVX2 and FMA libera runs vector kernels, elsewhere (or with ERA_SIMD=0) portable
+ *    ones; both compute the same formulas in double and differ only in rounding
+ *    (docs/math.md, "Vector kernels").
  *  - Arrays are caller-owned, row-major and contiguous. Sizes are int64_t. A pointer to an
  *    array may be NULL only when that array has zero elements (rows == 0); parameter and
  *    report structs are never NULL.
@@ -201,7 +205,11 @@ era_status era_continuous_backward_f64(const era_continuous_params *params, int6
  *   up = log(tau)/tau,  a = (classes*up - C)/(classes - 1),  b = (C - up)/(classes - 1)
  *   y_i = max(a*softmax(z)_i + b, 0),  out_i = log h^-1(y_i),  h(p) = -p log p on (0, 1/e]
  *
- * Guarantee (modes EXACT and TIGHT): entropy(softmax(out)) >= target_entropy for every row.
+ * Guarantee (modes EXACT and TIGHT): entropy(softmax(out)) >= target_entropy for every row,
+ * exactly for the double results; the f32 variants round each output logit to nearest, which
+ * can move a TIGHT row (whose infimum is H0 itself) up to about 1e-6 nats below H0 (measured
+ * worst 7.3e-7); check f32 outputs with a tolerance (the Python checks use 1e-5). EXACT rows
+ * sit far above H0 (its infimum, era_discrete_infimum, is well above) and are not affected.
  * ------------------------------------------------------------------------------------- */
 
 typedef enum era_discrete_mode {

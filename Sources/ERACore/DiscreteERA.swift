@@ -3,6 +3,8 @@
 //   up = log(tau)/tau, a = (D*up - C)/(D - 1), b = (C - up)/(D - 1)
 //   y_i = max(a*softmax(z)_i + b, 0),  out_i = log h^-1(y_i)
 
+import ERASIMD
+
 /// How C and the inverse of h are chosen (math 2, "Modes").
 public enum DiscreteMode: Int32, Sendable {
     /// C = exp(H0 - 1), exact inverse: floor H0 guaranteed.
@@ -162,9 +164,25 @@ public struct DiscreteERA: Sendable {
     /// Cost of one row in element-operations, for the thread split.
     var workPerRow: Int { classes * 40 }
 
+    /// The float32 vector kernels' constants, when the vector kernels run and tau keeps the
+    /// inverse's condition number 1/|1 + t| below 100 (log(tau) >= 1.01; their float32 start
+    /// needs it). float64 rows always take the portable kernels below (about 1e-15).
+    var floatRowConstants: DiscreteRowConstants? {
+        guard VectorKernels.enabled, Math.log(tau) >= 1.01 else { return nil }
+        return DiscreteRowConstants(slope: slope, offset: offset, up: up, topLogit: topLogit, reference: mode == .reference)
+    }
+
     /// Forward pass over `rows` rows; `output` may be `input`. Inputs must be finite.
     func forwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, output: UnsafeMutablePointer<T>) throws(ERAError) {
         let d = classes
+        if T.self == Float.self, let constants = floatRowConstants {
+            let z = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
+            let out = UnsafeMutableRawPointer(output).assumingMemoryBound(to: Float.self)
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4) { range, _ in
+                for row in range { discreteForwardRow(z + row * d, count: d, constants: constants, out: out + row * d) }
+            }
+            return
+        }
         try forEachRowBlock(rows: rows, workPerRow: workPerRow) { range, _ in
             for row in range {
                 let z = input + row * d
@@ -187,6 +205,18 @@ public struct DiscreteERA: Sendable {
     func backwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, gradOutput: UnsafePointer<T>,
                                   gradInput: UnsafeMutablePointer<T>) throws(ERAError) {
         let d = classes
+        if T.self == Float.self, let constants = floatRowConstants {
+            let z = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
+            let g = UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self)
+            let out = UnsafeMutableRawPointer(gradInput).assumingMemoryBound(to: Float.self)
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: 2 * d + 8) { range, scratch in
+                for row in range {
+                    discreteBackwardRow(z + row * d, g + row * d, count: d, constants: constants, scratch: scratch!,
+                                        out: out + row * d)
+                }
+            }
+            return
+        }
         try forEachRowBlock(rows: rows, workPerRow: workPerRow, scratchPerBlock: 2 * d) { range, scratch in
             let probabilities = scratch!
             let s = scratch! + d

@@ -55,3 +55,41 @@ public func vectorExp(_ x: UnsafePointer<Double>, count: Int, out: UnsafeMutable
         for k in 0..<(count - i) { out[i + k] = e[k] }
     }
 }
+
+/// log(x) for four positive normal doubles: x = 2^k m, m in [sqrt(1/2), sqrt(2)), and
+/// log m = 2 atanh(s), s = (m - 1)/(m + 1), |s| <= 0.1716, by its series to s^15 (truncation
+/// below 3.4e-14 relative to log m; measured against glibc: see the SIMD tests).
+@inline(__always)
+func log4(_ x: SIMD4<Double>) -> SIMD4<Double> {
+    let bits = unsafeBitCast(x, to: SIMD4<Int64>.self)
+    // The biased exponent E as a double: the bits of 2^52 + E, minus 2^52.
+    let biased = unsafeBitCast((bits &>> 52) | 0x4330_0000_0000_0000, to: SIMD4<Double>.self)
+    var k = biased - (4_503_599_627_370_496.0 + 1023)
+    var m = unsafeBitCast((bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000, to: SIMD4<Double>.self)  // [1, 2)
+    let big = m .> SIMD4(repeating: 1.414_213_562_373_095_1)
+    m.replace(with: m * 0.5, where: big)
+    k.replace(with: k + 1, where: big)
+    let s = (m - 1) / (m + 1)
+    let s2 = s * s
+    var p = SIMD4<Double>(repeating: 1.0 / 15)
+    p = SIMD4(repeating: 1.0 / 13).addingProduct(p, s2)
+    p = SIMD4(repeating: 1.0 / 11).addingProduct(p, s2)
+    p = SIMD4(repeating: 1.0 / 9).addingProduct(p, s2)
+    p = SIMD4(repeating: 1.0 / 7).addingProduct(p, s2)
+    p = SIMD4(repeating: 1.0 / 5).addingProduct(p, s2)
+    p = SIMD4(repeating: 1.0 / 3).addingProduct(p, s2)
+    let logM = 2 * s.addingProduct(s * s2, p)  // 2(s + s^3 p)
+    return logM.addingProduct(k, SIMD4(repeating: ln2Hi)).addingProduct(k, SIMD4(repeating: ln2Lo))
+}
+
+/// log4 for an array, for the accuracy tests.
+public func vectorLog(_ x: UnsafePointer<Double>, count: Int, out: UnsafeMutablePointer<Double>) {
+    var i = 0
+    while i < count {
+        var v = SIMD4<Double>(repeating: 1)
+        for k in 0..<min(4, count - i) { v[k] = x[i + k] }
+        let r = log4(v)
+        for k in 0..<min(4, count - i) { out[i + k] = r[k] }
+        i += 4
+    }
+}

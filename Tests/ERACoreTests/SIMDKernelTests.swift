@@ -1,6 +1,7 @@
-// The vector kernels (module ERASIMD) against plain double-precision loops written here:
-// the vector exp's accuracy, and the row statistics and gradient rows of the LLM passes,
-// float32 and bfloat16, with masks, NaN, +inf and every tail length. Skipped on a
+// The vector kernels (module ERASIMD) against plain double-precision loops written here and
+// against the portable kernels: the vector exp's and log's accuracy, the row statistics and
+// gradient rows of the LLM passes (float32 and bfloat16, with masks, NaN, +inf and every tail
+// length), and the float32 discrete-ERA rows. Skipped on a
 // processor that cannot run them (then the portable kernels run, and the other tests
 // cover them); `ERA_SIMD=0 swift test` covers the portable ones on any machine.
 #if canImport(Glibc)
@@ -29,6 +30,67 @@ final class SIMDKernelTests: XCTestCase {
         var zeros = [Double](repeating: .nan, count: below.count)
         vectorExp(below, count: below.count, out: &zeros)
         XCTAssertEqual(zeros, [0, 0, 0, 0, 0], "below the normal range exp is taken as 0")
+    }
+
+    func testVectorLogAgainstGlibc() {
+        var rng = TestRandom(seed: 15)
+        var x = (0..<100_000).map { _ in Glibc.exp(rng.uniform(-708, 700)) }
+        x += (0..<100_000).map { _ in rng.uniform(0.5, 2) }
+        x += [1, 1.0.nextUp, 1.0.nextDown, 0.707106781186547, 1.41421356237309, Double.leastNormalMagnitude, 2, 0.5, 1e300]
+        var out = [Double](repeating: .nan, count: x.count)
+        vectorLog(x, count: x.count, out: &out)
+        var worst = 0.0
+        for i in 0..<x.count {
+            let want = Glibc.log(x[i])
+            worst = max(worst, abs(out[i] - want) / max(abs(want), 1e-300))
+        }
+        print("vector log vs Glibc.log: max relative error \(worst)")
+        XCTAssertLessThan(worst, 1e-13)
+    }
+
+    /// Discrete ERA on float32 rows: the vector kernels (DiscreteERA.forward/backward on Float,
+    /// which dispatch to them) against the portable double kernels on the same values, rounded.
+    func testDiscreteRowsAgainstPortableKernels() throws {
+        var rng = TestRandom(seed: 16)
+        var worstUlps = 0, worstGradient = 0.0, rows = 0
+        for d in Array(2...13) + [37, 1000] {
+            for tau in [2.75, 3.0, 4.0, 20.0, 1e4] {
+                for mode in [Int32(0), 1, 2] {
+                    let up = Glibc.log(tau) / tau
+                    let (lo, hi) = mode == 1 ? (0.0, Glibc.log(Double(d))) : (1 + Glibc.log(up), 1 + Glibc.log(Double(d) * up))
+                    for fraction in [0.0, 0.01, 0.3, 0.7, 0.99, 1.0] {
+                        let target = mode == 1 ? lo + (hi - lo) * min(max(fraction, 1e-6), 1 - 1e-6) : lo + (hi - lo) * fraction
+                        guard let era = try? DiscreteERA(targetEntropy: target, tau: tau, mode: mode, classes: Int64(d)) else { continue }
+                        let scale = [0.01, 1, 5, 40][rng.int(4)]
+                        let z = (0..<(3 * d)).map { _ in Float(rng.normal() * scale) }
+                        let g = (0..<(3 * d)).map { _ in Float(rng.normal()) }
+                        var out = [Float](repeating: .nan, count: 3 * d), grad = out
+                        try era.forward(rows: 3, input: z, output: &out)
+                        try era.backward(rows: 3, input: z, gradOutput: g, gradInput: &grad)
+                        var outD = [Double](repeating: .nan, count: 3 * d), gradD = outD
+                        let zD = z.map(Double.init), gD = g.map(Double.init)
+                        try era.forward(rows: 3, input: zD, output: &outD)
+                        try era.backward(rows: 3, input: zD, gradOutput: gD, gradInput: &gradD)
+                        for r in 0..<3 {
+                            rows += 1
+                            let rowMax = (0..<d).map { abs(gradD[r * d + $0]) }.max()!
+                            for i in r * d..<(r + 1) * d {
+                                let ulps = abs(Int(out[i].bitPattern.distance(to: Float(outD[i]).bitPattern)))
+                                worstUlps = max(worstUlps, ulps)
+                                XCTAssertLessThanOrEqual(ulps, 2, "d \(d) tau \(tau) mode \(mode) H0 \(target) [\(i)]")
+                                // Against the double result rounded to float32; rows whose gradients are
+                                // all below the normal float32 range (1e-51 when a class is 117 logits
+                                // behind) are compared in absolute terms, at that range's spacing.
+                                let e = abs(Double(grad[i]) - Double(Float(gradD[i]))) / max(rowMax, Double(Float.leastNormalMagnitude))
+                                worstGradient = max(worstGradient, e)
+                                XCTAssertLessThan(e, 1e-6, "gradient d \(d) tau \(tau) mode \(mode) H0 \(target) [\(i)]")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        print("vector discrete rows vs portable double kernels (\(rows) rows): outputs within \(worstUlps) ulp, gradients within \(worstGradient) of the row's largest")
     }
 
     /// max, S and T of scale*z in plain double, as the portable kernels define them.

@@ -687,6 +687,11 @@ static double discrete_compare(int f64, const era_discrete_params *p, int64_t ro
             double got = tget(out, f64, r * d + i);
             *finite_ok &= isfinite(got);
             worst = fmax(worst, err1(got, t[i]));
+            static int shown = 0;
+            if (err1(got, t[i]) > TOL[f64] && shown++ < 3)
+                printf("# forward mismatch: %s mode %d tau %.17g H0 %.17g D %lld row %lld [%lld]: z %.9g, y %.17g, got %.9g, "
+                       "reference %.17g\n", TN[f64], p->mode, p->tau, p->target_entropy, (long long)d, (long long)r,
+                       (long long)i, in[i], y[i], got, t[i]);
             /* era.h: "each <= -log(tau)"; f32 against the cap rounded to float */
             if (f64) {
                 cap_excess_ulp = fmax(cap_excess_ulp, (got - cap) / (DBL_EPSILON * fabs(cap)));
@@ -697,9 +702,13 @@ static double discrete_compare(int f64, const era_discrete_params *p, int64_t ro
         }
         for (int64_t i = 0; i + 1 < d; i++) {
             double a = in[i], b = in[i + 1], oa = tget(out, f64, r * d + i), ob = tget(out, f64, r * d + i + 1);
-            if (a == b) *order_ok &= oa == ob;
-            else if (a < b) *order_ok &= oa <= ob;
-            else *order_ok &= oa >= ob;
+            int ok = a == b ? oa == ob : a < b ? oa <= ob : oa >= ob;
+            static int shown = 0;
+            if (!ok && shown++ < 3)
+                printf("# order broken: %s mode %d tau %.17g H0 %.17g D %lld row %lld [%lld, %lld]: z %.9g, %.9g -> %.9g, %.9g\n",
+                       TN[f64], p->mode, p->tau, p->target_entropy, (long long)d, (long long)r, (long long)i,
+                       (long long)i + 1, a, b, oa, ob);
+            *order_ok &= ok;
         }
     }
     free(in); free(pp); free(y); free(t);

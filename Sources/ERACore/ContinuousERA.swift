@@ -3,6 +3,8 @@
 //   K = H0 + delta - D*c - D*log_std_max  (<= 0),  c = 0.5*log(2*pi*e)
 //   log_std_i = max(log_std_max + K * softmax(s)_i, log_std_min)
 
+import ERASIMD
+
 /// The continuous ERA activation for rows of `dim` raw scale outputs, with its parameters
 /// validated at construction.
 public struct ContinuousERA: Sendable {
@@ -56,8 +58,21 @@ public struct ContinuousERA: Sendable {
         return stored
     }
 
+    /// The float32 vector kernels' constants, when the vector kernels run.
+    var floatRowConstants: ContinuousRowConstants? {
+        VectorKernels.enabled ? ContinuousRowConstants(logStdMax: logStdMax, logStdMin: logStdMin, scale: scale) : nil
+    }
+
     func forwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, output: UnsafeMutablePointer<T>) throws(ERAError) {
         let d = dim
+        if T.self == Float.self, let constants = floatRowConstants {
+            let s = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
+            let out = UnsafeMutableRawPointer(output).assumingMemoryBound(to: Float.self)
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4) { range, _ in
+                for row in range { continuousForwardRow(s + row * d, count: d, constants: constants, out: out + row * d) }
+            }
+            return
+        }
         try forEachRowBlock(rows: rows, workPerRow: workPerRow) { range, _ in
             for row in range {
                 let s = input + row * d
@@ -77,6 +92,20 @@ public struct ContinuousERA: Sendable {
                                   gradInput: UnsafeMutablePointer<T>,
                                   gradResidual: UnsafeMutablePointer<T>?) throws(ERAError) {
         let d = dim
+        if T.self == Float.self, let constants = floatRowConstants {
+            let s = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
+            let g = UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self)
+            let out = UnsafeMutableRawPointer(gradInput).assumingMemoryBound(to: Float.self)
+            let residual = gradResidual.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) }
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: 2 * d) { range, scratch in
+                for row in range {
+                    let total = continuousBackwardRow(s + row * d, g + row * d, count: d, constants: constants,
+                                                      scratch: scratch!, out: out + row * d)
+                    residual?[row] = Float(total)
+                }
+            }
+            return
+        }
         try forEachRowBlock(rows: rows, workPerRow: workPerRow, scratchPerBlock: 2 * d) { range, scratch in
             let weights = scratch!
             let masked = scratch! + d

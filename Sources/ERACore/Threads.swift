@@ -43,54 +43,148 @@ public enum Threads {
     }
 
     /// Calls `body(block, rowRange)` for `blocks` contiguous blocks covering 0..<rows, block 0
-    /// on the calling thread and the others on threads of their own, and returns when all are
-    /// done. If a thread cannot be started its block runs on the calling thread.
+    /// on the calling thread and the others on the worker threads of the pool, and returns when
+    /// all are done. The calling thread also runs blocks no worker has taken yet, so a call
+    /// finishes even when every worker is busy (or none could be started).
     public static func forEachBlock(rows: Int, blocks: Int, _ body: (Int, Range<Int>) -> Void) {
         let blocks = max(1, min(blocks, rows))
         if blocks == 1 {
             body(0, 0..<rows)
             return
         }
-        func range(_ block: Int) -> Range<Int> {
-            (rows * block / blocks)..<(rows * (block + 1) / blocks)
-        }
         withoutActuallyEscaping(body) { escapable in
-            var started: [(pthread_t, Unmanaged<BlockJob>)] = []
-            started.reserveCapacity(blocks - 1)
-            var inline: [Int] = []
-            for block in 1..<blocks {
-                let job = Unmanaged.passRetained(BlockJob(block: block, range: range(block), body: escapable))
-                var thread = pthread_t()
-                let rc = pthread_create(&thread, nil, { raw in
-                    let job = Unmanaged<BlockJob>.fromOpaque(raw!).takeUnretainedValue()
-                    job.body(job.block, job.range)
-                    return nil
-                }, job.toOpaque())
-                if rc == 0 {
-                    started.append((thread, job))
-                } else {
-                    job.release()
-                    inline.append(block)
-                }
-            }
-            escapable(0, range(0))
-            for block in inline { escapable(block, range(block)) }
-            for (thread, job) in started {
-                pthread_join(thread, nil)
-                job.release()
-            }
+            ThreadPool.shared.run(PoolCall(rows: rows, blocks: blocks, body: escapable))
         }
     }
 }
 
-private final class BlockJob {
-    let block: Int
-    let range: Range<Int>
+/// One forEachBlock call: its blocks are claimed one by one (under the pool's lock) by the
+/// calling thread and by workers.
+final class PoolCall {
+    let rows: Int
+    let blocks: Int
     let body: (Int, Range<Int>) -> Void
-    init(block: Int, range: Range<Int>, body: @escaping (Int, Range<Int>) -> Void) {
-        self.block = block
-        self.range = range
+    /// The next block to claim (block 0 is the caller's) and the blocks 1..<blocks finished.
+    var next = 1
+    var finished = 0
+
+    init(rows: Int, blocks: Int, body: @escaping (Int, Range<Int>) -> Void) {
+        self.rows = rows
+        self.blocks = blocks
         self.body = body
+    }
+
+    func range(_ block: Int) -> Range<Int> {
+        (rows * block / blocks)..<(rows * (block + 1) / blocks)
+    }
+}
+
+/// Worker threads started on first need and kept for the life of the process (starting a
+/// thread per call cost about 50 microseconds, more than a small call's whole work). One lock
+/// guards the queue of calls with unclaimed blocks and every call's counters; blocks run
+/// outside it. Results do not depend on which thread runs which block.
+final class ThreadPool: @unchecked Sendable {
+    /// The process's pool, made on first use. Published through an atomic (compare-exchange;
+    /// a racing loser's pool is dropped before it starts a thread) rather than a lazy global,
+    /// whose one-time initialisation ThreadSanitizer cannot see.
+    static var shared: ThreadPool {
+        let existing = published.load(ordering: .acquiring)
+        if existing != 0 { return pool(at: existing) }
+        let fresh = Unmanaged.passRetained(ThreadPool())
+        let address = UInt(bitPattern: fresh.toOpaque())
+        let (won, current) = published.compareExchange(expected: 0, desired: address, ordering: .acquiringAndReleasing)
+        if won { return fresh.takeUnretainedValue() }
+        fresh.release()
+        return pool(at: current)
+    }
+
+    /// The address of the shared pool; 0 until it exists.
+    private static let published = Atomic<UInt>(0)
+
+    private static func pool(at address: UInt) -> ThreadPool {
+        Unmanaged<ThreadPool>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).takeUnretainedValue()
+    }
+
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let work = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)   // a block to claim
+    private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)   // a call finished
+    private var queue: [PoolCall] = []
+    private var workers = 0
+
+    private init() {
+        pthread_mutex_init(lock, nil)
+        pthread_cond_init(work, nil)
+        pthread_cond_init(done, nil)
+    }
+
+    func run(_ call: PoolCall) {
+        pthread_mutex_lock(lock)
+        queue.append(call)
+        startWorkers(upTo: call.blocks - 1)
+        pthread_cond_broadcast(work)
+        pthread_mutex_unlock(lock)
+
+        call.body(0, call.range(0))
+
+        pthread_mutex_lock(lock)
+        while true {
+            if call.next < call.blocks {
+                let block = call.next
+                call.next += 1
+                if call.next == call.blocks { remove(call) }
+                pthread_mutex_unlock(lock)
+                call.body(block, call.range(block))
+                pthread_mutex_lock(lock)
+                call.finished += 1
+                continue
+            }
+            if call.finished == call.blocks - 1 { break }
+            pthread_cond_wait(done, lock)
+        }
+        remove(call)
+        pthread_mutex_unlock(lock)
+    }
+
+    /// Takes `call` off the queue (if it is still there). Under the lock.
+    private func remove(_ call: PoolCall) {
+        if let index = queue.firstIndex(where: { $0 === call }) { queue.remove(at: index) }
+    }
+
+    /// Starts workers until there are `count` (at most Threads.maximum). Under the lock. A
+    /// worker that cannot be started is simply not there: callers run their blocks themselves.
+    private func startWorkers(upTo count: Int) {
+        while workers < min(count, Threads.maximum) {
+            var attributes = pthread_attr_t()
+            pthread_attr_init(&attributes)
+            pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+            var thread = pthread_t()
+            // The pool reaches the worker as its argument (it lives for the whole process), not
+            // through the lazy global, whose initialisation ThreadSanitizer cannot see.
+            let started = pthread_create(&thread, &attributes, { pool in
+                Unmanaged<ThreadPool>.fromOpaque(pool!).takeUnretainedValue().workerLoop()
+            }, Unmanaged.passUnretained(self).toOpaque())
+            pthread_attr_destroy(&attributes)
+            guard started == 0 else { return }
+            workers += 1
+        }
+    }
+
+    private func workerLoop() -> Never {
+        pthread_mutex_lock(lock)
+        while true {
+            guard let call = queue.first else {
+                pthread_cond_wait(work, lock)
+                continue
+            }
+            let block = call.next
+            call.next += 1
+            if call.next == call.blocks { queue.removeFirst() }
+            pthread_mutex_unlock(lock)
+            call.body(block, call.range(block))
+            pthread_mutex_lock(lock)
+            call.finished += 1
+            if call.finished == call.blocks - 1 { pthread_cond_broadcast(done) }
+        }
     }
 }
 

@@ -5,15 +5,26 @@ import Glibc
 #endif
 import CPUFeatures
 import ERASIMD
+import Synchronization
 
 public enum VectorKernels {
     /// True when the vector kernels run: the processor supports them (AVX2 and FMA on x86-64),
     /// and the environment variable ERA_SIMD is not "0" when libera first looks (ERA_SIMD=0 makes
     /// the tests cover the portable kernels on any machine). Read once per process.
-    public static let enabled: Bool = {
-        if let setting = getenv("ERA_SIMD"), String(cString: setting) == "0" { return false }
-        return libera_cpu_runs_simd_kernels() != 0
-    }()
+    public static var enabled: Bool {
+        // An atomic rather than a lazy global: the answer is asked from worker threads too, and
+        // computing it twice is harmless (the same answer), while the runtime's lazy-global
+        // lock is invisible to ThreadSanitizer. -1: not asked yet.
+        var answer = state.load(ordering: .acquiring)
+        if answer < 0 {
+            let disabled = getenv("ERA_SIMD").map { String(cString: $0) == "0" } ?? false
+            answer = !disabled && libera_cpu_runs_simd_kernels() != 0 ? 1 : 0
+            state.store(answer, ordering: .releasing)
+        }
+        return answer == 1
+    }
+
+    private static let state = Atomic<Int>(-1)
 
     /// (maximum, S, T) of scale*z over one row by the vector kernel, or nil when none applies
     /// (disabled, or double storage). maximum is NaN for a row with NaN or +inf, -inf for a

@@ -3,7 +3,8 @@
 #   header    era.h compiles warning-free as C99 and C++17 (-Wall -Wextra -Werror -pedantic)
 #   symbols   libera.so exports every era_* function of the header and nothing else
 #   runtime   libera.so needs no Swift runtime library (static Swift runtime)
-#   c-tests   Tests/c/test_era.c and test_llm.c: every entry point against float64 references;
+#   c-tests   Tests/c/test_era.c, test_llm.c and test_linear.c: every entry point against
+#             float64 references;
 #             test_concurrency.c: concurrent calls give the serial results bit for bit;
 #             test_era and test_llm again with ERA_SIMD=0 (the portable kernels, which a
 #             processor without AVX2 and FMA runs)
@@ -75,6 +76,7 @@ check "libera.so exports every function era.h declares" exports_every_declared
 check "libera.so needs no Swift runtime library" no_swift_runtime
 check "C tests of the core entry points (Tests/c/test_era.c)" c_test test_era
 check "C tests of the LLM entry points (Tests/c/test_llm.c)" c_test test_llm
+check "C tests of the fused linear heads (Tests/c/test_linear.c)" c_test test_linear
 check "C tests of the core entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_era
 check "C tests of the LLM entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_llm
 check "eight threads calling every kernel while the thread setting changes (Tests/c/test_concurrency.c)" c_test test_concurrency

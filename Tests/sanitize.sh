@@ -130,9 +130,9 @@ lib_has_runtime_refs() {
     return 1
 }
 
-c_tests() {  # the C test programs, test_concurrency.c included once it exists
+c_tests() {  # the C test programs
     local f
-    for f in Tests/c/test_era.c Tests/c/test_llm.c Tests/c/test_concurrency.c; do
+    for f in Tests/c/test_era.c Tests/c/test_llm.c Tests/c/test_linear.c Tests/c/test_concurrency.c; do
         [ -f "$f" ] && basename "$f" .c
     done
 }

@@ -12,7 +12,9 @@
  *  - Every function returns an era_status. ERA_OK (0) means success. On any other status
  *    NOTHING has been written to any output buffer or output struct: every argument is
  *    checked, and every input value is scanned, before the first write.
- *  - No function aborts the process, prints, allocates memory that outlives the call, or
+ *  - No function aborts the process, prints, allocates memory that outlives the call (but
+ *    for libera's worker threads: started on first need, up to the thread setting, and kept
+ *    for the life of the process, and OpenBLAS's, see "Fused linear heads"), or
  *    reads global state other than the thread setting (era_set_num_threads) and, once per
  *    process, the processor's features and the environment variable ERA_SIMD: on x86-64
  *    with AVX2 and FMA libera runs vector kernels, elsewhere (or with ERA_SIMD=0) portable
@@ -36,7 +38,8 @@
  *  0.1.0 (ABI 1): first release: entropy math, continuous ERA, discrete ERA, bound checks,
  *                 LLM ERA. Against the v1 design, era_llm_scales_f32 also takes `responses`
  *                 (the length of response_entropy) so that response ids can be range-checked,
- *                 and ERA_ERR_BAD_INDEX reports ids and labels out of range.
+ *                 and ERA_ERR_BAD_INDEX reports ids and labels out of range. Fused linear
+ *                 heads on OpenBLAS (era_llm_linear_logprob_*, era_linear_discrete_ce_f32).
  */
 #ifndef ERA_H
 #define ERA_H
@@ -427,6 +430,93 @@ era_status era_check_continuous_f32(const era_continuous_params *params, int64_t
 era_status era_check_continuous_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
                                     const double *mean, const double *log_std, double tol,
                                     era_bound_report *report);
+
+/* ---------------------------------------------------------------------------------------
+ * Fused linear heads (docs/linear-heads.md)
+ *
+ * The functions above take logits. These take what the logits are made from -- the last
+ * hidden states and the output weight matrix -- and compute the same quantities without
+ * storing the rows x vocab logits z = hidden . weight^T:
+ *   hidden[tokens*dim], weight[vocab*dim] (row-major, one row of dim weights per vocabulary
+ *   entry: z[t, v] = sum_j hidden[t, j] * weight[v, j]).
+ * The LLM functions form z one tile of at most 128 tokens x 2048 vocabulary entries at a time
+ * with cblas_sgemm (OpenBLAS, float32 products) and fold each tile into per-token statistics
+ * accumulated in double (math 3, "One pass per row"), or into the gradients: scratch memory is
+ * about 1 MiB per thread plus a few numbers per token, never tokens x vocab.
+ *
+ * Non-finite values: hidden, weight (and bias) are scanned before anything else runs, and
+ * NaN or an infinity anywhere in them is ERA_ERR_NON_FINITE (weight is always scanned, even
+ * when tokens == 0). There are no masks here: a logit that overflows float32 in the product
+ * is ERA_ERR_NON_FINITE too.
+ * Threads: tiles are split across the thread setting; every size, and the order of every
+ * sum, depends on the problem only, so results are bit-for-bit identical for every
+ * era_set_num_threads value. OpenBLAS may also use threads of its own inside each product,
+ * by its own setting (OPENBLAS_NUM_THREADS, openblas_set_num_threads), which libera reads
+ * but never changes: when OpenBLAS runs more than one thread, the products of a call are
+ * issued one at a time (each spread over OpenBLAS's threads) and the rest runs on libera's
+ * threads. A different OpenBLAS thread count can change the last bits of the float32
+ * products. OpenBLAS keeps its thread pool and buffers for the life of the process.
+ * dim (and, for era_linear_discrete_ce_f32, rows and classes) must fit the BLAS's 32-bit int.
+ * Aliasing: no output may overlap an input or another output.
+ * ------------------------------------------------------------------------------------- */
+
+/* era_llm_logprob_forward_f32 on the logits z = hidden . weight^T, without forming them:
+ *   out_logprob[t] = s_t*z_t[a_t] - logsumexp(s_t*z_t)
+ *   out_entropy[t] = entropy of softmax(s_t*z_t)   (when out_entropy is not NULL)
+ * Reads hidden[tokens*dim], weight[vocab*dim], labels[tokens], logit_scale[tokens] (NULL:
+ * s = 1); writes out_logprob[tokens] and out_entropy[tokens].
+ * Errors: NULL_POINTER; BAD_SHAPE if tokens < 0, dim < 1, dim > INT32_MAX or vocab < 1;
+ * BAD_INDEX for a label outside 0..vocab-1; NON_FINITE for NaN or an infinity in hidden,
+ * weight or logit_scale, or a logit that overflows float32; BAD_PARAMETER for a scale <= 0,
+ * or one so large that a log-probability overflows float32. */
+era_status era_llm_linear_logprob_forward_f32(int64_t tokens, int64_t dim, int64_t vocab, const float *hidden,
+                                              const float *weight, const int64_t *labels, const float *logit_scale,
+                                              float *out_logprob, float *out_entropy);
+
+/* Gradients of sum_t grad_logprob[t] * logp'_t with respect to hidden and weight (s_t is a
+ * constant), through the same tiles: with
+ *   dz[t, i] = grad_logprob[t] * s_t * (1{i == a_t} - softmax(s_t*z_t)_i),
+ *   out_grad_hidden = dz . weight         [tokens*dim]
+ *   out_grad_weight = dz^T . hidden       [vocab*dim]
+ * Either output may be NULL, and is then not computed. Outputs are overwritten, never
+ * accumulated into: add the result to your own gradient buffers yourself. With tokens == 0,
+ * out_grad_weight is set to zeros. One pass over the tiles for the softmax statistics and one
+ * for the gradients: about four products' worth of work (the logits twice, then dz . weight
+ * and dz^T . hidden).
+ * Reads hidden, weight, labels, logit_scale (NULL: s = 1), grad_logprob[tokens]; writes
+ * out_grad_hidden[tokens*dim], out_grad_weight[vocab*dim].
+ * Errors: as the forward pass (but for the log-probability's overflow, which the backward
+ * does not form); NON_FINITE also for grad_logprob; BAD_PARAMETER when grad_logprob[t] * s_t
+ * overflows float32, or when a requested gradient could: 2 * max_t |g_t s_t| * max |weight|
+ * (out_grad_hidden) or sum_t |g_t s_t| * max_j |hidden[t, j]| (out_grad_weight) above
+ * FLT_MAX / 4. */
+era_status era_llm_linear_logprob_backward_f32(int64_t tokens, int64_t dim, int64_t vocab, const float *hidden,
+                                               const float *weight, const int64_t *labels, const float *logit_scale,
+                                               const float *grad_logprob, float *out_grad_hidden,
+                                               float *out_grad_weight);
+
+/* A classification head: linear layer, discrete ERA (math 2), cross-entropy, in one call.
+ *   logits_r = features_r . weight^T + bias        (cblas_sgemm, float32)
+ *   z'_r     = era_discrete_forward_f32(params, logits_r)
+ *   loss     = mean over rows of (logsumexp(z'_r) - z'_r[labels[r]])
+ * and, for each gradient pointer that is not NULL, the gradient of loss back through the ERA
+ * backward pass (era_discrete_backward_f32) to the features, the weight and the bias. Outputs
+ * are overwritten, never accumulated into. The rows x classes logits and their gradients are
+ * held in scratch memory (2 * rows * classes floats), as fits classification sizes.
+ * Reads features[rows*dim], weight[classes*dim], bias[classes] (NULL: no bias),
+ * labels[rows]; writes *out_loss, out_grad_features[rows*dim], out_grad_weight[classes*dim],
+ * out_grad_bias[classes].
+ * Errors: the discrete parameter checks (BAD_SHAPE if classes < 2); NULL_POINTER (features,
+ * weight, labels, out_loss); BAD_SHAPE if rows < 1 (the mean over no rows is undefined),
+ * dim < 1, or rows, classes or dim above INT32_MAX; BAD_INDEX for a label outside
+ * 0..classes-1; NON_FINITE for NaN or an infinity in features, weight or bias, or a logit that
+ * overflows float32; BAD_PARAMETER when a requested gradient could overflow float32
+ * (with G the logits' gradient: max_r sum_c |G[r, c]| * max |weight| for the features, or
+ * max_c sum_r |G[r, c]| * max_j |features[r, j]| for the weight, above FLT_MAX / 4). */
+era_status era_linear_discrete_ce_f32(const era_discrete_params *params, int64_t rows, int64_t dim, int64_t classes,
+                                      const float *features, const float *weight, const float *bias,
+                                      const int64_t *labels, float *out_loss, float *out_grad_features,
+                                      float *out_grad_weight, float *out_grad_bias);
 
 #ifdef __cplusplus
 } /* extern "C" */

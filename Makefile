@@ -4,7 +4,9 @@
 #                   Swift unit tests, the C ABI checks, sanitizer runs, a 60 s fuzzing pass,
 #                   the Python tests
 #   make fuzz       the fuzz target for FUZZ_SECONDS (300) seconds
-#   make demo       the main job
+#   make demo       the main job: every example (C, PyTorch, JAX) in its short setting, with
+#                   plots and a summary in out/ (examples/demo.sh)
+#   make bench      libera against PyTorch, JAX and numpy (bench/run.py; bench/results.json)
 #   make install PREFIX=/usr/local   header, library and pkg-config file
 
 PREFIX     ?= /usr/local
@@ -16,7 +18,7 @@ VERSION    := $(shell awk '/define ERA_VERSION_(MAJOR|MINOR|PATCH) /{v=v sep $$3
 
 FUZZ_SECONDS ?= 300
 
-.PHONY: all setup lib test test-swift test-abi test-python sanitize fuzz test-fuzz install uninstall demo clean
+.PHONY: all setup lib test test-swift test-abi test-python sanitize fuzz test-fuzz install uninstall demo bench clean
 
 all: lib
 
@@ -71,19 +73,18 @@ uninstall:
 	rm -f "$(DESTDIR)$(PREFIX)/include/era.h" "$(DESTDIR)$(PREFIX)/lib/libera.so" \
 	      "$(DESTDIR)$(PREFIX)/lib/pkgconfig/era.pc"
 
-# The end-to-end examples (training with ERA in C, PyTorch and JAX) are not written yet; until
-# they are, the demo builds libera and runs the README's two C programs: a checked discrete
-# ERA bound and a GRPO step.
+# The main job: builds and installs libera into build/prefix, installs the Python package and
+# the examples' packages when missing, runs each example in its short setting (each verifies
+# its entropy bound and fails the demo if it does not hold) and writes out/summary.md.
 demo: setup lib
-	@mkdir -p $(BUILD)
-	@for name in bound grpo; do \
-	    Tests/readme-example.sh README.md $$name $(BUILD)/readme_$$name.c && \
-	    $(CC) -std=c99 -Wall -Wextra -Werror -I include $(BUILD)/readme_$$name.c -L "$(BIN)" -lera \
-	        -Wl,-rpath,"$(BIN)" -o $(BUILD)/readme_$$name && \
-	    echo "== README example: $$name" && $(BUILD)/readme_$$name || exit 1; \
-	done
-	@echo "not yet: the end-to-end training examples (C, PyTorch, JAX) are still to come; see README.md"
+	@examples/demo.sh
+
+# One benchmark run: libera (C and Python) against PyTorch eager, JAX jit and numpy on the same
+# inputs, with a read-bandwidth floor; prints the table and writes bench/results.json.
+bench: setup lib
+	@bindings/python/ci-test.sh --install
+	python3 bench/run.py
 
 clean:
 	rm -rf .build .build-asan .build-tsan .build-ubsan Tests/fuzz/.build-fuzz $(BUILD) bindings/python/build \
-	       bindings/python/src/*.egg-info
+	       bindings/python/src/*.egg-info bench/build examples/c/build out

@@ -6,8 +6,11 @@
 #   3. runs pytest over Tests/python. pytest's own summary line is the last line printed,
 #      and its exit status is the script's, except that 5 (no test collected) is a failure.
 # Other arguments go to pytest (e.g. `ci-test.sh -k torch`).
-# `ci-test.sh --deps-only` does step 1 alone (for a setup step such as .ci/install-deps).
-# Environment: PYTHON (default python3); swift 5.9+ must be on PATH for the build.
+# `ci-test.sh --deps-only` does step 1 alone (for a setup step such as .ci/install-deps);
+# `ci-test.sh --install` steps 1 and 2 (what `make bench` and `make demo` need).
+# Environment: PYTHON (default python3); EXTRA_REQUIREMENTS, a pip requirements file whose
+# specifiers are installed in step 1 too (the examples' examples/requirements.txt); swift
+# 5.9+ must be on PATH for the build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${PYTHON:-python3}
@@ -27,6 +30,13 @@ requirements=(
     "jax[cpu]==0.10.2"
     "jaxlib==0.10.2"
 )
+if [ -n "${EXTRA_REQUIREMENTS:-}" ]; then
+    while read -r line; do
+        line=${line%%#*}
+        line=$(echo "$line" | tr -d '[:space:]')
+        [ -n "$line" ] && requirements+=("$line")
+    done < "$EXTRA_REQUIREMENTS"
+fi
 
 # The specifiers not satisfied by what is installed (checked offline, with pip's packaging).
 missing=$("$python" - "${requirements[@]}" <<'EOF'
@@ -61,6 +71,7 @@ command -v swift >/dev/null || { echo "ci-test: swift is not on PATH (building l
 rm -rf bindings/python/build
 echo "ci-test: building libera and installing the era package"
 "$python" -m pip install -q --no-build-isolation ./bindings/python
+[ "${1:-}" = "--install" ] && exit 0
 
 echo "ci-test: pytest Tests/python (exit status 5, no test collected, fails this script)"
 status=0

@@ -1,0 +1,779 @@
+#!/usr/bin/env python3
+"""libera's benchmarks: speed of libera (through C and through Python) against plain
+PyTorch eager, JAX jit and numpy implementations of the same math (bench/baselines.py) and
+against the time numpy takes just to read the input bytes, on identical inputs.
+
+    python3 bench/run.py [--quick] [--only PATTERN] [--json PATH] [--lib DIR] [--threads N]
+
+For each workload below: the inputs are made from a fixed seed; every implementation is run
+once and checked against libera's Python binding (the maximum differences are printed; an
+implementation that disagrees beyond the stated tolerance is not timed); then each is timed
+as REPS repetitions of n calls, n chosen so that a repetition lasts at least MIN_MS, the
+Python implementations in turn within each repetition (so that the machine's drift is shared
+out); the median time of one call is reported. libera through C is bench/bench_c.c, compiled
+here into bench/build/ against the library in --lib (default $ERA_LIB_DIR, else
+.build/release), fed the same inputs through files. The table (markdown) goes to stdout, all
+numbers to bench/results.json. bench/README.md says what each column is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import baselines  # noqa: E402
+from baselines import jax, jnp, torch  # noqa: E402  (None when not installed)
+
+try:
+    import ml_dtypes
+except ImportError:
+    ml_dtypes = None
+
+BUILD_DIR = os.path.join(HERE, "build")  # the C program and the inputs it reads (gitignored)
+DEFAULT_JSON = os.path.join(HERE, "results.json")
+REPS, MIN_MS = 9, 50.0  # default: median of 9 repetitions of >= 50 ms each
+QUICK_REPS, QUICK_MIN_MS = 3, 10.0
+
+
+# ---------------------------------------------------------------------------------------
+# Workloads
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark: a kernel family (kind), its shape [rows, cols] and the logits' dtype."""
+
+    name: str
+    kind: str  # "discrete", "continuous", "token_entropy", "logprob"
+    rows: int
+    cols: int
+    dtype: str = "f32"  # "f32" or "bf16" (LLM logits)
+
+    @property
+    def pass_name(self) -> str:
+        """The pass the table reports: token entropy is a metric (forward only)."""
+        return "fwd" if self.kind == "token_entropy" else "fwd+bwd"
+
+
+WORKLOADS: List[Workload] = [
+    Workload("discrete_256x1000", "discrete", 256, 1000),
+    Workload("discrete_4096x10", "discrete", 4096, 10),
+    Workload("discrete_64x32000", "discrete", 64, 32000),
+    Workload("continuous_256x21", "continuous", 256, 21),
+    Workload("continuous_4096x61", "continuous", 4096, 61),
+    Workload("token_entropy_64x151936_f32", "token_entropy", 64, 151936),
+    Workload("token_entropy_64x151936_bf16", "token_entropy", 64, 151936, "bf16"),
+    Workload("logprob_64x151936_f32", "logprob", 64, 151936),
+    Workload("logprob_64x151936_bf16", "logprob", 64, 151936, "bf16"),
+    # ---- fused linear + log-prob head (era_llm_linear_logprob_*, not in era.h yet) -------
+    # Add its rows here, e.g. Workload("linear_logprob_64x4096x151936_bf16", "linear_logprob",
+    # ...), with: a "linear_logprob" KIND in bench_c.c, its inputs in make_inputs, its
+    # parameters in c_arguments, a builder in BUILDERS (libera-Py, era.torch and the
+    # baselines: matmul then the scaled log-prob), its floor bytes in floor_arrays, and its
+    # tolerance in TOLERANCE.
+]
+
+# Parameters shared by the workloads (docs/math.md).
+TAU = 4.0
+LOG_STD_MIN, LOG_STD_MAX, RESIDUAL = -8.0, 0.0, 0.0
+LOGIT_SCALES = (0.5, 1.0, 2.0)
+
+
+def discrete_target(classes: int) -> float:
+    """Mid-range of the exact mode's feasible interval [1 + log(up), 1 + log(D*up)]."""
+    up = math.log(TAU) / TAU
+    return 1 + math.log(up) + 0.5 * math.log(classes)
+
+
+def continuous_target(dim: int) -> float:
+    """SAC-ERA's default target, -0.5 * D."""
+    return -0.5 * dim
+
+
+def params_of(w: Workload) -> dict:
+    if w.kind == "discrete":
+        return dict(target_entropy=discrete_target(w.cols), tau=TAU, mode="exact")
+    if w.kind == "continuous":
+        return dict(target_entropy=continuous_target(w.cols), residual=RESIDUAL, log_std_min=LOG_STD_MIN,
+                    log_std_max=LOG_STD_MAX)
+    if w.kind == "logprob":
+        return dict(logit_scales=list(LOGIT_SCALES))
+    return {}
+
+
+def make_inputs(w: Workload) -> Dict[str, np.ndarray]:
+    """The workload's inputs from a seed fixed by kind and shape (the bf16 rows get the
+    float32 rows' logits, rounded)."""
+    rng = np.random.default_rng(zlib.crc32(f"{w.kind} {w.rows}x{w.cols}".encode()))
+    shape = (w.rows, w.cols)
+    if w.kind in ("discrete", "continuous"):
+        spread = 2.0 if w.kind == "discrete" else 1.0
+        return dict(x=rng.standard_normal(shape, dtype=np.float32) * np.float32(spread),
+                    g=rng.standard_normal(shape, dtype=np.float32))
+    x = rng.standard_normal(shape, dtype=np.float32) * np.float32(4.0)
+    if w.dtype == "bf16":
+        x = x.astype(ml_dtypes.bfloat16)
+    if w.kind == "token_entropy":
+        return dict(x=x)
+    return dict(x=x,
+                labels=rng.integers(0, w.cols, w.rows, dtype=np.int64),
+                scale=rng.choice(np.array(LOGIT_SCALES, np.float32), w.rows),
+                glp=rng.standard_normal(w.rows, dtype=np.float32))
+
+
+def floor_arrays(w: Workload, inputs) -> List[np.ndarray]:
+    """The bytes the fastest possible pass must read: the logits, plus the upstream gradient
+    (and labels and scales) when the pass has a backward."""
+    if w.kind == "token_entropy":
+        return [inputs["x"]]
+    if w.kind == "logprob":
+        return [inputs[k] for k in ("x", "labels", "scale", "glp")]
+    return [inputs["x"], inputs["g"]]
+
+
+# Tolerated difference from libera's Python binding, relative to the largest magnitude of
+# each output: float32 compute in the frameworks against libera's double accumulation; a
+# bfloat16 gradient may differ by one bfloat16 rounding (2^-8 relative).
+TOLERANCE = {"f32": 1e-4, "bf16": 1e-2}
+
+
+# ---------------------------------------------------------------------------------------
+# Implementations: for each kind, runners (no arguments, return the outputs by name)
+
+
+def _torch_tensor(a: np.ndarray):
+    if ml_dtypes is not None and a.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _jax_fwd_bwd(f, argnums=(0,)):
+    """jit of (forward, vjp of the forward with cotangent ct) for f(*args)."""
+
+    def fwd_bwd(ct, *args):
+        out, vjp = jax.vjp(lambda *diff: f(*_merge(args, argnums, diff)), *[args[i] for i in argnums])
+        return out, vjp(ct)
+
+    return jax.jit(fwd_bwd)
+
+
+def _merge(args, argnums, diff):
+    args = list(args)
+    for i, d in zip(argnums, diff):
+        args[i] = d
+    return args
+
+
+def _blocked(f):
+    def run(*args):
+        return jax.block_until_ready(f(*args))
+
+    return run
+
+
+def build_discrete(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
+    p = params_of(w)
+    a, b = baselines.discrete_slope_offset(w.cols, p["target_entropy"], TAU)
+    x, g = inp["x"], inp["g"]
+    runners = {}
+
+    def libera_py():
+        return dict(out=era.discrete_forward(x, **p), grad=era.discrete_backward(x, g, **p))
+
+    runners["libera-Py"] = libera_py
+    if torch is not None:
+        xt, gt = _torch_tensor(x).requires_grad_(), _torch_tensor(g)
+
+        def torch_runner(forward):
+            def run():
+                out = forward(xt)
+                (grad,) = torch.autograd.grad(out, xt, gt)
+                return dict(out=out.detach(), grad=grad)
+
+            return run
+
+        if et is not None:
+            runners["era.torch"] = torch_runner(lambda z: et.discrete_era(z, **p))
+            runners["era.torch.native"] = torch_runner(lambda z: et.discrete_era(z, **p, backend="native"))
+        runners["torch eager"] = torch_runner(lambda z: baselines.torch_discrete(z, a, b))
+    if jax is not None:
+        f = _blocked(_jax_fwd_bwd(lambda z: baselines.jax_discrete(z, a, b)))
+        xj, gj = jnp.asarray(x), jnp.asarray(g)
+
+        def jax_run():
+            out, (grad,) = f(gj, xj)
+            return dict(out=out, grad=grad)
+
+        runners["JAX jit"] = jax_run
+
+    def numpy_run():
+        out, grad = baselines.numpy_discrete(x, g, a, b)
+        return dict(out=out, grad=grad)
+
+    runners["numpy"] = numpy_run
+    return runners
+
+
+def build_continuous(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
+    p = params_of(w)
+    offset = baselines.continuous_offset(w.cols, p["target_entropy"], LOG_STD_MAX)
+    x, g = inp["x"], inp["g"]
+    runners = {}
+
+    def libera_py():
+        out = era.continuous_forward(x, **p)
+        grads = era.continuous_backward(x, g, **p)
+        return dict(out=out, grad=grads.std_logits, grad_residual=np.sum(grads.residual, dtype=np.float64))
+
+    runners["libera-Py"] = libera_py
+    empty = np.zeros((0, w.cols), np.float32)
+
+    def empty_call():  # the same two binding calls on zero rows: the cost of the call itself
+        era.continuous_forward(empty, **p)
+        era.continuous_backward(empty, empty, **p)
+        return {}
+
+    runners["empty call"] = empty_call
+    if torch is not None:
+        xt, gt = _torch_tensor(x).requires_grad_(), _torch_tensor(g)
+        rt = torch.tensor(RESIDUAL, dtype=torch.float32, requires_grad=True)  # a learned residual
+
+        def torch_runner(forward):
+            def run():
+                out = forward(xt, rt)
+                grad, grad_residual = torch.autograd.grad(out, (xt, rt), gt)
+                return dict(out=out.detach(), grad=grad, grad_residual=grad_residual)
+
+            return run
+
+        kw = dict(log_std_min=LOG_STD_MIN, log_std_max=LOG_STD_MAX)
+        if et is not None:
+            runners["era.torch"] = torch_runner(lambda s, r: et.continuous_era(s, p["target_entropy"], residual=r, **kw))
+            runners["era.torch.native"] = torch_runner(
+                lambda s, r: et.continuous_era(s, p["target_entropy"], residual=r, backend="native", **kw))
+        runners["torch eager"] = torch_runner(
+            lambda s, r: baselines.torch_continuous(s, r, offset, LOG_STD_MIN, LOG_STD_MAX))
+    if jax is not None:
+        f = _blocked(_jax_fwd_bwd(lambda s, r: baselines.jax_continuous(s, r, offset, LOG_STD_MIN, LOG_STD_MAX),
+                                  argnums=(0, 1)))
+        xj, gj, rj = jnp.asarray(x), jnp.asarray(g), jnp.asarray(RESIDUAL, jnp.float32)
+
+        def jax_run():
+            out, (grad, grad_residual) = f(gj, xj, rj)
+            return dict(out=out, grad=grad, grad_residual=grad_residual)
+
+        runners["JAX jit"] = jax_run
+
+    def numpy_run():
+        out, grad, grad_residual = baselines.numpy_continuous(x, g, offset, RESIDUAL, LOG_STD_MIN, LOG_STD_MAX)
+        return dict(out=out, grad=grad, grad_residual=np.sum(grad_residual, dtype=np.float64))
+
+    runners["numpy"] = numpy_run
+    return runners
+
+
+def build_token_entropy(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
+    x = inp["x"]
+    runners = {"libera-Py": lambda: dict(out=era.token_entropy(x))}
+    if torch is not None:
+        xt = _torch_tensor(x)
+        if et is not None:
+            runners["era.torch"] = lambda: dict(out=et.token_entropy(xt))
+            runners["era.torch.native"] = lambda: dict(out=et.token_entropy(xt, backend="native"))
+
+        def torch_run():
+            with torch.no_grad():
+                return dict(out=baselines.torch_token_entropy(xt))
+
+        runners["torch eager"] = torch_run
+    if jax is not None:
+        f = _blocked(jax.jit(baselines.jax_token_entropy))
+        xj = jnp.asarray(x)
+        runners["JAX jit"] = lambda: dict(out=f(xj))
+    runners["numpy"] = lambda: dict(out=baselines.numpy_token_entropy(x))
+    return runners
+
+
+def build_logprob(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
+    x, labels, scale, glp = inp["x"], inp["labels"], inp["scale"], inp["glp"]
+    runners = {}
+
+    def libera_py():
+        out = era.llm_logprob_forward(x, labels, scale, with_entropy=False).logprob
+        return dict(out=out, grad=era.llm_logprob_backward(x, labels, scale, glp))
+
+    runners["libera-Py"] = libera_py
+    if torch is not None:
+        xt = _torch_tensor(x).requires_grad_()
+        lt, st, gt = _torch_tensor(labels), _torch_tensor(scale), _torch_tensor(glp)
+
+        def torch_runner(forward):
+            def run():
+                out = forward(xt)
+                (grad,) = torch.autograd.grad(out, xt, gt)
+                return dict(out=out.detach(), grad=grad)
+
+            return run
+
+        if et is not None:  # era.torch.llm_logprob also returns the entropy of the scaled distribution
+            runners["era.torch"] = torch_runner(lambda z: et.llm_logprob(z, lt, st)[0])
+            runners["era.torch.native"] = torch_runner(lambda z: et.llm_logprob(z, lt, st, backend="native")[0])
+        runners["torch eager"] = torch_runner(lambda z: baselines.torch_scaled_logprob(z, lt, st))
+    if jax is not None:
+        f = _blocked(_jax_fwd_bwd(baselines.jax_scaled_logprob))
+        xj, lj, sj, gj = jnp.asarray(x), jnp.asarray(labels.astype(np.int32)), jnp.asarray(scale), jnp.asarray(glp)
+
+        def jax_run():
+            out, (grad,) = f(gj, xj, lj, sj)
+            return dict(out=out, grad=grad)
+
+        runners["JAX jit"] = jax_run
+
+    def numpy_run():
+        out, grad = baselines.numpy_scaled_logprob(x, labels, scale, glp)
+        return dict(out=out, grad=grad)
+
+    runners["numpy"] = numpy_run
+    return runners
+
+
+BUILDERS = {
+    "discrete": build_discrete,
+    "continuous": build_continuous,
+    "token_entropy": build_token_entropy,
+    "logprob": build_logprob,
+}
+
+# The table's implementation columns, in order.
+IMPLS = ["libera-C", "libera-Py", "era.torch", "torch eager", "era.torch.native", "JAX jit", "numpy", "read floor",
+         "empty call"]
+
+
+def _int_view(a: np.ndarray) -> np.ndarray:
+    """The same bytes as the widest integers that tile them: numpy's fastest reduction (its
+    float32 sum is pairwise and runs at about half the memory bandwidth here)."""
+    flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    for t in (np.int64, np.int32):
+        if flat.size % np.dtype(t).itemsize == 0:
+            return flat.view(t)
+    return flat
+
+
+def floor_runner(arrays: List[np.ndarray]) -> Callable[[], dict]:
+    views = [_int_view(a) for a in arrays]
+
+    def run():
+        for v in views:
+            np.sum(v)
+        return {}
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------
+# libera through C
+
+
+def c_arguments(w: Workload, p: dict) -> List[str]:
+    if w.kind == "discrete":
+        return [repr(p["target_entropy"]), repr(TAU), "0"]  # mode 0: ERA_DISCRETE_EXACT
+    if w.kind == "continuous":
+        return [repr(p["target_entropy"]), repr(RESIDUAL), repr(LOG_STD_MIN), repr(LOG_STD_MAX)]
+    return []
+
+
+def build_c(lib_dir: str) -> str:
+    """Compiles bench_c.c against libera in lib_dir into bench/build/bench_c."""
+    if not os.path.exists(os.path.join(lib_dir, "libera.so")):
+        sys.exit(f"bench: no libera.so in {lib_dir} (build it, or pass --lib DIR / set ERA_LIB_DIR)")
+    os.makedirs(BUILD_DIR, exist_ok=True)
+    exe = os.path.join(BUILD_DIR, "bench_c")
+    cc = os.environ.get("CC", "cc")
+    cmd = [cc, "-O2", "-std=c99", "-I", os.path.join(ROOT, "include"), os.path.join(HERE, "bench_c.c"), "-o", exe,
+           "-L", lib_dir, "-lera", f"-Wl,-rpath,{lib_dir}"]
+    subprocess.run(cmd, check=True)
+    return exe
+
+
+def run_c(exe: str, w: Workload, inp: dict, reps: int, min_ms: float, threads: Optional[int]):
+    """Runs the C program on the workload's inputs (with libera's thread setting `threads`
+    when not None); returns (its JSON, its outputs)."""
+    data = os.path.join(BUILD_DIR, "data")
+    shutil.rmtree(data, ignore_errors=True)
+    os.makedirs(data)
+    try:
+        for name, a in inp.items():
+            a.tofile(os.path.join(data, f"{name}.bin"))
+        cmd = [exe, w.kind, w.dtype, str(w.rows), str(w.cols), data, repr(min_ms), str(reps)]
+        env = dict(os.environ, ERA_BENCH_THREADS=str(threads)) if threads is not None else None
+        proc = subprocess.run(cmd + c_arguments(w, params_of(w)), capture_output=True, text=True, env=env)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise RuntimeError(f"bench_c failed ({proc.returncode}): {proc.stdout.strip()} {proc.stderr.strip()}")
+        result = json.loads(proc.stdout)
+        x_dtype = inp["x"].dtype
+        outputs = {}
+        per_row_out = w.kind in ("token_entropy", "logprob")
+        outputs["out"] = np.fromfile(os.path.join(data, "out.bin"), np.float32 if per_row_out else x_dtype)
+        if w.kind != "token_entropy":
+            outputs["grad"] = np.fromfile(os.path.join(data, "grad.bin"), x_dtype).reshape(w.rows, w.cols)
+        if not per_row_out:
+            outputs["out"] = outputs["out"].reshape(w.rows, w.cols)
+        if w.kind == "continuous":
+            residual = np.fromfile(os.path.join(data, "grad_residual.bin"), np.float32)
+            outputs["grad_residual"] = np.sum(residual, dtype=np.float64)
+        return result, outputs
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Checking and timing
+
+
+def as_float64(a) -> np.ndarray:
+    if torch is not None and isinstance(a, torch.Tensor):
+        a = a.detach().float().numpy()
+    return np.asarray(a).astype(np.float64)
+
+
+def compare(outputs: dict, reference: dict, tol: float) -> dict:
+    """Max absolute difference of each output, and relative to the reference's largest
+    magnitude; ok when every relative difference is within tol."""
+    result, ok = {}, True
+    for key, ref in reference.items():
+        ref = as_float64(ref)
+        got = as_float64(outputs[key]).reshape(ref.shape)
+        diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+        if not np.all(np.isfinite(got)):
+            diff = math.inf
+        scale = float(np.max(np.abs(ref))) if ref.size else 1.0
+        rel = diff / scale if scale > 0 else diff
+        result[key] = dict(max_abs=diff, max_rel=rel)
+        ok = ok and rel <= tol
+    return dict(ok=ok, tol=tol, outputs=result)
+
+
+def calibrate(run: Callable[[], dict], min_s: float) -> int:
+    """The number of calls that lasts at least min_s."""
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            run()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_s:
+            return n
+        grow = 1.2 * min_s / elapsed if elapsed > 0 else 10.0
+        n = int(n * min(max(grow, 2.0), 100.0)) + 1
+
+
+def time_round_robin(runners: Dict[str, Callable[[], dict]], reps: int, min_ms: float) -> dict:
+    """Median seconds per call of each runner; within each repetition every runner is timed
+    once, in turn."""
+    min_s = min_ms * 1e-3
+    inner = {name: calibrate(run, min_s) for name, run in runners.items()}
+    per_call: Dict[str, List[float]] = {name: [] for name in runners}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(reps):
+            for name, run in runners.items():
+                n = inner[name]
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    run()
+                per_call[name].append((time.perf_counter() - t0) / n)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: dict(median_ms=1e3 * statistics.median(ts), inner=inner[name], reps_ms=[1e3 * t for t in ts])
+            for name, ts in per_call.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Ratios, targets, table
+
+RATIOS = [  # (column, numerator, denominator)
+    ("torch/C", "torch eager", "libera-C"),
+    ("JAX/C", "JAX jit", "libera-C"),
+    ("numpy/C", "numpy", "libera-C"),
+    ("C/floor", "libera-C", "read floor"),
+    ("Py/C", "libera-Py", "libera-C"),
+]
+
+
+def ratio(times: dict, num: str, den: str) -> Optional[float]:
+    a, b = times.get(num), times.get(den)
+    return a / b if a is not None and b else None
+
+
+def targets(w: Workload, times: dict, via: str = "libera-C") -> Optional[dict]:
+    """The issue's speed targets that apply to this workload, judged on libera through `via`."""
+    checks = []  # (text, value, bound, holds)
+    if w.kind == "token_entropy":
+        floor = ratio(times, via, "read floor")
+        speedup = ratio(times, "torch eager", via)
+        checks.append(("time/floor <= 2", floor, 2.0, floor is not None and floor <= 2.0))
+        checks.append(("torch/libera >= 10", speedup, 10.0, speedup is not None and speedup >= 10.0))
+    elif w.name == "discrete_256x1000":
+        vs_torch, vs_jax = ratio(times, "torch eager", via), ratio(times, "JAX jit", via)
+        checks.append(("torch/libera >= 3", vs_torch, 3.0, vs_torch is not None and vs_torch >= 3.0))
+        checks.append(("JAX/libera >= 1.5", vs_jax, 1.5, vs_jax is not None and vs_jax >= 1.5))
+    elif w.name == "continuous_256x21" and via == "libera-C":
+        vs_empty = ratio(times, "libera-Py", "empty call")  # judged from Python whatever `via`
+        checks.append(("Py/empty call <= 3", vs_empty, 3.0, vs_empty is not None and vs_empty <= 3.0))
+    if not checks:
+        return None
+    return dict(met=all(c[3] for c in checks), via=via,
+                checks=[dict(target=t, value=v, bound=b, met=h) for t, v, b, h in checks])
+
+
+def target_text(t: Optional[dict]) -> str:
+    if t is None:
+        return ""
+    parts = [f"{c['target'].split(' ')[0]} {fmt_ratio(c['value'])}" for c in t["checks"]]
+    return ("met" if t["met"] else "missed") + " (" + ", ".join(parts) + ")"
+
+
+def fmt_ms(v: Optional[float]) -> str:
+    if v is None:
+        return "—"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def fmt_ratio(v: Optional[float]) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def table(rows: List[dict]) -> str:
+    header = ["workload", "pass"] + [f"{i} ms" for i in IMPLS] + [r[0] for r in RATIOS] + ["target"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        cells = [row["name"], row["pass"]]
+        for impl in IMPLS:
+            status = row["status"].get(impl)
+            cells.append(fmt_ms(row["times_ms"].get(impl)) if status in (None, "ok") else status)
+        cells += [fmt_ratio(row["ratios"].get(r[0])) for r in RATIOS]
+        cells.append(target_text(row["target"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+
+
+def sha256(path: str) -> Optional[str]:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def machine(era, lib_dir: str, c_threads) -> dict:
+    cpu = {"processors_online": os.cpu_count(), "affinity": len(os.sched_getaffinity(0))}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        cpu["model"] = re.search(r"model name\s*:\s*(.*)", info).group(1)
+        flags = set(re.search(r"flags\s*:\s*(.*)", info).group(1).split())
+        cpu["flags"] = sorted(flags & {"avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_bf16"})
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as f:
+            cpu["l3"] = f.read().strip()
+    except OSError:
+        pass
+    cc = subprocess.run([os.environ.get("CC", "cc"), "--version"], capture_output=True, text=True).stdout
+    package_lib = os.path.join(os.path.dirname(era.__file__), "libera.so")
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "era": era.version(),
+                "era_abi": era.abi_version(), "cc": cc.splitlines()[0] if cc else None,
+                "torch": getattr(torch, "__version__", None), "jax": getattr(jax, "__version__", None),
+                "ml_dtypes": getattr(ml_dtypes, "__version__", None)}
+    threads = {"libera_python": era.get_num_threads(), "libera_c": c_threads,
+               "torch": torch.get_num_threads() if torch is not None else None,
+               "numpy": 1, "XLA_FLAGS": os.environ.get("XLA_FLAGS"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    libs = {"c": {"path": os.path.join(lib_dir, "libera.so"), "sha256": sha256(os.path.join(lib_dir, "libera.so"))},
+            "python": {"path": package_lib, "sha256": sha256(package_lib)}}
+    return dict(platform=platform.platform(), cpu=cpu, versions=versions, threads=threads, libraries=libs)
+
+
+def run_workload(w: Workload, exe: str, era, et, reps: int, min_ms: float, threads: Optional[int]) -> dict:
+    t_start = time.perf_counter()
+    inp = make_inputs(w)
+    tol = TOLERANCE[w.dtype]
+    row = {"name": w.name, "kind": w.kind, "dtype": w.dtype, "rows": w.rows, "cols": w.cols, "pass": w.pass_name,
+           "params": params_of(w), "status": {}, "checks": {}, "times_ms": {}, "timing": {}}
+    runners = BUILDERS[w.kind](w, inp, era, et)
+    floor = floor_arrays(w, inp)
+    row["floor_bytes"] = int(sum(a.nbytes for a in floor))
+
+    # Correctness: every implementation against libera's Python binding, before timing.
+    reference = runners["libera-Py"]()
+    try:
+        c_result, c_outputs = run_c(exe, w, inp, reps, min_ms, threads)
+        row["checks"]["libera-C"] = check = compare(c_outputs, reference, tol)
+        row["status"]["libera-C"] = "ok" if check["ok"] else "wrong"
+        c_passes = c_result["passes"]
+        row["c_passes_ms"] = {k: v["median_ms"] for k, v in c_passes.items()}
+        row["timing"]["libera-C"] = c_passes[w.pass_name]
+        if check["ok"]:
+            row["times_ms"]["libera-C"] = c_passes[w.pass_name]["median_ms"]
+        row["c_threads"] = c_result.get("threads")
+    except (RuntimeError, OSError, ValueError) as e:
+        row["status"]["libera-C"] = "error"
+        row["checks"]["libera-C"] = dict(ok=False, error=str(e))
+    timed = {}
+    for name, run in runners.items():
+        if name == "libera-Py":
+            timed[name] = run
+            row["status"][name] = "ok"
+            continue
+        try:
+            outputs = run()
+        except Exception as e:  # a baseline that cannot run here is reported, not fatal
+            row["status"][name] = "error"
+            row["checks"][name] = dict(ok=False, error=f"{type(e).__name__}: {e}")
+            continue
+        if outputs:
+            row["checks"][name] = check = compare(outputs, reference, tol)
+            if not check["ok"]:
+                row["status"][name] = "wrong"
+                continue
+        row["status"][name] = "ok"
+        timed[name] = run
+    timed["read floor"] = floor_runner(floor)
+    row["status"]["read floor"] = "ok"
+    print_checks(row)
+
+    for name, t in time_round_robin(timed, reps, min_ms).items():
+        row["timing"][name] = t
+        row["times_ms"][name] = t["median_ms"]
+    row["ratios"] = {col: ratio(row["times_ms"], num, den) for col, num, den in RATIOS}
+    row["target"] = targets(w, row["times_ms"])
+    row["target_via_python"] = targets(w, row["times_ms"], via="libera-Py")
+    row["seconds"] = time.perf_counter() - t_start
+    return row
+
+
+def print_checks(row: dict) -> None:
+    parts = []
+    for name, check in row["checks"].items():
+        if "error" in check:
+            parts.append(f"{name}: ERROR {check['error']}")
+            continue
+        diffs = ", ".join(f"{k} {v['max_abs']:.2g}" + (f" ({v['max_rel']:.2g} rel)" if v["max_abs"] else "")
+                          for k, v in check["outputs"].items())
+        parts.append(f"{name}: {diffs}" + ("" if check["ok"] else "  <-- WRONG"))
+    tol = TOLERANCE[row["dtype"]]
+    print(f"check {row['name']} (max |x - libera-Py|; tolerance {tol:g} relative to the largest |value|):", flush=True)
+    for p in parts:
+        print(f"    {p}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_REPS} repetitions of >= {QUICK_MIN_MS:g} ms")
+    parser.add_argument("--only", metavar="PATTERN", help="run the workloads whose name matches this regex")
+    parser.add_argument("--json", metavar="PATH", default=DEFAULT_JSON, help="where to write the results")
+    parser.add_argument("--lib", metavar="DIR", default=os.environ.get("ERA_LIB_DIR"),
+                        help="the directory of the libera.so bench_c links (default $ERA_LIB_DIR, else .build/release)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="threads for libera (C and Python) and torch (default: each library's own; "
+                        "JAX keeps XLA's)")
+    parser.add_argument("--reps", type=int, help=f"repetitions (default {REPS})")
+    parser.add_argument("--min-ms", type=float, help=f"least duration of one repetition (default {MIN_MS:g})")
+    args = parser.parse_args()
+    reps = args.reps or (QUICK_REPS if args.quick else REPS)
+    min_ms = args.min_ms or (QUICK_MIN_MS if args.quick else MIN_MS)
+    lib_dir = os.path.abspath(args.lib or os.path.join(ROOT, ".build", "release"))
+    workloads = [w for w in WORKLOADS if not args.only or re.search(args.only, w.name)]
+    if not workloads:
+        sys.exit(f"bench: no workload matches {args.only!r}: " + ", ".join(w.name for w in WORKLOADS))
+
+    import era
+
+    et = None
+    if torch is not None:
+        import era.torch as et
+    if args.threads is not None:
+        era.set_num_threads(args.threads)
+        if torch is not None and args.threads > 0:
+            torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()
+    if load_start[0] > (os.cpu_count() or 1) - 0.5:
+        print(f"note: the machine is busy (load average {load_start[0]:.1f} on {os.cpu_count()} processors); "
+              "multi-threaded rows (torch's OpenMP pool above all) slow down erratically; --threads 1 is steadier",
+              flush=True)
+    exe = build_c(lib_dir)
+    c_lib_at_start = sha256(os.path.join(lib_dir, "libera.so"))
+    rows = []
+    for w in workloads:
+        rows.append(run_workload(w, exe, era, et, reps, min_ms, args.threads))
+        print(f"    timed in {rows[-1]['seconds']:.1f} s", flush=True)
+
+    c_threads = next((r.get("c_threads") for r in rows if r.get("c_threads")), None)
+    meta = machine(era, lib_dir, c_threads)
+    meta["settings"] = dict(reps=reps, min_ms=min_ms, quick=args.quick, only=args.only, threads=args.threads)
+    meta["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    meta["seconds"] = time.perf_counter() - t_start
+    meta["load_average"] = dict(start=load_start, end=os.getloadavg())
+    text = table(rows)
+    print()
+    print(text)
+    libs = meta["libraries"]
+    libs["c"]["sha256_at_start"] = c_lib_at_start
+    if libs["c"]["sha256"] != c_lib_at_start:
+        print(f"\nnote: {libs['c']['path']} changed during the run: the libera-C rows may mix two builds")
+    if libs["c"]["sha256"] != libs["python"]["sha256"]:
+        print(f"\nnote: libera-C links {libs['c']['path']}, which differs from the era package's "
+              f"{libs['python']['path']} (reinstall the bindings to time the same build)")
+    wrong = [f"{r['name']}: {k}" for r in rows for k, s in r["status"].items() if s == "wrong"]
+    if wrong:
+        print("\nWRONG results (not timed): " + "; ".join(wrong))
+    c_failed = [r["name"] for r in rows if r["status"].get("libera-C") == "error"]
+    if c_failed:
+        print("\nbench_c failed on: " + ", ".join(c_failed) + " (see checks in the JSON)")
+    print(f"\n{len(rows)} workloads in {meta['seconds']:.0f} s; libera threads {meta['threads']['libera_python']}, "
+          f"torch threads {meta['threads']['torch']}; medians of {reps} x >= {min_ms:g} ms; -> {args.json}")
+    with open(args.json, "w") as f:
+        json.dump(dict(meta=meta, table=text, workloads=rows), f, indent=1)
+        f.write("\n")
+    return 1 if wrong or c_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -238,6 +238,15 @@ def test_learnable_residual_gradients_and_projection():
         module.residual.fill_(-0.2)
     module(torch.zeros(1, 2, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64))
     assert module.residual.item() == 0.0  # projected back to delta >= 0
+    # and down to the largest feasible delta: D (0.5 log(2 pi e) + log_std_max) - H0
+    # (here 2 * 1.4189385332 + 1), where the floor is the entropy of stds all at exp(0);
+    # beyond it the forward would raise InfeasibleTargetError in the middle of training.
+    assert module.max_residual == pytest.approx(2 * 0.5 * math.log(2 * math.pi * math.e) + 1.0, rel=1e-15)
+    with torch.no_grad():
+        module.residual.fill_(50.0)
+    _, log_std = module(torch.zeros(3, 2, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64))
+    assert module.residual.item() == pytest.approx(module.max_residual, rel=2e-9)
+    torch.testing.assert_close(log_std, torch.zeros_like(log_std), rtol=0, atol=1e-8)
 
 
 def test_residual_tuning_raises_delta_while_squashed_entropy_is_low():

@@ -11,6 +11,7 @@ from .. import continuous as _continuous
 from .. import discrete as _discrete
 from .._errors import BadParameterError, BadShapeError, python_error
 from .functions import continuous_era, discrete_era, tanh_gaussian_entropy, truncated_normal_entropy
+from .native import GAUSSIAN_ENTROPY_PER_DIM
 
 __all__ = ["ERAContinuous", "ERADiscrete"]
 
@@ -27,8 +28,11 @@ class ERAContinuous(nn.Module):
     Squashing (a = tanh(x), or the official SAC-ERA truncated normal) lowers the entropy; the
     residual compensates it. With ``learn_residual=True`` the residual is an nn.Parameter
     tuned by :meth:`residual_loss` (paper: minimise ``delta * (H_squashed - H0)``), and kept
-    >= 0 by projection: a negative value left by an optimizer step is set to 0 before the
-    residual is next used.
+    in its feasible range by projection before the residual is next used: at least 0, and
+    at most :attr:`max_residual` = ``D*(0.5*log(2*pi*e) + log_std_max) - H0``, where the
+    floor ``H0 + delta`` is the entropy of every std at exp(log_std_max) (K = 0). Beyond it
+    no log std could meet the floor and the activation would refuse the target
+    (InfeasibleTargetError): the squashed entropy cannot reach H0 with these bounds.
 
     Args:
         action_dim: D, the last axis of std_logits.
@@ -66,10 +70,19 @@ class ERAContinuous(nn.Module):
         else:
             self.register_buffer("residual", initial)
 
+    @property
+    def max_residual(self) -> float:
+        """The largest feasible delta (nats): the floor H0 + delta then equals the entropy of
+        every std at exp(log_std_max). Negative when H0 itself is infeasible."""
+        return self.action_dim * (GAUSSIAN_ENTROPY_PER_DIM + self.log_std_max) - self.target_entropy
+
     def _project_residual(self) -> None:
-        """Keeps delta >= 0 (projected gradient descent on the residual)."""
+        """Keeps 0 <= delta <= max_residual (projected gradient descent on the residual), the
+        upper end a relative 1e-9 inside, so that the library's K (summed in another order)
+        cannot round above 0."""
+        top = self.max_residual
         with torch.no_grad():
-            self.residual.clamp_(min=0.0)
+            self.residual.clamp_(min=0.0, max=max(0.0, top - 1e-9 * max(1.0, abs(top))))
 
     def forward(self, mean: torch.Tensor, std_logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``[..., D], [..., D] -> (mean, log_std [..., D])``."""

@@ -87,13 +87,49 @@ WORKLOADS: List[Workload] = [
     Workload("token_entropy_64x151936_bf16", "token_entropy", 64, 151936, "bf16"),
     Workload("logprob_64x151936_f32", "logprob", 64, 151936),
     Workload("logprob_64x151936_bf16", "logprob", 64, 151936, "bf16"),
-    # ---- fused linear + log-prob head (era_llm_linear_logprob_*, not in era.h yet) -------
-    # Add its rows here, e.g. Workload("linear_logprob_64x4096x151936_bf16", "linear_logprob",
-    # ...), with: a "linear_logprob" KIND in bench_c.c, its inputs in make_inputs, its
-    # parameters in c_arguments, a builder in BUILDERS (libera-Py, era.torch and the
-    # baselines: matmul then the scaled log-prob), its floor bytes in floor_arrays, and its
-    # tolerance in TOLERANCE.
 ]
+
+# The fused linear + log-prob head (era_llm_linear_logprob_*, docs/linear-heads.md) is timed
+# apart, by bench/bench_linear.c, against the unfused path in C (sgemm into T x V logits, then
+# era_llm_logprob_*): time and peak extra memory, one process per mode. (tokens, dim, vocab):
+LINEAR_SIZES = [(512, 256, 32000), (256, 512, 151936)]
+LINEAR_MODES = ["fused_fwd", "unfused_fwd", "fused_bwd", "unfused_bwd"]
+
+
+def fused_linear_head(lib_dir: str, reps: int, threads: Optional[int]) -> List[dict]:
+    """Builds and runs bench_linear for every size and mode; returns its JSON records."""
+    exe = os.path.join(BUILD_DIR, "bench_linear")
+    cc = os.environ.get("CC", "cc")
+    blas = subprocess.run(["pkg-config", "--cflags", "--libs", "openblas"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    subprocess.run([cc, "-O2", "-std=c99", "-I", os.path.join(ROOT, "include"), os.path.join(HERE, "bench_linear.c"),
+                    "-o", exe, "-L", lib_dir, "-lera", *blas, "-lm", f"-Wl,-rpath,{lib_dir}"], check=True)
+    env = dict(os.environ)
+    if threads is not None:
+        env["ERA_BENCH_THREADS"] = str(threads)
+    records = []
+    for tokens, dim, vocab in LINEAR_SIZES:
+        for mode in LINEAR_MODES:
+            proc = subprocess.run([exe, mode, str(tokens), str(dim), str(vocab), str(min(reps, 3))],
+                                  capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise RuntimeError(f"bench_linear {mode} failed: {proc.stdout.strip()} {proc.stderr.strip()}")
+            records.append(json.loads(proc.stdout))
+            print(f"    {mode} T={tokens} d={dim} V={vocab}: {records[-1]['seconds'] * 1e3:.0f} ms, "
+                  f"peak +{records[-1]['peak_mib']:.1f} MiB", flush=True)
+    return records
+
+
+def linear_table(records: List[dict]) -> str:
+    lines = ["| tokens x dim x vocab | pass | fused ms | unfused ms | unfused/fused | fused peak MiB | unfused peak MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    by = {(r["tokens"], r["dim"], r["vocab"], r["mode"]): r for r in records}
+    for tokens, dim, vocab in LINEAR_SIZES:
+        for kind, name in (("fwd", "forward"), ("bwd", "backward")):
+            f, u = by[(tokens, dim, vocab, f"fused_{kind}")], by[(tokens, dim, vocab, f"unfused_{kind}")]
+            lines.append(f"| {tokens} x {dim} x {vocab} | {name} | {f['seconds'] * 1e3:.0f} | {u['seconds'] * 1e3:.0f} | "
+                         f"{u['seconds'] / f['seconds']:.2f} | {f['peak_mib']:.1f} | {u['peak_mib']:.1f} |")
+    return "\n".join(lines)
 
 # Parameters shared by the workloads (docs/math.md).
 TAU = 4.0
@@ -720,8 +756,9 @@ def main() -> int:
     min_ms = args.min_ms or (QUICK_MIN_MS if args.quick else MIN_MS)
     lib_dir = os.path.abspath(args.lib or os.path.join(ROOT, ".build", "release"))
     workloads = [w for w in WORKLOADS if not args.only or re.search(args.only, w.name)]
-    if not workloads:
-        sys.exit(f"bench: no workload matches {args.only!r}: " + ", ".join(w.name for w in WORKLOADS))
+    if not workloads and not re.search(args.only, "fused_linear_head"):
+        sys.exit(f"bench: no workload matches {args.only!r}: " + ", ".join(w.name for w in WORKLOADS)
+                 + ", fused_linear_head")
 
     import era
 
@@ -745,6 +782,11 @@ def main() -> int:
         rows.append(run_workload(w, exe, era, et, reps, min_ms, args.threads))
         print(f"    timed in {rows[-1]['seconds']:.1f} s", flush=True)
 
+    linear = []
+    if not args.only or re.search(args.only, "fused_linear_head"):
+        print("fused_linear_head", flush=True)
+        linear = fused_linear_head(lib_dir, reps, args.threads)
+
     c_threads = next((r.get("c_threads") for r in rows if r.get("c_threads")), None)
     meta = machine(era, lib_dir, c_threads)
     meta["settings"] = dict(reps=reps, min_ms=min_ms, quick=args.quick, only=args.only, threads=args.threads)
@@ -754,6 +796,9 @@ def main() -> int:
     text = table(rows)
     print()
     print(text)
+    if linear:
+        print()
+        print(linear_table(linear))
     libs = meta["libraries"]
     libs["c"]["sha256_at_start"] = c_lib_at_start
     if libs["c"]["sha256"] != c_lib_at_start:
@@ -770,7 +815,8 @@ def main() -> int:
     print(f"\n{len(rows)} workloads in {meta['seconds']:.0f} s; libera threads {meta['threads']['libera_python']}, "
           f"torch threads {meta['threads']['torch']}; medians of {reps} x >= {min_ms:g} ms; -> {args.json}")
     with open(args.json, "w") as f:
-        json.dump(dict(meta=meta, table=text, workloads=rows), f, indent=1)
+        json.dump(dict(meta=meta, table=text, workloads=rows, fused_linear_head=linear,
+                       fused_linear_table=linear_table(linear) if linear else None), f, indent=1)
         f.write("\n")
     return 1 if wrong or c_failed else 0
 

@@ -58,9 +58,13 @@ public struct ContinuousERA: Sendable {
         return stored
     }
 
-    /// The float32 vector kernels' constants, when the vector kernels run.
+    /// The float32 vector kernels' constants, when the vector kernels run and |K| <= 1e200.
+    /// Their exp is 0 below e^-708 (the portable one only below e^-1000); K w for such a w
+    /// is below 1e200 e^-708 = 3e-108, invisible in float32, but a K of 1e300 (H0 = -1e300)
+    /// would make it visible (the fuzz target found one), so such rows take the portable path.
     var floatRowConstants: ContinuousRowConstants? {
-        VectorKernels.enabled ? ContinuousRowConstants(logStdMax: logStdMax, logStdMin: logStdMin, scale: scale) : nil
+        guard VectorKernels.enabled, abs(scale) <= 1e200 else { return nil }
+        return ContinuousRowConstants(logStdMax: logStdMax, logStdMin: logStdMin, scale: scale)
     }
 
     func forwardRows<T: ERAReal>(rows: Int, input: UnsafePointer<T>, output: UnsafeMutablePointer<T>) throws(ERAError) {

@@ -593,7 +593,10 @@ enum {
     FN_TRUNC_F64, FN_CFWD_F32, FN_CFWD_F64, FN_CBWD_F32, FN_CBWD_F64, FN_DFLOOR, FN_DINF, FN_DCONST, FN_DFWD_F32,
     FN_DFWD_F64, FN_DBWD_F32, FN_DBWD_F64, FN_CHKD_F32, FN_CHKD_F64, FN_CHKC_F32, FN_CHKC_F64, FN_TOK_F32,
     FN_TOK_F64, FN_TOK_BF16, FN_RESP, FN_SCALES, FN_LPF_F32, FN_LPF_BF16, FN_LPB_F32, FN_LPB_BF16, FN_THREADS,
-    FN_STATUS, FN_VERSION, FN_INIT, FN_COUNT
+    FN_STATUS, FN_VERSION, FN_INIT,
+    /* appended after the first 36 so that older inputs keep decoding to the same entry point
+     * (see fn_of_byte) */
+    FN_LINF, FN_LINB, FN_LCE, FN_COUNT
 };
 static const char *const fn_name[] = {
     "era_softmax_entropy_f32", "era_softmax_entropy_f64", "era_gaussian_entropy_f32", "era_gaussian_entropy_f64",
@@ -605,11 +608,26 @@ static const char *const fn_name[] = {
     "era_check_continuous_f64", "era_token_entropy_f32", "era_token_entropy_f64", "era_token_entropy_bf16",
     "era_llm_response_entropy_f32", "era_llm_scales_f32", "era_llm_logprob_forward_f32",
     "era_llm_logprob_forward_bf16", "era_llm_logprob_backward_f32", "era_llm_logprob_backward_bf16",
-    "era_set_num_threads", "era_status_string", "era_version_string", "era_*_params_init"};
+    "era_set_num_threads", "era_status_string", "era_version_string", "era_*_params_init",
+    "era_llm_linear_logprob_forward_f32", "era_llm_linear_logprob_backward_f32", "era_linear_discrete_ce_f32"};
+
+/* The entry point of an input's first byte. Inputs written before the fused linear heads
+ * were added picked it as byte % 36; byte % 39 would move most of them (151 % 36 = 7 but
+ * 151 % 39 = 34). So the old mapping stays for every byte value an older input can have used
+ * (0..35 in the seed corpus, 39..231 and those below 36 in the regressions), and the new
+ * functions get the bytes 36..38 (where byte % 39 gives them) and the window 232..255 (24
+ * values, 8 each): about 3.5% of inputs per new function, against 2.8% per old one. Only
+ * inputs whose first byte is 36..38 or 232..255 decode differently than before this change;
+ * no committed input has one (Tests/fuzz/make_corpus.py checks the corpus). */
+static int fn_of_byte(uint8_t b) {
+    if (b < 39) return b;
+    if (b >= 232) return FN_LINF + (b - 232) % 3;
+    return b % 36;
+}
 
 /* The arguments of the current call (besides the array slots A[]). */
 static int fn;
-static int64_t n_rows, n_cols, n_resp;
+static int64_t n_rows, n_cols, n_resp, n_dim;
 static double lo_arg, hi_arg, tol_arg;
 static era_discrete_params dparams;
 static era_continuous_params cparams;
@@ -652,6 +670,12 @@ static era_status invoke(void) {
     case FN_LPF_BF16: return era_llm_logprob_forward_bf16(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
     case FN_LPB_F32: return era_llm_logprob_backward_f32(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
     case FN_LPB_BF16: return era_llm_logprob_backward_bf16(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_LINF:
+        return era_llm_linear_logprob_forward_f32(n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], A[4], A[5]);
+    case FN_LINB:
+        return era_llm_linear_logprob_backward_f32(n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], A[4], A[5], A[6]);
+    case FN_LCE:
+        return era_linear_discrete_ce_f32(dp, n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], A[4], A[5], A[6], A[7]);
     }
     abort();
 }
@@ -897,8 +921,14 @@ static void checks_continuous(int vt) {
                 long double y = (long double)mx + (long double)k * w;
                 if (y < mn) y = mn;
                 double got = get(out, vt, r * n_cols + i);
-                /* w carries the rounding of the softmax sum: about (dim + 8) ulp */
-                double tol = 4.5e-16 * (fabs(mx) + fabs(mn) + (double)(n_cols + 8) * fabs(k) * (double)w) + 1e-300;
+                /* w carries the rounding of the softmax sum: about (dim + 8) ulp; the f32 vector
+                 * kernel takes w from exp4, 8.2e-13 relative (docs/math.md, "Vector kernels"):
+                 * 2e-12 for the quotient of two of them */
+                double tol = 4.5e-16 * (fabs(mx) + fabs(mn) + (double)(n_cols + 8) * fabs(k) * (double)w) +
+                             2e-12 * fabs(k) * (double)w + 1e-300;
+                /* exp4 gives 0 below -708 (the portable kernel below -1000): such a weight may be
+                 * dropped, visible when |K| is huge (K = -1e300, w = 1e-313) */
+                if ((long double)get(s, vt, r * n_cols + i) - st.m < -707.5L) tol += 1.01 * fabs(k) * (double)w;
                 if (vt == TY_F32 && fabsl(y) > FLT_MAX) continue; /* rounded up: +inf or -FLT_MAX, both legal */
                 if (vt == TY_F32) {
                     if (got < y - tol || got > y + tol + 2.4e-7 * fabsl(y) + 1.5e-45)
@@ -961,15 +991,18 @@ static void checks_continuous(int vt) {
             /* products gt*w round to absolute 2^-1075 below the normal range, which K multiplies */
             /* a weight below the double range is 0 in libera (and e^-1000 is 0 by design, docs/math.md 5) */
             /* and K*w itself may be subnormal (K = -2.5e-298): absolute 2^-1074 times g_j - sum */
+            /* and the f32 vector kernel's w from exp4: 2e-12 relative (docs/math.md) */
             double tol = (1e-13 * gmax + 1e-323) * (double)(n_cols + 1) * fabs(k) * (double)w[j] +
                          4 * type_eps(vt) * fabsl(want) + 1e-300 + 2e-322 * fabs(k) * gmax +
-                         1e-323 * (double)fabsl(gt[j] - weighted);
+                         1e-323 * (double)fabsl(gt[j] - weighted) + 8e-12 * gmax * fabs(k) * (double)w[j];
+            /* a weight exp4 drops (its exponent below -708) */
+            if ((long double)get(s, vt, r * n_cols + j) - st.m < -707.5L) tol += 2.02 * fabs(k) * (double)w[j] * gmax;
             if (vt == TY_F32) tol += 1.5e-45;
             expect_close(get(out, vt, r * n_cols + j), want, tol, vt, "continuous gradient", r * n_cols + j);
         }
         if (A[3]) {
             double tol = (1e-13 * gmax + 1e-323) * (double)(n_cols + 1) + 4 * type_eps(vt) * fabsl(weighted) +
-                         (vt == TY_F32 ? 1.5e-45 : 1e-300);
+                         (vt == TY_F32 ? 1.5e-45 + 4e-12 * gmax : 1e-300);
             expect_close(get(A[3], vt, r), weighted, tol, vt, "residual gradient", r);
         }
     }
@@ -1121,7 +1154,16 @@ static void checks_discrete(int vt) {
         /* the floor */
         if (n_rows > 0) {
             era_bound_report rep;
-            double tol = vt == TY_F64 ? 1e-9 : 1e-5;
+            /* era.h: the f32 variants round each logit to nearest, which moves a TIGHT row below
+             * H0, "about 1e-6" (1e-5 suggested as tolerance). That holds for moderate tau; the
+             * logits lie near -log(tau), and rounding one moves it by up to 2^-24 |t|, the entropy
+             * by up to 2 H |dt|_max: 2.7e-5 for tau = 1e300 (regression floor-f32-tight-huge-tau). */
+            double tol = 1e-9;
+            if (vt != TY_F64) {
+                double tmax = 0;
+                for (int64_t i = 0; i < n; i++) tmax = fmax(tmax, fabs(get(out, vt, i)));
+                tol = fmax(1e-5, 2.02 * fabs(dparams.target_entropy) * 0x1p-24 * tmax);
+            }
             era_status st = vt == TY_F64 ? era_check_discrete_f64(&dparams, n_rows, n_cols, out, tol, &rep)
                                          : era_check_discrete_f32(&dparams, n_rows, n_cols, out, tol, &rep);
             if (st != ERA_OK) violation("era_check_discrete on the forward's output: status '%s'", status_name(st));
@@ -1490,6 +1532,18 @@ static void fill_scales(float *s, int64_t n) {
     }
 }
 
+/* The upstream log-prob gradient in slot `slot`, one per token: mostly moderate values
+ * (multiples of 1/4096 in [-8, 8)), else the raw value profiles. The byte order is part of
+ * the input format. */
+static void grad_logprob_array(int slot, int64_t tokens) {
+    float *g = new_array(slot, TY_F32, tokens, 0);
+    uint8_t gp = byte();
+    for (int64_t t = 0; t < tokens; t++) {
+        if (gp < 150) g[t] = (float)((int16_t)u16() / 4096.0);
+        else gen_element(g, TY_F32, t, byte() % C_RAW, 1.0);
+    }
+}
+
 static int setup_logprob(int vt) {
     int backward = fn == FN_LPB_F32 || fn == FN_LPB_BF16;
     n_rows = gen_size(64);
@@ -1508,12 +1562,7 @@ static int setup_logprob(int vt) {
         if (byte() < 80) A[4] = NULL; /* no entropies */
         maybe_null(4);
     } else {
-        float *g = new_array(3, TY_F32, tokens, 0);
-        uint8_t gp = byte();
-        for (int64_t t = 0; t < tokens; t++) {
-            if (gp < 150) g[t] = (float)((int16_t)u16() / 4096.0);
-            else gen_element(g, TY_F32, t, byte() % C_RAW, 1.0);
-        }
+        grad_logprob_array(3, tokens);
         new_array(4, vt, n, 1);
         if (byte() < 64) alias(4, 0);
         maybe_null(5);
@@ -1602,6 +1651,816 @@ static void checks_logprob(int vt) {
     }
 }
 
+/* ---- fused linear heads ---------------------------------------------------------------
+ * era_llm_linear_logprob_forward_f32 / _backward_f32 and era_linear_discrete_ce_f32: the
+ * logits are z = x . w^T (+ bias) of float32 arrays, formed by cblas_sgemm in float32.
+ * Slots, LLM: 0 hidden[tokens*dim], 1 weight[vocab*dim], 2 labels, 3 logit_scale (NULL:
+ * s = 1); forward 4 out_logprob, 5 out_entropy (optional); backward 4 grad_logprob,
+ * 5 out_grad_hidden, 6 out_grad_weight (both optional). Classification: 0 features,
+ * 1 weight, 2 bias (optional), 3 labels, 4 out_loss, 5..7 the gradients (optional).
+ * No slot is ever aliased: the header allows no overlap in this section.
+ *
+ * The references are in double: a naive product (each product of two floats is exact in
+ * double), then the plain formulas. libera's logits are float32 sums of dim products, so a
+ * logit is known only within gamma(dim) * sum_j |x_j w_j| (f32_gamma below: any summation
+ * order, FMA or not); every tolerance below carries that bound through a Lipschitz constant
+ * of what follows (log-softmax: 2 in the max norm; entropy: 2 log vocab; softmax: 2 from the
+ * max norm to the 1-norm), so it holds for any logit error within the bound, not only to
+ * first order. */
+
+/* The float32 rounding of a value at or above this magnitude is infinite (FLT_MAX plus half
+ * an ulp: rounding to nearest even takes the halfway point up). */
+#define F32_OVERFLOW 0x1.ffffffp127
+/* libera refuses a gradient whose bound exceeds this (era.h: FLT_MAX / 4) */
+#define GRADIENT_LIMIT ((double)FLT_MAX / 4)
+/* the absolute rounding of a float32 operation whose result is subnormal */
+#define F32_TINY 0x1p-149
+
+/* A bound on the relative error of a float32 sum of n products against the sum of their
+ * magnitudes: twice the textbook n * 2^-24. */
+static double f32_gamma(int64_t n) { return 0x1p-23 * (double)(n + 2); }
+
+static const int64_t dim_specials[] = {0, -1, INT32_MAX, (int64_t)INT32_MAX + 1, (int64_t)1 << 32, INT64_MAX,
+                                       INT64_MIN, 3037000500LL, (int64_t)1 << 62, -((int64_t)1 << 40), 1, 32};
+
+/* dim: mostly 1..32; about 1 in 13 a special one: 0 or negative, INT32_MAX (legal, too large
+ * to allocate here: skipped), or above INT32_MAX (BAD_SHAPE, cheap: a bad shape gets empty
+ * buffers, so a read of weight before the check shows under AddressSanitizer). */
+static int64_t gen_dim(void) {
+    uint8_t b = byte();
+    if (b >= 236) return dim_specials[(b - 236) % 12];
+    if (b < 64) return 1 + b % 4;
+    return 1 + u16() % 32;
+}
+
+/* Vocabulary entries (llm) or classes: mostly 1..300 (2..300); 1 in 6 larger: for the LLM
+ * across the 2048-entry chunks of its tiles (up to 5000: 3 chunks in 3 groups; 1 in 16 of
+ * those 32769..35768, 17 or 18 chunks dealt to 16 groups, with at most 2 tokens and dim <= 2),
+ * for the classification head 301..1000; 1 in 16 a special size (negative, 0, overflowing). */
+static int64_t gen_outputs(int llm) {
+    uint8_t b = byte();
+    if (b >= 240) return special_sizes[(b - 240) % 12];
+    if (b >= 200) {
+        if (!llm) return 301 + u16() % 700;
+        static const int64_t chunked[] = {2047, 2048, 2049, 4095, 4096, 4097, 3000, 5000};
+        uint8_t c = byte();
+        if (c >= 240) return 32769 + u16() % 3000; /* 17+ chunks: groups of two (setup keeps it small) */
+        return c < 128 ? chunked[c % 8] : 2049 + u16() % 2952;
+    }
+    if (b < 64) return (llm ? 1 : 2) + b % 4;
+    return llm ? 1 + u16() % 300 : 2 + u16() % 299;
+}
+
+/* Tokens or rows: gen_size(64), and 1 in 32 of those 120..135, across the 128-token block. */
+static int64_t gen_tokens(void) {
+    int64_t t = gen_size(64);
+    if (t >= 0 && t <= 64 && byte() >= 248) t = 120 + byte() % 16;
+    return t;
+}
+
+/* era.h: BAD_SHAPE for rows below min_rows, dim < 1, outputs < 1, dim above INT32_MAX, an
+ * element or byte count that overflows int64 (rows x dim floats, outputs x dim floats, rows
+ * int64 labels); for the classification head also rows or classes above INT32_MAX (and, not
+ * in the header's list but in libera's checks, a rows x classes x 8-byte scratch that
+ * overflows: unreachable here without allocating gigabytes). */
+static int linear_shape_bad(int64_t rows, int64_t dim, int64_t outputs, int64_t min_rows, int classification) {
+    if (rows < min_rows || dim < 1 || outputs < 1) return 1;
+    if (overflows(rows, dim, 4) || overflows(outputs, dim, 4) || overflows(rows, 1, 8)) return 1;
+    if (dim > INT32_MAX) return 1;
+    if (classification && (rows > INT32_MAX || outputs > INT32_MAX || overflows(rows, outputs, 8))) return 1;
+    return 0;
+}
+
+/* z[o] = x . w[o] (+ bias[o]) in double and mag[o] = sum_j |x_j w[o, j]| (+ |bias[o]|), for
+ * one row x of dim values and `outputs` rows of w. */
+static void linear_row(const float *x, const float *w, int64_t dim, int64_t outputs, const float *bias, double *z,
+                       double *mag) {
+    for (int64_t o = 0; o < outputs; o++) {
+        double s = bias ? (double)bias[o] : 0.0, m = bias ? fabs((double)bias[o]) : 0.0;
+        const float *wo = w + o * dim;
+        for (int64_t j = 0; j < dim; j++) {
+            double p = (double)x[j] * (double)wo[j];
+            s += p;
+            m += fabs(p);
+        }
+        z[o] = s;
+        mag[o] = m;
+    }
+}
+
+/* The products the fault model may redo in double per call for its exact predictions (a
+ * logit or log-probability near the float32 overflow); past it, the statuses those would
+ * decide are only allowed ("maybe"). */
+#define PREDICTION_WORK 150000
+
+/* The error bound of one float32 logit (dim products, maybe a bias). */
+static double logit_error(double mag, int64_t dim) { return f32_gamma(dim + 1) * mag + (double)(dim + 3) * F32_TINY; }
+
+/* Whether a float32 logit overflows: 0 never (no partial sum can reach the overflow point:
+ * each is within (1 + gamma) of the magnitude sum), 2 surely (the exact value is beyond it
+ * by more than the rounding), 1 either way. era.h: "a logit that overflows float32 in the
+ * product is ERA_ERR_NON_FINITE"; a logit whose exact value fits but whose float32 sum
+ * overflows on the way (1e30 * 1e30 - 1e30 * 1e30) is one of those "either way": libera only
+ * sees the float32 result. */
+static int logit_overflow(double z, double mag, int64_t dim) {
+    double err = logit_error(mag, dim);
+    if (mag + err < F32_OVERFLOW * (1 - 1e-12)) return 0;
+    if (fabs(z) - err > F32_OVERFLOW * (1 + 1e-12)) return 2;
+    return 1;
+}
+
+/* Largest |value| of each row of a rows x cols float array, into out[rows]. */
+static void row_max_abs(const float *v, int64_t rows, int64_t cols, double *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        double m = 0;
+        for (int64_t j = 0; j < cols; j++) m = fmax(m, fabs((double)v[r * cols + j]));
+        out[r] = m;
+    }
+}
+
+/* Softmax statistics of s*z over one row, in long double: max, sum e^(v - max),
+ * sum (v - max) e^(v - max). */
+typedef struct { long double m, S, T; } lstats;
+static lstats llm_stats(const double *z, int64_t n, double s) {
+    lstats r = {-INFINITY, 0, 0};
+    for (int64_t i = 0; i < n; i++) if ((long double)s * z[i] > r.m) r.m = (long double)s * z[i];
+    for (int64_t i = 0; i < n; i++) {
+        long double v = (long double)s * z[i] - r.m, e = expl(v);
+        r.S += e;
+        if (e > 0) r.T += v * e;
+    }
+    return r;
+}
+
+/* ---- the LLM heads -------------------------------------------------------------------- */
+
+/* The fault model of both LLM heads (shape already good). Check order in libera: pointers,
+ * the weight scan, then (tokens > 0) labels and scales, the hidden scan, grad_logprob and the
+ * gradient bounds (backward), the logits (overflow), the log-probabilities (forward); the
+ * model records every fault the header names whatever the order. */
+static void linear_llm_faults(int backward) {
+    int64_t T = n_rows, d = n_dim, V = n_cols;
+    const float *h = A[0], *w = A[1], *sc = A[3], *g = backward ? A[4] : NULL;
+    const int64_t *lab = A[2];
+    if (!w || (T > 0 && (!h || !lab || !A[4]))) faults |= F(ERA_ERR_NULL_POINTER);
+    int w_ok = w && all_finite(1, TY_F32, V * d); /* weight is scanned even without tokens */
+    if (w && !w_ok) faults |= F(ERA_ERR_NON_FINITE);
+    if (T == 0) return;
+    int h_ok = h && all_finite(0, TY_F32, T * d);
+    if (h && !h_ok) faults |= F(ERA_ERR_NON_FINITE);
+    int scales_finite = 1;
+    for (int64_t t = 0; t < T; t++) {
+        if (lab && (lab[t] < 0 || lab[t] >= V)) faults |= F(ERA_ERR_BAD_INDEX);
+        if (sc && !isfinite(sc[t])) { faults |= F(ERA_ERR_NON_FINITE); scales_finite = 0; }
+        else if (sc && !(sc[t] > 0)) faults |= F(ERA_ERR_BAD_PARAMETER);
+    }
+    double *mh = malloc(sizeof(double) * (size_t)T);
+    if (h_ok) row_max_abs(h, T, d, mh);
+    double mw = w_ok ? max_abs(w, TY_F32, V * d) : 0;
+    if (backward && g) {
+        /* NON_FINITE for a non-finite g_t; BAD_PARAMETER when g_t s_t overflows float32 (the
+         * product of two floats is exact in double: the prediction is exact). */
+        int g_ok = 1;
+        for (int64_t t = 0; t < T; t++) {
+            double s = sc ? sc[t] : 1.0;
+            if (!isfinite(g[t])) { faults |= F(ERA_ERR_NON_FINITE); g_ok = 0; continue; }
+            if (isfinite(s) && fabs((double)g[t] * s) >= F32_OVERFLOW) { faults |= F(ERA_ERR_BAD_PARAMETER); g_ok = 0; }
+        }
+        /* the gradient bounds, exactly as era.h states them (in double, in token order):
+         * 2 max_t |g_t s_t| max|weight| for out_grad_hidden, sum_t |g_t s_t| max_j |hidden[t, j]|
+         * for out_grad_weight, refused above FLT_MAX / 4; a bound within 1e-12 of the limit
+         * may go either way (the rounding of the double sum). libera checks them after the
+         * labels, scales and g; the model does wherever they are defined. */
+        if (g_ok && scales_finite && h_ok && w_ok) {
+            double largest = 0, wbound = 0;
+            for (int64_t t = 0; t < T; t++) {
+                double gs = fabs((double)g[t] * (sc ? (double)sc[t] : 1.0));
+                largest = fmax(largest, gs);
+                wbound += gs * mh[t];
+            }
+            double hbound = 2 * largest * mw;
+            if (A[5]) {
+                if (near_boundary(hbound / GRADIENT_LIMIT, 1, 1e-12)) maybe |= F(ERA_ERR_BAD_PARAMETER);
+                else if (hbound > GRADIENT_LIMIT) faults |= F(ERA_ERR_BAD_PARAMETER);
+            }
+            if (A[6]) {
+                if (near_boundary(wbound / GRADIENT_LIMIT, 1, 1e-12)) maybe |= F(ERA_ERR_BAD_PARAMETER);
+                else if (wbound > GRADIENT_LIMIT) faults |= F(ERA_ERR_BAD_PARAMETER);
+            }
+        }
+    }
+    /* overflowing logits (NON_FINITE) and, forward, overflowing log-probabilities
+     * (BAD_PARAMETER): exact logits only for tokens whose magnitude bound comes near */
+    if (h_ok && w_ok) {
+        double *z = malloc(sizeof(double) * (size_t)V), *mag = malloc(sizeof(double) * (size_t)V);
+        int64_t budget = PREDICTION_WORK; /* products for exact predictions; beyond, "maybe" */
+        for (int64_t t = 0; t < T; t++) {
+            double s = sc ? sc[t] : 1.0;
+            int s_ok = isfinite(s) && s > 0 && lab && lab[t] >= 0 && lab[t] < V;
+            double cheap = (double)d * mh[t] * mw, cheap_err = logit_error(cheap, d);
+            int logits_near = cheap + cheap_err >= F32_OVERFLOW * (1 - 1e-12);
+            int lp_near = !backward && s_ok && s * 2 * (cheap + cheap_err) + 20 >= F32_OVERFLOW * (1 - 1e-9);
+            if (!logits_near && !lp_near) continue;
+            if (budget < V * d) {
+                if (logits_near) maybe |= F(ERA_ERR_NON_FINITE);
+                if (lp_near) maybe |= F(ERA_ERR_BAD_PARAMETER);
+                continue;
+            }
+            budget -= V * d;
+            linear_row(h + t * d, w, d, V, NULL, z, mag);
+            double zerr = 0;
+            for (int64_t v = 0; v < V; v++) {
+                int o = logit_overflow(z[v], mag[v], d);
+                if (o == 2) faults |= F(ERA_ERR_NON_FINITE);
+                else if (o == 1) maybe |= F(ERA_ERR_NON_FINITE);
+                zerr = fmax(zerr, logit_error(mag[v], d));
+            }
+            if (!lp_near) continue;
+            /* logp' = (s z_a - max) - log S; its float32 rounding is infinite at or above
+             * F32_OVERFLOW. The logits' errors move it by at most 2 s zerr. */
+            lstats st = llm_stats(z, V, s);
+            long double lp = fabsl((long double)s * z[lab[t]] - st.m - logl(st.S));
+            long double err = 2.0L * s * zerr + 1e-9L * lp;
+            if (lp - err >= F32_OVERFLOW) faults |= F(ERA_ERR_BAD_PARAMETER);
+            else if (lp + err >= F32_OVERFLOW) maybe |= F(ERA_ERR_BAD_PARAMETER);
+        }
+        free(z);
+        free(mag);
+    }
+    free(mh);
+}
+
+static int setup_linear_llm(void) {
+    int backward = fn == FN_LINB;
+    n_rows = gen_tokens();
+    n_dim = gen_dim();
+    n_cols = gen_outputs(1);
+    /* a few milliseconds per call: at most 2M multiply-adds per product; the vocabularies
+     * of more than 16 chunks only with 1..2 tokens and dim 1..2 (the harness fills and checks
+     * every weight) */
+    if (n_cols > 6000 && n_cols <= 36000 && n_dim > 0 && n_dim <= 64 && n_rows >= 0 && n_rows <= 200) {
+        n_dim = 1 + (n_dim - 1) % 2;
+        if (n_rows > 2) n_rows = 1 + n_rows % 2;
+    } else if (n_cols > 2048 && n_cols <= 6000 && n_dim > 16 && n_dim <= 64) {
+        n_dim = 1 + (n_dim - 1) % 16; /* across chunks: dim up to 16 */
+    }
+    if (n_rows > 0 && n_rows <= 200 && n_dim > 0 && n_dim <= 64 && n_cols > 0 && n_cols <= 36000 &&
+        n_rows * n_dim * n_cols > 2000000)
+        n_rows = 2000000 / (n_dim * n_cols) > 0 ? 2000000 / (n_dim * n_cols) : 1;
+    shape_bad = linear_shape_bad(n_rows, n_dim, n_cols, 0, 0);
+    if (shape_bad) faults |= F(ERA_ERR_BAD_SHAPE), maybe |= F(ERA_ERR_NULL_POINTER);
+    else if (n_rows > 200 || n_dim > 64 || n_cols > 36000) return 0; /* legal, too large to allocate here */
+    int64_t tokens = shape_bad ? 0 : n_rows, nh = shape_bad ? 0 : n_rows * n_dim, nw = shape_bad ? 0 : n_cols * n_dim;
+    fill_values(new_array(0, TY_F32, nh, 0), TY_F32, tokens, n_dim);
+    fill_values(new_array(1, TY_F32, nw, 0), TY_F32, shape_bad ? 0 : n_cols, n_dim);
+    fill_ids(new_array(2, TY_I64, tokens, 0), tokens, 0, n_cols);
+    fill_scales(new_array(3, TY_F32, tokens, 0), tokens);
+    if (byte() < 80) A[3] = NULL; /* s = 1 */
+    if (!backward) {
+        new_array(4, TY_F32, tokens, 1);
+        new_array(5, TY_F32, tokens, 1);
+        if (byte() < 80) A[5] = NULL; /* no entropies */
+    } else {
+        grad_logprob_array(4, tokens);
+        new_array(5, TY_F32, nh, 1);
+        new_array(6, TY_F32, nw, 1);
+        uint8_t o = byte();
+        if (o < 48) A[5] = NULL;       /* only the weight's gradient */
+        else if (o < 96) A[6] = NULL;  /* only the hidden states' */
+        else if (o < 112) A[5] = A[6] = NULL;
+    }
+    maybe_null(5);
+    if (!shape_bad) linear_llm_faults(backward);
+    if (!backward)
+        describe("%s(tokens=%lld, dim=%lld, vocab=%lld, scales=%s, entropy_out=%s)", fn_name[fn], (long long)n_rows,
+                 (long long)n_dim, (long long)n_cols, A[3] ? "given" : "NULL", A[5] ? "given" : "NULL");
+    else
+        describe("%s(tokens=%lld, dim=%lld, vocab=%lld, scales=%s, grad_hidden=%s, grad_weight=%s)", fn_name[fn],
+                 (long long)n_rows, (long long)n_dim, (long long)n_cols, A[3] ? "given" : "NULL",
+                 A[5] ? "given" : "NULL", A[6] ? "given" : "NULL");
+    return 1;
+}
+
+/* The largest product (tokens x vocab x dim, rows x classes x dim) the harness redoes in full
+ * for a reference: a few milliseconds of the harness's own time. */
+#define REFERENCE_WORK 60000
+
+/* Tokens to compare with the reference: all of them when the reference is cheap (a small
+ * product), else a sample of 1 to 3 (as many as fit in REFERENCE_WORK, at least one). */
+static int64_t reference_tokens(int64_t tokens, int64_t work, int64_t *pick) {
+    if (work <= REFERENCE_WORK) {
+        for (int64_t t = 0; t < tokens; t++) pick[t] = t;
+        return tokens;
+    }
+    int64_t per_token = work / tokens, count = REFERENCE_WORK / (per_token > 0 ? per_token : 1);
+    if (count < 1) count = 1;
+    if (count > 3) count = 3;
+    for (int64_t k = 0; k < count; k++) pick[k] = (int64_t)(u32() % (uint64_t)tokens);
+    return count;
+}
+
+/* The reference logits of one token (z[v] = h_row . weight[v], |terms| in mag) and the
+ * largest float32 rounding error libera's product can have on any of them. */
+static double reference_logits(const float *h_row, const float *w, int64_t d, int64_t V, double *z, double *mag) {
+    linear_row(h_row, w, d, V, NULL, z, mag);
+    double zerr = 0;
+    for (int64_t v = 0; v < V; v++) zerr = fmax(zerr, logit_error(mag[v], d));
+    return zerr;
+}
+
+static void checks_linear_llm(void) {
+    int backward = fn == FN_LINB;
+    int64_t T = n_rows, d = n_dim, V = n_cols;
+    const float *h = input(0), *w = input(1), *sc = A[3] ? input(3) : NULL;
+    const int64_t *lab = input(2);
+    if (T == 0) {
+        if (backward && A[6]) /* era.h: with tokens == 0, out_grad_weight is set to zeros */
+            for (int64_t i = 0; i < V * d; i++)
+                if (((const float *)A[6])[i] != 0)
+                    violation("grad_weight[%lld] = %g with no tokens (expected 0)", (long long)i, ((const float *)A[6])[i]);
+        return;
+    }
+    double *z = malloc(sizeof(double) * (size_t)V), *mag = malloc(sizeof(double) * (size_t)V);
+    int64_t *pick = malloc(sizeof(int64_t) * (size_t)(T > 3 ? T : 3));
+    if (!backward) {
+        const float *lp = A[4], *ent = A[5];
+        for (int64_t t = 0; t < T; t++) {
+            if (!isfinite(lp[t]) || lp[t] > 0) violation("log-probability [%lld] = %.9g (must be finite and <= 0)", (long long)t, lp[t]);
+            if (ent && (!isfinite(ent[t]) || ent[t] < 0 || ent[t] > log((double)V) * (1 + 1e-6) + 1e-6))
+                violation("entropy [%lld] = %.9g outside [0, log %lld]", (long long)t, ent[t], (long long)V);
+        }
+        int64_t count = reference_tokens(T, T * V * d, pick);
+        for (int64_t k = 0; k < count; k++) {
+            int64_t t = pick[k];
+            double s = sc ? sc[t] : 1.0;
+            double zerr = reference_logits(h + t * d, w, d, V, z, mag);
+            lstats st = llm_stats(z, V, s);
+            long double want = (long double)s * z[lab[t]] - st.m - logl(st.S);
+            /* logsumexp is 1-Lipschitz in the max norm: |error| <= 2 s zerr, then libera's
+             * double statistics and the rounding to float */
+            double tol = 2.0001 * s * zerr + 1.2e-7 * fabsl(want) + 1e-15 * (double)(fabsl(st.m) + 1) + 1e-12;
+            expect_close(lp[t], want, tol, TY_F32, "log-probability (reference)", t);
+            if (ent) {
+                long double hw = logl(st.S) - st.T / st.S;
+                /* the entropy of softmax(x) is (2 log V)-Lipschitz in the max norm of x */
+                double tolh = 2.0001 * log((double)V) * s * zerr + 2.5e-7 * (1 + (double)hw) +
+                              4e-16 * (double)(fabsl(st.m) + 1) * 64;
+                expect_close(ent[t], hw, tolh, TY_F32, "entropy (reference)", t);
+            }
+        }
+        /* the log-probabilities do not depend on whether entropies are asked for */
+        if (ent && byte() < 64) {
+            float *again = malloc(sizeof(float) * (size_t)T);
+            era_status st = era_llm_linear_logprob_forward_f32(T, d, V, A[0], A[1], A[2], A[3], again, NULL);
+            if (st != ERA_OK) violation("the same call without out_entropy: status '%s'", status_name(st));
+            if (memcmp(again, lp, sizeof(float) * (size_t)T) != 0)
+                violation("log-probabilities differ with and without out_entropy");
+            free(again);
+        }
+        free(z); free(mag); free(pick);
+        return;
+    }
+    const float *g = input(4), *gh = A[5], *gw = A[6];
+    double *gs = malloc(sizeof(double) * (size_t)T), *wcol = calloc((size_t)d, sizeof(double));
+    for (int64_t t = 0; t < T; t++) gs[t] = (double)g[t] * (sc ? (double)sc[t] : 1.0);
+    for (int64_t v = 0; v < V; v++)
+        for (int64_t j = 0; j < d; j++) wcol[j] = fmax(wcol[j], fabs((double)w[v * d + j]));
+    /* |dz[t, :]|_1 <= 2 |g_t s_t| and |dz[t, i]| <= |g_t s_t|: the documented bounds */
+    if (gh)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t j = 0; j < d; j++) {
+                /* dz is rounded to float: absolutely (2^-150) where subnormal, times |weight| */
+                double v = gh[t * d + j],
+                       bound = (2 * fabs(gs[t]) + (double)V * F32_TINY) * wcol[j] * (1 + f32_gamma(V + 5)) +
+                               (double)(V + 4) * F32_TINY;
+                if (!isfinite(v) || fabs(v) > bound)
+                    violation("grad_hidden[%lld,%lld] = %.9g beyond 2 |g s| max|weight[:, j]| = %.9g", (long long)t,
+                              (long long)j, v, bound);
+            }
+    double *hcol = calloc((size_t)d, sizeof(double)); /* sum_t |g_t s_t| |hidden[t, j]| */
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < d; j++) hcol[j] += (fabs(gs[t]) + F32_TINY) * fabs((double)h[t * d + j]);
+    if (gw)
+        for (int64_t v = 0; v < V; v++)
+            for (int64_t j = 0; j < d; j++) {
+                double bound = hcol[j] * (1 + f32_gamma(T + 5)) + (double)(T + 4) * F32_TINY;
+                double x = gw[v * d + j];
+                if (!isfinite(x) || fabs(x) > bound)
+                    violation("grad_weight[%lld,%lld] = %.9g beyond sum_t |g s| |hidden[t, j]| = %.9g", (long long)v,
+                              (long long)j, x, bound);
+            }
+    /* the reference: dz = g s (onehot - p), dL/dH = dz W, dL/dW = dz^T H, with the error
+     * bounds carried alongside (|p - p'|_1 <= 2 s zerr, then the float32 sums) */
+    int full = T * V * d <= REFERENCE_WORK;
+    int64_t count = full ? T : reference_tokens(T, T * V * d, pick);
+    if (full) for (int64_t t = 0; t < T; t++) pick[t] = t;
+    double *rw = NULL, *rw_tol = NULL, *rw_mag = NULL;
+    if (full && gw) {
+        rw = calloc((size_t)(V * d), sizeof(double));
+        rw_tol = calloc((size_t)(V * d), sizeof(double));
+        rw_mag = calloc((size_t)(V * d), sizeof(double));
+    }
+    double *rh = malloc(sizeof(double) * (size_t)d), *rh_mag = malloc(sizeof(double) * (size_t)d);
+    double *wsum = calloc((size_t)d, sizeof(double)); /* sum_v |weight[v, j]| */
+    for (int64_t v = 0; v < V; v++)
+        for (int64_t j = 0; j < d; j++) wsum[j] += fabs((double)w[v * d + j]);
+    for (int64_t k = 0; k < count; k++) {
+        int64_t t = pick[k];
+        double s = sc ? sc[t] : 1.0;
+        double zerr = reference_logits(h + t * d, w, d, V, z, mag);
+        double l1 = fmin(2.0, 2.0001 * s * zerr) + 1e-12; /* |p_libera - p|_1 */
+        lstats st = llm_stats(z, V, s);
+        for (int64_t j = 0; j < d; j++) rh[j] = rh_mag[j] = 0;
+        for (int64_t v = 0; v < V; v++) {
+            long double p = expl((long double)s * z[v] - st.m) / st.S;
+            double dz = (double)((long double)gs[t] * ((v == lab[t]) - p));
+            for (int64_t j = 0; j < d; j++) {
+                double wv = w[v * d + j], hv = h[t * d + j];
+                rh[j] += dz * wv;
+                rh_mag[j] += (fabs(dz) + F32_TINY) * fabs(wv); /* dz's rounding: absolute where subnormal */
+                if (rw) {
+                    rw[v * d + j] += dz * hv;
+                    rw_mag[v * d + j] += (fabs(dz) + fabs(gs[t]) * fmin(1.0, l1)) * fabs(hv);
+                    rw_tol[v * d + j] += (fabs(gs[t]) * fmin(1.0, l1) + F32_TINY) * fabs(hv);
+                }
+            }
+        }
+        if (gh)
+            for (int64_t j = 0; j < d; j++) {
+                double lib_err = fabs(gs[t]) * l1 * wcol[j];
+                double tol = lib_err + f32_gamma(V + 5) * (rh_mag[j] + lib_err) + F32_TINY * wsum[j] +
+                             (double)(V + 4) * F32_TINY;
+                expect_close(gh[t * d + j], rh[j], tol, TY_F32, "grad_hidden (reference)", t * d + j);
+            }
+    }
+    if (rw)
+        for (int64_t i = 0; i < V * d; i++) {
+            double tol = rw_tol[i] + f32_gamma(T + 5) * rw_mag[i] + (double)(T + 4) * F32_TINY;
+            expect_close(gw[i], rw[i], tol, TY_F32, "grad_weight (reference)", i);
+        }
+    free(rw); free(rw_tol); free(rw_mag); free(rh); free(rh_mag); free(wsum); free(hcol); free(gs); free(wcol);
+    free(z); free(mag); free(pick);
+}
+
+/* ---- the classification head ---------------------------------------------------------- */
+
+/* t = log h^-1(y), t <= -1 with t + log(-t) = log y, 0 < y < 1/e: Newton's method on a
+ * bracket in long double (bisection where a step would leave it). */
+static long double ce_log_hinv(long double y) {
+    long double L = logl(y), lo = -2000, hi = -1;
+    long double t = L < -2 ? L - logl(-L) : -1 - sqrtl(2 * (-1 - L));
+    if (!(t > lo && t < hi)) t = -1.5L;
+    for (int i = 0; i < 200; i++) {
+        long double f = t + logl(-t) - L;
+        if (f > 0) hi = t; else lo = t;
+        long double next = t - f / (1 + 1 / t);
+        if (!(next > lo && next < hi)) next = 0.5L * (lo + hi);
+        if (fabsl(next - t) <= 1e-19L * fabsl(t)) return next;
+        t = next;
+    }
+    return t;
+}
+
+/* y dt/dy, the slope of t in log y, and its largest value over y <= up (era.h math 2): for
+ * the exact inverse t/(1+t), at most log(tau)/(log(tau) - 1); for REFERENCE's closed form
+ * 1/sqrt(2u) + 0.75, u = -1 - log y. */
+static double ce_slope_bound(const era_discrete_params *p) {
+    double lt = log(p->tau);
+    if (p->mode == ERA_DISCRETE_REFERENCE) return 1 / sqrt(2 * (lt - 1 - log(lt))) + 0.75;
+    return lt / (lt - 1);
+}
+
+/* The classification head in double for rows x classes: logits z (and their magnitudes), ERA
+ * logits t, the loss, the gradient G of the loss with respect to the logits, and bounds on
+ * libera's deviation from it. */
+typedef struct {
+    double *z, *mag, *t, *G, *dG; /* rows x classes */
+    double *zerr;                 /* per row: the largest logit error */
+    double loss, loss_tol;
+    int grad_ok;                  /* every row away from a kink and well conditioned: dG holds */
+} ce_ref_t;
+
+static void ce_ref_free(ce_ref_t *R) { free(R->z); free(R->mag); free(R->t); free(R->G); free(R->dG); free(R->zerr); }
+
+static int ce_reference(ce_ref_t *R, const float *x, const float *w, const float *bias, const int64_t *lab) {
+    int64_t N = n_rows, d = n_dim, K = n_cols;
+    memset(R, 0, sizeof *R);
+    double c;
+    if (era_discrete_constant(&dparams, K, &c) != ERA_OK) return 0;
+    double up = log(dparams.tau) / dparams.tau, dd = (double)K;
+    double a = fmax(0, (dd * up - c) / (dd - 1)), b = fmax(0, (c - up) / (dd - 1));
+    double slope = ce_slope_bound(&dparams);
+    int mode = dparams.mode;
+    size_t n = (size_t)(N * K);
+    R->z = malloc(sizeof(double) * n); R->mag = malloc(sizeof(double) * n); R->t = malloc(sizeof(double) * n);
+    R->G = malloc(sizeof(double) * n); R->dG = malloc(sizeof(double) * n); R->zerr = malloc(sizeof(double) * (size_t)N);
+    long double *p = malloc(sizeof(long double) * (size_t)K), *y = malloc(sizeof(long double) * (size_t)K);
+    long double *rho = malloc(sizeof(long double) * (size_t)K);
+    long double loss = 0, loss_tol = 0;
+    R->grad_ok = 1;
+    for (int64_t r = 0; r < N; r++) {
+        double *z = R->z + r * K, *t = R->t + r * K, *G = R->G + r * K, *dG = R->dG + r * K;
+        linear_row(x + r * d, w, d, K, bias, z, R->mag + r * K);
+        double zerr = 0;
+        for (int64_t k = 0; k < K; k++) zerr = fmax(zerr, logit_error(R->mag[r * K + k], d));
+        R->zerr[r] = zerr;
+        long double m = -INFINITY, S = 0;
+        for (int64_t k = 0; k < K; k++) if (z[k] > m) m = z[k];
+        for (int64_t k = 0; k < K; k++) S += expl(z[k] - m);
+        double tmax = 0;
+        int kink = 0;
+        for (int64_t k = 0; k < K; k++) {
+            p[k] = expl(z[k] - m) / S;
+            long double yk = (long double)a * p[k] + b;
+            if (yk < 0) yk = 0;
+            if (yk > up) yk = up;
+            y[k] = yk;
+            if (fabsl(yk / DBL_MIN - 1) < 1e-3L) kink = 1; /* the clamp at DBL_MIN: the derivative jumps */
+            long double yc = yk < DBL_MIN ? DBL_MIN : yk;
+            long double tk;
+            if (mode == ERA_DISCRETE_REFERENCE) {
+                long double u = -1 - logl(yc);
+                tk = -1 - sqrtl(2 * u) - 0.75L * u;
+            } else {
+                tk = ce_log_hinv(yc);
+            }
+            t[k] = (double)tk;
+            tmax = fmax(tmax, fabs(t[k]));
+        }
+        /* cross-entropy at t and its gradient g = (softmax(t) - onehot) / rows */
+        long double mt = -INFINITY, St = 0;
+        for (int64_t k = 0; k < K; k++) if (t[k] > mt) mt = t[k];
+        for (int64_t k = 0; k < K; k++) St += expl(t[k] - mt);
+        loss += mt + logl(St) - t[lab[r]];
+        /* t is (slope)-Lipschitz in log y, log y 2-Lipschitz in the max norm of z: the ERA
+         * logits move by dt; libera rounds them to float (and its inverse is good to 1e-9
+         * relative at the clamp, docs/math.md); the cross-entropy is 2-Lipschitz in them */
+        double dt = 2.0001 * slope * zerr + (0x1p-24 * 1.01 + 1e-9) * tmax;
+        loss_tol += 2 * dt;
+        /* the backward: rho_i = g_i (a p_i / y_i) (y dt/dy)_i (0 where clamped),
+         * G_j = rho_j - p_j sum_i rho_i; E_j = |rho_j| + p_j sum_i |rho_i| bounds its terms */
+        long double sr = 0, sa = 0;
+        for (int64_t k = 0; k < K; k++) {
+            long double q = expl(t[k] - mt) / St, gk = (q - (k == lab[r])) / (long double)N, slope_k;
+            if (mode == ERA_DISCRETE_REFERENCE) slope_k = 1 / sqrtl(2 * (-1 - logl(y[k]))) + 0.75L;
+            else slope_k = (long double)t[k] / (1 + (long double)t[k]);
+            rho[k] = y[k] > DBL_MIN ? gk * ((long double)a * p[k] / y[k]) * slope_k : 0;
+            sr += rho[k];
+            sa += fabsl(rho[k]);
+        }
+        /* |g_libera - g|_1 <= (2 |dt|_max + rounding of g to float) / rows; each |dG_j| <=
+         * slope (|dg_j| + p_j |dg|_1) <= 2 slope |dg|_1. The Jacobian taken at libera's float
+         * logits instead: relative (2 slope^2 + 4) zerr to first order (slope^3 for margin). */
+        double dg1 = (2 * dt + 0x1p-23) / (double)N;
+        double absG = 2 * slope * dg1, rel = (4 * slope * slope * slope + 4) * zerr + 0x1p-22;
+        if (kink || rel > 1e-3) R->grad_ok = 0;
+        for (int64_t k = 0; k < K; k++) {
+            G[k] = (double)(rho[k] - p[k] * sr);
+            /* + the rounding of g and G to float, absolute (2^-150) where subnormal */
+            dG[k] = 2 * rel * (double)(fabsl(rho[k]) + p[k] * sa) + absG + 2 * slope * (double)K * F32_TINY + F32_TINY;
+        }
+    }
+    R->loss = (double)(loss / (long double)N);
+    R->loss_tol = (double)(loss_tol / (long double)N);
+    free(p); free(y); free(rho);
+    return 1;
+}
+
+/* era.h: BAD_PARAMETER when a requested gradient could overflow: max_r sum_c |G[r, c]| max|weight|
+ * (features), max_c sum_r |G[r, c]| max_j |features[r, j]| (weight), above FLT_MAX / 4, with
+ * G libera's float32 logit gradient, which the harness can only bound: sum_c |G[r, c]| <=
+ * 4 slope / rows (|rho|_1 <= slope |g|_1, |g|_1 <= 2 / rows, G = rho - p sum(rho)). Below
+ * the limit with that bound: no fault. Above, with a well-conditioned reference: G within dG
+ * of the reference decides, or leaves it open near the limit; otherwise "maybe". */
+static void ce_gradient_faults(const float *x, const float *w, const float *bias, const int64_t *lab) {
+    int64_t N = n_rows, d = n_dim, K = n_cols;
+    double slope = ce_slope_bound(&dparams), sumg = 4 * slope / (double)N * (1 + 1e-3);
+    double *mx = malloc(sizeof(double) * (size_t)N), mw = max_abs(w, TY_F32, K * d), sum_mx = 0;
+    row_max_abs(x, N, d, mx);
+    for (int64_t r = 0; r < N; r++) sum_mx += mx[r];
+    int feat_near = A[5] && sumg * mw >= GRADIENT_LIMIT * (1 - 1e-6);
+    int weight_near = A[6] && sumg * sum_mx >= GRADIENT_LIMIT * (1 - 1e-6);
+    if (!feat_near && !weight_near) { free(mx); return; }
+    ce_ref_t R = {0};
+    if (N * K * d > REFERENCE_WORK || N * K > 6000 || !ce_reference(&R, x, w, bias, lab) || !R.grad_ok) {
+        if (R.z) ce_ref_free(&R);
+        maybe |= F(ERA_ERR_BAD_PARAMETER);
+        free(mx);
+        return;
+    }
+    double f_lo = 0, f_hi = 0;
+    for (int64_t r = 0; r < N; r++) {
+        double lo = 0, hi = 0;
+        for (int64_t k = 0; k < K; k++) {
+            double gk = fabs(R.G[r * K + k]), e = R.dG[r * K + k] + 0x1p-24 * gk;
+            lo += fmax(0, gk - e);
+            hi += gk + e;
+        }
+        f_lo = fmax(f_lo, lo * mw);
+        f_hi = fmax(f_hi, hi * mw);
+    }
+    double w_lo = 0, w_hi = 0;
+    for (int64_t k = 0; k < K; k++) {
+        double lo = 0, hi = 0;
+        for (int64_t r = 0; r < N; r++) {
+            double gk = fabs(R.G[r * K + k]), e = R.dG[r * K + k] + 0x1p-24 * gk;
+            lo += fmax(0, gk - e) * mx[r];
+            hi += (gk + e) * mx[r];
+        }
+        w_lo = fmax(w_lo, lo);
+        w_hi = fmax(w_hi, hi);
+    }
+    if (feat_near) {
+        if (f_lo * (1 - 1e-9) > GRADIENT_LIMIT) faults |= F(ERA_ERR_BAD_PARAMETER);
+        else if (f_hi * (1 + 1e-9) >= GRADIENT_LIMIT) maybe |= F(ERA_ERR_BAD_PARAMETER);
+    }
+    if (weight_near) {
+        if (w_lo * (1 - 1e-9) > GRADIENT_LIMIT) faults |= F(ERA_ERR_BAD_PARAMETER);
+        else if (w_hi * (1 + 1e-9) >= GRADIENT_LIMIT) maybe |= F(ERA_ERR_BAD_PARAMETER);
+    }
+    ce_ref_free(&R);
+    free(mx);
+}
+
+static int setup_linear_ce(void) {
+    n_rows = gen_tokens();
+    n_dim = gen_dim();
+    n_cols = gen_outputs(0);
+    gen_discrete(&dparams, n_cols);
+    dp = byte() < 8 ? NULL : &dparams;
+    /* a few milliseconds per call: at most 1M multiply-adds, 16384 logits (discrete ERA runs
+     * on each, forward and backward) */
+    if (n_rows > 0 && n_rows <= 200 && n_dim > 0 && n_dim <= 64 && n_cols > 0 && n_cols <= 1200 &&
+        n_rows * n_dim * n_cols > 1000000)
+        n_rows = 1000000 / (n_dim * n_cols) > 0 ? 1000000 / (n_dim * n_cols) : 1;
+    if (n_rows > 0 && n_rows <= 200 && n_cols > 0 && n_cols <= 1200 && n_rows * n_cols > 16384)
+        n_rows = 16384 / n_cols > 0 ? 16384 / n_cols : 1;
+    /* classes < 2 is the discrete parameter checks' BAD_SHAPE, which run first: with a bad
+     * shape a parameter fault may be what is reported (and the other way round) */
+    shape_bad = n_cols < 2 || linear_shape_bad(n_rows, n_dim, n_cols, 1, 1);
+    if (shape_bad) faults |= F(ERA_ERR_BAD_SHAPE), maybe |= F(ERA_ERR_NULL_POINTER) | F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET);
+    else if (n_rows > 200 || n_dim > 64 || n_cols > 1200) return 0;
+    discrete_faults(dp, n_cols, shape_bad ? &maybe : &faults, &maybe);
+    int64_t rows = shape_bad ? 0 : n_rows, classes = shape_bad ? 0 : n_cols;
+    int64_t nx = shape_bad ? 0 : n_rows * n_dim, nw = shape_bad ? 0 : n_cols * n_dim;
+    fill_values(new_array(0, TY_F32, nx, 0), TY_F32, rows, n_dim);
+    fill_values(new_array(1, TY_F32, nw, 0), TY_F32, classes, n_dim);
+    fill_values(new_array(2, TY_F32, classes, 0), TY_F32, classes ? 1 : 0, classes);
+    if (byte() < 96) A[2] = NULL; /* no bias */
+    fill_ids(new_array(3, TY_I64, rows, 0), rows, 0, n_cols);
+    new_fixed(4, sizeof(float));
+    new_array(5, TY_F32, nx, 1);
+    new_array(6, TY_F32, nw, 1);
+    new_array(7, TY_F32, classes, 1);
+    uint8_t o = byte();
+    if (o >= 96) { /* some gradients not requested */
+        if (o & 1) A[5] = NULL;
+        if (o & 2) A[6] = NULL;
+        if (o & 4) A[7] = NULL;
+    }
+    maybe_null(5);
+    if (!shape_bad) {
+        const float *x = A[0], *w = A[1], *bias = A[2];
+        const int64_t *lab = A[3];
+        if (!x || !w || !lab || !A[4]) faults |= F(ERA_ERR_NULL_POINTER);
+        for (int64_t r = 0; r < n_rows && lab; r++)
+            if (lab[r] < 0 || lab[r] >= n_cols) faults |= F(ERA_ERR_BAD_INDEX);
+        int x_ok = x && all_finite(0, TY_F32, nx), w_ok = w && all_finite(1, TY_F32, nw);
+        int b_ok = !bias || all_finite(2, TY_F32, n_cols);
+        if ((x && !x_ok) || (w && !w_ok) || !b_ok) faults |= F(ERA_ERR_NON_FINITE);
+        if (x_ok && w_ok && b_ok) {
+            /* logits that overflow float32 (NON_FINITE), exact only where the bound comes near */
+            double *mx = malloc(sizeof(double) * (size_t)n_rows), mw = max_abs(w, TY_F32, nw);
+            double mb = bias ? max_abs(bias, TY_F32, n_cols) : 0;
+            double *z = malloc(sizeof(double) * (size_t)n_cols), *mag = malloc(sizeof(double) * (size_t)n_cols);
+            row_max_abs(x, n_rows, n_dim, mx);
+            int logits_fit = 1;
+            int64_t budget = PREDICTION_WORK; /* products for exact predictions; beyond, "maybe" */
+            for (int64_t r = 0; r < n_rows; r++) {
+                double cheap = (double)n_dim * mx[r] * mw + mb;
+                if (cheap + logit_error(cheap, n_dim) < F32_OVERFLOW * (1 - 1e-12)) continue;
+                if (budget < n_cols * n_dim) {
+                    maybe |= F(ERA_ERR_NON_FINITE);
+                    logits_fit = 0;
+                    continue;
+                }
+                budget -= n_cols * n_dim;
+                linear_row(x + r * n_dim, w, n_dim, n_cols, bias, z, mag);
+                for (int64_t k = 0; k < n_cols; k++) {
+                    int ov = logit_overflow(z[k], mag[k], n_dim);
+                    if (ov == 2) faults |= F(ERA_ERR_NON_FINITE);
+                    else if (ov == 1) maybe |= F(ERA_ERR_NON_FINITE);
+                    if (ov) logits_fit = 0;
+                }
+            }
+            free(mx); free(z); free(mag);
+            int labels_ok = lab && !(faults & F(ERA_ERR_BAD_INDEX));
+            if (logits_fit && labels_ok && dp && !(faults & (F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET))) &&
+                (A[5] || A[6]))
+                ce_gradient_faults(x, w, bias, lab);
+            else if (A[5] || A[6])
+                maybe |= F(ERA_ERR_BAD_PARAMETER); /* another fault is reported, or the bound is out of reach */
+        }
+    }
+    describe("%s(params=%s{H0=%.17g, tau=%.17g, mode=%d}, rows=%lld, dim=%lld, classes=%lld, bias=%s, grads=%s%s%s)",
+             fn_name[fn], dp ? "" : "NULL ", dparams.target_entropy, dparams.tau, dparams.mode, (long long)n_rows,
+             (long long)n_dim, (long long)n_cols, A[2] ? "given" : "NULL", A[5] ? "features " : "",
+             A[6] ? "weight " : "", A[7] ? "bias" : "");
+    return 1;
+}
+
+/* got[o, j] against sum_i G[o*os + i*is] m[i, j] (o < outer, i < inner, j < d), where the
+ * reference gradient G has the error bound dG: the bound carried through the product, plus
+ * float32 rounding of an inner-term sum. */
+static void check_gradient_product(const float *got, int64_t outer, int64_t inner, int64_t d, const double *G,
+                                   const double *dG, int64_t os, int64_t is, const float *m, const char *what) {
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < d; j++) {
+            double want = 0, mg = 0, err = 0;
+            for (int64_t i = 0; i < inner; i++) {
+                double g = G[o * os + i * is], e = dG[o * os + i * is], mi = fabs((double)m[i * d + j]);
+                want += g * (double)m[i * d + j];
+                mg += (fabs(g) + e) * mi;
+                err += e * mi;
+            }
+            double tol = err + f32_gamma(inner + 2) * mg + (double)(inner + 4) * F32_TINY;
+            expect_close(got[o * d + j], want, tol, TY_F32, what, o * d + j);
+        }
+}
+
+static void checks_linear_ce(void) {
+    int64_t N = n_rows, d = n_dim, K = n_cols;
+    const float *x = input(0), *w = input(1), *bias = A[2] ? input(2) : NULL;
+    const int64_t *lab = input(3);
+    const float *gx = A[5], *gw = A[6], *gb = A[7];
+    float loss;
+    memcpy(&loss, A[4], sizeof loss);
+    /* the ERA logits lie in [log h^-1(DBL_MIN), -log tau] (about -715..-1): the loss is
+     * non-negative and below log K plus their spread */
+    if (!isfinite(loss) || loss < 0 || loss > log((double)K) + 750)
+        violation("loss = %.9g outside [0, log %lld + 750]", loss, (long long)K);
+    double slope = ce_slope_bound(&dparams), sumg = 4 * slope / (double)N;
+    /* |G[r, :]|_1 <= 4 slope / rows bounds each gradient by its magnitudes */
+    double *wcol = calloc((size_t)d, sizeof(double)), *xcol = calloc((size_t)d, sizeof(double));
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < d; j++) wcol[j] = fmax(wcol[j], fabs((double)w[k * d + j]));
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t j = 0; j < d; j++) xcol[j] += fabs((double)x[r * d + j]);
+    if (gx)
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t j = 0; j < d; j++) {
+                double wc = wcol[j];
+                double bound = (sumg + (double)K * F32_TINY) * wc * (1 + 1e-3 + f32_gamma(K + 2)) + (double)(K + 4) * F32_TINY,
+                       v = gx[r * d + j];
+                if (!isfinite(v) || fabs(v) > bound)
+                    violation("grad_features[%lld,%lld] = %.9g beyond (4 slope / rows) max|weight[:, j]| = %.9g",
+                              (long long)r, (long long)j, v, bound);
+            }
+    if (gw)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < d; j++) {
+                double xs = xcol[j];
+                double bound = (sumg + F32_TINY) * xs * (1 + 1e-3 + f32_gamma(N + 2)) + (double)(N + 4) * F32_TINY,
+                       v = gw[k * d + j];
+                if (!isfinite(v) || fabs(v) > bound)
+                    violation("grad_weight[%lld,%lld] = %.9g beyond (4 slope / rows) sum_r |features[r, j]| = %.9g",
+                              (long long)k, (long long)j, v, bound);
+            }
+    if (gb) {
+        /* the softmax is shift-invariant: each row of G sums to 0, so the bias gradient does */
+        long double sum = 0;
+        for (int64_t k = 0; k < K; k++) {
+            if (!isfinite(gb[k]) || fabs(gb[k]) > 4 * slope * (1 + 1e-3))
+                violation("grad_bias[%lld] = %.9g beyond 4 slope = %.9g", (long long)k, gb[k], 4 * slope);
+            sum += gb[k];
+        }
+        if (fabsl(sum) > 1e-5 * 4 * slope + (double)K * 1e-7 * 4 * slope)
+            violation("grad_bias sums to %.9Lg, expected 0 (softmax shift invariance)", sum);
+    }
+    free(wcol);
+    free(xcol);
+    if (N * K * d > REFERENCE_WORK || N * K > 6000) return;
+    ce_ref_t R;
+    if (!ce_reference(&R, x, w, bias, lab)) violation("era_discrete_constant failed for accepted parameters");
+    expect_close(loss, R.loss, R.loss_tol + 1.2e-7 * fabs(R.loss) + 1e-12, TY_F32, "loss (reference)", 0);
+    if (R.grad_ok) {
+        /* grad_features = G . weight (sum over classes), grad_weight = G^T . features (sum over rows) */
+        if (gx) check_gradient_product(gx, N, K, d, R.G, R.dG, K, 1, w, "grad_features (reference)");
+        if (gw) check_gradient_product(gw, K, N, d, R.G, R.dG, 1, K, x, "grad_weight (reference)");
+        if (gb)
+            for (int64_t k = 0; k < K; k++) {
+                double want = 0, err = 0, mg = 0;
+                for (int64_t r = 0; r < N; r++) {
+                    want += R.G[r * K + k];
+                    err += R.dG[r * K + k];
+                    mg += fabs(R.G[r * K + k]);
+                }
+                expect_close(gb[k], want, err + 0x1p-23 * mg + 1e-40, TY_F32, "grad_bias (reference)", k);
+            }
+    }
+    ce_ref_free(&R);
+}
+
 /* ---- the functions without arrays ----------------------------------------------------- */
 
 static void run_misc(void) {
@@ -1671,6 +2530,8 @@ static int setup(void) {
     case FN_TOK_F32: case FN_TOK_F64: case FN_TOK_BF16: return setup_token_entropy(vt);
     case FN_RESP: return setup_response_entropy();
     case FN_SCALES: return setup_scales();
+    case FN_LINF: case FN_LINB: return setup_linear_llm();
+    case FN_LCE: return setup_linear_ce();
     default: return setup_logprob(vt);
     }
 }
@@ -1687,6 +2548,8 @@ static void checks(void) {
     case FN_TOK_F32: case FN_TOK_F64: case FN_TOK_BF16: checks_token_entropy(vt); break;
     case FN_RESP: checks_response_entropy(); break;
     case FN_SCALES: checks_scales(); break;
+    case FN_LINF: case FN_LINB: checks_linear_llm(); break;
+    case FN_LCE: checks_linear_ce(); break;
     default: checks_logprob(vt); break;
     }
 }
@@ -1701,16 +2564,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < size; i++) in_rng = (in_rng ^ data[i]) * 0x100000001B3ull;
     if (!in_rng) in_rng = 1;
 
-    fn = byte() % FN_COUNT;
+    fn = fn_of_byte(byte());
     uint8_t knobs = byte();
     int threads = 1 + (knobs & 3);
     int rerun = (knobs & 0x1C) == 0x1C;  /* 1 in 8: repeat with another thread count */
     era_set_num_threads(threads);
-    if (fn >= FN_THREADS) { run_misc(); return 0; }
+    if (fn >= FN_THREADS && fn <= FN_INIT) { run_misc(); return 0; }
 
     faults = maybe = 0;
     shape_bad = 0;
-    n_rows = n_cols = n_resp = 0;
+    n_rows = n_cols = n_resp = n_dim = 0;
     lo_arg = hi_arg = tol_arg = 0;
     dp = NULL; cpp = NULL; lp = NULL;
     memset(&dparams, 0, sizeof dparams);
@@ -1721,11 +2584,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     static int trace = -1;
     if (trace < 0) trace = getenv("FUZZ_TRACE") != NULL;
-    if (trace) { /* FUZZ_TRACE=1: each call and its arrays before it runs (for a hang) */
+    if (trace) { /* FUZZ_TRACE=1: each call and its arrays before it runs (for a hang), then its status */
         fprintf(stderr, "call: %s\n", call_text);
         dump_arrays();
     }
     era_status st = invoke();
+    if (trace) {
+        char f[200], m[200];
+        faults_text(f, sizeof f, faults);
+        faults_text(m, sizeof m, maybe);
+        fprintf(stderr, "status: %s (faults {%s}, maybe {%s})\n", status_name(st), f, m);
+    }
     check_status(st);
     check_buffers(st);
     if (st == ERA_OK) checks();

@@ -1,19 +1,47 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of Tests/fuzz/fuzz_era.c into Tests/fuzz/corpus/ (deterministic).
 
-The first byte of an input picks the entry point (byte % 36, the order of the FN_ enum in
-fuzz_era.c), the second the thread count and whether the call is repeated with another one;
-the rest drives sizes, parameters and values. Four seeds per entry point, 96..400 bytes each:
-one plain (small sizes, default-like parameters, moderate values), three from a fixed
-pseudo-random stream.
+The first byte of an input picks the entry point (fn_of_byte in fuzz_era.c: the FN_ enum's
+order; byte % 36 for the first 36 entry points, as before the fused linear heads were added,
+and the bytes 36..38 and 232..255 for those three), the second the thread count and whether
+the call is repeated with another one; the rest drives sizes, parameters and values.
+Four seeds per entry point, 96..400 bytes each: one plain (small sizes, default-like
+parameters, moderate values), three from a fixed pseudo-random stream. The three fused
+linear heads (entry points 36..38) get four more each, aimed at their edges: a vocabulary
+across the 2048-entry tile chunks, dim above INT32_MAX, huge values (logits beyond float32),
+tokens across the 128-token block (classification: more classes, dim above INT32_MAX, huge
+values, rows across 128), and for the LLM heads a fifth: 33769 entries, 17 chunks in 16 groups. The seeds of the first 36 entry points are the same bytes as
+before: the stream is drawn in the same order, and the new seeds come after it.
 """
 import os
 import random
+import struct
 
-ENTRY_POINTS = 36
+ENTRY_POINTS = 36          # the entry points before the fused linear heads
+LINEAR_HEADS = (36, 37, 38)  # FN_LINF, FN_LINB, FN_LCE
 here = os.path.dirname(os.path.abspath(__file__))
 out = os.path.join(here, "corpus")
 os.makedirs(out, exist_ok=True)
+
+
+def fn_of_byte(b):
+    """fuzz_era.c's fn_of_byte."""
+    if b < 39:
+        return b
+    if b >= 232:
+        return 36 + (b - 232) % 3
+    return b % 36
+
+
+# Every committed input decodes to the entry point it did when the mapping was byte % 36.
+for name in sorted(os.listdir(os.path.join(here, "regressions"))):
+    path = os.path.join(here, "regressions", name)
+    if name.startswith("README") or not os.path.isfile(path):
+        continue
+    with open(path, "rb") as f:
+        first = f.read(1)
+    assert not first or fn_of_byte(first[0]) == first[0] % 36, "regression input %s changes entry point" % name
+
 rng = random.Random(20251008)
 for fn in range(ENTRY_POINTS):
     # plain: small sizes (bytes < 64 give sizes 0..3, 64..242 a 16-bit size), byte 0 picks
@@ -26,4 +54,75 @@ for fn in range(ENTRY_POINTS):
     for k, data in enumerate(seeds):
         with open(os.path.join(out, "seed-%02d-%d" % (fn, k)), "wb") as f:
             f.write(data)
-print("wrote %d seeds to %s" % (ENTRY_POINTS * 4, out))
+written = ENTRY_POINTS * 4
+
+# The fused linear heads, after the stream of the first 36 entry points. Their plain seeds
+# are encoded for fuzz_era.c's decoder (setup_linear_llm / setup_linear_ce) so that they make
+# a successful call: after the first two bytes, tokens or rows (gen_size: < 64 gives 0..3),
+# the 128-block extension byte (>= 248: 120 + next % 16), dim (< 64: 1 + b % 4; 236..247
+# special), vocab or classes (64..199: a 16-bit size follows; 200..239 larger), then
+# (classification) mode, tau, target and params-NULL bytes, then the arrays.
+def values(n):
+    """fill_values, profile 0 (P_MOD): profile, knob, special_at (u32), masked_row, then per
+    element a class byte (< 230: C_MOD) and an int16 / 256 (here within +-2)."""
+    out = bytes([0, 0, 0, 0, 0, 0, 0])
+    for _ in range(n):
+        out += bytes([rng.randrange(0, 230)]) + struct.pack("<h", rng.randrange(-512, 512))
+    return out
+
+
+def ids(n, hi):
+    """fill_ids, profile 100 (uniform in range): profile, bad_at (u32), one u32 per id."""
+    return bytes([100, 0, 0, 0, 0]) + b"".join(struct.pack("<I", rng.randrange(hi)) for _ in range(n))
+
+
+def header(fn, tokens=(3, 0), dim=(2,), outputs=(70, 20, 0)):
+    head = bytes([fn, 0x01]) + bytes(tokens) + bytes(dim) + bytes(outputs)
+    if fn == 38:  # EXACT (mode 0), tau 4 (byte < 128), H0 inside the feasible range, params given
+        head += bytes([0, 0, 10, 0x80, 0x80, 100])
+    return head
+
+
+def plain_call(fn, tokens, dim, outputs, tokens_bytes=None):
+    """A whole successful call: sizes (outputs in 1..300), moderate values, valid labels, all
+    optional arrays given, no NULL."""
+    size = bytes([70]) + struct.pack("<H", outputs - (1 if fn != 38 else 2))
+    data = header(fn, tokens=tokens_bytes or (tokens, 0), dim=(dim - 1,), outputs=size)
+    data += values(tokens * dim) + values(outputs * dim)
+    if fn == 38:
+        data += values(outputs) + bytes([200])  # bias, given
+        data += ids(tokens, outputs) + bytes([0, 200])  # labels; every gradient; no NULL
+    else:
+        data += ids(tokens, outputs) + bytes([100, 0, 0, 0, 0]) + bytes([1] * tokens)  # scales from {1, 2, ...}
+        data += bytes([200])  # scales given
+        if fn == 36:
+            data += bytes([200, 200])  # entropies given; no NULL
+        else:
+            data += bytes([0]) + b"".join(struct.pack("<h", rng.randrange(-8192, 8192)) for _ in range(tokens))
+            data += bytes([200, 200])  # both gradients; no NULL
+    return data + bytes(rng.randrange(0, 256) for _ in range(16))  # the checks' samples
+
+
+for fn in LINEAR_HEADS:
+    seeds = [plain_call(fn, 3, 3, 21)]
+    for k in range(3):
+        n = rng.randrange(96, 400)
+        seeds.append(bytes([fn, rng.randrange(256)]) + bytes(rng.randrange(256) for _ in range(n - 2)))
+    # across the 2048-entry chunks (vocab 2049) / 301..1000 classes (312); the values past
+    # the input's end come from the harness's generator
+    seeds.append(header(fn, outputs=(200, 2)) + values(9) + bytes(rng.randrange(0, 128) for _ in range(200)))
+    # dim = INT32_MAX + 1: BAD_SHAPE before any array is read
+    seeds.append(header(fn, dim=(239,)) + bytes(rng.randrange(0, 128) for _ in range(60)))
+    # huge values: the first value profile 131 (P_HUGE: FLT_MAX, 1e38, 1e30, ...)
+    seeds.append(header(fn) + bytes([131]) + bytes(rng.randrange(0, 128) for _ in range(200)))
+    # 130 tokens (rows): across the 128-token block
+    seeds.append(plain_call(fn, 130, 2, 7, tokens_bytes=(3, 255, 10)))
+    if fn != 38:  # 33769 entries, 17 chunks in 16 groups (2 tokens, dim 1)
+        seeds.append(header(fn, tokens=(2, 0), dim=(0,), outputs=(200, 240, 0xE8, 0x03)) + values(2) +
+                     bytes(rng.randrange(0, 128) for _ in range(100)))
+    for k, data in enumerate(seeds):
+        assert fn_of_byte(data[0]) == fn
+        with open(os.path.join(out, "seed-%02d-%d" % (fn, k)), "wb") as f:
+            f.write(data)
+    written += len(seeds)
+print("wrote %d seeds to %s" % (written, out))

@@ -117,6 +117,17 @@ final class ThreadPool: @unchecked Sendable {
         pthread_cond_init(done, nil)
     }
 
+    /// Only a pool that lost the race to be published ends (it never started a thread); the
+    /// published one lives as long as the process.
+    deinit {
+        pthread_cond_destroy(done)
+        pthread_cond_destroy(work)
+        pthread_mutex_destroy(lock)
+        done.deallocate()
+        work.deallocate()
+        lock.deallocate()
+    }
+
     func run(_ call: PoolCall) {
         pthread_mutex_lock(lock)
         queue.append(call)

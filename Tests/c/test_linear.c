@@ -15,23 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-static void report(int ok, const char *name) {
-    if (ok) passed++; else failed++;
-    printf("%s %d - %s\n", ok ? "ok" : "not ok", passed + failed, name);
-}
-
-/* ---- deterministic random numbers --------------------------------------------------- */
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static double uniform(void) {
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-static double normal(void) {
-    double u = uniform(), v = uniform();
-    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
-}
+#include "test_support.h"
 
 static void *xmalloc(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);

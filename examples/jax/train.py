@@ -33,7 +33,7 @@ import era.jax as ej
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))  # examples/python: common.py
 from common import (  # noqa: E402
-    check_continuous_forwards, fmt, markdown_table, mean_std, measure_overhead, overhead_line, parse_args, plt,
+    check_continuous_forwards, finish, fmt, markdown_table, mean_std, measure_overhead, overhead_line, parse_args, plt,
     print_bound_report, write_outputs,
 )
 
@@ -259,11 +259,7 @@ entropy at {fmt(with_era['last_squashed_entropy'])} (target {TARGET_ENTROPY}), a
         "bound_per_iteration": per_iteration,
         "step_time": timing,
     })
-    print(markdown)
-    if not holds:
-        print("ENTROPY BOUND VIOLATED", file=sys.stderr)
-        return 1
-    return 0
+    return finish(markdown, holds)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Sequence
@@ -163,6 +164,16 @@ def write_outputs(out: Path, name: str, figure, markdown: str, data: Dict[str, o
     (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
     (out / f"{name}.json").write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
     print(f"wrote {out / name}.png, .md, .json")
+
+
+def finish(markdown: str, holds: bool, failure: str = "ENTROPY BOUND VIOLATED") -> int:
+    """Prints the example's markdown section and returns its exit status: 0, or 1 (after
+    `failure` on stderr) when its verified guarantee did not hold, which stops `make demo`."""
+    print(markdown)
+    if not holds:
+        print(failure, file=sys.stderr)
+        return 1
+    return 0
 
 
 def _json_default(value):

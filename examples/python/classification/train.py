@@ -30,7 +30,8 @@ import era.torch as et
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/python: common.py
 from common import (  # noqa: E402
-    fmt, markdown_table, mean_std, measure_overhead, overhead_line, parse_args, plt, print_bound_report, write_outputs,
+    finish, fmt, markdown_table, mean_std, measure_overhead, overhead_line, parse_args, plt, print_bound_report,
+    write_outputs,
 )
 
 NAME = "classification"
@@ -247,11 +248,7 @@ vs {fmt(base['ece'], 4)}; on this tiny MLP the tight ERA step costs {small['over
         "bound_reports": bounds,
         "step_time": timings,
     })
-    print(markdown)
-    if not holds:
-        print("ENTROPY BOUND VIOLATED", file=sys.stderr)
-        return 1
-    return 0
+    return finish(markdown, holds)
 
 
 if __name__ == "__main__":

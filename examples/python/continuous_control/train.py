@@ -38,7 +38,7 @@ import era.torch as et
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/python: common.py
 from common import (  # noqa: E402
-    check_continuous_forwards, fmt, markdown_table, mean_std, measure_overhead, overhead_line, parse_args, plt,
+    check_continuous_forwards, finish, fmt, markdown_table, mean_std, measure_overhead, overhead_line, parse_args, plt,
     print_bound_report, write_outputs,
 )
 
@@ -396,11 +396,7 @@ and {fmt(trunc['final_return'], 1)}, vs SAC's {fmt(sac['last_squashed_entropy'])
         "bound_reports": bounds,
         "step_time": timings,
     })
-    print(markdown)
-    if not holds:
-        print("ENTROPY BOUND VIOLATED", file=sys.stderr)
-        return 1
-    return 0
+    return finish(markdown, holds)
 
 
 if __name__ == "__main__":

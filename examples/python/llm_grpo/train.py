@@ -37,7 +37,7 @@ import era.torch as et
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/python: common.py
 from common import (  # noqa: E402
-    fmt, markdown_table, mean_std, measure_overhead, overhead_line, parse_args, plt, write_outputs,
+    finish, fmt, markdown_table, mean_std, measure_overhead, overhead_line, parse_args, plt, write_outputs,
 )
 
 NAME = "llm_grpo"
@@ -370,11 +370,7 @@ pass@{PASS_K} {fmt(with_era[f'pass{PASS_K}_after'])} vs {fmt(plain[f'pass{PASS_K
         "rule_check": checks,
         "step_time": timing,
     })
-    print(markdown)
-    if not holds:
-        print("LLM ERA RULE VIOLATED", file=sys.stderr)
-        return 1
-    return 0
+    return finish(markdown, holds, "LLM ERA RULE VIOLATED")
 
 
 if __name__ == "__main__":

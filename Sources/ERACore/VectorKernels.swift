@@ -26,20 +26,20 @@ public enum VectorKernels {
 
     private static let state = Atomic<Int>(-1)
 
-    /// (maximum, S, T) of scale*z over one row by the vector kernel, or nil when none applies
-    /// (disabled, or double storage). maximum is NaN for a row with NaN or +inf, -inf for a
-    /// fully masked row.
+    /// (reference M, S, T) of scale*z over one row by the vector kernel (M is not always the
+    /// maximum: S and T are relative to it), or nil when none applies (disabled, double storage,
+    /// or s*z beyond float32). M is NaN for a row with NaN or +inf, -inf for a fully masked row.
     @inline(__always)
     static func logitStatistics<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int,
                                                  scale: Double) -> (Double, Double, Double)? {
         guard enabled else { return nil }
         let raw = UnsafeRawPointer(z)
         if S.self == Float.self {
-            let r = ERASIMD.logitStatistics(raw.assumingMemoryBound(to: Float.self), count: count, scale: scale)
+            guard let r = ERASIMD.logitStatistics(raw.assumingMemoryBound(to: Float.self), count: count, scale: scale) else { return nil }
             return (r.maximum, r.sumExp, r.sumShiftedTimesExp)
         }
         if S.self == BFloat16.self {
-            let r = ERASIMD.logitStatistics(bfloat16: raw.assumingMemoryBound(to: UInt16.self), count: count, scale: scale)
+            guard let r = ERASIMD.logitStatistics(bfloat16: raw.assumingMemoryBound(to: UInt16.self), count: count, scale: scale) else { return nil }
             return (r.maximum, r.sumExp, r.sumShiftedTimesExp)
         }
         return nil

@@ -1,10 +1,10 @@
 // Vector kernels of the LLM passes over one row of logits (docs/math.md 3, "Efficiency";
-// "Vector kernels"): softmax statistics of s*z, and the log-prob gradient row. float32 or
-// bfloat16 storage, four values per step, widened to double before anything is rounded:
-// v = s*z is exact in double (a 24-bit by 24-bit product), the shift v - max rounds once in
-// double, exp4 is accurate to a few ulp, and the sums are double.
+// "Vector kernels"), float32 or bfloat16 storage: the softmax statistics of s*z in one pass,
+// eight float32 lanes per step with a float32 exp2 and double sums (about 3e-7 relative), and
+// the log-prob gradient row, four double lanes per step with exp4 (rounded once to the
+// storage type).
 
-/// Logits widened from their storage: eight as float32 lanes (for the max), four as doubles.
+/// Logits widened from their storage: eight as float32 lanes, four as doubles.
 protocol LogitLanes {
     static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float>
     static func load4(_ p: UnsafeRawPointer) -> SIMD4<Double>
@@ -43,71 +43,133 @@ func widen(_ v: SIMD4<Float>) -> SIMD4<Double> { SIMD4<Double>(v) }
 @inline(__always)
 func narrow(_ v: SIMD4<Double>) -> SIMD4<Float> { SIMD4<Float>(v) }
 
-/// Row maximum of the raw logits, or NaN when a logit is NaN or +inf.
+/// (reference M, S = sum exp(s*z - M), T = sum (s*z - M) exp(s*z - M)) in one pass over the
+/// row (docs/math.md 3, "Vector kernels"), eight float32 lanes per step, or nil when the scale
+/// is not a positive normal float32 after the change of base (the portable kernel then runs).
+/// The logsumexp M + log S and the entropy log S - T/S do not depend on M, so M need not be the
+/// maximum, and the sums run in base 2: with s2 = s log2(e) rounded to float32 and m a raw
+/// logit, M = s*m and each term is 2^u with u = s2 (z - m) (two float32 roundings, each
+/// relative to the distance z - m, so that the result does not depend on the logits' offset).
+/// m is the maximum of the first chunk of 64 logits that is not all masked; it moves up (the
+/// sums re-centred, T <- (T + (b - b') S) 2^(b - b'), S <- S 2^(b - b') with b = s log2(e) m)
+/// only when a chunk holds a logit with u > `referenceSlack`, and that chunk is computed again.
+/// So the row is read once, with no pass for its maximum. The float32 lane sums go into double
+/// sums every 64 logits. S and T are within about 1e-6 relative of the double values (measured:
+/// Tests/ERACoreTests, SIMD). M is NaN when a logit is NaN or +inf, -inf when all are -inf
+/// (masked). Terms below 2^-127 count as 0 (against the largest term, at least 2^-16, they are
+/// below 1e-33), as do masked logits.
 @inline(__always)
-func rowMaximum<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int) -> Float {
-    var maximum = SIMD8<Float>(repeating: -.infinity)
-    var finite = SIMDMask<SIMD8<Int32>>(repeating: true)
-    let infinity = SIMD8<Float>(repeating: .infinity)
+func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, scale: Double) -> (Double, Double, Double)? {
+    let s2 = Float(scale * log2e)
+    guard s2.isNormal, s2 > 0 else { return nil }
+    let scaleLanes = SIMD8<Float>(repeating: s2)
+    let base2Scale = scale * log2e     // s log2(e) in double, for the re-centring
+    var reference = -Float.infinity    // m; -inf until a logit that is not masked is seen
+    var sumExp = SIMD4<Double>(), sumShifted = SIMD4<Double>()  // double lane sums, base 2
+    /// Moves the reference up to rawMaximum; false for +inf (an error, reported as NaN).
+    func recentre(on rawMaximum: Float) -> Bool {
+        guard rawMaximum < .infinity else { return false }
+        if reference > -.infinity {
+            let delta = base2Scale * (Double(reference) - Double(rawMaximum))  // b - b' <= 0
+            let factor = delta * ln2 < smallestExpArgument ? 0 : exp4(SIMD4(repeating: delta * ln2))[0]
+            sumShifted = sumShifted.addingProduct(delta, sumExp) * factor
+            sumExp *= factor
+        }
+        reference = rawMaximum
+        return true
+    }
     var i = 0
-    while i + 8 <= count {
-        let v = L.load8(z + i * L.stride)
-        finite .&= v .< infinity  // false for NaN and +inf
-        maximum.replace(with: v, where: v .> maximum)
-        i += 8
+    while i + 64 <= count {
+        if reference == -.infinity {
+            var m = SIMD8<Float>(repeating: -.infinity)
+            var nan = SIMDMask<SIMD8<Int32>>(repeating: false)
+            for k in stride(from: i, to: i + 64, by: 8) {
+                let v = L.load8(z + k * L.stride)
+                m.replace(with: v, where: v .> m)
+                nan .|= v .!= v
+            }
+            if any(nan) { return (.nan, 0, 0) }
+            let chunkMaximum = m.max()
+            if chunkMaximum == -.infinity {  // all masked
+                i += 64
+                continue
+            }
+            guard recentre(on: chunkMaximum) else { return (.nan, 0, 0) }
+        }
+        let negativeReference = SIMD8<Float>(repeating: -reference)
+        var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), t0 = SIMD8<Float>(), t1 = SIMD8<Float>()
+        var chunkMaximum = SIMD8<Float>(repeating: -.infinity)
+        var k = i
+        while k < i &+ 64 {
+            let v0 = L.load8(z + k &* L.stride), v1 = L.load8(z + (k &+ 8) &* L.stride)
+            k &+= 16
+            chunkMaximum.replace(with: v0, where: v0 .> chunkMaximum)
+            chunkMaximum.replace(with: v1, where: v1 .> chunkMaximum)
+            // A NaN logit gives a NaN u, term and sums; +inf raises the chunk maximum.
+            let u0 = clampedExp2Argument((v0 + negativeReference) * scaleLanes)
+            let u1 = clampedExp2Argument((v1 + negativeReference) * scaleLanes)
+            let x0 = exp2Float8(clamped: u0), x1 = exp2Float8(clamped: u1)
+            e0 += x0
+            e1 += x1
+            t0 = t0.addingProduct(u0, x0)
+            t1 = t1.addingProduct(u1, x1)
+        }
+        let limit = SIMD8<Float>(repeating: reference + referenceSlack / s2)
+        if any(chunkMaximum .> limit) {  // a logit too far above m: re-centre, then this chunk again
+            guard recentre(on: chunkMaximum.max()) else { return (.nan, 0, 0) }
+            continue
+        }
+        sumExp += widened(e0 + e1)
+        sumShifted += widened(t0 + t1)
+        i += 64
     }
-    guard all(finite) else { return .nan }
-    var m = maximum.max()
-    while i < count {
-        let v = L.scalar(z, i)
-        guard v < .infinity else { return .nan }
-        m = Swift.max(m, v)
-        i += 1
+    if i < count {  // the last logits, fewer than 64: in double
+        var rawMaximum = -Float.infinity
+        for k in i..<count {
+            let v = L.scalar(z, k)
+            guard v < .infinity else { return (.nan, 0, 0) }  // NaN fails the comparison too
+            rawMaximum = Swift.max(rawMaximum, v)
+        }
+        if rawMaximum > -.infinity, reference == -.infinity || rawMaximum > reference + referenceSlack / s2 {
+            _ = recentre(on: rawMaximum)
+        }
+        for k in i..<count {
+            let u = base2Scale * (Double(L.scalar(z, k)) - Double(reference))
+            if u * ln2 >= smallestExpArgument {
+                let e = exp4(SIMD4(repeating: u * ln2))[0]
+                sumExp[0] += e
+                sumShifted[0] += u * e
+            }
+        }
     }
-    return m
+    if reference == -.infinity { return (-.infinity, 0, 0) }  // every logit masked
+    let total = sumExp.sum(), shifted = sumShifted.sum()
+    guard !total.isNaN, !shifted.isNaN else { return (.nan, 0, 0) }  // a NaN logit
+    return (scale * Double(reference), total, shifted * ln2)
 }
 
-/// (maximum M of s*z, S = sum exp(s*z - M), T = sum (s*z - M) exp(s*z - M)); M is NaN when a
-/// logit is NaN or +inf and -inf when all are -inf (masked). Differences below
-/// smallestExpArgument count as -inf, as in the scalar kernels (their terms are below 1e-307).
+/// How far above 0 a term's exponent u may be: 2^16 keeps every float32 lane sum of 64 terms far
+/// from overflow.
+let referenceSlack: Float = 16
+
+/// ln 2 in double.
+let ln2 = 0.693_147_180_559_945_3
+
+/// Eight float32 lanes added pairwise into four doubles.
 @inline(__always)
-func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, scale: Double) -> (Double, Double, Double) {
-    let rawMaximum = rowMaximum(L.self, z, count: count)
-    guard rawMaximum > -.infinity else { return (Double(rawMaximum), 0, 0) }  // NaN or all masked
-    let maximum = scale * Double(rawMaximum)
-    let s = SIMD4<Double>(repeating: scale), negativeMaximum = SIMD4<Double>(repeating: -maximum)
-    let floor = SIMD4<Double>(repeating: smallestExpArgument)
-    var sumExp = SIMD4<Double>(), sumShifted = SIMD4<Double>()
-    var i = 0
-    while i + 4 <= count {
-        let d = negativeMaximum.addingProduct(s, L.load4(z + i * L.stride))
-        let e = exp4(d)
-        sumExp += e
-        sumShifted = sumShifted.addingProduct(d.replacing(with: floor, where: d .< floor), e)
-        i += 4
-    }
-    var total = sumExp.sum(), shifted = sumShifted.sum()
-    while i < count {
-        let d = scale * Double(L.scalar(z, i)) - maximum
-        if d >= smallestExpArgument {
-            let e = exp4(SIMD4(repeating: d))[0]
-            total += e
-            shifted += d * e
-        }
-        i += 1
-    }
-    return (maximum, total, shifted)
+func widened(_ v: SIMD8<Float>) -> SIMD4<Double> {
+    SIMD4<Double>(v.lowHalf) + SIMD4<Double>(v.highHalf)
 }
 
 /// Softmax statistics of scale*z over a row of float32 logits; see `statistics`.
 @inline(never)
-public func logitStatistics(_ z: UnsafePointer<Float>, count: Int, scale: Double) -> (maximum: Double, sumExp: Double, sumShiftedTimesExp: Double) {
+public func logitStatistics(_ z: UnsafePointer<Float>, count: Int, scale: Double) -> (maximum: Double, sumExp: Double, sumShiftedTimesExp: Double)? {
     statistics(Float32Lanes.self, UnsafeRawPointer(z), count: count, scale: scale)
 }
 
 /// Softmax statistics of scale*z over a row of bfloat16 logits (raw bits); see `statistics`.
 @inline(never)
-public func logitStatistics(bfloat16 z: UnsafePointer<UInt16>, count: Int, scale: Double) -> (maximum: Double, sumExp: Double, sumShiftedTimesExp: Double) {
+public func logitStatistics(bfloat16 z: UnsafePointer<UInt16>, count: Int, scale: Double) -> (maximum: Double, sumExp: Double, sumShiftedTimesExp: Double)? {
     statistics(BFloat16Lanes.self, UnsafeRawPointer(z), count: count, scale: scale)
 }
 

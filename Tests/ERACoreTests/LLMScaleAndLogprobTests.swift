@@ -284,7 +284,8 @@ final class LLMLogprobForwardTests: XCTestCase {
 
 final class LLMLogprobBackwardTests: XCTestCase {
     /// Analytic check of a float32 gradient against the float64 reference, element by element,
-    /// to about one float32 rounding; masked logits exactly 0; each row sums to ~0.
+    /// to 1e-6 relative (the sum S comes from the float32-lane statistics, within about 3e-7
+    /// relative; docs/math.md, "Vector kernels"); masked logits exactly 0; each row sums to ~0.
     @discardableResult
     private func checkFloatGradient(_ out: [Float], exact: [Double], tokens: Int, vocab: Int, labels: [Int64],
                                     scales: [Float]?, grads: [Float],
@@ -308,7 +309,7 @@ final class LLMLogprobBackwardTests: XCTestCase {
                 if abs(reference[i]) >= Double(Float.leastNormalMagnitude) {
                     worstRelative = max(worstRelative, error / abs(reference[i]))
                 }
-                if error > 2.5e-7 * abs(reference[i]) + Double(Float.leastNonzeroMagnitude) { failures += 1 }
+                if error > 1e-6 * abs(reference[i]) + Double(Float.leastNonzeroMagnitude) { failures += 1 }
                 if error > 1e-6 * max(1, abs(s * g)) { failures += 1 }
             }
             XCTAssertEqual(failures, 0, "token \(t): elements off the reference (or masked and not 0)",

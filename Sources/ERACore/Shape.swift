@@ -12,12 +12,34 @@ public func checkedElementCount(rows: Int64, cols: Int64, minCols: Int64, elemen
 /// True when every value is finite (no NaN, no infinity).
 @inlinable
 public func allFinite<T: BinaryFloatingPoint>(_ values: UnsafePointer<T>, count: Int) -> Bool {
-    // Accumulate instead of branching per element so the loop vectorises: x - x is 0 for a
-    // finite x and NaN for NaN or an infinity.
+    // x - x is 0 for a finite x and NaN for NaN or an infinity; the probes are summed in vector
+    // lanes (a scalar sum is one dependent add per element: floating-point addition is not
+    // reassociated, so the compiler cannot vectorise it).
+    let raw = UnsafeRawPointer(values)
+    if T.self == Float.self { return allFiniteLanes(raw, count: count, as: SIMD16<Float>.self) }
+    if T.self == Double.self { return allFiniteLanes(raw, count: count, as: SIMD8<Double>.self) }
     var probe: T = 0
+    for i in 0..<count { probe += values[i] - values[i] }
+    return probe == 0
+}
+
+/// allFinite over `count` scalars of V's scalar type, V.scalarCount at a time.
+@inlinable
+func allFiniteLanes<V: SIMD>(_ values: UnsafeRawPointer, count: Int, as _: V.Type) -> Bool where V.Scalar: BinaryFloatingPoint {
+    let width = V.scalarCount, stride = MemoryLayout<V.Scalar>.stride
+    var probe0 = V(), probe1 = V()
     var i = 0
+    while i + 2 * width <= count {
+        let a = values.loadUnaligned(fromByteOffset: i * stride, as: V.self)
+        let b = values.loadUnaligned(fromByteOffset: (i + width) * stride, as: V.self)
+        probe0 += a - a
+        probe1 += b - b
+        i += 2 * width
+    }
+    var probe = (probe0 + probe1).sum()
     while i < count {
-        probe += values[i] - values[i]
+        let v = values.loadUnaligned(fromByteOffset: i * stride, as: V.Scalar.self)
+        probe += v - v
         i += 1
     }
     return probe == 0

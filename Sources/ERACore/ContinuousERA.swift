@@ -72,8 +72,10 @@ public struct ContinuousERA: Sendable {
         if T.self == Float.self, let constants = floatRowConstants {
             let s = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
             let out = UnsafeMutableRawPointer(output).assumingMemoryBound(to: Float.self)
-            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4) { range, _ in
-                for row in range { continuousForwardRow(s + row * d, count: d, constants: constants, out: out + row * d) }
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: d + 3) { range, scratch in
+                for row in range {
+                    continuousForwardRow(s + row * d, count: d, constants: constants, scratch: scratch!, out: out + row * d)
+                }
             }
             return
         }
@@ -101,7 +103,7 @@ public struct ContinuousERA: Sendable {
             let g = UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self)
             let out = UnsafeMutableRawPointer(gradInput).assumingMemoryBound(to: Float.self)
             let residual = gradResidual.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) }
-            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: 2 * d) { range, scratch in
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: 2 * d + 6) { range, scratch in
                 for row in range {
                     let total = continuousBackwardRow(s + row * d, g + row * d, count: d, constants: constants,
                                                       scratch: scratch!, out: out + row * d)

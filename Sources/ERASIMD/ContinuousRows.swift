@@ -17,28 +17,43 @@ public struct ContinuousRowConstants {
     }
 }
 
-/// Four doubles rounded to float32 towards +inf (the smallest float32 >= each value).
+/// Four doubles rounded to float32 towards +inf (the smallest float32 >= each value), without a
+/// branch per lane: the nearest float32, moved one step up (its bits +1 when positive, -1 when
+/// negative) where it fell below. -0 is made +0 first, so that a step from it goes up.
 @inline(__always)
 func roundedUp(_ v: SIMD4<Double>) -> SIMD4<Float> {
-    let nearest = SIMD4<Float>(v)
-    let below = SIMD4<Double>(nearest) .< v
-    guard any(below) else { return nearest }
-    var result = nearest
-    for lane in 0..<4 where below[lane] { result[lane] = nearest[lane].nextUp }
-    return result
+    let nearest = SIMD4<Float>(v) + SIMD4<Float>(repeating: 0)
+    let below = unsafeBitCast(SIMD4<Double>(nearest) .< v, to: SIMD4<Int64>.self)  // -1 or 0
+    let bits = unsafeBitCast(nearest, to: SIMD4<Int32>.self)
+    let step = (bits &>> 31) | SIMD4(repeating: 1)  // -1 for a negative value, else +1
+    return unsafeBitCast(bits &+ (step & SIMD4<Int32>(truncatingIfNeeded: below)), to: SIMD4<Float>.self)
 }
 
-/// Forward pass over one float32 row. `out` may be `s`.
+/// exp(s_i - max) for the row into `e` (four lanes at a time, past the end as 0: `e` holds
+/// count + 3 doubles); returns their sum.
+@inline(__always)
+func rowExponentials(_ s: UnsafePointer<Float>, count: Int, into e: UnsafeMutablePointer<Double>) -> Double {
+    let m = SIMD4<Double>(repeating: Double(rowMaximum(s, count: count)))
+    var sum = SIMD4<Double>()
+    var i = 0
+    while i < count {
+        let x = exp4(load4(s, i, count, padding: -.infinity) - m)
+        sum += x
+        UnsafeMutableRawPointer(e + i).storeBytes(of: x, as: SIMD4<Double>.self)
+        i += 4
+    }
+    return sum.sum()
+}
+
+/// Forward pass over one float32 row; `scratch` holds count + 3 doubles. `out` may be `s`.
 @inline(never)
 public func continuousForwardRow(_ s: UnsafePointer<Float>, count: Int, constants k: ContinuousRowConstants,
-                                 out: UnsafeMutablePointer<Float>) {
-    let maximum = Double(rowMaximum(s, count: count))
-    let factor = k.scale / rowSum(s, count: count, maximum: maximum)  // K / S
-    let m = SIMD4<Double>(repeating: maximum)
+                                 scratch: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
+    let factor = SIMD4<Double>(repeating: k.scale / rowExponentials(s, count: count, into: scratch))  // K / S
     let top = SIMD4<Double>(repeating: k.logStdMax), bottom = SIMD4<Double>(repeating: k.logStdMin)
     var i = 0
     while i < count {
-        var y = top.addingProduct(exp4(load4(s, i, count, padding: -.infinity) - m), SIMD4(repeating: factor))
+        var y = top.addingProduct(UnsafeRawPointer(scratch + i).loadUnaligned(as: SIMD4<Double>.self), factor)
         y.replace(with: bottom, where: y .< bottom)
         let stored = roundedUp(y)
         if i + 4 <= count {
@@ -51,34 +66,41 @@ public func continuousForwardRow(_ s: UnsafePointer<Float>, count: Int, constant
 }
 
 /// Backward pass over one float32 row: out = K w (gt - sum gt w), gt = g where the forward did
-/// not clip; returns sum gt w (the gradient of the residual). `scratch` holds 2*count doubles;
-/// `out` may be `s` or `g`.
+/// not clip; returns sum gt w (the gradient of the residual). `scratch` holds 2*count + 6
+/// doubles; `out` may be `s` or `g`.
 @inline(never)
 public func continuousBackwardRow(_ s: UnsafePointer<Float>, _ g: UnsafePointer<Float>, count: Int,
                                   constants k: ContinuousRowConstants, scratch: UnsafeMutablePointer<Double>,
                                   out: UnsafeMutablePointer<Float>) -> Double {
-    let maximum = Double(rowMaximum(s, count: count))
-    let inverseSum = 1 / rowSum(s, count: count, maximum: maximum)
-    let m = SIMD4<Double>(repeating: maximum)
+    let weights = scratch, masked = scratch + count + 3
+    let inverseSum = SIMD4<Double>(repeating: 1 / rowExponentials(s, count: count, into: weights))
     let top = SIMD4<Double>(repeating: k.logStdMax), bottom = SIMD4<Double>(repeating: k.logStdMin)
-    let weights = scratch, masked = scratch + count
+    let scale = SIMD4<Double>(repeating: k.scale)
     var weighted = SIMD4<Double>()
     var i = 0
     while i < count {
-        let w = exp4(load4(s, i, count, padding: -.infinity) - m) * inverseSum
-        let y = top.addingProduct(w, SIMD4(repeating: k.scale))
+        let w = UnsafeRawPointer(weights + i).loadUnaligned(as: SIMD4<Double>.self) * inverseSum
+        let y = top.addingProduct(w, scale)
         // The forward output is max(y, min): clipped exactly where y <= log_std_min.
-        let gt = load4(g, i, count, padding: 0).replacing(with: 0, where: y .<= bottom)
+        let gt = load4(g, i, count, padding: 0).replacing(with: SIMD4(repeating: 0), where: y .<= bottom)
         weighted = weighted.addingProduct(gt, w)
-        if i + 4 <= count {
-            UnsafeMutableRawPointer(weights + i).storeBytes(of: w, as: SIMD4<Double>.self)
-            UnsafeMutableRawPointer(masked + i).storeBytes(of: gt, as: SIMD4<Double>.self)
-        } else {
-            for lane in 0..<(count - i) { weights[i + lane] = w[lane]; masked[i + lane] = gt[lane] }
-        }
+        UnsafeMutableRawPointer(weights + i).storeBytes(of: w, as: SIMD4<Double>.self)
+        UnsafeMutableRawPointer(masked + i).storeBytes(of: gt, as: SIMD4<Double>.self)
         i += 4
     }
     let total = weighted.sum()
-    for j in 0..<count { out[j] = Float(k.scale * weights[j] * (masked[j] - total)) }
+    let totalLanes = SIMD4<Double>(repeating: total)
+    i = 0
+    while i < count {
+        let w = UnsafeRawPointer(weights + i).loadUnaligned(as: SIMD4<Double>.self)
+        let gt = UnsafeRawPointer(masked + i).loadUnaligned(as: SIMD4<Double>.self)
+        let gradient = SIMD4<Float>(scale * w * (gt - totalLanes))
+        if i + 4 <= count {
+            UnsafeMutableRawPointer(out + i).storeBytes(of: gradient, as: SIMD4<Float>.self)
+        } else {
+            for lane in 0..<(count - i) { out[i + lane] = gradient[lane] }
+        }
+        i += 4
+    }
     return total
 }

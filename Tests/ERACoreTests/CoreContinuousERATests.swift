@@ -82,19 +82,23 @@ final class CoreContinuousERATests: XCTestCase {
     func testForwardFloatAgainstReference() throws { try checkForward(Float.self, tolerance: 1e-5) }
 
     /// Float outputs are rounded up (towards +inf), so that they never sum below the double values.
+    /// Rounded up to float32, also for outputs of both signs and near 0 (log_std_max = 0.5).
     func testFloatForwardRoundsUp() throws {
         var rng = TestRandom(seed: 32)
-        let era = try ContinuousERA(targetEntropy: -3, residual: 0, logStdMin: -8, logStdMax: 0, dim: 6)
-        let input = (0..<600).map { _ in Float(rng.normal()) }
-        let out: [Float] = try coreContinuousForward(era, rows: 100, input)
-        let params = CoreContinuousParams(h0: -3, delta: 0, logStdMin: -8, logStdMax: 0, dim: 6)
-        for r in 0..<100 {
-            let expected = coreContinuousForward(coreRow(input, r, 6), params)
-            for i in 0..<6 {
-                let got = out[r * 6 + i]
-                XCTAssertGreaterThanOrEqual(Double(got), expected[i] - 1e-15 * Swift.abs(expected[i]))
-                XCTAssertLessThanOrEqual(Double(got.nextDown), expected[i] + 1e-15 * Swift.abs(expected[i]),
-                                         "more than one float above the value")
+        for (h0, top) in [(-3.0, 0.0), (6.0, 0.5)] {
+            let era = try ContinuousERA(targetEntropy: h0, residual: 0, logStdMin: -8, logStdMax: top, dim: 6)
+            let input = (0..<600).map { _ in Float(rng.normal()) }
+            let out: [Float] = try coreContinuousForward(era, rows: 100, input)
+            let params = CoreContinuousParams(h0: h0, delta: 0, logStdMin: -8, logStdMax: top, dim: 6)
+            XCTAssertTrue(out.contains { $0 > 0 } == (top > 0), "outputs above 0 only when log_std_max is")
+            for r in 0..<100 {
+                let expected = coreContinuousForward(coreRow(input, r, 6), params)
+                for i in 0..<6 {
+                    let got = out[r * 6 + i]
+                    XCTAssertGreaterThanOrEqual(Double(got), expected[i] - 1e-15 * Swift.abs(expected[i]))
+                    XCTAssertLessThanOrEqual(Double(got.nextDown), expected[i] + 1e-15 * Swift.abs(expected[i]),
+                                             "more than one float above the value")
+                }
             }
         }
     }

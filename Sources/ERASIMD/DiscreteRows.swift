@@ -70,64 +70,111 @@ func squareRoot4(_ x: SIMD4<Double>) -> SIMD4<Double> {
     return s.replacing(with: V(repeating: 0), where: x .== V(repeating: 0))
 }
 
-/// t = log h^-1(y) for smallest normal <= y <= up < 1/e: t <= -1 with t + log(-t) = log y.
-/// Start: the asymptotic expansion of W_{-1} to five terms (L1 = log y, L2 = log(-L1)) for
-/// y <= 0.25, the branch-point series to q^6 (q = -sqrt(2(1 - e y))) above; both within
-/// 0.021 of the root on their ranges. Then two Halley steps, step = g 2t(t+1)/(2(t+1)^2 + g),
-/// g = t + log(-t) - log y: from 0.021 the error falls below 1e-14 (cubic convergence, for
-/// condition numbers 1/|1 + t| up to 100, which the callers keep).
+/// t = log h^-1(y) for eight classes (two halves of four doubles) with
+/// smallest normal <= y <= up < 1/e: t <= -1 with t + log(-t) = log y. The start and a first
+/// Halley step run in eight float32 lanes, a last Halley step in double:
+/// - start: the asymptotic expansion of W_{-1} to five terms (L1 = log y, L2 = log(-L1)) for
+///   y <= 0.25, the branch-point series to q^6 (q = -sqrt(2(1 - e y)), in double) above; both
+///   within 0.021 of the root on their ranges;
+/// - a Halley step in float32, step = g 2t(t+1)/(2(t+1)^2 + g), g = t + log(-t) - log y: from
+///   0.021 to about 1e-5 (cubic convergence; float32 rounding adds about 1e-6 near the branch
+///   point, where |1 + t| >= 0.01 for the condition numbers 1/|1 + t| <= 100 the callers keep);
+/// - the same step in double, with log y in double: from 1e-5 to below 1e-13, far below the
+///   float32 outputs' rounding.
+/// Every lane is computed alone (no lane depends on another), so equal inputs give equal
+/// outputs wherever they sit in a row.
 @_transparent
-func logInverseEntropyTerm4(_ y: SIMD4<Double>, logY: SIMD4<Double>) -> SIMD4<Double> {
-    typealias V = SIMD4<Double>
-    let one = V(repeating: 1), two = V(repeating: 2), zero = V(repeating: 0)
-    let l1 = logY, l2 = log4(-logY)
+func logInverseEntropyTerm8(_ y0: SIMD4<Double>, _ y1: SIMD4<Double>,
+                            logY0: SIMD4<Double>, logY1: SIMD4<Double>) -> (SIMD4<Double>, SIMD4<Double>) {
+    typealias F = SIMD8<Float>
+    let one = F(repeating: 1), two = F(repeating: 2), minusOne = F(repeating: -1)
+    let l1 = F(lowHalf: lanesToFloat(logY0), highHalf: lanesToFloat(logY1))
+    let l2 = logFloat8(-l1)
     let inverseL1 = one / l1
     let i2 = inverseL1 * inverseL1
-    let third: V = l2 * (l2 - two) * V(repeating: 0.5) * i2
-    let inner: V = V(repeating: -9) + two * l2
-    let cubic: V = V(repeating: 6) + l2 * inner
-    let fourth: V = l2 * cubic * (i2 * inverseL1 / V(repeating: 6))
+    let third: F = l2 * (l2 - two) * F(repeating: 0.5) * i2
+    let inner: F = F(repeating: -9) + two * l2
+    let cubic: F = F(repeating: 6) + l2 * inner
+    let fourth: F = l2 * cubic * (i2 * inverseL1 / F(repeating: 6))
     var t = l1 - l2 + l2 * inverseL1 + third + fourth
-    let nearBranch = y .> V(repeating: 0.25)
-    if any(nearBranch) {  // in most steps of a row no class has y > 0.25
-        var twiceGap = two * one.addingProduct(V(repeating: -2.718_281_828_459_045), y)  // 2(1 - e y) >= 0
-        twiceGap.replace(with: zero, where: twiceGap .< zero)
-        let q = -squareRoot4(twiceGap)
-        var series = V(repeating: -221.0 / 8505)
-        series = V(repeating: 769.0 / 17280).addingProduct(series, q)
-        series = V(repeating: -43.0 / 540).addingProduct(series, q)
-        series = V(repeating: 11.0 / 72).addingProduct(series, q)
-        series = V(repeating: -1.0 / 3).addingProduct(series, q)
-        series = one.addingProduct(series, q)
-        series = (-one).addingProduct(series, q)
-        t.replace(with: series, where: nearBranch)
+    let nearBranch = F(lowHalf: lanesToFloat(y0), highHalf: lanesToFloat(y1)) .> F(repeating: 0.25)
+    let quarter = SIMD4<Double>(repeating: 0.25)
+    // In most steps of a row no class has y > 0.25. (The double masks: any() of the float32 one
+    // is left as a call; float32(y) > 0.25 implies y > 0.25.)
+    if any(y0 .> quarter) || any(y1 .> quarter) {
+        t.replace(with: F(lowHalf: lanesToFloat(branchSeries(y0)), highHalf: lanesToFloat(branchSeries(y1))),
+                  where: nearBranch)
     }
-    let minusOne = -one
     t.replace(with: minusOne, where: t .> minusOne)
-    for _ in 0..<2 {
-        let g = t + log4(-t) - logY
-        let t1 = t + one
-        t -= g * (two * t * t1) / (two * t1 * t1 + g)
-        t.replace(with: minusOne, where: t .> minusOne)
-    }
-    return t
+    let g = t + logFloat8(-t) - l1
+    let t1 = t + one
+    t -= g * (two * t * t1) / (two * t1 * t1 + g)
+    t.replace(with: minusOne, where: t .> minusOne)
+    return (halleyStep(lanesToDouble(t.lowHalf), logY: logY0), halleyStep(lanesToDouble(t.highHalf), logY: logY1))
 }
 
-/// For y (already clamped to [smallestY, up]): the output logit and y dt/dy (math 2).
+/// SIMD4<Float>(v) lane by lane: in the large row kernels the compiler leaves the generic
+/// conversion as a call; this form becomes one vcvtpd2ps.
 @_transparent
-func outputAndElasticity(_ y: SIMD4<Double>, _ k: DiscreteRowConstants) -> (SIMD4<Double>, SIMD4<Double>) {
+func lanesToFloat(_ v: SIMD4<Double>) -> SIMD4<Float> {
+    SIMD4(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3]))
+}
+
+/// SIMD4<Double>(v) lane by lane (see lanesToFloat).
+@_transparent
+func lanesToDouble(_ v: SIMD4<Float>) -> SIMD4<Double> {
+    SIMD4(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]))
+}
+
+/// The start near the branch point y = 1/e: t = -1 + q - q^2/3 + 11q^3/72 - ... to q^6,
+/// q = -sqrt(2(1 - e y)).
+@inline(__always)
+func branchSeries(_ y: SIMD4<Double>) -> SIMD4<Double> {
     typealias V = SIMD4<Double>
-    let logY = log4(y)
+    let one = V(repeating: 1), zero = V(repeating: 0)
+    var twiceGap = V(repeating: 2) * one.addingProduct(V(repeating: -2.718_281_828_459_045), y)  // 2(1 - e y) >= 0
+    twiceGap.replace(with: zero, where: twiceGap .< zero)
+    let q = -squareRoot4(twiceGap)
+    var series = V(repeating: -221.0 / 8505)
+    series = V(repeating: 769.0 / 17280).addingProduct(series, q)
+    series = V(repeating: -43.0 / 540).addingProduct(series, q)
+    series = V(repeating: 11.0 / 72).addingProduct(series, q)
+    series = V(repeating: -1.0 / 3).addingProduct(series, q)
+    series = one.addingProduct(series, q)
+    return (-one).addingProduct(series, q)
+}
+
+/// One Halley step on t + log(-t) = log y in double, t kept <= -1.
+@inline(__always)
+func halleyStep(_ t: SIMD4<Double>, logY: SIMD4<Double>) -> SIMD4<Double> {
+    typealias V = SIMD4<Double>
+    let one = V(repeating: 1), two = V(repeating: 2), minusOne = -one
+    let g = t + log4(-t) - logY
+    let t1 = t + one
+    var next = t - g * (two * t * t1) / (two * t1 * t1 + g)
+    next.replace(with: minusOne, where: next .> minusOne)
+    return next
+}
+
+/// For y (already clamped to [smallestY, up]), eight classes: the output logits and y dt/dy
+/// (math 2), per half.
+@_transparent
+func outputAndElasticity8(_ y0: SIMD4<Double>, _ y1: SIMD4<Double>, _ k: DiscreteRowConstants)
+    -> (SIMD4<Double>, SIMD4<Double>, SIMD4<Double>, SIMD4<Double>) {
+    typealias V = SIMD4<Double>
+    let logY0 = log4(y0), logY1 = log4(y1)
     let one = V(repeating: 1), threeQuarters = V(repeating: 0.75)
     if k.reference {
         // u = -1 - log y, t = -1 - sqrt(2u) - 0.75u; y dt/dy = 1/sqrt(2u) + 0.75.
-        let u = -one - logY
-        let root = squareRoot4(V(repeating: 2) * u)
-        return (-one - root - threeQuarters * u, one / root + threeQuarters)
+        let u0 = -one - logY0, u1 = -one - logY1
+        let root0 = squareRoot4(V(repeating: 2) * u0), root1 = squareRoot4(V(repeating: 2) * u1)
+        return (-one - root0 - threeQuarters * u0, -one - root1 - threeQuarters * u1,
+                one / root0 + threeQuarters, one / root1 + threeQuarters)
     }
-    let t = logInverseEntropyTerm4(y, logY: logY)
+    let (t0, t1) = logInverseEntropyTerm8(y0, y1, logY0: logY0, logY1: logY1)
     let top = V(repeating: k.topLogit)
-    return (t.replacing(with: top, where: t .> top), t / (t + one))
+    return (t0.replacing(with: top, where: t0 .> top), t1.replacing(with: top, where: t1 .> top),
+            t0 / (t0 + one), t1 / (t1 + one))
 }
 
 /// y = a p + b, kept in [smallestY, up]; and whether it was clamped at smallestY.
@@ -178,19 +225,14 @@ public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants 
     let inverseSum = SIMD4<Double>(repeating: 1 / rowSum(z, count: count, maximum: maximum))
     let m = SIMD4<Double>(repeating: maximum)
     var i = 0
-    while i + 8 <= count {
+    while i < count {  // eight classes per step; a last step of four or fewer computes them twice
+        let second = i + 4 < count ? i + 4 : i
         let p0 = exp4(load4(z, i, count, padding: -.infinity) - m) * inverseSum
-        let p1 = exp4(load4(z, i + 4, count, padding: -.infinity) - m) * inverseSum
-        let t0 = outputAndElasticity(clampedY(p0, k).0, k).0
-        let t1 = outputAndElasticity(clampedY(p1, k).0, k).0
+        let p1 = exp4(load4(z, second, count, padding: -.infinity) - m) * inverseSum
+        let (t0, t1, _, _) = outputAndElasticity8(clampedY(p0, k).0, clampedY(p1, k).0, k)
         store4(t0, out, i, count)
-        store4(t1, out, i + 4, count)
+        if second > i { store4(t1, out, second, count) }
         i += 8
-    }
-    while i < count {
-        let p = exp4(load4(z, i, count, padding: -.infinity) - m) * inverseSum
-        store4(outputAndElasticity(clampedY(p, k).0, k).0, out, i, count)
-        i += 4
     }
 }
 
@@ -206,34 +248,35 @@ public func discreteBackwardRow(_ z: UnsafePointer<Float>, _ g: UnsafePointer<Fl
     let slope = SIMD4<Double>(repeating: k.slope), zero = SIMD4<Double>(repeating: 0)
     let probabilities = scratch, s = scratch + count
     var weighted = SIMD4<Double>()  // sum_i s_i
-    /// s_i for four classes from i, and p_i.
+    /// p_i and s_i for four classes from i and from `second`.
     @_transparent
-    func terms(_ i: Int) -> (SIMD4<Double>, SIMD4<Double>) {
-        let p = exp4(load4(z, i, count, padding: -.infinity) - m) * inverseSum
-        let (y, clamped) = clampedY(p, k)
-        let elasticity = outputAndElasticity(y, k).1.replacing(with: zero, where: clamped)
-        return (p, load4(g, i, count, padding: 0) * (slope * p / y) * elasticity)
+    func terms(_ i: Int, _ second: Int) -> (SIMD4<Double>, SIMD4<Double>, SIMD4<Double>, SIMD4<Double>) {
+        let p0 = exp4(load4(z, i, count, padding: -.infinity) - m) * inverseSum
+        let p1 = exp4(load4(z, second, count, padding: -.infinity) - m) * inverseSum
+        let (y0, clamped0) = clampedY(p0, k), (y1, clamped1) = clampedY(p1, k)
+        let (_, _, e0, e1) = outputAndElasticity8(y0, y1, k)
+        let s0 = load4(g, i, count, padding: 0) * (slope * p0 / y0) * e0.replacing(with: zero, where: clamped0)
+        let s1 = load4(g, second, count, padding: 0) * (slope * p1 / y1) * e1.replacing(with: zero, where: clamped1)
+        return (p0, s0, p1, s1)
     }
     var i = 0
-    while i + 8 <= count {  // two independent chains per step (see DiscreteRows: forward)
-        let (p0, s0) = terms(i), (p1, s1) = terms(i + 4)
-        weighted += s0 + s1
-        storeLanes(p0, probabilities + i)
-        storeLanes(p1, probabilities + i + 4)
-        storeLanes(s0, s + i)
-        storeLanes(s1, s + i + 4)
-        i += 8
-    }
-    while i < count {
-        let (p, si) = terms(i)
-        weighted += si
-        if i + 4 <= count {
-            storeLanes(p, probabilities + i)
-            storeLanes(si, s + i)
+    while i < count {  // eight classes per step; a last step of four or fewer computes them twice
+        let second = i + 4 < count ? i + 4 : i
+        let (p0, s0, p1, s1) = terms(i, second)
+        weighted += s0
+        if second > i { weighted += s1 }
+        if i + 8 <= count {
+            storeLanes(p0, probabilities + i)
+            storeLanes(p1, probabilities + i + 4)
+            storeLanes(s0, s + i)
+            storeLanes(s1, s + i + 4)
         } else {
-            for lane in 0..<(count - i) { probabilities[i + lane] = p[lane]; s[i + lane] = si[lane] }
+            for lane in 0..<min(4, count - i) { probabilities[i + lane] = p0[lane]; s[i + lane] = s0[lane] }
+            if second > i {
+                for lane in 0..<(count - second) { probabilities[second + lane] = p1[lane]; s[second + lane] = s1[lane] }
+            }
         }
-        i += 4
+        i += 8
     }
     let w = weighted.sum()
     // The most probable class (the first maximum) gets minus the sum of the others.

@@ -135,6 +135,25 @@ final class SIMDKernelTests: XCTestCase {
         XCTAssertEqual(zeros, [0, 0, 0, 0, 0], "at and below 2^-127 the term is 0")
     }
 
+    /// The float32 log of the discrete kernels' starting values, on their arguments -log y and
+    /// -t (1 to about 715), and beyond.
+    func testVectorLogFloatAgainstGlibc() {
+        var rng = TestRandom(seed: 18)
+        var x = (0..<100_000).map { _ in Float(rng.uniform(1, 720)) }
+        x += (0..<100_000).map { _ in Float(Glibc.exp(rng.uniform(-87, 88))) }
+        x += [1, Float(1).nextUp, Float(1).nextDown, 0.70710677, 1.4142135, 1.4142137, 2, 0.5, .leastNormalMagnitude, .greatestFiniteMagnitude]
+        var out = [Float](repeating: .nan, count: x.count)
+        vectorLogFloat(x, count: x.count, out: &out)
+        var worst = 0.0
+        for i in 0..<x.count {
+            let want = Glibc.log(Double(x[i]))
+            let error = abs(Double(out[i]) - want) / max(abs(want), 1e-7)
+            worst = max(worst, error)
+        }
+        print("vector float32 log vs Glibc.log: max relative error \(worst) (\(worst / 0x1p-24) x 2^-24)")
+        XCTAssertLessThan(worst, 3e-7)
+    }
+
     /// The row statistics are relative to a reference M that need not be the maximum, so they are
     /// compared through what does not depend on it: logsumexp M + log S, absolutely (a log-prob
     /// s z[a] - logsumexp inherits that error), and the entropy log S - T/S.

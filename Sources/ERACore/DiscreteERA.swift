@@ -178,8 +178,10 @@ public struct DiscreteERA: Sendable {
         if T.self == Float.self, let constants = floatRowConstants {
             let z = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
             let out = UnsafeMutableRawPointer(output).assumingMemoryBound(to: Float.self)
-            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4) { range, _ in
-                for row in range { discreteForwardRow(z + row * d, count: d, constants: constants, out: out + row * d) }
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: d + 3) { range, scratch in
+                for row in range {
+                    discreteForwardRow(z + row * d, count: d, constants: constants, scratch: scratch!, out: out + row * d)
+                }
             }
             return
         }

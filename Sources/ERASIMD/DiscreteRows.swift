@@ -41,19 +41,6 @@ func rowMaximum(_ z: UnsafePointer<Float>, count: Int) -> Float {
     return m
 }
 
-/// sum exp(z - m) over the row.
-@inline(__always)
-func rowSum(_ z: UnsafePointer<Float>, count: Int, maximum: Double) -> Double {
-    let m = SIMD4<Double>(repeating: maximum)
-    var sum = SIMD4<Double>()
-    var i = 0
-    while i < count {
-        sum += exp4(load4(z, i, count, padding: -.infinity) - m)
-        i += 4
-    }
-    return sum.sum()
-}
-
 /// sqrt for four non-negative doubles without a call per lane (the scalar squareRoot calls
 /// the C library here): 1/sqrt(x) from the exponent-halving bit trick (3.4% off), four Newton
 /// steps y <- y (3/2 - x y^2 / 2) (relative error squared each time, below 1e-20), then
@@ -217,18 +204,23 @@ func storeLanes(_ v: SIMD4<Double>, _ p: UnsafeMutablePointer<Double>) {
     p[3] = v[3]
 }
 
-/// Forward pass over one float32 row. `out` may be `z`.
+/// Four doubles loaded lane by lane (see storeLanes).
+@_transparent
+func loadLanes(_ p: UnsafePointer<Double>) -> SIMD4<Double> {
+    SIMD4(p[0], p[1], p[2], p[3])
+}
+
+/// Forward pass over one float32 row. `scratch` holds count + 3 doubles; `out` may be `z`.
 @inline(never)
 public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants k: DiscreteRowConstants,
-                               out: UnsafeMutablePointer<Float>) {
-    let maximum = Double(rowMaximum(z, count: count))
-    let inverseSum = SIMD4<Double>(repeating: 1 / rowSum(z, count: count, maximum: maximum))
-    let m = SIMD4<Double>(repeating: maximum)
+                               scratch: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
+    // exp(z - max) once per class, kept for the main loop.
+    let inverseSum = SIMD4<Double>(repeating: 1 / rowExponentials(z, count: count, into: scratch))
     var i = 0
     while i < count {  // eight classes per step; a last step of four or fewer computes them twice
         let second = i + 4 < count ? i + 4 : i
-        let p0 = exp4(load4(z, i, count, padding: -.infinity) - m) * inverseSum
-        let p1 = exp4(load4(z, second, count, padding: -.infinity) - m) * inverseSum
+        let p0 = loadLanes(scratch + i) * inverseSum
+        let p1 = loadLanes(scratch + second) * inverseSum
         let (t0, t1, _, _) = outputAndElasticity8(clampedY(p0, k).0, clampedY(p1, k).0, k)
         store4(t0, out, i, count)
         if second > i { store4(t1, out, second, count) }
@@ -236,23 +228,22 @@ public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants 
     }
 }
 
-/// Backward pass over one float32 row. `scratch` holds 2*count doubles; `out` may be `z` or `g`.
+/// Backward pass over one float32 row. `scratch` holds 2*count + 6 doubles; `out` may be `z` or `g`.
 @inline(never)
 public func discreteBackwardRow(_ z: UnsafePointer<Float>, _ g: UnsafePointer<Float>, count: Int,
                                 constants k: DiscreteRowConstants, scratch: UnsafeMutablePointer<Double>,
                                 out: UnsafeMutablePointer<Float>) {
     let rawMaximum = rowMaximum(z, count: count)
-    let maximum = Double(rawMaximum)
-    let inverseSum = SIMD4<Double>(repeating: 1 / rowSum(z, count: count, maximum: maximum))
-    let m = SIMD4<Double>(repeating: maximum)
+    // exp(z - max) once per class, into the probabilities' place (count + 3 doubles).
+    let probabilities = scratch, s = scratch + count + 3
+    let inverseSum = SIMD4<Double>(repeating: 1 / rowExponentials(z, count: count, into: probabilities))
     let slope = SIMD4<Double>(repeating: k.slope), zero = SIMD4<Double>(repeating: 0)
-    let probabilities = scratch, s = scratch + count
     var weighted = SIMD4<Double>()  // sum_i s_i
     /// p_i and s_i for four classes from i and from `second`.
     @_transparent
     func terms(_ i: Int, _ second: Int) -> (SIMD4<Double>, SIMD4<Double>, SIMD4<Double>, SIMD4<Double>) {
-        let p0 = exp4(load4(z, i, count, padding: -.infinity) - m) * inverseSum
-        let p1 = exp4(load4(z, second, count, padding: -.infinity) - m) * inverseSum
+        let p0 = loadLanes(probabilities + i) * inverseSum
+        let p1 = loadLanes(probabilities + second) * inverseSum
         let (y0, clamped0) = clampedY(p0, k), (y1, clamped1) = clampedY(p1, k)
         let (_, _, e0, e1) = outputAndElasticity8(y0, y1, k)
         let s0 = load4(g, i, count, padding: 0) * (slope * p0 / y0) * e0.replacing(with: zero, where: clamped0)

@@ -51,7 +51,10 @@ public enum VectorKernels {
     static func logprobGradientRow<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, scale: Double, maximum: Double,
                                                     inverseSum: Double, gradScale: Double, label: Int,
                                                     out: UnsafeMutablePointer<S>) -> Bool {
-        guard enabled else { return false }
+        // The kernel's exponent is s*log2(e) (z - m) in float32: a scale that float32 cannot
+        // hold that way (s near the float32 range's ends) takes the portable kernel, as its
+        // statistics did.
+        guard enabled, Float(scale * 1.442_695_040_888_963_4).isNormal else { return false }
         let raw = UnsafeRawPointer(z), rawOut = UnsafeMutableRawPointer(out)
         if S.self == Float.self {
             ERASIMD.logprobGradientRow(raw.assumingMemoryBound(to: Float.self), count: count, scale: scale,

@@ -9,6 +9,10 @@ protocol LogitLanes {
     static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float>
     static func load4(_ p: UnsafeRawPointer) -> SIMD4<Double>
     static func scalar(_ p: UnsafeRawPointer, _ i: Int) -> Float
+    /// Stores eight float32 values in the storage type (bfloat16: to nearest even).
+    static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutableRawPointer)
+    /// Stores one double, rounded once to the storage type.
+    static func store(_ v: Double, _ p: UnsafeMutableRawPointer)
     static var stride: Int { get }
 }
 
@@ -18,6 +22,8 @@ enum Float32Lanes: LogitLanes {
         SIMD4<Double>(p.loadUnaligned(as: SIMD4<Float>.self))
     }
     @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ i: Int) -> Float { p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
+    @inline(__always) static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutableRawPointer) { p.storeBytes(of: v, as: SIMD8<Float>.self) }
+    @inline(__always) static func store(_ v: Double, _ p: UnsafeMutableRawPointer) { p.storeBytes(of: Float(v), as: Float.self) }
     static var stride: Int { 4 }
 }
 
@@ -33,6 +39,16 @@ enum BFloat16Lanes: LogitLanes {
     }
     @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ i: Int) -> Float {
         Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
+    }
+    /// float32 to bfloat16, to nearest even (finite values): add 0x7FFF plus the last kept bit,
+    /// keep the upper half.
+    @inline(__always) static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutableRawPointer) {
+        let bits = unsafeBitCast(v, to: SIMD8<UInt32>.self)
+        let rounded = (bits &+ SIMD8(repeating: 0x7FFF) &+ ((bits &>> SIMD8(repeating: 16)) & SIMD8(repeating: 1))) &>> SIMD8(repeating: 16)
+        p.storeBytes(of: SIMD8<UInt16>(truncatingIfNeeded: rounded), as: SIMD8<UInt16>.self)
+    }
+    @inline(__always) static func store(_ v: Double, _ p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: bfloat16Bits(SIMD4(repeating: v))[0], as: UInt16.self)
     }
     static var stride: Int { 2 }
 }
@@ -170,52 +186,50 @@ public func logitStatistics(bfloat16 z: UnsafePointer<UInt16>, count: Int, scale
     statistics(BFloat16Lanes.self, UnsafeRawPointer(z), count: count, scale: scale)
 }
 
-/// out[i] = gradScale * (1{i == label} - exp(scale*z_i - maximum) * inverseSum) for one row, in
-/// double, rounded once to float32. `out` may be `z` (each step reads its lanes before writing).
+/// out[i] = gradScale * (1{i == label} - exp(scale*z_i - maximum) * inverseSum) for one row,
+/// with `maximum` and `inverseSum` from the vector statistics (`statistics`: maximum = s*m for a
+/// float32 logit m). The entries in eight float32 lanes: 2^u with u = s2 (z - m) as in the
+/// statistics, times -gradScale/S, rounded to float32 (about 2e-7 relative besides the sum's
+/// error); the label's entry in double (1 - p cancels as p nears 1). `out` may be `z` (each
+/// step reads its lanes before writing).
 @inline(never)
 public func logprobGradientRow(_ z: UnsafePointer<Float>, count: Int, scale: Double, maximum: Double,
                                inverseSum: Double, gradScale: Double, label: Int, out: UnsafeMutablePointer<Float>) {
     let labelValue = gradScale * (1 - exp4(SIMD4(repeating: scale * Double(z[label]) - maximum))[0] * inverseSum)
     gradientRow(Float32Lanes.self, UnsafeRawPointer(z), count: count, scale: scale, maximum: maximum,
-                inverseSum: inverseSum, gradScale: gradScale) { i, values in
-        UnsafeMutableRawPointer(out + i).storeBytes(of: narrow(values), as: SIMD4<Float>.self)
-    } scalar: { i, value in
-        out[i] = Float(value)
-    }
+                inverseSum: inverseSum, gradScale: gradScale, out: UnsafeMutableRawPointer(out))
     out[label] = Float(labelValue)
 }
 
-/// The same for bfloat16 logits and gradients (raw bits), each gradient rounded once from double
-/// to bfloat16, to nearest even.
+/// The same for bfloat16 logits and gradients (raw bits): each float32 entry rounded to
+/// bfloat16, to nearest even; the tail and the label's entry rounded once from double.
 @inline(never)
 public func logprobGradientRow(bfloat16 z: UnsafePointer<UInt16>, count: Int, scale: Double, maximum: Double,
                                inverseSum: Double, gradScale: Double, label: Int, out: UnsafeMutablePointer<UInt16>) {
     let labelLogit = Double(BFloat16Lanes.scalar(UnsafeRawPointer(z), label))
     let labelValue = gradScale * (1 - exp4(SIMD4(repeating: scale * labelLogit - maximum))[0] * inverseSum)
     gradientRow(BFloat16Lanes.self, UnsafeRawPointer(z), count: count, scale: scale, maximum: maximum,
-                inverseSum: inverseSum, gradScale: gradScale) { i, values in
-        UnsafeMutableRawPointer(out + i).storeBytes(of: bfloat16Bits(values), as: SIMD4<UInt16>.self)
-    } scalar: { i, value in
-        out[i] = bfloat16Bits(SIMD4(repeating: value))[0]
-    }
+                inverseSum: inverseSum, gradScale: gradScale, out: UnsafeMutableRawPointer(out))
     out[label] = bfloat16Bits(SIMD4(repeating: labelValue))[0]
 }
 
-/// -gradScale * softmax for every entry, four at a time (`store`) and one at a time (`scalar`).
+/// -gradScale * softmax for every entry into `out` (L's storage), eight float32 lanes at a time,
+/// the last count mod 8 in double.
 @inline(__always)
 func gradientRow<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, scale: Double, maximum: Double,
-                                inverseSum: Double, gradScale: Double,
-                                store: (Int, SIMD4<Double>) -> Void, scalar: (Int, Double) -> Void) {
-    let s = SIMD4<Double>(repeating: scale), negativeMaximum = SIMD4<Double>(repeating: -maximum)
-    let factor = SIMD4<Double>(repeating: -gradScale * inverseSum)
+                                inverseSum: Double, gradScale: Double, out: UnsafeMutableRawPointer) {
+    let scaleLanes = SIMD8<Float>(repeating: Float(scale * log2e))
+    let reference = SIMD8<Float>(repeating: Float(maximum / scale))  // m: maximum = s*m exactly
+    let factor = SIMD8<Float>(repeating: Float(-gradScale * inverseSum))
     var i = 0
-    while i + 4 <= count {
-        store(i, exp4(negativeMaximum.addingProduct(s, L.load4(z + i * L.stride))) * factor)
-        i += 4
+    while i + 8 <= count {
+        let u = clampedExp2Argument((L.load8(z + i * L.stride) - reference) * scaleLanes)
+        L.store8(exp2Float8(clamped: u) * factor, out + i * L.stride)
+        i += 8
     }
     while i < count {
         let d = scale * Double(L.scalar(z, i)) - maximum
-        scalar(i, exp4(SIMD4(repeating: d))[0] * factor[0])
+        L.store(exp4(SIMD4(repeating: d))[0] * (-gradScale * inverseSum), out + i * L.stride)
         i += 1
     }
 }

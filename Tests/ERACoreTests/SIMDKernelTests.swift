@@ -220,9 +220,13 @@ final class SIMDKernelTests: XCTestCase {
         }
     }
 
+    /// The gradient rows against plain double loops given the same (exact) statistics: entries
+    /// computed in float32 lanes, within 3e-7 relative plus 1.5e-7 per nat of distance from the
+    /// row maximum (the exponent's float32 rounding), or below float32's normal range times |g|;
+    /// bfloat16 within one step of the double value rounded, and mostly equal to it.
     func testGradientRowsAgainstPlainLoops() {
         var rng = TestRandom(seed: 13)
-        var mismatches32 = 0, mismatches16 = 0, entries = 0
+        var worst32 = 0.0, mismatches16 = 0, entries = 0
         for n in Array(1...19) + [1000, 32_003] {
             for scale in [1.0, 0.5, 2.0] {
                 let row = randomRow(n, &rng, masked: true).map { $0 == -.infinity ? Float(-1e30) : $0 }
@@ -245,26 +249,27 @@ final class SIMDKernelTests: XCTestCase {
                     logprobGradientRow(bfloat16: b.baseAddress!, count: n, scale: scale, maximum: m16, inverseSum: 1 / s16,
                                        gradScale: g, label: label, out: &out16)
                 }
+                let tiny = Double(Float.leastNormalMagnitude) * max(1, abs(g))
                 for i in 0..<n {
                     entries += 1
-                    // Rounded once from double: equal to the plain value rounded, but for a
-                    // value within the vector exp's 1e-12 of a rounding boundary (then 1 ulp).
-                    let plain32 = Float(want[i])
-                    if out32[i] != plain32 {
-                        mismatches32 += 1
-                        XCTAssertEqual(abs(out32[i].bitPattern.distance(to: plain32.bitPattern)), 1, "f32 n \(n) [\(i)]")
-                    }
+                    let distance = m - scale * Double(row[i])
+                    let error = abs(Double(out32[i]) - want[i])
+                    if abs(want[i]) >= tiny { worst32 = max(worst32, error / abs(want[i]) / (3e-7 + 1.5e-7 * distance)) }
+                    XCTAssertLessThanOrEqual(error, (3e-7 + 1.5e-7 * distance) * abs(want[i]) + tiny, "f32 n \(n) [\(i)]")
                     let p16 = Glibc.exp(max(scale * bfValues[i] - m16, -1000)) / s16
-                    let plain16 = BFloat16(rounding: g * ((i == label ? 1 : 0) - p16)).bitPattern
+                    let want16 = g * ((i == label ? 1 : 0) - p16)
+                    let plain16 = BFloat16(rounding: want16).bitPattern
                     if BFloat16(bitPattern: out16[i]).float != BFloat16(bitPattern: plain16).float {  // -0 == 0
                         mismatches16 += 1
-                        XCTAssertEqual(abs(Int(out16[i]) - Int(plain16)), 1, "bf16 n \(n) [\(i)]")
+                        if abs(want16) >= tiny {
+                            XCTAssertEqual(abs(Int(out16[i]) - Int(plain16)), 1, "bf16 n \(n) [\(i)]")
+                        }
                     }
                 }
             }
         }
-        print("vector gradient rows: \(mismatches32) f32 and \(mismatches16) bf16 of \(entries) entries 1 ulp from the plain rounding")
-        XCTAssertLessThan(mismatches32 + mismatches16, entries / 1000)
+        print("vector gradient rows: f32 worst error \(worst32) of its bound; \(mismatches16) bf16 of \(entries) entries one step from the double value rounded")
+        XCTAssertLessThan(mismatches16, entries / 100)
     }
 
     func testGradientRowInPlace() {

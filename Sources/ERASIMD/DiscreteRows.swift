@@ -57,22 +57,21 @@ func squareRoot4(_ x: SIMD4<Double>) -> SIMD4<Double> {
     return s.replacing(with: V(repeating: 0), where: x .== V(repeating: 0))
 }
 
-/// t = log h^-1(y) for eight classes (two halves of four doubles) with
-/// smallest normal <= y <= up < 1/e: t <= -1 with t + log(-t) = log y. The start and a first
-/// Halley step run in eight float32 lanes, a last Halley step in double:
+/// The start of t = log h^-1(y) and a first Halley step, for eight classes (two halves of four
+/// doubles) with smallest normal <= y <= up < 1/e: t <= -1 with t + log(-t) = log y, in eight
+/// float32 lanes:
 /// - start: the asymptotic expansion of W_{-1} to five terms (L1 = log y, L2 = log(-L1)) for
 ///   y <= 0.25, the branch-point series to q^6 (q = -sqrt(2(1 - e y)), in double) above; both
 ///   within 0.021 of the root on their ranges;
-/// - a Halley step in float32, step = g 2t(t+1)/(2(t+1)^2 + g), g = t + log(-t) - log y: from
-///   0.021 to about 1e-5 (cubic convergence; float32 rounding adds about 1e-6 near the branch
-///   point, where |1 + t| >= 0.01 for the condition numbers 1/|1 + t| <= 100 the callers keep);
-/// - the same step in double, with log y in double: from 1e-5 to below 1e-13, far below the
-///   float32 outputs' rounding.
-/// Every lane is computed alone (no lane depends on another), so equal inputs give equal
-/// outputs wherever they sit in a row.
+/// - a Halley step, step = g 2t(t+1)/(2(t+1)^2 + g), g = t + log(-t) - log y: from 0.021 to
+///   about 1e-5 (cubic convergence; float32 rounding adds about 1e-6 near the branch point,
+///   where |1 + t| >= 0.01 for the condition numbers 1/|1 + t| <= 100 the callers keep).
+/// `halleyStep` in double, against log y in double, then takes t below 1e-13, far below the
+/// float32 outputs' rounding. Every lane is computed alone (no lane depends on another), so
+/// equal inputs give equal outputs wherever they sit in a row.
 @_transparent
-func logInverseEntropyTerm8(_ y0: SIMD4<Double>, _ y1: SIMD4<Double>,
-                            logY0: SIMD4<Double>, logY1: SIMD4<Double>) -> (SIMD4<Double>, SIMD4<Double>) {
+func startAndFloatStep(_ y0: SIMD4<Double>, _ y1: SIMD4<Double>,
+                       logY0: SIMD4<Double>, logY1: SIMD4<Double>) -> SIMD8<Float> {
     typealias F = SIMD8<Float>
     let one = F(repeating: 1), two = F(repeating: 2), minusOne = F(repeating: -1)
     let l1 = F(lowHalf: lanesToFloat(logY0), highHalf: lanesToFloat(logY1))
@@ -97,7 +96,7 @@ func logInverseEntropyTerm8(_ y0: SIMD4<Double>, _ y1: SIMD4<Double>,
     let t1 = t + one
     t -= g * (two * t * t1) / (two * t1 * t1 + g)
     t.replace(with: minusOne, where: t .> minusOne)
-    return (halleyStep(lanesToDouble(t.lowHalf), logY: logY0), halleyStep(lanesToDouble(t.highHalf), logY: logY1))
+    return t
 }
 
 /// SIMD4<Float>(v) lane by lane: in the large row kernels the compiler leaves the generic
@@ -141,27 +140,6 @@ func halleyStep(_ t: SIMD4<Double>, logY: SIMD4<Double>) -> SIMD4<Double> {
     var next = t - g * (two * t * t1) / (two * t1 * t1 + g)
     next.replace(with: minusOne, where: next .> minusOne)
     return next
-}
-
-/// For y (already clamped to [smallestY, up]), eight classes: the output logits and y dt/dy
-/// (math 2), per half.
-@_transparent
-func outputAndElasticity8(_ y0: SIMD4<Double>, _ y1: SIMD4<Double>, _ k: DiscreteRowConstants)
-    -> (SIMD4<Double>, SIMD4<Double>, SIMD4<Double>, SIMD4<Double>) {
-    typealias V = SIMD4<Double>
-    let logY0 = log4(y0), logY1 = log4(y1)
-    let one = V(repeating: 1), threeQuarters = V(repeating: 0.75)
-    if k.reference {
-        // u = -1 - log y, t = -1 - sqrt(2u) - 0.75u; y dt/dy = 1/sqrt(2u) + 0.75.
-        let u0 = -one - logY0, u1 = -one - logY1
-        let root0 = squareRoot4(V(repeating: 2) * u0), root1 = squareRoot4(V(repeating: 2) * u1)
-        return (-one - root0 - threeQuarters * u0, -one - root1 - threeQuarters * u1,
-                one / root0 + threeQuarters, one / root1 + threeQuarters)
-    }
-    let (t0, t1) = logInverseEntropyTerm8(y0, y1, logY0: logY0, logY1: logY1)
-    let top = V(repeating: k.topLogit)
-    return (t0.replacing(with: top, where: t0 .> top), t1.replacing(with: top, where: t1 .> top),
-            t0 / (t0 + one), t1 / (t1 + one))
 }
 
 /// y = a p + b, kept in [smallestY, up]; and whether it was clamped at smallestY.
@@ -210,64 +188,107 @@ func loadLanes(_ p: UnsafePointer<Double>) -> SIMD4<Double> {
     SIMD4(p[0], p[1], p[2], p[3])
 }
 
-/// Forward pass over one float32 row. `scratch` holds count + 3 doubles; `out` may be `z`.
+/// The length of each row array of the kernels below: count rounded up to a multiple of 8.
+@inline(__always)
+public func discreteRowArrayLength(_ count: Int) -> Int { (count + 7) & ~7 }
+
+/// For every class of a row, given e_i = exp(z_i - max) in `es` and 1/sum e: y_i = a p_i + b
+/// clamped to [smallestY, up] into `ys`, log y_i into `logs`, and t_i = log h^-1(y_i) (or the
+/// reference mode's closed form) into `ts`; arrays of discreteRowArrayLength(count) doubles
+/// (the padding of `es` is set to 0 here). Separate passes over the row, each with a short chain
+/// of work per step, so that the processor overlaps many steps (one pass doing all of it waits
+/// on a chain of three logs and three divisions per class): log y in double; the start and a
+/// float32 Halley step, eight lanes; a double Halley step.
 @inline(never)
-public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants k: DiscreteRowConstants,
-                               scratch: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
-    // exp(z - max) once per class, kept for the main loop.
-    let inverseSum = SIMD4<Double>(repeating: 1 / rowExponentials(z, count: count, into: scratch))
+func inverseRow(_ es: UnsafeMutablePointer<Double>, inverseSum: Double, count: Int, constants k: DiscreteRowConstants,
+                ys: UnsafeMutablePointer<Double>, logs: UnsafeMutablePointer<Double>, ts: UnsafeMutablePointer<Double>) {
+    typealias V = SIMD4<Double>
+    let n = discreteRowArrayLength(count)
+    for j in count..<n { es[j] = 0 }
+    let inverse = V(repeating: inverseSum)
     var i = 0
-    while i < count {  // eight classes per step; a last step of four or fewer computes them twice
-        let second = i + 4 < count ? i + 4 : i
-        let p0 = loadLanes(scratch + i) * inverseSum
-        let p1 = loadLanes(scratch + second) * inverseSum
-        let (t0, t1, _, _) = outputAndElasticity8(clampedY(p0, k).0, clampedY(p1, k).0, k)
-        store4(t0, out, i, count)
-        if second > i { store4(t1, out, second, count) }
+    while i < n {
+        let y = clampedY(loadLanes(es + i) * inverse, k).0
+        storeLanes(y, ys + i)
+        storeLanes(log4(y), logs + i)
+        i += 4
+    }
+    i = 0
+    if k.reference {
+        // u = -1 - log y, t = -1 - sqrt(2u) - 0.75u.
+        let one = V(repeating: 1)
+        while i < n {
+            let u = -one - loadLanes(logs + i)
+            storeLanes(-one - squareRoot4(V(repeating: 2) * u) - V(repeating: 0.75) * u, ts + i)
+            i += 4
+        }
+        return
+    }
+    while i < n {
+        let t = startAndFloatStep(loadLanes(ys + i), loadLanes(ys + i + 4), logY0: loadLanes(logs + i), logY1: loadLanes(logs + i + 4))
+        storeLanes(lanesToDouble(t.lowHalf), ts + i)
+        storeLanes(lanesToDouble(t.highHalf), ts + i + 4)
         i += 8
+    }
+    i = 0
+    while i < n {
+        storeLanes(halleyStep(loadLanes(ts + i), logY: loadLanes(logs + i)), ts + i)
+        i += 4
     }
 }
 
-/// Backward pass over one float32 row. `scratch` holds 2*count + 6 doubles; `out` may be `z` or `g`.
+/// Forward pass over one float32 row. `scratch` holds 4 discreteRowArrayLength(count) doubles;
+/// `out` may be `z`.
+@inline(never)
+public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants k: DiscreteRowConstants,
+                               scratch: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
+    let n = discreteRowArrayLength(count)
+    let es = scratch, ys = scratch + n, logs = scratch + 2 * n, ts = scratch + 3 * n
+    let inverseSum = 1 / rowExponentials(z, count: count, into: es)
+    inverseRow(es, inverseSum: inverseSum, count: count, constants: k, ys: ys, logs: logs, ts: ts)
+    let top = SIMD4<Double>(repeating: k.reference ? .infinity : k.topLogit)
+    var i = 0
+    while i < count {
+        let t = loadLanes(ts + i)
+        store4(t.replacing(with: top, where: t .> top), out, i, count)
+        i += 4
+    }
+}
+
+/// Backward pass over one float32 row. `scratch` holds 5 discreteRowArrayLength(count) doubles;
+/// `out` may be `z` or `g`.
 @inline(never)
 public func discreteBackwardRow(_ z: UnsafePointer<Float>, _ g: UnsafePointer<Float>, count: Int,
                                 constants k: DiscreteRowConstants, scratch: UnsafeMutablePointer<Double>,
                                 out: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD4<Double>
     let rawMaximum = rowMaximum(z, count: count)
-    // exp(z - max) once per class, into the probabilities' place (count + 3 doubles).
-    let probabilities = scratch, s = scratch + count + 3
-    let inverseSum = SIMD4<Double>(repeating: 1 / rowExponentials(z, count: count, into: probabilities))
-    let slope = SIMD4<Double>(repeating: k.slope), zero = SIMD4<Double>(repeating: 0)
-    var weighted = SIMD4<Double>()  // sum_i s_i
-    /// p_i and s_i for four classes from i and from `second`.
-    @_transparent
-    func terms(_ i: Int, _ second: Int) -> (SIMD4<Double>, SIMD4<Double>, SIMD4<Double>, SIMD4<Double>) {
-        let p0 = loadLanes(probabilities + i) * inverseSum
-        let p1 = loadLanes(probabilities + second) * inverseSum
-        let (y0, clamped0) = clampedY(p0, k), (y1, clamped1) = clampedY(p1, k)
-        let (_, _, e0, e1) = outputAndElasticity8(y0, y1, k)
-        let s0 = load4(g, i, count, padding: 0) * (slope * p0 / y0) * e0.replacing(with: zero, where: clamped0)
-        let s1 = load4(g, second, count, padding: 0) * (slope * p1 / y1) * e1.replacing(with: zero, where: clamped1)
-        return (p0, s0, p1, s1)
-    }
+    let n = discreteRowArrayLength(count)
+    let probabilities = scratch, ys = scratch + n, logs = scratch + 2 * n, ts = scratch + 3 * n, s = scratch + 4 * n
+    let inverseSum = 1 / rowExponentials(z, count: count, into: probabilities)
+    inverseRow(probabilities, inverseSum: inverseSum, count: count, constants: k, ys: ys, logs: logs, ts: ts)
+    let inverse = V(repeating: inverseSum), slope = V(repeating: k.slope), one = V(repeating: 1)
+    let zero = V(repeating: 0), smallest = V(repeating: smallestY), threeQuarters = V(repeating: 0.75)
+    var weighted = V()  // sum_i s_i
     var i = 0
-    while i < count {  // eight classes per step; a last step of four or fewer computes them twice
-        let second = i + 4 < count ? i + 4 : i
-        let (p0, s0, p1, s1) = terms(i, second)
-        weighted += s0
-        if second > i { weighted += s1 }
-        if i + 8 <= count {
-            storeLanes(p0, probabilities + i)
-            storeLanes(p1, probabilities + i + 4)
-            storeLanes(s0, s + i)
-            storeLanes(s1, s + i + 4)
+    while i < count {  // past count, p and g are 0
+        let p = loadLanes(probabilities + i) * inverse
+        let y = loadLanes(ys + i)
+        // y dt/dy: t/(1 + t) (exact, tight), 1/sqrt(2u) + 0.75 with u = -1 - log y (reference);
+        // 0 where y was clamped at smallestY.
+        var elasticity: V
+        if k.reference {
+            elasticity = one / squareRoot4(V(repeating: 2) * (-one - loadLanes(logs + i))) + threeQuarters
         } else {
-            for lane in 0..<min(4, count - i) { probabilities[i + lane] = p0[lane]; s[i + lane] = s0[lane] }
-            if second > i {
-                for lane in 0..<(count - second) { probabilities[second + lane] = p1[lane]; s[second + lane] = s1[lane] }
-            }
+            let t = loadLanes(ts + i)
+            elasticity = t / (t + one)
         }
-        i += 8
+        elasticity.replace(with: zero, where: y .<= smallest)
+        let si = load4(g, i, count, padding: 0) * (slope * p / y) * elasticity
+        weighted += si
+        storeLanes(p, probabilities + i)
+        storeLanes(si, s + i)
+        i += 4
     }
     let w = weighted.sum()
     // The most probable class (the first maximum) gets minus the sum of the others.

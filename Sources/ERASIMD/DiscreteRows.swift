@@ -70,11 +70,9 @@ func squareRoot4(_ x: SIMD4<Double>) -> SIMD4<Double> {
 /// float32 outputs' rounding. Every lane is computed alone (no lane depends on another), so
 /// equal inputs give equal outputs wherever they sit in a row.
 @_transparent
-func startAndFloatStep(_ y0: SIMD4<Double>, _ y1: SIMD4<Double>,
-                       logY0: SIMD4<Double>, logY1: SIMD4<Double>) -> SIMD8<Float> {
+func startAndFloatStep(logY l1: SIMD8<Float>, _ y0: SIMD4<Double>, _ y1: SIMD4<Double>) -> SIMD8<Float> {
     typealias F = SIMD8<Float>
     let one = F(repeating: 1), two = F(repeating: 2), minusOne = F(repeating: -1)
-    let l1 = F(lowHalf: lanesToFloat(logY0), highHalf: lanesToFloat(logY1))
     let l2 = logFloat8(-l1)
     let inverseL1 = one / l1
     let i2 = inverseL1 * inverseL1
@@ -83,11 +81,11 @@ func startAndFloatStep(_ y0: SIMD4<Double>, _ y1: SIMD4<Double>,
     let cubic: F = F(repeating: 6) + l2 * inner
     let fourth: F = l2 * cubic * (i2 * inverseL1 / F(repeating: 6))
     var t = l1 - l2 + l2 * inverseL1 + third + fourth
-    let nearBranch = F(lowHalf: lanesToFloat(y0), highHalf: lanesToFloat(y1)) .> F(repeating: 0.25)
     let quarter = SIMD4<Double>(repeating: 0.25)
     // In most steps of a row no class has y > 0.25. (The double masks: any() of the float32 one
     // is left as a call; float32(y) > 0.25 implies y > 0.25.)
     if any(y0 .> quarter) || any(y1 .> quarter) {
+        let nearBranch = F(lowHalf: lanesToFloat(y0), highHalf: lanesToFloat(y1)) .> F(repeating: 0.25)
         t.replace(with: F(lowHalf: lanesToFloat(branchSeries(y0)), highHalf: lanesToFloat(branchSeries(y1))),
                   where: nearBranch)
     }
@@ -195,13 +193,15 @@ public func discreteRowArrayLength(_ count: Int) -> Int { (count + 7) & ~7 }
 /// For every class of a row, given e_i = exp(z_i - max) in `es` and 1/sum e: y_i = a p_i + b
 /// clamped to [smallestY, up] into `ys`, log y_i into `logs`, and t_i = log h^-1(y_i) (or the
 /// reference mode's closed form) into `ts`; arrays of discreteRowArrayLength(count) doubles
-/// (the padding of `es` is set to 0 here). Separate passes over the row, each with a short chain
-/// of work per step, so that the processor overlaps many steps (one pass doing all of it waits
-/// on a chain of three logs and three divisions per class): log y in double; the start and a
-/// float32 Halley step, eight lanes; a double Halley step.
+/// (the padding of `es` is set to 0 here), and `floats`, as many float32 values. Separate passes
+/// over the row, each with a short chain of work per step, so that the processor overlaps many
+/// steps (one pass doing all of it waits on a chain of three logs and three divisions per
+/// class): log y in double (and in float32, into `floats`); the start and a float32 Halley
+/// step, eight lanes loaded whole from `floats` (t back into `floats`); a double Halley step.
 @inline(never)
 func inverseRow(_ es: UnsafeMutablePointer<Double>, inverseSum: Double, count: Int, constants k: DiscreteRowConstants,
-                ys: UnsafeMutablePointer<Double>, logs: UnsafeMutablePointer<Double>, ts: UnsafeMutablePointer<Double>) {
+                ys: UnsafeMutablePointer<Double>, logs: UnsafeMutablePointer<Double>, ts: UnsafeMutablePointer<Double>,
+                floats: UnsafeMutablePointer<Float>) {
     typealias V = SIMD4<Double>
     let n = discreteRowArrayLength(count)
     for j in count..<n { es[j] = 0 }
@@ -209,8 +209,10 @@ func inverseRow(_ es: UnsafeMutablePointer<Double>, inverseSum: Double, count: I
     var i = 0
     while i < n {
         let y = clampedY(loadLanes(es + i) * inverse, k).0
+        let logY = log4(y)
         storeLanes(y, ys + i)
-        storeLanes(log4(y), logs + i)
+        storeLanes(logY, logs + i)
+        UnsafeMutableRawPointer(floats + i).storeBytes(of: lanesToFloat(logY), as: SIMD4<Float>.self)
         i += 4
     }
     i = 0
@@ -225,27 +227,29 @@ func inverseRow(_ es: UnsafeMutablePointer<Double>, inverseSum: Double, count: I
         return
     }
     while i < n {
-        let t = startAndFloatStep(loadLanes(ys + i), loadLanes(ys + i + 4), logY0: loadLanes(logs + i), logY1: loadLanes(logs + i + 4))
-        storeLanes(lanesToDouble(t.lowHalf), ts + i)
-        storeLanes(lanesToDouble(t.highHalf), ts + i + 4)
+        let logY = UnsafeRawPointer(floats + i).loadUnaligned(as: SIMD8<Float>.self)
+        let t = startAndFloatStep(logY: logY, loadLanes(ys + i), loadLanes(ys + i + 4))
+        UnsafeMutableRawPointer(floats + i).storeBytes(of: t, as: SIMD8<Float>.self)
         i += 8
     }
     i = 0
     while i < n {
-        storeLanes(halleyStep(loadLanes(ts + i), logY: loadLanes(logs + i)), ts + i)
+        let t = lanesToDouble(UnsafeRawPointer(floats + i).loadUnaligned(as: SIMD4<Float>.self))
+        storeLanes(halleyStep(t, logY: loadLanes(logs + i)), ts + i)
         i += 4
     }
 }
 
-/// Forward pass over one float32 row. `scratch` holds 4 discreteRowArrayLength(count) doubles;
+/// Forward pass over one float32 row. `scratch` holds 5 discreteRowArrayLength(count) doubles;
 /// `out` may be `z`.
 @inline(never)
 public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants k: DiscreteRowConstants,
                                scratch: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
     let n = discreteRowArrayLength(count)
     let es = scratch, ys = scratch + n, logs = scratch + 2 * n, ts = scratch + 3 * n
+    let floats = UnsafeMutableRawPointer(scratch + 4 * n).bindMemory(to: Float.self, capacity: n)
     let inverseSum = 1 / rowExponentials(z, count: count, into: es)
-    inverseRow(es, inverseSum: inverseSum, count: count, constants: k, ys: ys, logs: logs, ts: ts)
+    inverseRow(es, inverseSum: inverseSum, count: count, constants: k, ys: ys, logs: logs, ts: ts, floats: floats)
     let top = SIMD4<Double>(repeating: k.reference ? .infinity : k.topLogit)
     var i = 0
     while i < count {
@@ -255,7 +259,7 @@ public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants 
     }
 }
 
-/// Backward pass over one float32 row. `scratch` holds 5 discreteRowArrayLength(count) doubles;
+/// Backward pass over one float32 row. `scratch` holds 6 discreteRowArrayLength(count) doubles;
 /// `out` may be `z` or `g`.
 @inline(never)
 public func discreteBackwardRow(_ z: UnsafePointer<Float>, _ g: UnsafePointer<Float>, count: Int,
@@ -265,8 +269,10 @@ public func discreteBackwardRow(_ z: UnsafePointer<Float>, _ g: UnsafePointer<Fl
     let rawMaximum = rowMaximum(z, count: count)
     let n = discreteRowArrayLength(count)
     let probabilities = scratch, ys = scratch + n, logs = scratch + 2 * n, ts = scratch + 3 * n, s = scratch + 4 * n
+    let floats = UnsafeMutableRawPointer(scratch + 5 * n).bindMemory(to: Float.self, capacity: n)
     let inverseSum = 1 / rowExponentials(z, count: count, into: probabilities)
-    inverseRow(probabilities, inverseSum: inverseSum, count: count, constants: k, ys: ys, logs: logs, ts: ts)
+    inverseRow(probabilities, inverseSum: inverseSum, count: count, constants: k, ys: ys, logs: logs, ts: ts,
+               floats: floats)
     let inverse = V(repeating: inverseSum), slope = V(repeating: k.slope), one = V(repeating: 1)
     let zero = V(repeating: 0), smallest = V(repeating: smallestY), threeQuarters = V(repeating: 0.75)
     var weighted = V()  // sum_i s_i

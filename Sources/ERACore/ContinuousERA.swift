@@ -72,10 +72,9 @@ public struct ContinuousERA: Sendable {
         if T.self == Float.self, let constants = floatRowConstants {
             let s = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
             let out = UnsafeMutableRawPointer(output).assumingMemoryBound(to: Float.self)
-            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: d + 3) { range, scratch in
-                for row in range {
-                    continuousForwardRow(s + row * d, count: d, constants: constants, scratch: scratch!, out: out + row * d)
-                }
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: continuousScratch(count: d)) { range, scratch in
+                continuousForwardRows(s + range.lowerBound * d, rows: range.count, count: d, constants: constants,
+                                      scratch: scratch!, out: out + range.lowerBound * d)
             }
             return
         }
@@ -103,12 +102,10 @@ public struct ContinuousERA: Sendable {
             let g = UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self)
             let out = UnsafeMutableRawPointer(gradInput).assumingMemoryBound(to: Float.self)
             let residual = gradResidual.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) }
-            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: 2 * d + 6) { range, scratch in
-                for row in range {
-                    let total = continuousBackwardRow(s + row * d, g + row * d, count: d, constants: constants,
-                                                      scratch: scratch!, out: out + row * d)
-                    residual?[row] = Float(total)
-                }
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: continuousScratch(count: d)) { range, scratch in
+                continuousBackwardRows(s + range.lowerBound * d, g + range.lowerBound * d, rows: range.count, count: d,
+                                       constants: constants, scratch: scratch!, out: out + range.lowerBound * d,
+                                       residual: residual.map { $0 + range.lowerBound })
             }
             return
         }

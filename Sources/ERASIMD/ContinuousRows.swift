@@ -45,62 +45,101 @@ func rowExponentials(_ s: UnsafePointer<Float>, count: Int, into e: UnsafeMutabl
     return sum.sum()
 }
 
-/// Forward pass over one float32 row; `scratch` holds count + 3 doubles. `out` may be `s`.
+/// Rows per batch of the row kernels below. A batch is done pass by pass (first every row's
+/// exponentials and sum, then every row's outputs), so that one row's division and sums do not
+/// wait on the row before: for the policies' 6 to 61 dimensions a row is too short to keep
+/// the processor busy alone.
+public let continuousBatchRows = 16
+
+/// The scratch the row kernels need for rows of `count` values: doubles.
+public func continuousScratch(count: Int) -> Int { continuousBatchRows * (2 * (count + 3) + 2) }
+
+/// Forward pass over `rows` float32 rows of `count` values; `scratch` holds
+/// continuousScratch(count) doubles. `out` may be `s` (a batch reads all its rows first).
 @inline(never)
-public func continuousForwardRow(_ s: UnsafePointer<Float>, count: Int, constants k: ContinuousRowConstants,
-                                 scratch: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
-    let factor = SIMD4<Double>(repeating: k.scale / rowExponentials(s, count: count, into: scratch))  // K / S
+public func continuousForwardRows(_ s: UnsafePointer<Float>, rows: Int, count: Int, constants k: ContinuousRowConstants,
+                                  scratch: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
+    let stride = count + 3
+    let factors = scratch + continuousBatchRows * stride
     let top = SIMD4<Double>(repeating: k.logStdMax), bottom = SIMD4<Double>(repeating: k.logStdMin)
-    var i = 0
-    while i < count {
-        var y = top.addingProduct(UnsafeRawPointer(scratch + i).loadUnaligned(as: SIMD4<Double>.self), factor)
-        y.replace(with: bottom, where: y .< bottom)
-        let stored = roundedUp(y)
-        if i + 4 <= count {
-            UnsafeMutableRawPointer(out + i).storeBytes(of: stored, as: SIMD4<Float>.self)
-        } else {
-            for lane in 0..<(count - i) { out[i + lane] = stored[lane] }
+    var first = 0
+    while first < rows {
+        let batch = min(continuousBatchRows, rows - first)
+        for r in 0..<batch {  // K / S per row
+            factors[r] = k.scale / rowExponentials(s + (first + r) * count, count: count, into: scratch + r * stride)
         }
-        i += 4
+        for r in 0..<batch {
+            let e = scratch + r * stride, rowOut = out + (first + r) * count
+            let factor = SIMD4<Double>(repeating: factors[r])
+            var i = 0
+            while i < count {
+                var y = top.addingProduct(UnsafeRawPointer(e + i).loadUnaligned(as: SIMD4<Double>.self), factor)
+                y.replace(with: bottom, where: y .< bottom)
+                let stored = roundedUp(y)
+                if i + 4 <= count {
+                    UnsafeMutableRawPointer(rowOut + i).storeBytes(of: stored, as: SIMD4<Float>.self)
+                } else {
+                    for lane in 0..<(count - i) { rowOut[i + lane] = stored[lane] }
+                }
+                i += 4
+            }
+        }
+        first += batch
     }
 }
 
-/// Backward pass over one float32 row: out = K w (gt - sum gt w), gt = g where the forward did
-/// not clip; returns sum gt w (the gradient of the residual). `scratch` holds 2*count + 6
-/// doubles; `out` may be `s` or `g`.
+/// Backward pass over `rows` float32 rows of `count` values: out = K w (gt - sum gt w), gt = g
+/// where the forward did not clip; sum gt w (the gradient of the residual) into `residual`
+/// when given. `scratch` holds continuousScratch(count) doubles; `out` may be `s` or `g`.
 @inline(never)
-public func continuousBackwardRow(_ s: UnsafePointer<Float>, _ g: UnsafePointer<Float>, count: Int,
-                                  constants k: ContinuousRowConstants, scratch: UnsafeMutablePointer<Double>,
-                                  out: UnsafeMutablePointer<Float>) -> Double {
-    let weights = scratch, masked = scratch + count + 3
-    let inverseSum = SIMD4<Double>(repeating: 1 / rowExponentials(s, count: count, into: weights))
+public func continuousBackwardRows(_ s: UnsafePointer<Float>, _ g: UnsafePointer<Float>, rows: Int, count: Int,
+                                   constants k: ContinuousRowConstants, scratch: UnsafeMutablePointer<Double>,
+                                   out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?) {
+    let stride = count + 3
+    let masked = scratch + continuousBatchRows * stride
+    let inverseSums = masked + continuousBatchRows * stride, totals = inverseSums + continuousBatchRows
     let top = SIMD4<Double>(repeating: k.logStdMax), bottom = SIMD4<Double>(repeating: k.logStdMin)
     let scale = SIMD4<Double>(repeating: k.scale)
-    var weighted = SIMD4<Double>()
-    var i = 0
-    while i < count {
-        let w = UnsafeRawPointer(weights + i).loadUnaligned(as: SIMD4<Double>.self) * inverseSum
-        let y = top.addingProduct(w, scale)
-        // The forward output is max(y, min): clipped exactly where y <= log_std_min.
-        let gt = load4(g, i, count, padding: 0).replacing(with: SIMD4(repeating: 0), where: y .<= bottom)
-        weighted = weighted.addingProduct(gt, w)
-        UnsafeMutableRawPointer(weights + i).storeBytes(of: w, as: SIMD4<Double>.self)
-        UnsafeMutableRawPointer(masked + i).storeBytes(of: gt, as: SIMD4<Double>.self)
-        i += 4
-    }
-    let total = weighted.sum()
-    let totalLanes = SIMD4<Double>(repeating: total)
-    i = 0
-    while i < count {
-        let w = UnsafeRawPointer(weights + i).loadUnaligned(as: SIMD4<Double>.self)
-        let gt = UnsafeRawPointer(masked + i).loadUnaligned(as: SIMD4<Double>.self)
-        let gradient = SIMD4<Float>(scale * w * (gt - totalLanes))
-        if i + 4 <= count {
-            UnsafeMutableRawPointer(out + i).storeBytes(of: gradient, as: SIMD4<Float>.self)
-        } else {
-            for lane in 0..<(count - i) { out[i + lane] = gradient[lane] }
+    var first = 0
+    while first < rows {
+        let batch = min(continuousBatchRows, rows - first)
+        for r in 0..<batch {
+            inverseSums[r] = 1 / rowExponentials(s + (first + r) * count, count: count, into: scratch + r * stride)
         }
-        i += 4
+        for r in 0..<batch {  // w, the masked gradient and their product's sum
+            let weights = scratch + r * stride, gts = masked + r * stride, rowG = g + (first + r) * count
+            let inverseSum = SIMD4<Double>(repeating: inverseSums[r])
+            var weighted = SIMD4<Double>()
+            var i = 0
+            while i < count {
+                let w = UnsafeRawPointer(weights + i).loadUnaligned(as: SIMD4<Double>.self) * inverseSum
+                let y = top.addingProduct(w, scale)
+                // The forward output is max(y, min): clipped exactly where y <= log_std_min.
+                let gt = load4(rowG, i, count, padding: 0).replacing(with: SIMD4(repeating: 0), where: y .<= bottom)
+                weighted = weighted.addingProduct(gt, w)
+                UnsafeMutableRawPointer(weights + i).storeBytes(of: w, as: SIMD4<Double>.self)
+                UnsafeMutableRawPointer(gts + i).storeBytes(of: gt, as: SIMD4<Double>.self)
+                i += 4
+            }
+            totals[r] = weighted.sum()
+        }
+        for r in 0..<batch {
+            let weights = scratch + r * stride, gts = masked + r * stride, rowOut = out + (first + r) * count
+            let total = SIMD4<Double>(repeating: totals[r])
+            var i = 0
+            while i < count {
+                let w = UnsafeRawPointer(weights + i).loadUnaligned(as: SIMD4<Double>.self)
+                let gt = UnsafeRawPointer(gts + i).loadUnaligned(as: SIMD4<Double>.self)
+                let gradient = SIMD4<Float>(scale * w * (gt - total))
+                if i + 4 <= count {
+                    UnsafeMutableRawPointer(rowOut + i).storeBytes(of: gradient, as: SIMD4<Float>.self)
+                } else {
+                    for lane in 0..<(count - i) { rowOut[i + lane] = gradient[lane] }
+                }
+                i += 4
+            }
+            residual?[first + r] = Float(totals[r])
+        }
+        first += batch
     }
-    return total
 }

@@ -136,7 +136,8 @@ final class SIMDKernelTests: XCTestCase {
     }
 
     /// The float32 log of the discrete kernels' starting values, on their arguments -log y and
-    /// -t (1 to about 715), and beyond.
+    /// -t (1 to about 715), and over the float32 range: absolute error (it is a polynomial in
+    /// m - 1 fitted for absolute error), about 3e-7 plus float32 rounding.
     func testVectorLogFloatAgainstGlibc() {
         var rng = TestRandom(seed: 18)
         var x = (0..<100_000).map { _ in Float(rng.uniform(1, 720)) }
@@ -147,11 +148,11 @@ final class SIMDKernelTests: XCTestCase {
         var worst = 0.0
         for i in 0..<x.count {
             let want = Glibc.log(Double(x[i]))
-            let error = abs(Double(out[i]) - want) / max(abs(want), 1e-7)
+            let error = abs(Double(out[i]) - want) / (1 + abs(want))
             worst = max(worst, error)
         }
-        print("vector float32 log vs Glibc.log: max relative error \(worst) (\(worst / 0x1p-24) x 2^-24)")
-        XCTAssertLessThan(worst, 3e-7)
+        print("vector float32 log vs Glibc.log: max error \(worst) of 1 + |log x|")
+        XCTAssertLessThan(worst, 4e-7)
     }
 
     /// The row statistics are relative to a reference M that need not be the maximum, so they are

@@ -80,30 +80,12 @@ func exp2Float8(clamped x: SIMD8<Float>) -> SIMD8<Float> {
 
 /// exp2Float8 for an array (arguments clamped first), for the accuracy tests.
 public func vectorExp2Float(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
-    var i = 0
-    while i < count {
-        var v = SIMD8<Float>(repeating: 0)
-        for k in 0..<min(8, count - i) { v[k] = x[i + k] }
-        let e = exp2Float8(clamped: clampedExp2Argument(v))
-        for k in 0..<min(8, count - i) { out[i + k] = e[k] }
-        i += 8
-    }
+    lanewise(x, count: count, out: out, padding: 0) { (v: SIMD8<Float>) in exp2Float8(clamped: clampedExp2Argument(v)) }
 }
 
 /// exp4 for an array, for the accuracy tests.
 public func vectorExp(_ x: UnsafePointer<Double>, count: Int, out: UnsafeMutablePointer<Double>) {
-    var i = 0
-    while i + 4 <= count {
-        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD4<Double>.self)
-        UnsafeMutableRawPointer(out + i).storeBytes(of: exp4(v), as: SIMD4<Double>.self)
-        i += 4
-    }
-    if i < count {
-        var v = SIMD4<Double>(repeating: 0)
-        for k in 0..<(count - i) { v[k] = x[i + k] }
-        let e = exp4(v)
-        for k in 0..<(count - i) { out[i + k] = e[k] }
-    }
+    lanewise(x, count: count, out: out, padding: 0) { (v: SIMD4<Double>) in exp4(v) }
 }
 
 /// log(x) for four positive normal doubles: x = 2^k m, m in [sqrt(1/2), sqrt(2)), and
@@ -161,24 +143,24 @@ func logFloat8(_ x: SIMD8<Float>) -> SIMD8<Float> {
 
 /// logFloat8 for an array, for the accuracy tests.
 public func vectorLogFloat(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
-    var i = 0
-    while i < count {
-        var v = SIMD8<Float>(repeating: 1)
-        for k in 0..<min(8, count - i) { v[k] = x[i + k] }
-        let r = logFloat8(v)
-        for k in 0..<min(8, count - i) { out[i + k] = r[k] }
-        i += 8
-    }
+    lanewise(x, count: count, out: out, padding: 1) { (v: SIMD8<Float>) in logFloat8(v) }
 }
 
 /// log4 for an array, for the accuracy tests.
 public func vectorLog(_ x: UnsafePointer<Double>, count: Int, out: UnsafeMutablePointer<Double>) {
+    lanewise(x, count: count, out: out, padding: 1) { (v: SIMD4<Double>) in log4(v) }
+}
+
+/// out[i] = f(x)[i] for an array, V.scalarCount lanes at a time (the last step padded with
+/// `padding`): the test hooks above.
+func lanewise<V: SIMD>(_ x: UnsafePointer<V.Scalar>, count: Int, out: UnsafeMutablePointer<V.Scalar>,
+                       padding: V.Scalar, _ f: (V) -> V) {
     var i = 0
     while i < count {
-        var v = SIMD4<Double>(repeating: 1)
-        for k in 0..<min(4, count - i) { v[k] = x[i + k] }
-        let r = log4(v)
-        for k in 0..<min(4, count - i) { out[i + k] = r[k] }
-        i += 4
+        var v = V(repeating: padding)
+        for k in 0..<min(V.scalarCount, count - i) { v[k] = x[i + k] }
+        let r = f(v)
+        for k in 0..<min(V.scalarCount, count - i) { out[i + k] = r[k] }
+        i += V.scalarCount
     }
 }

@@ -325,7 +325,9 @@ void era_llm_params_init(era_llm_params *params);
 
 /* Entropy of softmax(logits[t, :]) for each token, in nats, from one streaming pass per row
  * (online max, sum exp, sum z*exp; the logits are never copied). The bf16 variant reads
- * bfloat16 directly; all variants accumulate in double.
+ * bfloat16 directly; all variants keep their sums in double. The f32 and bf16 variants,
+ * where the AVX2 kernels run, compute the terms in float32 lanes: entropies within about
+ * 3e-7 relative of the double-precision value (docs/math.md, "Vector kernels").
  * Reads logits[tokens*vocab]; writes out_entropy[tokens].
  * Errors: NULL_POINTER; BAD_SHAPE if tokens < 0 or vocab < 1; NON_FINITE for a NaN or +inf
  * logit or a row whose logits are all -inf. */
@@ -362,6 +364,7 @@ era_status era_llm_scales_f32(const era_llm_params *params, int64_t tokens, cons
 /* ERA log-probabilities logp'_t = s_t*z_t[a_t] - logsumexp(s_t*z_t) and, when out_entropy is
  * not NULL, the entropy of softmax(s_t*z_t) (the distribution the update sees), from one
  * pass over each row; the scaled logits are never formed. logit_scale may be NULL (s = 1).
+ * Accuracy as era_token_entropy_f32; the logsumexp within about 3.5e-7 absolute.
  * Reads logits[tokens*vocab], labels[tokens], logit_scale[tokens]; writes
  * out_logprob[tokens] and out_entropy[tokens].
  * Errors: NULL_POINTER; BAD_SHAPE if tokens < 0 or vocab < 1; BAD_INDEX for a label outside
@@ -378,7 +381,9 @@ era_status era_llm_logprob_forward_bf16(int64_t tokens, int64_t vocab, const era
  * (s_t is a constant):
  *   out_grad_logits[t, i] = grad_logprob[t] * s_t * (1{i == a_t} - softmax(s_t*z_t)_i)
  * written once per element (masked logits get 0). The bf16 variant writes bfloat16, rounded
- * to nearest even. Reads logits, labels, logit_scale (NULL: s = 1), grad_logprob[tokens];
+ * to nearest even. Where the AVX2 kernels run the entries are computed in float32 lanes:
+ * within about 3e-7 relative (plus 1.2e-7 per nat below the row's largest scaled logit) of
+ * the double-precision value, and entries below 2^-127 |grad_logprob * s| are 0. Reads logits, labels, logit_scale (NULL: s = 1), grad_logprob[tokens];
  * writes out_grad_logits[tokens*vocab]. In place allowed (out_grad_logits == logits).
  * Errors: as the forward pass (but for the log-probability's overflow, which the backward
  * does not form); NON_FINITE also for grad_logprob; BAD_PARAMETER when

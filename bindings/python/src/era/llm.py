@@ -59,7 +59,8 @@ def _params_text(omega_low, omega_high, k, top_fraction) -> str:
 
 def token_entropy(logits: ArrayLike) -> np.ndarray:
     """Entropy of softmax(logits[t, :]) per token, in nats, from one streaming pass per row
-    (accumulated in double; the logits are never copied when C-contiguous).
+    (sums in double; float32 and bfloat16 rows take float32 terms on AVX2, within about 3e-7
+    relative; the logits are never copied when C-contiguous).
 
     Args:
         logits: ``[..., V]`` float32, float64 or bfloat16; -inf entries are masked tokens.

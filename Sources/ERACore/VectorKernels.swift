@@ -52,9 +52,10 @@ public enum VectorKernels {
                                                     inverseSum: Double, gradScale: Double, label: Int,
                                                     out: UnsafeMutablePointer<S>) -> Bool {
         // The kernel's exponent is s*log2(e) (z - m) in float32: a scale that float32 cannot
-        // hold that way (s near the float32 range's ends) takes the portable kernel, as its
+        // hold that way (see ERASIMD.minimumBase2Scale) takes the portable kernel, as its
         // statistics did.
-        guard enabled, Float(scale * 1.442_695_040_888_963_4).isNormal else { return false }
+        let base2Scale = Float(scale * 1.442_695_040_888_963_4)
+        guard enabled, base2Scale >= minimumBase2Scale, base2Scale.isFinite else { return false }
         let raw = UnsafeRawPointer(z), rawOut = UnsafeMutableRawPointer(out)
         if S.self == Float.self {
             ERASIMD.logprobGradientRow(raw.assumingMemoryBound(to: Float.self), count: count, scale: scale,

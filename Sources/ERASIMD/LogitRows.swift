@@ -60,8 +60,8 @@ func widen(_ v: SIMD4<Float>) -> SIMD4<Double> { SIMD4<Double>(v) }
 func narrow(_ v: SIMD4<Double>) -> SIMD4<Float> { SIMD4<Float>(v) }
 
 /// (reference M, S = sum exp(s*z - M), T = sum (s*z - M) exp(s*z - M)) in one pass over the
-/// row (docs/math.md 3, "Vector kernels"), eight float32 lanes per step, or nil when the scale
-/// is not a positive normal float32 after the change of base (the portable kernel then runs).
+/// row (docs/math.md 3, "Vector kernels"), eight float32 lanes per step, or nil when
+/// s log2(e) in float32 is below minimumBase2Scale or not finite (the portable kernel then runs).
 /// The logsumexp M + log S and the entropy log S - T/S do not depend on M, so M need not be the
 /// maximum, and the sums run in base 2: with s2 = s log2(e) rounded to float32 and m a raw
 /// logit, M = s*m and each term is 2^u with u = s2 (z - m) (two float32 roundings, each
@@ -79,7 +79,7 @@ func narrow(_ v: SIMD4<Double>) -> SIMD4<Float> { SIMD4<Float>(v) }
 @inline(__always)
 func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, scale: Double) -> (Double, Double, Double)? {
     let s2 = Float(scale * log2e)
-    guard s2.isNormal, s2 > 0 else { return nil }
+    guard s2 >= minimumBase2Scale, s2.isFinite else { return nil }
     let scaleLanes = SIMD8<Float>(repeating: s2)
     let base2Scale = scale * log2e     // s log2(e) in double, for the re-centring
     var reference = -Float.infinity    // m; -inf until a logit that is not masked is seen
@@ -164,6 +164,12 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
     guard !total.isNaN, !shifted.isNaN else { return (.nan, 0, 0) }  // a NaN logit
     return (scale * Double(reference), total, shifted * ln2)
 }
+
+/// The smallest s log2(e) the float32-lane kernels take. z - m overflows float32 (to -inf: a
+/// term of 0) only when |z - m| > FLT_MAX = 2^128; with s2 >= 2^-120 such a term's exponent is
+/// below -256 and it is 0 anyway. Smaller scales (the fuzz target found 1e-38 with logits of
+/// +-3e38, whose scaled differences are a few nats) take the portable kernels.
+public let minimumBase2Scale: Float = 0x1p-120
 
 /// ln 2 in double.
 let ln2 = 0.693_147_180_559_945_3

@@ -221,6 +221,16 @@ final class SIMDKernelTests: XCTestCase {
         }
     }
 
+    /// Scales whose s log2(e) is below 2^-120 (or beyond float32) are left to the portable
+    /// kernels: z - m in float32 could overflow for logits near +-FLT_MAX, losing terms whose
+    /// scaled exponent is small.
+    func testLogitStatisticsDeclineExtremeScales() {
+        let row: [Float] = (0..<200).map { $0 % 2 == 0 ? 3e38 : -3e38 }
+        XCTAssertNil(logitStatistics(row, count: row.count, scale: 1e-38))
+        XCTAssertNil(logitStatistics(row, count: row.count, scale: 1e39))
+        XCTAssertNotNil(logitStatistics(row, count: row.count, scale: 1e-36))
+    }
+
     /// The gradient rows against plain double loops given the same (exact) statistics: entries
     /// computed in float32 lanes, within 3e-7 relative plus 1.5e-7 per nat of distance from the
     /// row maximum (the exponent's float32 rounding), or below float32's normal range times |g|;

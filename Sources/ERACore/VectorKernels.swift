@@ -26,9 +26,9 @@ public enum VectorKernels {
 
     private static let state = Atomic<Int>(-1)
 
-    /// (reference M, S, T) of scale*z over one row by the vector kernel (M is not always the
-    /// maximum: S and T are relative to it), or nil when none applies (disabled, double storage,
-    /// or s*z beyond float32). M is NaN for a row with NaN or +inf, -inf for a fully masked row.
+    /// (maximum M of scale*z, S, T) over one row by the vector kernel, or nil when none applies
+    /// (disabled, double storage, or a scale the float32 lanes do not take). M is NaN for a row
+    /// with NaN or +inf, -inf for a fully masked row.
     @inline(__always)
     static func logitStatistics<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int,
                                                  scale: Double) -> (Double, Double, Double)? {
@@ -51,11 +51,8 @@ public enum VectorKernels {
     static func logprobGradientRow<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, scale: Double, maximum: Double,
                                                     inverseSum: Double, gradScale: Double, label: Int,
                                                     out: UnsafeMutablePointer<S>) -> Bool {
-        // The kernel's exponent is s*log2(e) (z - m) in float32: a scale that float32 cannot
-        // hold that way (see ERASIMD.minimumBase2Scale) takes the portable kernel, as its
-        // statistics did.
-        let base2Scale = Float(scale * 1.442_695_040_888_963_4)
-        guard enabled, base2Scale >= minimumBase2Scale, base2Scale.isFinite else { return false }
+        // A scale the float32 lanes do not take goes to the portable kernel, as its statistics did.
+        guard enabled, float32LanesTake(scale: scale) else { return false }
         let raw = UnsafeRawPointer(z), rawOut = UnsafeMutableRawPointer(out)
         if S.self == Float.self {
             ERASIMD.logprobGradientRow(raw.assumingMemoryBound(to: Float.self), count: count, scale: scale,

@@ -1,13 +1,11 @@
 // Vector kernels of the LLM passes over one row of logits (docs/math.md 3, "Efficiency";
 // "Vector kernels"), float32 or bfloat16 storage: the softmax statistics of s*z in one pass,
-// eight float32 lanes per step with a float32 exp2 and double sums (about 3e-7 relative), and
-// the log-prob gradient row, four double lanes per step with exp4 (rounded once to the
-// storage type).
+// and the log-prob gradient row, both eight float32 lanes per step with a float32 exp2 (sums
+// in double; about 3e-7 relative).
 
-/// Logits widened from their storage: eight as float32 lanes, four as doubles.
+/// Logits widened from their storage to eight float32 lanes, and gradients stored back.
 protocol LogitLanes {
     static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float>
-    static func load4(_ p: UnsafeRawPointer) -> SIMD4<Double>
     static func scalar(_ p: UnsafeRawPointer, _ i: Int) -> Float
     /// Stores eight float32 values in the storage type (bfloat16: to nearest even).
     static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutableRawPointer)
@@ -18,9 +16,6 @@ protocol LogitLanes {
 
 enum Float32Lanes: LogitLanes {
     @inline(__always) static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float> { p.loadUnaligned(as: SIMD8<Float>.self) }
-    @inline(__always) static func load4(_ p: UnsafeRawPointer) -> SIMD4<Double> {
-        SIMD4<Double>(p.loadUnaligned(as: SIMD4<Float>.self))
-    }
     @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ i: Int) -> Float { p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
     @inline(__always) static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutableRawPointer) { p.storeBytes(of: v, as: SIMD8<Float>.self) }
     @inline(__always) static func store(_ v: Double, _ p: UnsafeMutableRawPointer) { p.storeBytes(of: Float(v), as: Float.self) }
@@ -32,10 +27,6 @@ enum BFloat16Lanes: LogitLanes {
     @inline(__always) static func load8(_ p: UnsafeRawPointer) -> SIMD8<Float> {
         let bits = SIMD8<UInt32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD8<UInt16>.self))
         return unsafeBitCast(bits &<< 16, to: SIMD8<Float>.self)
-    }
-    @inline(__always) static func load4(_ p: UnsafeRawPointer) -> SIMD4<Double> {
-        let bits = SIMD4<UInt32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD4<UInt16>.self))
-        return SIMD4<Double>(unsafeBitCast(bits &<< 16, to: SIMD4<Float>.self))
     }
     @inline(__always) static func scalar(_ p: UnsafeRawPointer, _ i: Int) -> Float {
         Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
@@ -60,8 +51,8 @@ func widen(_ v: SIMD4<Float>) -> SIMD4<Double> { SIMD4<Double>(v) }
 func narrow(_ v: SIMD4<Double>) -> SIMD4<Float> { SIMD4<Float>(v) }
 
 /// (reference M, S = sum exp(s*z - M), T = sum (s*z - M) exp(s*z - M)) in one pass over the
-/// row (docs/math.md 3, "Vector kernels"), eight float32 lanes per step, or nil when
-/// s log2(e) in float32 is below minimumBase2Scale or not finite (the portable kernel then runs).
+/// row (docs/math.md 3, "Vector kernels"), eight float32 lanes per step, or nil for a scale
+/// the lanes do not take (`float32LanesTake(scale:)`; the portable kernel then runs).
 /// The logsumexp M + log S and the entropy log S - T/S do not depend on M, so M need not be the
 /// maximum, and the sums run in base 2: with s2 = s log2(e) rounded to float32 and m a raw
 /// logit, M = s*m and each term is 2^u with u = s2 (z - m) (two float32 roundings, each
@@ -72,14 +63,14 @@ func narrow(_ v: SIMD4<Double>) -> SIMD4<Float> { SIMD4<Float>(v) }
 /// computed again. So the row is read once, with no pass for its maximum, m ends as the row's
 /// maximum (u <= 0: log S and -T/S are both >= 0 and the entropy does not cancel), and a chunk
 /// is computed twice only when it raises the maximum (a few times per random row; every chunk
-/// of a rising row). The float32 lane sums go into double sums every 64 logits. S and T are within about 1e-6 relative of the double values (measured:
-/// Tests/ERACoreTests, SIMD). M is NaN when a logit is NaN or +inf, -inf when all are -inf
+/// of a rising row). The float32 lane sums go into double sums every 64 logits. S and T are
+/// within about 1e-6 relative of the double values (measured: Tests/ERACoreTests, SIMD). M is NaN when a logit is NaN or +inf, -inf when all are -inf
 /// (masked). Terms below 2^-127 count as 0 (against the largest term, 1, they are below
 /// 1e-38), as do masked logits.
 @inline(__always)
 func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, scale: Double) -> (Double, Double, Double)? {
+    guard float32LanesTake(scale: scale) else { return nil }
     let s2 = Float(scale * log2e)
-    guard s2 >= minimumBase2Scale, s2.isFinite else { return nil }
     let scaleLanes = SIMD8<Float>(repeating: s2)
     let base2Scale = scale * log2e     // s log2(e) in double, for the re-centring
     var reference = -Float.infinity    // m; -inf until a logit that is not masked is seen
@@ -165,11 +156,16 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
     return (scale * Double(reference), total, shifted * ln2)
 }
 
-/// The smallest s log2(e) the float32-lane kernels take. z - m overflows float32 (to -inf: a
-/// term of 0) only when |z - m| > FLT_MAX = 2^128; with s2 >= 2^-120 such a term's exponent is
-/// below -256 and it is 0 anyway. Smaller scales (the fuzz target found 1e-38 with logits of
-/// +-3e38, whose scaled differences are a few nats) take the portable kernels.
-public let minimumBase2Scale: Float = 0x1p-120
+/// Whether the float32-lane kernels (statistics, gradient rows) take logits scaled by `scale`:
+/// their exponent is s2 (z - m) with s2 = s log2(e) rounded to float32, which must be finite
+/// and at least 2^-120. z - m overflows float32 (to -inf: a term of 0) only when
+/// |z - m| > FLT_MAX = 2^128, and with s2 >= 2^-120 such a term's exponent is below -256: 0
+/// anyway. Smaller scales (the fuzz target found 1e-38 with logits of +-3e38, whose scaled
+/// differences are a few nats) and larger ones take the portable kernels.
+public func float32LanesTake(scale: Double) -> Bool {
+    let s2 = Float(scale * log2e)
+    return s2 >= 0x1p-120 && s2.isFinite
+}
 
 /// ln 2 in double.
 let ln2 = 0.693_147_180_559_945_3

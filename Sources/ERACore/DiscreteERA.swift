@@ -178,7 +178,7 @@ public struct DiscreteERA: Sendable {
         if T.self == Float.self, let constants = floatRowConstants {
             let z = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
             let out = UnsafeMutableRawPointer(output).assumingMemoryBound(to: Float.self)
-            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: 5 * discreteRowArrayLength(d)) { range, scratch in
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: discreteForwardScratch(count: d)) { range, scratch in
                 for row in range {
                     discreteForwardRow(z + row * d, count: d, constants: constants, scratch: scratch!, out: out + row * d)
                 }
@@ -211,7 +211,7 @@ public struct DiscreteERA: Sendable {
             let z = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
             let g = UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self)
             let out = UnsafeMutableRawPointer(gradInput).assumingMemoryBound(to: Float.self)
-            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: 6 * discreteRowArrayLength(d)) { range, scratch in
+            try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: discreteBackwardScratch(count: d)) { range, scratch in
                 for row in range {
                     discreteBackwardRow(z + row * d, g + row * d, count: d, constants: constants, scratch: scratch!,
                                         out: out + row * d)

@@ -140,16 +140,16 @@ func halleyStep(_ t: SIMD4<Double>, logY: SIMD4<Double>) -> SIMD4<Double> {
     return next
 }
 
-/// y = a p + b, kept in [smallestY, up]; and whether it was clamped at smallestY.
+/// y = a p + b, kept in [smallestY, up] (a y clamped at smallestY is one with y <= smallestY).
 @inline(__always)
-func clampedY(_ p: SIMD4<Double>, _ k: DiscreteRowConstants) -> (SIMD4<Double>, SIMDMask<SIMD4<Int64>>) {
+func clampedY(_ p: SIMD4<Double>, _ k: DiscreteRowConstants) -> SIMD4<Double> {
     typealias V = SIMD4<Double>
     var y = V(repeating: k.offset).addingProduct(V(repeating: k.slope), p)  // a p + b
-    let clamped = y .<= V(repeating: smallestY)
-    y.replace(with: V(repeating: smallestY), where: clamped)
+    let smallest = V(repeating: smallestY)
+    y.replace(with: smallest, where: y .<= smallest)
     let up = V(repeating: k.up)
     y.replace(with: up, where: y .> up)
-    return (y, clamped)
+    return y
 }
 
 /// Four values of a float32 row as doubles, padded past its end with `padding`.
@@ -188,7 +188,14 @@ func loadLanes(_ p: UnsafePointer<Double>) -> SIMD4<Double> {
 
 /// The length of each row array of the kernels below: count rounded up to a multiple of 8.
 @inline(__always)
-public func discreteRowArrayLength(_ count: Int) -> Int { (count + 7) & ~7 }
+func discreteRowArrayLength(_ count: Int) -> Int { (count + 7) & ~7 }
+
+/// The scratch discreteForwardRow needs for rows of `count` classes: doubles (four row arrays of
+/// doubles and one of float32, as long).
+public func discreteForwardScratch(count: Int) -> Int { 5 * discreteRowArrayLength(count) }
+
+/// The scratch discreteBackwardRow needs: one row array more than the forward (the s_i).
+public func discreteBackwardScratch(count: Int) -> Int { 6 * discreteRowArrayLength(count) }
 
 /// For every class of a row, given e_i = exp(z_i - max) in `es` and 1/sum e: y_i = a p_i + b
 /// clamped to [smallestY, up] into `ys`, log y_i into `logs`, and t_i = log h^-1(y_i) (or the
@@ -208,7 +215,7 @@ func inverseRow(_ es: UnsafeMutablePointer<Double>, inverseSum: Double, count: I
     let inverse = V(repeating: inverseSum)
     var i = 0
     while i < n {
-        let y = clampedY(loadLanes(es + i) * inverse, k).0
+        let y = clampedY(loadLanes(es + i) * inverse, k)
         let logY = log4(y)
         storeLanes(y, ys + i)
         storeLanes(logY, logs + i)
@@ -240,7 +247,7 @@ func inverseRow(_ es: UnsafeMutablePointer<Double>, inverseSum: Double, count: I
     }
 }
 
-/// Forward pass over one float32 row. `scratch` holds 5 discreteRowArrayLength(count) doubles;
+/// Forward pass over one float32 row. `scratch` holds discreteForwardScratch(count) doubles;
 /// `out` may be `z`.
 @inline(never)
 public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants k: DiscreteRowConstants,
@@ -259,7 +266,7 @@ public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants 
     }
 }
 
-/// Backward pass over one float32 row. `scratch` holds 6 discreteRowArrayLength(count) doubles;
+/// Backward pass over one float32 row. `scratch` holds discreteBackwardScratch(count) doubles;
 /// `out` may be `z` or `g`.
 @inline(never)
 public func discreteBackwardRow(_ z: UnsafePointer<Float>, _ g: UnsafePointer<Float>, count: Int,

@@ -81,8 +81,8 @@ final class CoreContinuousERATests: XCTestCase {
     func testForwardDoubleAgainstReference() throws { try checkForward(Double.self, tolerance: 1e-12) }
     func testForwardFloatAgainstReference() throws { try checkForward(Float.self, tolerance: 1e-5) }
 
-    /// Float outputs are rounded up (towards +inf), so that they never sum below the double values.
-    /// Rounded up to float32, also for outputs of both signs and near 0 (log_std_max = 0.5).
+    /// Float outputs are rounded up (towards +inf), so that they never sum below the double values;
+    /// also for outputs of both signs and near 0 (log_std_max = 0.5).
     func testFloatForwardRoundsUp() throws {
         var rng = TestRandom(seed: 32)
         for (h0, top) in [(-3.0, 0.0), (6.0, 0.5)] {

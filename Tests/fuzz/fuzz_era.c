@@ -2008,7 +2008,7 @@ static void checks_linear_llm(void) {
             lstats st = llm_stats(z, V, s);
             long double want = (long double)s * z[lab[t]] - st.m - logl(st.S);
             /* logsumexp is 1-Lipschitz in the max norm: |error| <= 2 s zerr, then libera's
-             * double statistics and the rounding to float */
+             * statistics (LLM_STATS_ERR) and the rounding to float */
             double tol = 2.0001 * s * zerr + LLM_STATS_ERR * (1 + fabsl(want)) + 1e-15 * (double)(fabsl(st.m) + 1);
             expect_close(lp[t], want, tol, TY_F32, "log-probability (reference)", t);
             if (ent) {

@@ -253,9 +253,9 @@ def build_discrete(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
         if et is not None:
             runners["era.torch"] = torch_runner(lambda z: et.discrete_era(z, **p))
             runners["era.torch.native"] = torch_runner(lambda z: et.discrete_era(z, **p, backend="native"))
-        runners["torch eager"] = torch_runner(lambda z: baselines.torch_discrete(z, a, b))
+        runners["torch eager"] = torch_runner(lambda z: baselines.torch_discrete(z, a, b, TAU))
     if jax is not None:
-        f = _blocked(_jax_fwd_bwd(lambda z: baselines.jax_discrete(z, a, b)))
+        f = _blocked(_jax_fwd_bwd(lambda z: baselines.jax_discrete(z, a, b, TAU)))
         xj, gj = jnp.asarray(x), jnp.asarray(g)
 
         def jax_run():
@@ -265,7 +265,7 @@ def build_discrete(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
         runners["JAX jit"] = jax_run
 
     def numpy_run():
-        out, grad = baselines.numpy_discrete(x, g, a, b)
+        out, grad = baselines.numpy_discrete(x, g, a, b, TAU)
         return dict(out=out, grad=grad)
 
     runners["numpy"] = numpy_run

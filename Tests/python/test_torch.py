@@ -83,7 +83,7 @@ def test_continuous_errors_are_the_same_on_both_paths():
         with pytest.raises(era.NonFiniteError):
             et.continuous_era(torch.tensor([[0.0, math.nan]]), -3.0, backend=backend)
         with pytest.raises(era.DTypeError):
-            et.continuous_era(torch.zeros(2, 3, dtype=torch.float16), -3.0, backend=backend)
+            et.continuous_era(torch.zeros(2, 3, dtype=torch.int32), -3.0, backend=backend)
         with pytest.raises(era.BadParameterError):
             et.continuous_era(torch.zeros(2, 3), -3.0, residual=-1.0, backend=backend)
 

@@ -90,7 +90,7 @@ def test_libera_gradient_equals_float64_autograd_of_the_native_implementation():
     weights = torch.randn(3, 5, generator=torch.Generator().manual_seed(9))
     (out.logprobs * weights).sum().backward()
     x64 = z.double().requires_grad_(True)
-    lp64, _ = et.native.llm_logprob(x64, labels, out.logit_scale.double())
+    lp64, _ = et.llm_logprob(x64, labels, out.logit_scale.double(), backend="native")
     (lp64 * weights.double()).sum().backward()
     torch.testing.assert_close(x32.grad.double(), x64.grad, rtol=1e-5, atol=1e-6)
 
@@ -147,7 +147,7 @@ def test_llm_errors(backend):
     with pytest.raises(era.BadParameterError):
         et.llm_era(z, labels, adv, response_mask=mask, top_fraction=0.0, backend=backend)
     with pytest.raises(era.DTypeError):
-        et.llm_era(z, labels.int(), adv, response_mask=mask, backend=backend)
+        et.llm_era(z, labels.float(), adv, response_mask=mask, backend=backend)
     with pytest.raises(era.BadShapeError):
         et.llm_era(z, labels, adv[:2], response_mask=mask, backend=backend)
     with pytest.raises(era.BadShapeError):

@@ -6,7 +6,8 @@ The rules, the same for every function of the package:
   DTypeError, also a TypeError);
 - it is copied only when it is not C-contiguous (or not aligned): a contiguous array is
   handed to libera as it is;
-- outputs are always fresh arrays, never the caller's.
+- outputs are fresh arrays, or, where a function takes ``out=``, the caller's own array
+  (exactly the shape and dtype, C-contiguous and writable), written only on success.
 """
 
 from __future__ import annotations
@@ -112,3 +113,20 @@ def vector(x: Any, where: str, name: str, dtype: np.dtype) -> Tuple[np.ndarray, 
     if array.dtype != dtype:
         raise python_error(DTypeError, where, f"{name} has dtype {array.dtype}; it must be {dtype}")
     return c_array(array).reshape(-1), tuple(array.shape)
+
+
+def output(out: Any, shape: Tuple[int, ...], dtype: np.dtype, where: str, name: str, also: Sequence[np.dtype] = ()):
+    """A fresh C-ordered array of `shape` and `dtype`, or the caller's `out` when given: it must
+    be a numpy array of exactly that shape and of `dtype` (or one of `also`, viewed as `dtype`),
+    C-contiguous and writable."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise python_error(DTypeError, where, f"{name} must be a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype and out.dtype not in also:
+        raise python_error(DTypeError, where, f"{name} has dtype {out.dtype}; it must be {dtype}")
+    if out.shape != tuple(shape):
+        raise python_error(BadShapeError, where, f"{name} has shape {out.shape}; it must be {tuple(shape)}")
+    if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
+        raise python_error(BadShapeError, where, f"{name} must be C-contiguous, aligned and writable")
+    return out.view(dtype)

@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _era
-from ._arrays import INDEX_DTYPE, as_numpy, is_bfloat16, per_row, rows_of, vector
+from ._arrays import INDEX_DTYPE, as_numpy, is_bfloat16, output, per_row, rows_of, vector
 from ._errors import BadShapeError, check, python_error
 
 __all__ = [
@@ -57,21 +57,23 @@ def _params_text(omega_low, omega_high, k, top_fraction) -> str:
     return f"omega_low={omega_low}, omega_high={omega_high}, k={k}, top_fraction={top_fraction}"
 
 
-def token_entropy(logits: ArrayLike) -> np.ndarray:
+def token_entropy(logits: ArrayLike, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Entropy of softmax(logits[t, :]) per token, in nats, from one streaming pass per row
     (sums in double; float32 and bfloat16 rows take float32 terms on AVX2, within about 3e-7
     relative; the logits are never copied when C-contiguous).
 
     Args:
         logits: ``[..., V]`` float32, float64 or bfloat16; -inf entries are masked tokens.
+        out: optionally, the array to write (``[...]``, the result's dtype).
     Returns:
         ``[...]`` entropies: float64 for float64 logits, else float32.
     """
     where = "era.token_entropy"
     x = rows_of(logits, where, "logits", bf16=True)
-    out = np.empty(x.rows, np.float64 if x.dtype == np.float64 else np.float32)
-    check(_era.token_entropy(x.rows, x.cols, x.array, out), where, f"logits shape {x.array.shape}")
-    return out.reshape(x.batch_shape)
+    dtype = np.dtype(np.float64 if x.dtype == np.float64 else np.float32)
+    result = output(out, x.batch_shape, dtype, where, "out")
+    check(_era.token_entropy(x.rows, x.cols, x.array, result.reshape(-1)), where, f"logits shape {x.array.shape}")
+    return result
 
 
 def llm_response_entropy(
@@ -165,7 +167,13 @@ def _logprob_inputs(where, logits, labels, logit_scale):
 
 
 def llm_logprob_forward(
-    logits: ArrayLike, labels: ArrayLike, logit_scale: Optional[ArrayLike] = None, *, with_entropy: bool = True
+    logits: ArrayLike,
+    labels: ArrayLike,
+    logit_scale: Optional[ArrayLike] = None,
+    *,
+    with_entropy: bool = True,
+    out_logprob: Optional[np.ndarray] = None,
+    out_entropy: Optional[np.ndarray] = None,
 ) -> LLMLogprob:
     """``logp'_t = s_t*z_t[a_t] - logsumexp(s_t*z_t)`` from one pass per row; the scaled
     logits are never formed.
@@ -175,21 +183,27 @@ def llm_logprob_forward(
         labels: ``[...]`` int64 sampled tokens a_t.
         logit_scale: ``[...]`` float32 s_t > 0 (llm_scales), or None for s = 1.
         with_entropy: also return the entropy of softmax(s_t*z_t).
+        out_logprob, out_entropy: optionally, the float32 ``[...]`` arrays to write.
     Returns:
         LLMLogprob(logprob ``[...]``, entropy ``[...]`` or None), float32, nats.
     """
     where = "era.llm_logprob_forward"
     x, lab, scale = _logprob_inputs(where, logits, labels, logit_scale)
-    out_logprob = np.empty(x.rows, np.float32)
-    out_entropy = np.empty(x.rows, np.float32) if with_entropy else None
-    status = _era.llm_logprob_forward(x.rows, x.cols, x.array, lab, scale, out_logprob, out_entropy)
+    logprob = output(out_logprob, x.batch_shape, F32, where, "out_logprob")
+    entropy = output(out_entropy, x.batch_shape, F32, where, "out_entropy") if with_entropy else None
+    status = _era.llm_logprob_forward(x.rows, x.cols, x.array, lab, scale, logprob.reshape(-1),
+                                      None if entropy is None else entropy.reshape(-1))
     check(status, where, f"logits shape {x.array.shape}")
-    entropy = None if out_entropy is None else out_entropy.reshape(x.batch_shape)
-    return LLMLogprob(out_logprob.reshape(x.batch_shape), entropy)
+    return LLMLogprob(logprob, entropy)
 
 
 def llm_logprob_backward(
-    logits: ArrayLike, labels: ArrayLike, logit_scale: Optional[ArrayLike], grad_logprob: ArrayLike
+    logits: ArrayLike,
+    labels: ArrayLike,
+    logit_scale: Optional[ArrayLike],
+    grad_logprob: ArrayLike,
+    *,
+    out: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Gradient of ``sum_t grad_logprob[t] * logp'_t`` with respect to the UNSCALED logits
     (s_t held constant): ``grad_logprob[t] * s_t * (onehot(a_t) - softmax(s_t*z_t))``;
@@ -198,6 +212,8 @@ def llm_logprob_backward(
     Args:
         logits, labels, logit_scale: as for llm_logprob_forward.
         grad_logprob: ``[...]`` float32 dL/d(logp').
+        out: optionally, the array to write (the logits' shape and dtype; bfloat16 as
+            ml_dtypes bfloat16 or uint16 bits).
     Returns:
         ``[..., V]`` dL/d(logits): float32 for float32 logits; for bfloat16 logits the
         bfloat16 gradient (rounded to nearest even) with the representation of the input
@@ -206,7 +222,10 @@ def llm_logprob_backward(
     where = "era.llm_logprob_backward"
     x, lab, scale = _logprob_inputs(where, logits, labels, logit_scale)
     grad = per_row(grad_logprob, where, "grad_logprob", F32, x.batch_shape)
-    out = np.empty_like(x.array)
-    status = _era.llm_logprob_backward(x.rows, x.cols, x.array, lab, scale, grad, out)
+    also = (x.source_dtype,) if is_bfloat16(x.source_dtype) else ()
+    result = output(out, x.array.shape, x.dtype, where, "out", also)
+    status = _era.llm_logprob_backward(x.rows, x.cols, x.array, lab, scale, grad, result)
     check(status, where, f"logits shape {x.array.shape}")
-    return out.view(x.source_dtype) if is_bfloat16(x.source_dtype) else out
+    if out is not None:
+        return out
+    return result.view(x.source_dtype) if is_bfloat16(x.source_dtype) else result

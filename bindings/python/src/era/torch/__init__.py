@@ -1,9 +1,13 @@
-"""era.torch: ERA as PyTorch autograd Functions and nn.Modules.
+"""era.torch: ERA as PyTorch custom operators (``torch.ops.era.*``), functions and nn.Modules.
 
-CPU tensors go through libera without copies (contiguous tensors are handed over as numpy
-views); tensors on other devices (CUDA) use era.torch.native, a torch implementation of the
-same formulas that the tests hold to libera. Pick explicitly with ``backend="libera"`` or
-``backend="native"``.
+CPU tensors go through libera without copies (contiguous tensors, and strided views of
+logits, are handed over as numpy views; the library releases the GIL); tensors on other
+devices (CUDA) take the device path, era.torch.native, built on the shared formulas of
+era._formulas and held to libera by the tests. Pick explicitly with ``backend="libera"`` or
+``backend="native"``. Everything works under torch.compile(fullgraph=True), torch.export,
+torch.func and torch.autocast, in float16, bfloat16, float32 and float64, with exact second
+derivatives. The device path never synchronises with the host: see set_device_checks and
+check_device_errors for how it reports bad input.
 
 - continuous_era / ERAContinuous: bounded Gaussian policies (mean, log std), with a
   learnable residual and its tuning loss.
@@ -15,10 +19,9 @@ same formulas that the tests hold to libera. Pick explicitly with ``backend="lib
 """
 
 from . import native
+from ._checks import check_device_errors, get_device_checks, set_device_checks
+from ._ops import ContinuousERAFunction, DiscreteERAFunction, LLMLogprobFunction
 from .functions import (
-    ContinuousERAFunction,
-    DiscreteERAFunction,
-    LLMLogprobFunction,
     continuous_era,
     discrete_era,
     gaussian_entropy,
@@ -33,6 +36,9 @@ from .modules import ERAContinuous, ERADiscrete
 
 __all__ = [
     "native",
+    "set_device_checks",
+    "get_device_checks",
+    "check_device_errors",
     "ContinuousERAFunction",
     "DiscreteERAFunction",
     "LLMLogprobFunction",

@@ -1,6 +1,8 @@
-"""Zero-copy passage between CPU torch tensors and the numpy arrays libera reads and writes."""
+"""CPU tensors as libera reads them (numpy views of their memory), and the backend rule."""
 
 from __future__ import annotations
+
+from typing import Iterator, Tuple
 
 import numpy as np
 import torch
@@ -22,22 +24,39 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def from_numpy(a: np.ndarray, bfloat16: bool = False) -> torch.Tensor:
-    """The tensor sharing `a`'s memory (uint16 bits become a bfloat16 tensor when asked)."""
-    if bfloat16:
-        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(a)
+def from_numpy(a: np.ndarray) -> torch.Tensor:
+    """The tensor sharing `a`'s memory (0-d results stay 0-d)."""
+    a = np.asarray(a)
+    return torch.from_numpy(a if a.flags.c_contiguous else np.ascontiguousarray(a))
 
 
-def use_libera(t: torch.Tensor, backend: str, where: str) -> bool:
-    """Whether a call on `t` goes through libera (CPU tensors, backend "auto" or "libera") or
-    through the torch-native implementation (other devices, or backend "native")."""
+def row_blocks(t: torch.Tensor) -> Iterator[Tuple[Tuple[int, ...], torch.Tensor]]:
+    """(leading index, 2-D ``[rows, V]`` block) pairs covering `t` ``[..., V]``, each block's
+    rows contiguous in memory, as libera reads them: the whole tensor when it is contiguous;
+    for a strided view such as ``logits[:, :-1]`` one block per leading index (views, no
+    copy); a copy only when the rows themselves are not contiguous (a slice of the last
+    axis, a transposed tensor)."""
+    vocab = t.shape[-1]
+    if t.is_contiguous():
+        yield (), t.view(-1, vocab)
+    elif t.dim() > 2 and t.shape[0] > 0:
+        for i in range(t.shape[0]):
+            for index, block in row_blocks(t[i]):
+                yield (i,) + index, block
+    else:
+        yield (), t.contiguous().view(-1, vocab)
+
+
+def native_path(t: torch.Tensor, backend: str, where: str) -> bool:
+    """Whether a call on `t` takes the device path (era.torch.native): tensors on devices
+    other than the CPU under "auto", every tensor under "native"; "libera" insists on
+    libera, which reads CPU tensors only."""
     if backend not in BACKENDS:
         raise ValueError(f"{where}: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "native":
-        return False
-    if t.device.type == "cpu":
         return True
+    if t.device.type == "cpu":
+        return False
     if backend == "libera":
         raise python_error(DTypeError, where, f"backend 'libera' runs on CPU tensors; this one is on {t.device}")
-    return False
+    return True

@@ -1,28 +1,36 @@
-"""ERA for torch tensors: autograd Functions over libera (CPU tensors, no copies when
-contiguous) and the functional API that picks libera or the torch-native implementation.
+"""ERA for torch tensors: the functional API over the era custom operators (era.torch._ops).
 
-Backend rule (argument ``backend``): "auto" (default) uses libera for CPU tensors and
-era.torch.native for other devices; "libera" insists on libera (CPU only); "native" forces
-the torch-native path (useful on CPU to test it). The LLM log-prob has no float64 kernel in
-libera, so float64 logits take the native path under "auto".
+Backend rule (argument ``backend``): "auto" (default) runs libera for CPU tensors and the
+device path (era.torch.native) for tensors on other devices; "libera" insists on libera
+(CPU tensors only); "native" forces the device path, on any device (useful on CPU to test
+it). Both backends compute the same values, to rounding, with the same errors, and the same
+first and second derivatives.
+
+dtypes: continuous and discrete ERA take float16, bfloat16, float32 and float64 rows and
+return the input's dtype, half precision computed in float32 inside (outputs and gradients
+rounded once to the input dtype; continuous log stds rounded upwards, so the entropy floor
+holds for the stored values). The LLM passes take float16, bfloat16, float32 or float64
+logits and int32 or int64 labels; their per-token results are float32 (float64 for float64
+logits). Every function works under torch.compile (fullgraph), torch.export, torch.func
+(vmap, grad, jacrev) and torch.autocast (continuous and discrete ERA and the entropies of
+their rows follow softmax: float32 under CUDA's autocast, the input dtype under the CPU's;
+see era.torch._ops).
 
 Entropies are metrics: no gradient flows through them (their outputs never require grad).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple, Union
 
-import numpy as np
 import torch
 
 from .. import continuous as _continuous
 from .. import discrete as _discrete
-from .. import entropy as _entropy
-from .. import llm as _llm
-from .._errors import BadShapeError, python_error
-from . import native
-from ._bridge import from_numpy, to_numpy, use_libera
+from .._errors import BadParameterError, BadShapeError, DTypeError, python_error
+from . import _ops
+from ._bridge import native_path
 
 __all__ = [
     "continuous_era",
@@ -35,43 +43,36 @@ __all__ = [
     "token_entropy",
 ]
 
+FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+LABELS = (torch.int32, torch.int64)
+
+
+def require(t, allowed, where: str, name: str) -> None:
+    """A tensor of one of the `allowed` dtypes, else DTypeError (named in torch's terms)."""
+    if not isinstance(t, torch.Tensor):
+        raise python_error(DTypeError, where, f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in allowed:
+        names = ", ".join(str(d) for d in allowed)
+        raise python_error(DTypeError, where, f"{name} has dtype {t.dtype}; it must be one of {names}")
+
+
+def require_rows(t: torch.Tensor, where: str, name: str, min_cols: int = 1) -> None:
+    if t.dim() == 0:
+        raise python_error(BadShapeError, where, f"{name} is a scalar; it needs a last axis (the row)")
+    if t.shape[-1] < min_cols:
+        raise python_error(BadShapeError, where, f"{name} rows have {t.shape[-1]} entries, fewer than {min_cols}")
+
+
+def labels_of(labels: torch.Tensor, shape, where: str, name: str = "labels") -> torch.Tensor:
+    """int32 or int64 labels of exactly `shape`, as int64 (what libera reads)."""
+    require(labels, LABELS, where, name)
+    if tuple(labels.shape) != tuple(shape):
+        raise python_error(BadShapeError, where, f"{name} have shape {tuple(labels.shape)}; they must be {tuple(shape)}")
+    return labels.long()
+
 
 # ---------------------------------------------------------------------------------------
 # Continuous ERA
-
-
-class ContinuousERAFunction(torch.autograd.Function):
-    """libera's continuous ERA: forward era_continuous_forward, backward
-    era_continuous_backward (gradients for std_logits and the residual)."""
-
-    @staticmethod
-    def forward(ctx, std_logits, residual, target_entropy, log_std_min, log_std_max):
-        params = dict(
-            target_entropy=target_entropy,
-            residual=float(residual),
-            log_std_min=log_std_min,
-            log_std_max=log_std_max,
-        )
-        log_std = _continuous.continuous_forward(to_numpy(std_logits), **params)
-        ctx.save_for_backward(std_logits)
-        ctx.params = params
-        ctx.residual_meta = (residual.shape, residual.dtype, residual.device)
-        return from_numpy(log_std)
-
-    @staticmethod
-    def backward(ctx, grad_log_std):
-        (std_logits,) = ctx.saved_tensors
-        want_residual = ctx.needs_input_grad[1]
-        grads = _continuous.continuous_backward(
-            to_numpy(std_logits), to_numpy(grad_log_std), residual_grad=want_residual, **ctx.params
-        )
-        grad_std_logits = from_numpy(grads.std_logits) if ctx.needs_input_grad[0] else None
-        grad_residual = None
-        if want_residual:
-            total = float(np.sum(grads.residual, dtype=np.float64))
-            shape, dtype, device = ctx.residual_meta
-            grad_residual = torch.full(shape, total, dtype=dtype, device=device)
-        return grad_std_logits, grad_residual, None, None, None
 
 
 def continuous_era(
@@ -83,51 +84,43 @@ def continuous_era(
     log_std_max: float = _continuous.LOG_STD_MAX,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """Continuous ERA log stds (docs/math.md section 1), differentiable.
+    """Continuous ERA log stds (docs/math.md section 1), differentiable (twice).
 
     Args:
-        std_logits: ``[..., D]`` float32/float64 raw scale outputs.
+        std_logits: ``[..., D]`` raw scale outputs (float16, bfloat16, float32, float64).
         target_entropy: H0 in nats (SAC-ERA's default: ``-0.5 * D``).
-        residual: delta >= 0 in nats, a float or a one-element tensor (then differentiable:
-            dL/d(delta) is summed over the rows).
+        residual: delta >= 0 in nats: a float (checked at once), or a one-element tensor
+            (differentiable: dL/d(delta) sums over the rows; on a device its value is checked
+            there, see era.torch.set_device_checks).
         log_std_min, log_std_max: the clip range of the log std.
         backend: "auto", "libera" or "native" (module docstring).
     Returns:
-        ``[..., D]`` log stds, the dtype of `std_logits`; Gaussian entropy of every row
-        >= H0 + delta.
+        ``[..., D]`` log stds in the dtype of `std_logits`, rounded upwards: the Gaussian
+        entropy of every row is at least H0 + delta.
     """
     where = "era.torch.continuous_era"
-    if isinstance(residual, torch.Tensor) and residual.numel() != 1:
-        raise python_error(BadShapeError, where, f"residual must hold one value, got shape {tuple(residual.shape)}")
-    if not use_libera(std_logits, backend, where):
-        return native.continuous_era(std_logits, target_entropy, residual, log_std_min, log_std_max)
-    if not isinstance(residual, torch.Tensor):
-        residual = torch.tensor(float(residual), dtype=torch.float64)
-    return ContinuousERAFunction.apply(
-        std_logits, residual, float(target_entropy), float(log_std_min), float(log_std_max)
-    )
+    require(std_logits, FLOATS, where, "std_logits")
+    require_rows(std_logits, where, "std_logits")
+    native = native_path(std_logits, backend, where)
+    target = float(target_entropy)
+    if isinstance(residual, torch.Tensor):
+        if residual.numel() != 1:
+            raise python_error(BadShapeError, where, f"residual must hold one value, got shape {tuple(residual.shape)}")
+        require(residual, FLOATS, where, "residual")
+        # The value at the call, for the backward too: a module may project its residual
+        # parameter in place (ERAContinuous) before the backward of an earlier call runs.
+        residual = residual.reshape(()).clone()
+    else:
+        delta = float(residual)
+        if not (math.isfinite(delta) and delta >= 0):
+            raise python_error(BadParameterError, where, f"residual={delta} must be finite and >= 0")
+        target, residual = target + delta, None
+    return _ops.ContinuousERAFunction.apply(std_logits, residual, target, float(log_std_min), float(log_std_max),
+                                            native)
 
 
 # ---------------------------------------------------------------------------------------
 # Discrete ERA
-
-
-class DiscreteERAFunction(torch.autograd.Function):
-    """libera's discrete ERA: forward era_discrete_forward, backward era_discrete_backward."""
-
-    @staticmethod
-    def forward(ctx, logits, target_entropy, tau, mode):
-        params = dict(target_entropy=target_entropy, tau=tau, mode=mode)
-        out = _discrete.discrete_forward(to_numpy(logits), **params)
-        ctx.save_for_backward(logits)
-        ctx.params = params
-        return from_numpy(out)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (logits,) = ctx.saved_tensors
-        grad = _discrete.discrete_backward(to_numpy(logits), to_numpy(grad_out), **ctx.params)
-        return from_numpy(grad), None, None, None
 
 
 def discrete_era(
@@ -138,44 +131,27 @@ def discrete_era(
     mode: str = "exact",
     backend: str = "auto",
 ) -> torch.Tensor:
-    """Discrete ERA output logits (docs/math.md section 2), differentiable.
+    """Discrete ERA output logits (docs/math.md section 2), differentiable (twice).
 
     Args:
-        logits: ``[..., D]`` float32/float64, D >= 2.
+        logits: ``[..., D]`` float16, bfloat16, float32 or float64, D >= 2.
         target_entropy: H0 in nats.
         tau: > e. mode: "exact", "tight" or "reference".
         backend: "auto", "libera" or "native".
     Returns:
-        ``[..., D]`` logits whose softmax has entropy >= H0 (modes exact, tight).
+        ``[..., D]`` logits in the input dtype whose softmax has entropy >= H0 (modes exact,
+        tight; for float16/bfloat16 outputs, up to the rounding of the stored logits).
     """
-    if not use_libera(logits, backend, "era.torch.discrete_era"):
-        return native.discrete_era(logits, target_entropy, tau, mode)
-    return DiscreteERAFunction.apply(logits, float(target_entropy), float(tau), mode)
+    where = "era.torch.discrete_era"
+    require(logits, FLOATS, where, "logits")
+    require_rows(logits, where, "logits", min_cols=2)
+    _discrete.mode_number(mode, where)
+    native = native_path(logits, backend, where)
+    return _ops.DiscreteERAFunction.apply(logits, float(target_entropy), float(tau), mode, native)
 
 
 # ---------------------------------------------------------------------------------------
 # LLM log-probabilities
-
-
-class LLMLogprobFunction(torch.autograd.Function):
-    """libera's ERA log-prob: forward era_llm_logprob_forward (log-probs and the entropy of
-    the scaled distribution), backward era_llm_logprob_backward (float32 or bfloat16)."""
-
-    @staticmethod
-    def forward(ctx, logits, labels, logit_scale):
-        scale = None if logit_scale is None else to_numpy(logit_scale)
-        result = _llm.llm_logprob_forward(to_numpy(logits), to_numpy(labels), scale)
-        ctx.save_for_backward(logits, labels, logit_scale)
-        entropy = from_numpy(result.entropy)
-        ctx.mark_non_differentiable(entropy)
-        return from_numpy(result.logprob), entropy
-
-    @staticmethod
-    def backward(ctx, grad_logprob, _grad_entropy):
-        logits, labels, logit_scale = ctx.saved_tensors
-        scale = None if logit_scale is None else to_numpy(logit_scale)
-        grad = _llm.llm_logprob_backward(to_numpy(logits), to_numpy(labels), scale, to_numpy(grad_logprob))
-        return from_numpy(grad, bfloat16=logits.dtype == torch.bfloat16), None, None
 
 
 def llm_logprob(
@@ -189,51 +165,58 @@ def llm_logprob(
     of softmax(s_t*z_t), per token.
 
     Args:
-        logits: ``[..., V]`` float32 or bfloat16 (float64: native path); -inf masks a token.
-        labels: ``[...]`` int64 sampled tokens.
-        logit_scale: ``[...]`` float32 scales s_t (llm_scales), or None for 1; a constant.
+        logits: ``[..., V]`` float32, bfloat16, float16 or float64; -inf masks a token. A
+            strided view (``logits[:, :-1]``) is read in place.
+        labels: ``[...]`` int64 or int32 sampled tokens.
+        logit_scale: ``[...]`` scales s_t (llm_scales), or None for 1; a constant.
         backend: "auto", "libera" or "native".
     Returns:
         (logprob ``[...]`` differentiable in `logits`, entropy ``[...]`` in nats, no grad);
-        float32 (float64 for float64 logits on the native path).
+        float32 (float64 for float64 logits).
     """
     where = "era.torch.llm_logprob"
-    libera = use_libera(logits, backend, where)
-    if libera and not (backend == "auto" and logits.dtype == torch.float64):
-        return LLMLogprobFunction.apply(logits, labels, logit_scale)
-    return native.llm_logprob(logits, labels, logit_scale)
+    require(logits, FLOATS, where, "logits")
+    require_rows(logits, where, "logits")
+    labels = labels_of(labels, logits.shape[:-1], where)
+    if logit_scale is not None:
+        require(logit_scale, (torch.float32, torch.float64), where, "logit_scale")
+        if tuple(logit_scale.shape) != tuple(labels.shape):
+            raise python_error(BadShapeError, where, f"logit_scale has shape {tuple(logit_scale.shape)}, labels "
+                               f"{tuple(labels.shape)}")
+        logit_scale = logit_scale.detach()
+    native = native_path(logits, backend, where)
+    return _ops.LLMLogprobFunction.apply(logits, labels, logit_scale, native)
 
 
 # ---------------------------------------------------------------------------------------
 # Entropies (metrics: no gradient)
 
 
-def _numpy_result(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    # np.ascontiguousarray would turn a 0-d result (one row) into shape [1].
-    a = np.asarray(a)
-    return torch.from_numpy(a if a.flags.c_contiguous else np.ascontiguousarray(a)).to(device)
-
-
 def softmax_entropy(logits: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
-    """Entropy of softmax(logits) per row, ``[..., D] -> [...]`` nats (float32/float64)."""
-    if not use_libera(logits, backend, "era.torch.softmax_entropy"):
-        return native.softmax_entropy(logits)
-    return _numpy_result(_entropy.softmax_entropy(to_numpy(logits)), logits.device)
+    """Entropy of softmax(logits) per row, ``[..., D] -> [...]`` nats, the logits' dtype."""
+    where = "era.torch.softmax_entropy"
+    require(logits, FLOATS, where, "logits")
+    require_rows(logits, where, "logits")
+    return _ops.softmax_entropy(logits.detach(), native_path(logits, backend, where))
 
 
 def gaussian_entropy(log_std: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
-    """Diagonal-Gaussian entropy per row, ``[..., D] -> [...]`` nats."""
-    if not use_libera(log_std, backend, "era.torch.gaussian_entropy"):
-        return native.gaussian_entropy(log_std)
-    return _numpy_result(_entropy.gaussian_entropy(to_numpy(log_std)), log_std.device)
+    """Diagonal-Gaussian entropy per row, ``[..., D] -> [...]`` nats, log_std's dtype."""
+    where = "era.torch.gaussian_entropy"
+    require(log_std, FLOATS, where, "log_std")
+    require_rows(log_std, where, "log_std")
+    return _ops.gaussian_entropy(log_std.detach(), native_path(log_std, backend, where))
 
 
 def tanh_gaussian_entropy(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """Entropy of tanh(N(mean, exp(log_std)^2)) per row, ``[..., D] -> [...]`` nats, by
     libera's deterministic quadrature (tensors on other devices are copied to the CPU for it:
     this is a per-row metric, small next to the network)."""
-    value = _entropy.tanh_gaussian_entropy(to_numpy(mean.cpu()), to_numpy(log_std.cpu()))
-    return _numpy_result(value, log_std.device)
+    where = "era.torch.tanh_gaussian_entropy"
+    require(mean, FLOATS, where, "mean")
+    require(log_std, FLOATS, where, "log_std")
+    require_rows(log_std, where, "log_std")
+    return _ops.tanh_gaussian_entropy(mean.detach(), log_std.detach())
 
 
 def truncated_normal_entropy(
@@ -241,13 +224,17 @@ def truncated_normal_entropy(
 ) -> torch.Tensor:
     """Entropy of N(loc, exp(log_std)^2) truncated to [lo, hi] per row, ``[..., D] -> [...]``
     nats, by libera (tensors on other devices are copied to the CPU for it)."""
-    value = _entropy.truncated_normal_entropy(to_numpy(loc.cpu()), to_numpy(log_std.cpu()), lo, hi)
-    return _numpy_result(value, log_std.device)
+    where = "era.torch.truncated_normal_entropy"
+    require(loc, FLOATS, where, "loc")
+    require(log_std, FLOATS, where, "log_std")
+    require_rows(log_std, where, "log_std")
+    return _ops.truncated_normal_entropy(loc.detach(), log_std.detach(), float(lo), float(hi))
 
 
 def token_entropy(logits: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
     """Entropy of softmax(logits) per token with -inf masks, ``[..., V] -> [...]`` nats:
-    float32 for float32/bfloat16 logits, float64 for float64."""
-    if not use_libera(logits, backend, "era.torch.token_entropy"):
-        return native.token_entropy(logits)
-    return _numpy_result(_llm.token_entropy(to_numpy(logits)), logits.device)
+    float32 for float32/bfloat16/float16 logits, float64 for float64."""
+    where = "era.torch.token_entropy"
+    require(logits, FLOATS, where, "logits")
+    require_rows(logits, where, "logits")
+    return _ops.token_entropy(logits.detach(), native_path(logits, backend, where))

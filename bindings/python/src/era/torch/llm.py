@@ -5,8 +5,12 @@ Two layouts:
 - padded: logits ``[B, L, V]``, labels ``[B, L]``, advantages ``[B]`` (one per response) or
   ``[B, L]``, and ``response_mask`` ``[B, L]`` (True on response tokens; None: all tokens).
   Row b is response b.
-- packed: logits ``[T, V]``, labels ``[T]``, advantages ``[T]`` and ``response_ids`` ``[T]``
-  (int64, -1 for prompt or padding tokens), ``num_responses`` R (default: max id + 1).
+- packed (verl's remove-padding layout): logits ``[T, V]``, labels ``[T]``, advantages
+  ``[T]``, and either ``response_ids`` ``[T]`` (int64 or int32, -1 for prompt or padding
+  tokens) with ``num_responses`` R (default: max id + 1, which reads the ids back to the
+  host: pass it under torch.compile), or ``cu_seqlens`` ``[R + 1]`` (the sequence boundaries:
+  sequence b holds tokens cu_seqlens[b] .. cu_seqlens[b+1]-1) with an optional
+  ``response_mask`` ``[T]`` marking the response tokens among them.
 
 Every position needs a valid label (0..V-1, on an unmasked logit), also outside the
 responses: replace an ignore index such as -100 by any valid token (e.g.
@@ -23,9 +27,9 @@ from torch import nn
 
 from .. import llm as _llm
 from .._errors import BadShapeError, python_error
-from . import native
-from ._bridge import from_numpy, to_numpy, use_libera
-from .functions import LLMLogprobFunction
+from . import _ops
+from ._bridge import native_path
+from .functions import FLOATS, LABELS, labels_of, require, require_rows
 
 __all__ = ["LLMERAOutput", "llm_era", "LLMERA"]
 
@@ -50,9 +54,29 @@ class LLMERAOutput(NamedTuple):
     entropy: torch.Tensor
 
 
-def _layout(logits, labels, advantages, response_mask, response_ids, num_responses, where):
+def _ids_from_boundaries(cu_seqlens, response_mask, tokens: int, where: str):
+    """Response ids ``[T]`` and R from sequence boundaries (and a mask of response tokens):
+    a sorted search on the device, no host read."""
+    require(cu_seqlens, LABELS, where, "cu_seqlens")
+    if cu_seqlens.dim() != 1 or cu_seqlens.shape[0] < 1:
+        raise python_error(BadShapeError, where, f"cu_seqlens must be [R + 1], got shape {tuple(cu_seqlens.shape)}")
+    responses = cu_seqlens.shape[0] - 1
+    positions = torch.arange(tokens, device=cu_seqlens.device, dtype=cu_seqlens.dtype)
+    ids = torch.searchsorted(cu_seqlens, positions, right=True).long() - 1
+    outside = (ids < 0) | (ids >= responses)
+    if response_mask is not None:
+        if tuple(response_mask.shape) != (tokens,):
+            raise python_error(BadShapeError, where, f"response_mask {tuple(response_mask.shape)} must be [T] = "
+                               f"({tokens},) with cu_seqlens")
+        outside = outside | ~response_mask.to(torch.bool)
+    return torch.where(outside, torch.full_like(ids, -1), ids), responses
+
+
+def _layout(logits, labels, advantages, response_mask, response_ids, num_responses, cu_seqlens, where):
     """(response ids, advantages, R), both per-token tensors of the labels' shape."""
     if logits.dim() == 3:
+        if cu_seqlens is not None:
+            raise python_error(BadShapeError, where, "[B, L, V] logits take response_mask, not cu_seqlens")
         batch, length = logits.shape[:2]
         if response_ids is not None:
             raise python_error(BadShapeError, where, "[B, L, V] logits take response_mask, not response_ids")
@@ -73,14 +97,20 @@ def _layout(logits, labels, advantages, response_mask, response_ids, num_respons
         return ids, advantages, batch
     if logits.dim() == 2:
         tokens = logits.shape[0]
-        if response_mask is not None or response_ids is None:
-            raise python_error(BadShapeError, where, "[T, V] logits take response_ids (and num_responses)")
+        if cu_seqlens is not None:
+            if response_ids is not None:
+                raise python_error(BadShapeError, where, "[T, V] logits take response_ids or cu_seqlens, not both")
+            response_ids, num_responses = _ids_from_boundaries(cu_seqlens, response_mask, tokens, where)
+        elif response_mask is not None or response_ids is None:
+            raise python_error(BadShapeError, where, "[T, V] logits take response_ids (and num_responses) or "
+                               "cu_seqlens (and a response_mask)")
+        require(response_ids, LABELS, where, "response_ids")
         for name, t in (("labels", labels), ("advantages", advantages), ("response_ids", response_ids)):
             if tuple(t.shape) != (tokens,):
                 raise python_error(BadShapeError, where, f"{name} {tuple(t.shape)} must be [T] = ({tokens},)")
-        if num_responses is None:
+        if num_responses is None:  # reads the ids back: pass num_responses under torch.compile
             num_responses = int(response_ids.max()) + 1 if tokens else 0
-        return response_ids, advantages, int(num_responses)
+        return response_ids.long(), advantages, int(num_responses)
     raise python_error(BadShapeError, where, f"logits must be [B, L, V] or [T, V], got {tuple(logits.shape)}")
 
 
@@ -92,6 +122,7 @@ def llm_era(
     response_mask: Optional[torch.Tensor] = None,
     response_ids: Optional[torch.Tensor] = None,
     num_responses: Optional[int] = None,
+    cu_seqlens: Optional[torch.Tensor] = None,
     omega_low: float = _llm.OMEGA_LOW,
     omega_high: float = _llm.OMEGA_HIGH,
     k: float = _llm.K,
@@ -103,56 +134,38 @@ def llm_era(
 
     Args:
         logits: ``[B, L, V]`` or ``[T, V]`` policy logits already divided by the sampling
-            temperature; float32 or bfloat16 (float64: native path); -inf masks a token.
-        labels: int64 sampled tokens. advantages: float32 (float64 with float64 logits).
+            temperature (float32, bfloat16, float16 or float64); -inf masks a token. Strided
+            views such as verl's ``logits[:, :-1]`` are read in place, never copied.
+        labels: int64 or int32 sampled tokens. advantages: float32 or float64.
         omega_low, omega_high, k, top_fraction, scale_advantages: the rule of section 3
             (defaults 0.45, 3.0, 2.0, 0.2, on).
-        backend: "auto" (libera for CPU float32/bfloat16 tensors, else torch-native),
-            "libera" or "native".
+        backend: "auto" (libera for CPU tensors, the device path elsewhere), "libera" or
+            "native" (era.torch.functions).
     Returns:
         LLMERAOutput. A policy-gradient loss then reads e.g.
         ``-(out.advantages * out.logprobs * mask).sum() / mask.sum()`` (or the clipped
         GRPO objective with ``out.logprobs`` in place of the log-probs).
     """
     where = "era.torch.llm_era"
-    ids, adv, responses = _layout(logits, labels, advantages, response_mask, response_ids, num_responses, where)
-    params = dict(omega_low=omega_low, omega_high=omega_high, k=k, top_fraction=top_fraction)
-    vocab = logits.shape[-1]
-    flat_logits = logits.reshape(-1, vocab)
-    flat_labels = labels.reshape(-1)
-    shape = labels.shape
-    libera = use_libera(logits, backend, where) and not (backend == "auto" and logits.dtype == torch.float64)
-    if libera:
-        ids_np = to_numpy(ids.reshape(-1))
-        token_h = _llm.token_entropy(to_numpy(flat_logits))
-        response_h = _llm.llm_response_entropy(token_h, ids_np, responses, **params)
-        scales = _llm.llm_scales(
-            response_h, ids_np, to_numpy(adv.reshape(-1)), scale_advantages=scale_advantages, **params
-        )
-        logit_scale = from_numpy(scales.logit_scale)
-        logprobs, entropy = LLMLogprobFunction.apply(flat_logits, flat_labels, logit_scale)
-        token_h, response_h = from_numpy(token_h), from_numpy(response_h)
-        new_adv = from_numpy(scales.advantages)
-    else:
-        token_h = native.token_entropy(flat_logits)
-        response_h = native.llm_response_entropy(token_h, ids.reshape(-1), responses, **params)
-        logit_scale, new_adv = native.llm_scales(
-            response_h, ids.reshape(-1), adv.reshape(-1), scale_advantages=scale_advantages, **params
-        )
-        logprobs, entropy = native.llm_logprob(flat_logits, flat_labels, logit_scale)
-    return LLMERAOutput(
-        logprobs.reshape(shape),
-        new_adv.reshape(shape),
-        logit_scale.reshape(shape),
-        token_h.reshape(shape),
-        response_h,
-        entropy.reshape(shape),
-    )
+    require(logits, FLOATS, where, "logits")
+    require(advantages, (torch.float32, torch.float64), where, "advantages")
+    ids, adv, responses = _layout(logits, labels, advantages, response_mask, response_ids, num_responses, cu_seqlens,
+                                  where)
+    require_rows(logits, where, "logits")
+    labels = labels_of(labels, logits.shape[:-1], where)
+    device_path = native_path(logits, backend, where)
+    token_h = _ops.token_entropy(logits.detach(), device_path)
+    response_h = _ops.llm_response_entropy(token_h, ids, responses, float(top_fraction), device_path)
+    logit_scale, new_adv = _ops.llm_scales(response_h, ids, adv.detach(), float(omega_low), float(omega_high),
+                                           float(k), bool(scale_advantages), device_path)
+    logprobs, entropy = _ops.LLMLogprobFunction.apply(logits, labels, logit_scale, device_path)
+    return LLMERAOutput(logprobs, new_adv, logit_scale, token_h, response_h, entropy)
 
 
 class LLMERA(nn.Module):
     """llm_era with its parameters held by a module: ``forward(logits, labels, advantages,
-    response_mask=None, response_ids=None, num_responses=None) -> LLMERAOutput``."""
+    response_mask=None, response_ids=None, num_responses=None, cu_seqlens=None) ->
+    LLMERAOutput``."""
 
     def __init__(
         self,
@@ -169,12 +182,13 @@ class LLMERA(nn.Module):
             omega_low=omega_low, omega_high=omega_high, k=k, top_fraction=top_fraction,
             scale_advantages=scale_advantages, backend=backend,
         )
-        native._check_llm_params(omega_low, omega_high, k, top_fraction, scale_advantages)
+        _ops.native.check_llm_params(float(omega_low), float(omega_high), float(k), float(top_fraction))
 
-    def forward(self, logits, labels, advantages, response_mask=None, response_ids=None, num_responses=None):
+    def forward(self, logits, labels, advantages, response_mask=None, response_ids=None, num_responses=None,
+                cu_seqlens=None):
         return llm_era(
             logits, labels, advantages, response_mask=response_mask, response_ids=response_ids,
-            num_responses=num_responses, **self.params,
+            num_responses=num_responses, cu_seqlens=cu_seqlens, **self.params,
         )
 
     def extra_repr(self) -> str:

@@ -11,7 +11,7 @@ from .. import continuous as _continuous
 from .. import discrete as _discrete
 from .._errors import BadParameterError, BadShapeError, python_error
 from .functions import continuous_era, discrete_era, tanh_gaussian_entropy, truncated_normal_entropy
-from .native import GAUSSIAN_ENTROPY_PER_DIM
+from .._formulas import GAUSSIAN_ENTROPY_PER_DIM
 
 __all__ = ["ERAContinuous", "ERADiscrete"]
 

@@ -1,0 +1,614 @@
+"""ERA as PyTorch custom operators: ``torch.ops.era.*``.
+
+Each operator has
+- a CPU kernel that calls libera on the tensors' own memory (numpy views, no copy for
+  contiguous tensors; the library releases the GIL), or the device path when its ``native``
+  argument is true;
+- a kernel for every other device: the device path (era.torch.native);
+- a fake (meta) kernel, so that torch.compile, torch.export and meta tensors see its shapes;
+- a vmap rule (row-wise operators fold the vmapped axis into their rows);
+- an autograd formula whose backward is itself an era operator, and whose double backward
+  differentiates the shared backward formula (era._formulas): second derivatives are exact,
+  on both backends.
+
+The era.torch functions call the operators through the autograd.Function classes below (the
+same backward code), which also give torch.func (grad, vmap, jacrev) what it needs; the
+operators' own register_autograd serves code that calls ``torch.ops.era.*`` directly.
+
+Autocast: continuous and discrete ERA and the entropies of their rows follow softmax under
+``torch.autocast``: on CUDA they run in float32 (float32 outputs), on CPU they take the
+input's dtype (bfloat16 in, bfloat16 out, computed in float32 inside). The LLM passes take
+the logits as they come on every device: they compute in float32 and return float32
+anyway, and a float32 copy of the logits would double their memory.
+
+dtypes inside: libera has float32 and float64 kernels (and bfloat16 for the LLM passes);
+float16 and bfloat16 rows of continuous and discrete ERA, and float16 logits, go through a
+float32 copy on CPU; float64 logits of the log-prob passes, which libera does not take, use
+the device path on CPU too.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import _formulas as F
+from .. import continuous as _continuous
+from .. import discrete as _discrete
+from .. import entropy as _entropy
+from .. import llm as _llm
+from . import native
+from ._bridge import from_numpy, row_blocks, to_numpy
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _float32_copy(t: Tensor) -> Tensor:
+    return t.float() if t.dtype in HALF else t
+
+
+def _value(residual: Optional[Tensor]) -> float:
+    return 0.0 if residual is None else float(residual)
+
+
+# ---------------------------------------------------------------------------------------
+# Continuous ERA
+
+
+@torch.library.custom_op("era::continuous_forward", mutates_args=())
+def continuous_forward(std_logits: Tensor, residual: Optional[Tensor], target_entropy: float, log_std_min: float,
+                       log_std_max: float, native_path: bool) -> Tensor:
+    """Continuous ERA log stds (math 1). `residual` is a 0-d tensor (delta, whose value is
+    data), or None when a constant residual is already part of `target_entropy` (H0 + delta)."""
+    return native.continuous_forward(std_logits, residual, target_entropy, log_std_min, log_std_max)
+
+
+@continuous_forward.register_kernel("cpu")
+def _(std_logits, residual, target_entropy, log_std_min, log_std_max, native_path):
+    if native_path:
+        return native.continuous_forward(std_logits, residual, target_entropy, log_std_min, log_std_max)
+    out = from_numpy(_continuous.continuous_forward(
+        to_numpy(_float32_copy(std_logits)), target_entropy, residual=_value(residual), log_std_min=log_std_min,
+        log_std_max=log_std_max))
+    if std_logits.dtype in HALF:
+        return F.round_up_to(native.OPS, out, std_logits.dtype, log_std_max)
+    return out
+
+
+@continuous_forward.register_fake
+def _(std_logits, residual, target_entropy, log_std_min, log_std_max, native_path):
+    return torch.empty_like(std_logits, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("era::continuous_backward", mutates_args=())
+def continuous_backward(std_logits: Tensor, residual: Optional[Tensor], grad_log_std: Tensor, target_entropy: float,
+                        log_std_min: float, log_std_max: float, native_path: bool) -> Tuple[Tensor, Tensor]:
+    """(dL/d std_logits, dL/d residual per row in float64) of continuous_forward."""
+    return native.continuous_backward(std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_max)
+
+
+@continuous_backward.register_kernel("cpu")
+def _(std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_max, native_path):
+    if native_path:
+        return native.continuous_backward(std_logits, residual, grad_log_std, target_entropy, log_std_min,
+                                          log_std_max)
+    grads = _continuous.continuous_backward(
+        to_numpy(_float32_copy(std_logits)), to_numpy(grad_log_std.to(_float32_copy(std_logits).dtype)),
+        target_entropy, residual=_value(residual), log_std_min=log_std_min, log_std_max=log_std_max)
+    return from_numpy(grads.std_logits).to(std_logits.dtype), from_numpy(grads.residual).to(torch.float64)
+
+
+@continuous_backward.register_fake
+def _(std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_max, native_path):
+    rows = std_logits.new_empty(std_logits.shape[:-1], dtype=torch.float64)
+    return torch.empty_like(std_logits, memory_format=torch.contiguous_format), rows
+
+
+# ---------------------------------------------------------------------------------------
+# Discrete ERA
+
+
+@torch.library.custom_op("era::discrete_forward", mutates_args=())
+def discrete_forward(logits: Tensor, target_entropy: float, tau: float, mode: str, native_path: bool) -> Tensor:
+    """Discrete ERA output logits (math 2)."""
+    return native.discrete_forward(logits, target_entropy, tau, mode)
+
+
+@discrete_forward.register_kernel("cpu")
+def _(logits, target_entropy, tau, mode, native_path):
+    if native_path:
+        return native.discrete_forward(logits, target_entropy, tau, mode)
+    out = _discrete.discrete_forward(to_numpy(_float32_copy(logits)), target_entropy, tau=tau, mode=mode)
+    return from_numpy(out).to(logits.dtype)
+
+
+@discrete_forward.register_fake
+def _(logits, target_entropy, tau, mode, native_path):
+    return torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("era::discrete_backward", mutates_args=())
+def discrete_backward(logits: Tensor, grad_out: Tensor, target_entropy: float, tau: float, mode: str,
+                      native_path: bool) -> Tensor:
+    """dL/d logits of discrete_forward."""
+    return native.discrete_backward(logits, grad_out, target_entropy, tau, mode)
+
+
+@discrete_backward.register_kernel("cpu")
+def _(logits, grad_out, target_entropy, tau, mode, native_path):
+    if native_path:
+        return native.discrete_backward(logits, grad_out, target_entropy, tau, mode)
+    x = _float32_copy(logits)
+    grad = _discrete.discrete_backward(to_numpy(x), to_numpy(grad_out.to(x.dtype)), target_entropy, tau=tau,
+                                       mode=mode)
+    return from_numpy(grad).to(logits.dtype)
+
+
+@discrete_backward.register_fake
+def _(logits, grad_out, target_entropy, tau, mode, native_path):
+    return torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+
+# ---------------------------------------------------------------------------------------
+# Entropies (no gradient)
+
+
+def _rows_fake(x: Tensor, dtype: Optional[torch.dtype] = None) -> Tensor:
+    return x.new_empty(x.shape[:-1], dtype=dtype or x.dtype)
+
+
+@torch.library.custom_op("era::softmax_entropy", mutates_args=())
+def softmax_entropy(logits: Tensor, native_path: bool) -> Tensor:
+    """Entropy of softmax per row, nats, in the logits' dtype."""
+    return native.softmax_entropy(logits)
+
+
+@softmax_entropy.register_kernel("cpu")
+def _(logits, native_path):
+    if native_path:
+        return native.softmax_entropy(logits)
+    return from_numpy(_entropy.softmax_entropy(to_numpy(_float32_copy(logits)))).to(logits.dtype)
+
+
+@softmax_entropy.register_fake
+def _(logits, native_path):
+    return _rows_fake(logits)
+
+
+@torch.library.custom_op("era::gaussian_entropy", mutates_args=())
+def gaussian_entropy(log_std: Tensor, native_path: bool) -> Tensor:
+    """Diagonal-Gaussian entropy per row, nats, in log_std's dtype."""
+    return native.gaussian_entropy(log_std)
+
+
+@gaussian_entropy.register_kernel("cpu")
+def _(log_std, native_path):
+    if native_path:
+        return native.gaussian_entropy(log_std)
+    return from_numpy(_entropy.gaussian_entropy(to_numpy(_float32_copy(log_std)))).to(log_std.dtype)
+
+
+@gaussian_entropy.register_fake
+def _(log_std, native_path):
+    return _rows_fake(log_std)
+
+
+@torch.library.custom_op("era::tanh_gaussian_entropy", mutates_args=())
+def tanh_gaussian_entropy(mean: Tensor, log_std: Tensor) -> Tensor:
+    """Entropy of tanh(N(mean, exp(log_std)^2)) per row by libera's quadrature. Tensors on
+    other devices are copied to the CPU for it (a host synchronisation: a per-row metric)."""
+    value = _entropy.tanh_gaussian_entropy(to_numpy(_float32_copy(mean.cpu())),
+                                           to_numpy(_float32_copy(log_std.cpu())))
+    return from_numpy(value).to(device=log_std.device, dtype=log_std.dtype)
+
+
+@tanh_gaussian_entropy.register_fake
+def _(mean, log_std):
+    return _rows_fake(log_std)
+
+
+@torch.library.custom_op("era::truncated_normal_entropy", mutates_args=())
+def truncated_normal_entropy(loc: Tensor, log_std: Tensor, lo: float, hi: float) -> Tensor:
+    """Entropy of N(loc, exp(log_std)^2) truncated to [lo, hi] per row, by libera (tensors on
+    other devices are copied to the CPU for it)."""
+    value = _entropy.truncated_normal_entropy(to_numpy(_float32_copy(loc.cpu())),
+                                              to_numpy(_float32_copy(log_std.cpu())), lo, hi)
+    return from_numpy(value).to(device=log_std.device, dtype=log_std.dtype)
+
+
+@truncated_normal_entropy.register_fake
+def _(loc, log_std, lo, hi):
+    return _rows_fake(log_std)
+
+
+# ---------------------------------------------------------------------------------------
+# LLM ERA
+
+
+def _llm_float(logits: Tensor) -> torch.dtype:
+    return torch.float64 if logits.dtype == torch.float64 else torch.float32
+
+
+@torch.library.custom_op("era::token_entropy", mutates_args=())
+def token_entropy(logits: Tensor, native_path: bool) -> Tensor:
+    """Entropy of softmax per token, -inf masked: float32 (float64 for float64 logits)."""
+    return native.token_entropy(logits)
+
+
+@token_entropy.register_kernel("cpu")
+def _(logits, native_path):
+    if native_path:
+        return native.token_entropy(logits)
+    if logits.dtype == torch.float16:
+        logits = logits.float()
+    out = torch.empty(logits.shape[:-1], dtype=_llm_float(logits))
+    for index, block in row_blocks(logits):
+        _llm.token_entropy(to_numpy(block), out=to_numpy(out[index]).reshape(-1))
+    return out
+
+
+@token_entropy.register_fake
+def _(logits, native_path):
+    return _rows_fake(logits, _llm_float(logits))
+
+
+def _at(t: Optional[Tensor], index) -> Optional[np.ndarray]:
+    return None if t is None else to_numpy(t[index]).reshape(-1)
+
+
+@torch.library.custom_op("era::llm_logprob_forward", mutates_args=())
+def llm_logprob_forward(logits: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
+                        native_path: bool) -> Tuple[Tensor, Tensor]:
+    """(logp'_t, entropy of softmax(s_t z_t)) per token (math 3)."""
+    return native.logprob_forward(logits, labels, logit_scale)
+
+
+@llm_logprob_forward.register_kernel("cpu")
+def _(logits, labels, logit_scale, native_path):
+    if native_path or logits.dtype == torch.float64:
+        return native.logprob_forward(logits, labels, logit_scale)
+    if logits.dtype == torch.float16:
+        logits = logits.float()
+    scale = None if logit_scale is None else logit_scale.float()
+    logprob = torch.empty(logits.shape[:-1], dtype=torch.float32)
+    entropy = torch.empty(logits.shape[:-1], dtype=torch.float32)
+    for index, block in row_blocks(logits):
+        _llm.llm_logprob_forward(to_numpy(block), _at(labels, index), _at(scale, index),
+                                 out_logprob=to_numpy(logprob[index]).reshape(-1),
+                                 out_entropy=to_numpy(entropy[index]).reshape(-1))
+    return logprob, entropy
+
+
+@llm_logprob_forward.register_fake
+def _(logits, labels, logit_scale, native_path):
+    return _rows_fake(logits, _llm_float(logits)), _rows_fake(logits, _llm_float(logits))
+
+
+@torch.library.custom_op("era::llm_logprob_backward", mutates_args=())
+def llm_logprob_backward(logits: Tensor, labels: Tensor, logit_scale: Optional[Tensor], grad_logprob: Tensor,
+                         native_path: bool) -> Tensor:
+    """dL/d logits of ``sum_t grad_logprob[t] * logp'_t`` (s_t constant), the logits' dtype."""
+    return native.logprob_backward(logits, labels, logit_scale, grad_logprob)
+
+
+@llm_logprob_backward.register_kernel("cpu")
+def _(logits, labels, logit_scale, grad_logprob, native_path):
+    if native_path or logits.dtype == torch.float64:
+        return native.logprob_backward(logits, labels, logit_scale, grad_logprob)
+    source = logits
+    if logits.dtype == torch.float16:
+        logits = logits.float()
+    scale = None if logit_scale is None else logit_scale.float()
+    grad_logprob = grad_logprob.float()
+    grad = torch.empty(logits.shape, dtype=logits.dtype)
+    for index, block in row_blocks(logits):
+        out = to_numpy(grad[index]).reshape(block.shape)
+        _llm.llm_logprob_backward(to_numpy(block), _at(labels, index), _at(scale, index), _at(grad_logprob, index),
+                                  out=out)
+    return grad.to(source.dtype)
+
+
+@llm_logprob_backward.register_fake
+def _(logits, labels, logit_scale, grad_logprob, native_path):
+    return torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("era::llm_response_entropy", mutates_args=())
+def llm_response_entropy(token_entropy: Tensor, response_id: Tensor, num_responses: int, top_fraction: float,
+                         native_path: bool) -> Tensor:
+    """``[R]`` response entropies: the mean of each response's top max(1, floor(f*L_b)) token
+    entropies, NaN for a response without tokens."""
+    native.check_llm_params(_llm.OMEGA_LOW, _llm.OMEGA_HIGH, _llm.K, top_fraction)
+    return native.response_entropy(token_entropy, response_id, num_responses, top_fraction)
+
+
+@llm_response_entropy.register_kernel("cpu")
+def _(token_entropy, response_id, num_responses, top_fraction, native_path):
+    if native_path or token_entropy.dtype != torch.float32:
+        native.check_llm_params(_llm.OMEGA_LOW, _llm.OMEGA_HIGH, _llm.K, top_fraction)
+        return native.response_entropy(token_entropy, response_id, num_responses, top_fraction)
+    out = _llm.llm_response_entropy(to_numpy(token_entropy), to_numpy(response_id), num_responses,
+                                    top_fraction=top_fraction)
+    return from_numpy(out)
+
+
+@llm_response_entropy.register_fake
+def _(token_entropy, response_id, num_responses, top_fraction, native_path):
+    return token_entropy.new_empty((num_responses,))
+
+
+@torch.library.custom_op("era::llm_scales", mutates_args=())
+def llm_scales(response_entropy: Tensor, response_id: Tensor, advantages: Tensor, omega_low: float,
+               omega_high: float, k: float, scale_advantages: bool, native_path: bool) -> Tuple[Tensor, Tensor]:
+    """(logit scale s_t, advantage A'_t) per token, in the advantages' dtype."""
+    native.check_llm_params(omega_low, omega_high, k, _llm.TOP_FRACTION)
+    return native.scales(response_entropy, response_id, advantages, omega_low, omega_high, k, scale_advantages)
+
+
+@llm_scales.register_kernel("cpu")
+def _(response_entropy, response_id, advantages, omega_low, omega_high, k, scale_advantages, native_path):
+    if native_path or advantages.dtype != torch.float32 or response_entropy.dtype != torch.float32:
+        native.check_llm_params(omega_low, omega_high, k, _llm.TOP_FRACTION)
+        return native.scales(response_entropy, response_id, advantages, omega_low, omega_high, k, scale_advantages)
+    result = _llm.llm_scales(to_numpy(response_entropy), to_numpy(response_id), to_numpy(advantages),
+                             omega_low=omega_low, omega_high=omega_high, k=k, scale_advantages=scale_advantages)
+    return from_numpy(result.logit_scale), from_numpy(result.advantages)
+
+
+@llm_scales.register_fake
+def _(response_entropy, response_id, advantages, omega_low, omega_high, k, scale_advantages, native_path):
+    return torch.empty_like(advantages, memory_format=torch.contiguous_format), \
+        torch.empty_like(advantages, memory_format=torch.contiguous_format)
+
+
+# ---------------------------------------------------------------------------------------
+# vmap: row-wise operators fold the vmapped axis into their rows
+
+
+def _loop_vmap(op, info, in_dims, args):
+    """The operator once per example, stacked: for arguments that cannot be folded into rows
+    (a vmapped residual, response ids whose meaning is per example)."""
+    results = []
+    for b in range(info.batch_size):
+        sliced = [a.select(d, b) if d is not None else a for a, d in zip(args, in_dims)]
+        results.append(op(*sliced))
+    if isinstance(results[0], tuple):
+        out = tuple(torch.stack([r[i] for r in results]) for i in range(len(results[0])))
+        return out, (0,) * len(out)
+    return torch.stack(results), 0
+
+
+def _register_rowwise_vmap(op, rows: Tuple[int, ...], whole: Tuple[int, ...] = ()):
+    """A vmap rule for `op`: the tensor arguments at `rows` share the rows of the first one;
+    the vmapped axis moves to the front of each (unbatched ones are expanded) and becomes one
+    more leading axis. A vmapped argument at `whole` (one value per call) makes it loop."""
+
+    def rule(info, in_dims, *args):
+        if any(in_dims[i] is not None for i in whole):
+            return _loop_vmap(op, info, in_dims, args)
+        args = list(args)
+        for i in rows:
+            if args[i] is None:
+                continue
+            if in_dims[i] is None:
+                args[i] = args[i].expand(info.batch_size, *args[i].shape)
+            else:
+                args[i] = args[i].movedim(in_dims[i], 0)
+        out = op(*args)
+        return out, ((0,) * len(out) if isinstance(out, tuple) else 0)
+
+    torch.library.register_vmap(op, rule)
+
+
+def _register_loop_vmap(op):
+    torch.library.register_vmap(op, lambda info, in_dims, *args: _loop_vmap(op, info, in_dims, args))
+
+
+_register_rowwise_vmap(continuous_forward, rows=(0,), whole=(1,))
+_register_rowwise_vmap(continuous_backward, rows=(0, 2), whole=(1,))
+_register_rowwise_vmap(discrete_forward, rows=(0,))
+_register_rowwise_vmap(discrete_backward, rows=(0, 1))
+_register_rowwise_vmap(softmax_entropy, rows=(0,))
+_register_rowwise_vmap(gaussian_entropy, rows=(0,))
+_register_rowwise_vmap(tanh_gaussian_entropy, rows=(0, 1))
+_register_rowwise_vmap(truncated_normal_entropy, rows=(0, 1))
+_register_rowwise_vmap(token_entropy, rows=(0,))
+_register_rowwise_vmap(llm_logprob_forward, rows=(0, 1, 2))
+_register_rowwise_vmap(llm_logprob_backward, rows=(0, 1, 2, 3))
+_register_loop_vmap(llm_response_entropy)
+_register_loop_vmap(llm_scales)
+
+
+# ---------------------------------------------------------------------------------------
+# Autograd: backward operators, and double backward through the shared formulas
+
+
+def _vjp(fn, primals, cotangents):
+    """The vector-Jacobian product of a formula, itself differentiable (torch.func.vjp)."""
+    _, pullback = torch.func.vjp(fn, *primals)
+    return pullback(cotangents)
+
+
+def _zeros_for(grad: Optional[Tensor], like: Tensor, dtype: Optional[torch.dtype] = None) -> Tensor:
+    return grad if grad is not None else torch.zeros(like.shape, dtype=dtype or like.dtype, device=like.device)
+
+
+class ContinuousERAFunction(torch.autograd.Function):
+    """continuous_forward with its backward operator; the residual's gradient is the sum of
+    the per-row gradients, in the residual's dtype and shape."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(std_logits, residual, target_entropy, log_std_min, log_std_max, native_path):
+        return continuous_forward(std_logits, residual, target_entropy, log_std_min, log_std_max, native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        std_logits, residual, *params = inputs
+        ctx.save_for_backward(std_logits, residual)
+        ctx.params = params
+
+    @staticmethod
+    def backward(ctx, grad_log_std):
+        std_logits, residual = ctx.saved_tensors
+        grad, grad_rows = ContinuousBackwardFunction.apply(std_logits, residual, grad_log_std, *ctx.params)
+        grad_residual = None
+        if residual is not None and ctx.needs_input_grad[1]:
+            grad_residual = grad_rows.sum().to(residual.dtype).reshape(residual.shape)
+        return grad if ctx.needs_input_grad[0] else None, grad_residual, None, None, None, None
+
+
+class ContinuousBackwardFunction(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_max, native_path):
+        return continuous_backward(std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_max,
+                                   native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_max, _ = inputs
+        ctx.save_for_backward(std_logits, residual, grad_log_std)
+        ctx.params = (target_entropy, log_std_min, log_std_max)
+
+    @staticmethod
+    def backward(ctx, v_grad, v_rows):
+        std_logits, residual, grad_log_std = ctx.saved_tensors
+        target_entropy, log_std_min, log_std_max = ctx.params
+
+        def formula(s, g, r):
+            wide = s.to(F.compute_dtype(native.OPS, s))
+            k = F.continuous_offset(s.shape[-1], target_entropy, log_std_max)
+            if r is not None:
+                k = k + r.to(wide)
+            grad, rows = F.continuous_backward(native.OPS, wide, g.to(wide.dtype), k, log_std_min, log_std_max)
+            return grad.to(s.dtype), rows.to(torch.float64)
+
+        cotangents = (_zeros_for(v_grad, std_logits), _zeros_for(v_rows, std_logits[..., 0], torch.float64))
+        if residual is None:
+            ds, dg = _vjp(lambda s, g: formula(s, g, None), (std_logits, grad_log_std), cotangents)
+            dr = None
+        else:
+            ds, dg, dr = _vjp(formula, (std_logits, grad_log_std, residual), cotangents)
+        return ds, dr, dg, None, None, None, None
+
+
+class DiscreteERAFunction(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(logits, target_entropy, tau, mode, native_path):
+        return discrete_forward(logits, target_entropy, tau, mode, native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.params = inputs[1:]
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (logits,) = ctx.saved_tensors
+        return DiscreteBackwardFunction.apply(logits, grad_out, *ctx.params), None, None, None, None
+
+
+class DiscreteBackwardFunction(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(logits, grad_out, target_entropy, tau, mode, native_path):
+        return discrete_backward(logits, grad_out, target_entropy, tau, mode, native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], inputs[1])
+        ctx.params = inputs[2:5]
+
+    @staticmethod
+    def backward(ctx, v):
+        logits, grad_out = ctx.saved_tensors
+        target_entropy, tau, mode = ctx.params
+        a, b = native.discrete_slope_offset(int(logits.shape[-1]), target_entropy, tau, mode)
+
+        def formula(z, g):
+            wide = z.to(F.compute_dtype(native.OPS, z))
+            return F.discrete_backward(native.OPS, wide, g.to(wide.dtype), a, b, tau, mode).to(z.dtype)
+
+        dz, dg = _vjp(formula, (logits, grad_out), v)
+        return dz, dg, None, None, None, None
+
+
+class LLMLogprobFunction(torch.autograd.Function):
+    """llm_logprob_forward: the log-probs are differentiable in the logits (the scales are
+    constants), the entropies are not."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(logits, labels, logit_scale, native_path):
+        return llm_logprob_forward(logits, labels, logit_scale, native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        logits, labels, logit_scale, native_path = inputs
+        ctx.save_for_backward(logits, labels, logit_scale)
+        ctx.native_path = native_path
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, grad_logprob, _grad_entropy):
+        logits, labels, logit_scale = ctx.saved_tensors
+        grad = LLMLogprobBackwardFunction.apply(logits, labels, logit_scale, grad_logprob, ctx.native_path)
+        return grad, None, None, None
+
+
+class LLMLogprobBackwardFunction(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(logits, labels, logit_scale, grad_logprob, native_path):
+        return llm_logprob_backward(logits, labels, logit_scale, grad_logprob, native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        logits, labels, logit_scale, grad_logprob, _ = inputs
+        ctx.save_for_backward(logits, labels, logit_scale, grad_logprob)
+
+    @staticmethod
+    def backward(ctx, v):
+        logits, labels, logit_scale, grad_logprob = ctx.saved_tensors
+
+        def formula(x, g):
+            wide = x.to(F.compute_dtype(native.OPS, x, llm=True))
+            scale = None if logit_scale is None else logit_scale.to(wide.dtype)
+            return F.logprob_backward(native.OPS, wide, labels, scale, g.to(wide.dtype)).to(x.dtype)
+
+        dx, dg = _vjp(formula, (logits, grad_logprob), v)
+        return dx, None, None, dg, None
+
+
+def _register_autograd(op, function):
+    torch.library.register_autograd(op, function.backward, setup_context=function.setup_context)
+
+
+_register_autograd(continuous_forward, ContinuousERAFunction)
+_register_autograd(continuous_backward, ContinuousBackwardFunction)
+_register_autograd(discrete_forward, DiscreteERAFunction)
+_register_autograd(discrete_backward, DiscreteBackwardFunction)
+_register_autograd(llm_logprob_forward, LLMLogprobFunction)
+_register_autograd(llm_logprob_backward, LLMLogprobBackwardFunction)
+
+# Autocast follows softmax: CUDA's autocast runs softmax in float32, CPU's leaves it alone.
+for _op in (continuous_forward, discrete_forward, softmax_entropy, gaussian_entropy, tanh_gaussian_entropy,
+            truncated_normal_entropy):
+    torch.library.register_autocast(_op, "cuda", torch.float32)
+
+OPERATORS = (
+    continuous_forward, continuous_backward, discrete_forward, discrete_backward, softmax_entropy,
+    gaussian_entropy, tanh_gaussian_entropy, truncated_normal_entropy, token_entropy, llm_logprob_forward,
+    llm_logprob_backward, llm_response_entropy, llm_scales,
+)

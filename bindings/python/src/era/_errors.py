@@ -7,7 +7,7 @@ text for the status (era_status_string) and goes on with the call and the values
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Union
 
 from . import _era
 
@@ -111,10 +111,12 @@ def error_for_status(status: int, where: str, context: str = "") -> ERAError:
     return cls(message, status)
 
 
-def check(status: int, where: str, context: str = "") -> None:
-    """Raises the exception for `status` unless it is ERA_OK."""
+def check(status: int, where: str, context: Union[str, Callable[[], str]] = "") -> None:
+    """Raises the exception for `status` unless it is ERA_OK. `context` may be a function
+    that makes the text, called only on error (the success path of a hot call formats
+    nothing)."""
     if status != 0:
-        raise error_for_status(status, where, context)
+        raise error_for_status(status, where, context() if callable(context) else context)
 
 
 def python_error(cls: type, where: str, detail: str) -> ERAError:

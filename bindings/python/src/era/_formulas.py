@@ -331,7 +331,7 @@ def token_entropy(ops: ArrayOps, x):
     ``S = sum exp(v - m)`` and ``T = sum (v - m) exp(v - m)`` (math 3, "One pass per row")."""
     _, _, d, total = _row_statistics(ops, x, None)
     e = ops.exp(d)
-    weighted = ops.sum(ops.where(e > 0, d * e, 0.0))
+    weighted = ops.sum(ops.where(e > 0, d, 0.0) * e)  # masked: d = -inf, e = 0
     return (ops.log(total) - weighted / total)[..., 0]
 
 
@@ -346,7 +346,7 @@ def logprob_forward(ops: ArrayOps, x, labels, scale=None):
     """(logp'_t, entropy of softmax(s_t x_t)) per row from one set of row statistics."""
     u, m, d, total = _row_statistics(ops, x, scale)
     e = ops.exp(d)
-    weighted = ops.sum(ops.where(e > 0, d * e, 0.0))
+    weighted = ops.sum(ops.where(e > 0, d, 0.0) * e)  # masked: d = -inf, e = 0
     logprob_t = (ops.take(u, labels) - m[..., 0]) - ops.log(total[..., 0])
     return logprob_t, (ops.log(total) - weighted / total)[..., 0]
 

@@ -61,7 +61,7 @@ def continuous_forward(
     status = _era.continuous_forward(
         float(target_entropy), float(residual), float(log_std_min), float(log_std_max), x.rows, x.cols, x.array, out
     )
-    check(status, where, _context(x.array.shape, target_entropy, residual, log_std_min, log_std_max))
+    check(status, where, lambda: _context(x.array.shape, target_entropy, residual, log_std_min, log_std_max))
     return out
 
 
@@ -116,5 +116,5 @@ def continuous_backward(
         out,
         out_residual,
     )
-    check(status, where, _context(x.array.shape, target_entropy, residual, log_std_min, log_std_max))
+    check(status, where, lambda: _context(x.array.shape, target_entropy, residual, log_std_min, log_std_max))
     return ContinuousGrads(out, None if out_residual is None else out_residual.reshape(x.batch_shape))

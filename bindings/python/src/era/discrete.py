@@ -52,7 +52,7 @@ def _context(target_entropy, tau, mode, extra="") -> str:
 def _scalar(fn, name: str, classes: int, target_entropy: float, tau: float, mode: str) -> float:
     where = f"era.{name}"
     status, value = fn(float(target_entropy), float(tau), mode_number(mode, where), int(classes))
-    check(status, where, _context(target_entropy, tau, mode, f"classes={classes}"))
+    check(status, where, lambda: _context(target_entropy, tau, mode, f"classes={classes}"))
     return value
 
 
@@ -94,7 +94,7 @@ def discrete_forward(logits: ArrayLike, target_entropy: float, *, tau: float = T
     status = _era.discrete_forward(
         float(target_entropy), float(tau), mode_number(mode, where), x.rows, x.cols, x.array, out
     )
-    check(status, where, _context(target_entropy, tau, mode, f"logits shape {x.array.shape}"))
+    check(status, where, lambda: _context(target_entropy, tau, mode, f"logits shape {x.array.shape}"))
     return out
 
 
@@ -119,5 +119,5 @@ def discrete_backward(
     status = _era.discrete_backward(
         float(target_entropy), float(tau), mode_number(mode, where), x.rows, x.cols, x.array, g, out
     )
-    check(status, where, _context(target_entropy, tau, mode, f"logits shape {x.array.shape}"))
+    check(status, where, lambda: _context(target_entropy, tau, mode, f"logits shape {x.array.shape}"))
     return out

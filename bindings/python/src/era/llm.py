@@ -104,7 +104,7 @@ def llm_response_entropy(
     out = np.empty(max(responses, 0), np.float32)
     params = _params(omega_low, omega_high, k, top_fraction, True)
     status = _era.llm_response_entropy(*params, entropy.size, entropy, ids, responses, out)
-    check(status, where, f"tokens={entropy.size}, num_responses={responses}, top_fraction={top_fraction}")
+    check(status, where, lambda: f"tokens={entropy.size}, num_responses={responses}, top_fraction={top_fraction}")
     return out
 
 
@@ -147,7 +147,7 @@ def llm_scales(
     out_adv = np.empty(ids.size, np.float32)
     params = _params(omega_low, omega_high, k, top_fraction, scale_advantages)
     status = _era.llm_scales(*params, ids.size, resp, resp.size, ids, adv, out_scale, out_adv)
-    check(status, where, f"tokens={ids.size}, responses={resp.size}, " + _params_text(omega_low, omega_high, k, top_fraction))
+    check(status, where, lambda: f"tokens={ids.size}, responses={resp.size}, " + _params_text(omega_low, omega_high, k, top_fraction))
     return LLMScales(out_scale.reshape(shape), out_adv.reshape(shape))
 
 
@@ -193,7 +193,7 @@ def llm_logprob_forward(
     entropy = output(out_entropy, x.batch_shape, F32, where, "out_entropy") if with_entropy else None
     status = _era.llm_logprob_forward(x.rows, x.cols, x.array, lab, scale, logprob.reshape(-1),
                                       None if entropy is None else entropy.reshape(-1))
-    check(status, where, f"logits shape {x.array.shape}")
+    check(status, where, lambda: f"logits shape {x.array.shape}")
     return LLMLogprob(logprob, entropy)
 
 
@@ -225,7 +225,7 @@ def llm_logprob_backward(
     also = (x.source_dtype,) if is_bfloat16(x.source_dtype) else ()
     result = output(out, x.array.shape, x.dtype, where, "out", also)
     status = _era.llm_logprob_backward(x.rows, x.cols, x.array, lab, scale, grad, result)
-    check(status, where, f"logits shape {x.array.shape}")
+    check(status, where, lambda: f"logits shape {x.array.shape}")
     if out is not None:
         return out
     return result.view(x.source_dtype) if is_bfloat16(x.source_dtype) else result

@@ -29,7 +29,7 @@ the device path on CPU too.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -46,8 +46,59 @@ from ._bridge import from_numpy, row_blocks, to_numpy
 HALF = (torch.float16, torch.bfloat16)
 
 
+# The kernels of each operator by name: what the dispatcher runs, and what an eager call runs
+# directly (run): DEVICE_KERNELS for every device but the CPU, CPU_KERNELS for the CPU.
+DEVICE_KERNELS: Dict[str, Callable] = {}
+CPU_KERNELS: Dict[str, Callable] = {}
+
+
+def _device_kernel(fn: Callable) -> Callable:
+    """Records an operator's default (non-CPU) kernel; applied beneath torch.library.custom_op."""
+    DEVICE_KERNELS[fn.__name__] = fn
+    return fn
+
+
+def _cpu_kernel(op) -> Callable[[Callable], Callable]:
+    """Registers (and records) an operator's CPU kernel."""
+
+    def register(fn: Callable) -> Callable:
+        op.register_kernel("cpu")(fn)
+        CPU_KERNELS[op._name] = fn
+        return fn
+
+    return register
+
+
+def eager(*tensors: Optional[Tensor]) -> bool:
+    """Whether a call on these tensors may run its kernels directly instead of through the
+    dispatcher: plain eager execution of plain tensors, with nothing tracing or transforming
+    it (torch.compile, torch.export, make_fx, torch.func, dispatch or function modes), where
+    the operators' machinery costs about 100 microseconds a call for nothing."""
+    for t in tensors:
+        if t is not None and type(t) is not Tensor:
+            return False
+    return not (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+                or torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled())
+
+
+def run(op, *args):
+    """The kernel `op` would run for these arguments, run directly (an eager call)."""
+    on_cpu = args[0].device.type == "cpu" and op._name in CPU_KERNELS
+    return (CPU_KERNELS if on_cpu else DEVICE_KERNELS)[op._name](*args)
+
+
+def call(op, *args):
+    """`op` on these arguments: its kernel directly when eager, else through the dispatcher."""
+    return run(op, *args) if eager(*[a for a in args if isinstance(a, Tensor)]) else op(*args)
+
+
 def _float32_copy(t: Tensor) -> Tensor:
     return t.float() if t.dtype in HALF else t
+
+
+def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """t in `dtype` (t itself when it already is: a no-op costs a call into torch)."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _value(residual: Optional[Tensor]) -> float:
@@ -59,6 +110,7 @@ def _value(residual: Optional[Tensor]) -> float:
 
 
 @torch.library.custom_op("era::continuous_forward", mutates_args=())
+@_device_kernel
 def continuous_forward(std_logits: Tensor, residual: Optional[Tensor], target_entropy: float, log_std_min: float,
                        log_std_max: float, native_path: bool) -> Tensor:
     """Continuous ERA log stds (math 1). `residual` is a 0-d tensor (delta, whose value is
@@ -66,8 +118,8 @@ def continuous_forward(std_logits: Tensor, residual: Optional[Tensor], target_en
     return native.continuous_forward(std_logits, residual, target_entropy, log_std_min, log_std_max)
 
 
-@continuous_forward.register_kernel("cpu")
-def _(std_logits, residual, target_entropy, log_std_min, log_std_max, native_path):
+@_cpu_kernel(continuous_forward)
+def _continuous_forward_cpu(std_logits, residual, target_entropy, log_std_min, log_std_max, native_path):
     if native_path:
         return native.continuous_forward(std_logits, residual, target_entropy, log_std_min, log_std_max)
     out = from_numpy(_continuous.continuous_forward(
@@ -84,21 +136,23 @@ def _(std_logits, residual, target_entropy, log_std_min, log_std_max, native_pat
 
 
 @torch.library.custom_op("era::continuous_backward", mutates_args=())
+@_device_kernel
 def continuous_backward(std_logits: Tensor, residual: Optional[Tensor], grad_log_std: Tensor, target_entropy: float,
                         log_std_min: float, log_std_max: float, native_path: bool) -> Tuple[Tensor, Tensor]:
     """(dL/d std_logits, dL/d residual per row in float64) of continuous_forward."""
     return native.continuous_backward(std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_max)
 
 
-@continuous_backward.register_kernel("cpu")
-def _(std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_max, native_path):
+@_cpu_kernel(continuous_backward)
+def _continuous_backward_cpu(std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_max, native_path):
     if native_path:
         return native.continuous_backward(std_logits, residual, grad_log_std, target_entropy, log_std_min,
                                           log_std_max)
+    x = _float32_copy(std_logits)
     grads = _continuous.continuous_backward(
-        to_numpy(_float32_copy(std_logits)), to_numpy(grad_log_std.to(_float32_copy(std_logits).dtype)),
-        target_entropy, residual=_value(residual), log_std_min=log_std_min, log_std_max=log_std_max)
-    return from_numpy(grads.std_logits).to(std_logits.dtype), from_numpy(grads.residual).to(torch.float64)
+        to_numpy(x), to_numpy(_cast(grad_log_std, x.dtype)), target_entropy, residual=_value(residual),
+        log_std_min=log_std_min, log_std_max=log_std_max)
+    return _cast(from_numpy(grads.std_logits), std_logits.dtype), from_numpy(grads.residual).to(torch.float64)
 
 
 @continuous_backward.register_fake
@@ -112,17 +166,18 @@ def _(std_logits, residual, grad_log_std, target_entropy, log_std_min, log_std_m
 
 
 @torch.library.custom_op("era::discrete_forward", mutates_args=())
+@_device_kernel
 def discrete_forward(logits: Tensor, target_entropy: float, tau: float, mode: str, native_path: bool) -> Tensor:
     """Discrete ERA output logits (math 2)."""
     return native.discrete_forward(logits, target_entropy, tau, mode)
 
 
-@discrete_forward.register_kernel("cpu")
-def _(logits, target_entropy, tau, mode, native_path):
+@_cpu_kernel(discrete_forward)
+def _discrete_forward_cpu(logits, target_entropy, tau, mode, native_path):
     if native_path:
         return native.discrete_forward(logits, target_entropy, tau, mode)
     out = _discrete.discrete_forward(to_numpy(_float32_copy(logits)), target_entropy, tau=tau, mode=mode)
-    return from_numpy(out).to(logits.dtype)
+    return _cast(from_numpy(out), logits.dtype)
 
 
 @discrete_forward.register_fake
@@ -131,20 +186,21 @@ def _(logits, target_entropy, tau, mode, native_path):
 
 
 @torch.library.custom_op("era::discrete_backward", mutates_args=())
+@_device_kernel
 def discrete_backward(logits: Tensor, grad_out: Tensor, target_entropy: float, tau: float, mode: str,
                       native_path: bool) -> Tensor:
     """dL/d logits of discrete_forward."""
     return native.discrete_backward(logits, grad_out, target_entropy, tau, mode)
 
 
-@discrete_backward.register_kernel("cpu")
-def _(logits, grad_out, target_entropy, tau, mode, native_path):
+@_cpu_kernel(discrete_backward)
+def _discrete_backward_cpu(logits, grad_out, target_entropy, tau, mode, native_path):
     if native_path:
         return native.discrete_backward(logits, grad_out, target_entropy, tau, mode)
     x = _float32_copy(logits)
-    grad = _discrete.discrete_backward(to_numpy(x), to_numpy(grad_out.to(x.dtype)), target_entropy, tau=tau,
+    grad = _discrete.discrete_backward(to_numpy(x), to_numpy(_cast(grad_out, x.dtype)), target_entropy, tau=tau,
                                        mode=mode)
-    return from_numpy(grad).to(logits.dtype)
+    return _cast(from_numpy(grad), logits.dtype)
 
 
 @discrete_backward.register_fake
@@ -161,16 +217,17 @@ def _rows_fake(x: Tensor, dtype: Optional[torch.dtype] = None) -> Tensor:
 
 
 @torch.library.custom_op("era::softmax_entropy", mutates_args=())
+@_device_kernel
 def softmax_entropy(logits: Tensor, native_path: bool) -> Tensor:
     """Entropy of softmax per row, nats, in the logits' dtype."""
     return native.softmax_entropy(logits)
 
 
-@softmax_entropy.register_kernel("cpu")
-def _(logits, native_path):
+@_cpu_kernel(softmax_entropy)
+def _softmax_entropy_cpu(logits, native_path):
     if native_path:
         return native.softmax_entropy(logits)
-    return from_numpy(_entropy.softmax_entropy(to_numpy(_float32_copy(logits)))).to(logits.dtype)
+    return _cast(from_numpy(_entropy.softmax_entropy(to_numpy(_float32_copy(logits)))), logits.dtype)
 
 
 @softmax_entropy.register_fake
@@ -179,16 +236,17 @@ def _(logits, native_path):
 
 
 @torch.library.custom_op("era::gaussian_entropy", mutates_args=())
+@_device_kernel
 def gaussian_entropy(log_std: Tensor, native_path: bool) -> Tensor:
     """Diagonal-Gaussian entropy per row, nats, in log_std's dtype."""
     return native.gaussian_entropy(log_std)
 
 
-@gaussian_entropy.register_kernel("cpu")
-def _(log_std, native_path):
+@_cpu_kernel(gaussian_entropy)
+def _gaussian_entropy_cpu(log_std, native_path):
     if native_path:
         return native.gaussian_entropy(log_std)
-    return from_numpy(_entropy.gaussian_entropy(to_numpy(_float32_copy(log_std)))).to(log_std.dtype)
+    return _cast(from_numpy(_entropy.gaussian_entropy(to_numpy(_float32_copy(log_std)))), log_std.dtype)
 
 
 @gaussian_entropy.register_fake
@@ -197,6 +255,7 @@ def _(log_std, native_path):
 
 
 @torch.library.custom_op("era::tanh_gaussian_entropy", mutates_args=())
+@_device_kernel
 def tanh_gaussian_entropy(mean: Tensor, log_std: Tensor) -> Tensor:
     """Entropy of tanh(N(mean, exp(log_std)^2)) per row by libera's quadrature. Tensors on
     other devices are copied to the CPU for it (a host synchronisation: a per-row metric)."""
@@ -211,6 +270,7 @@ def _(mean, log_std):
 
 
 @torch.library.custom_op("era::truncated_normal_entropy", mutates_args=())
+@_device_kernel
 def truncated_normal_entropy(loc: Tensor, log_std: Tensor, lo: float, hi: float) -> Tensor:
     """Entropy of N(loc, exp(log_std)^2) truncated to [lo, hi] per row, by libera (tensors on
     other devices are copied to the CPU for it)."""
@@ -233,20 +293,21 @@ def _llm_float(logits: Tensor) -> torch.dtype:
 
 
 @torch.library.custom_op("era::token_entropy", mutates_args=())
+@_device_kernel
 def token_entropy(logits: Tensor, native_path: bool) -> Tensor:
     """Entropy of softmax per token, -inf masked: float32 (float64 for float64 logits)."""
     return native.token_entropy(logits)
 
 
-@token_entropy.register_kernel("cpu")
-def _(logits, native_path):
+@_cpu_kernel(token_entropy)
+def _token_entropy_cpu(logits, native_path):
     if native_path:
         return native.token_entropy(logits)
     if logits.dtype == torch.float16:
         logits = logits.float()
     out = torch.empty(logits.shape[:-1], dtype=_llm_float(logits))
     for index, block in row_blocks(logits):
-        _llm.token_entropy(to_numpy(block), out=to_numpy(out[index]).reshape(-1))
+        _llm.token_entropy(to_numpy(block), out=_at(out, index))
     return out
 
 
@@ -255,30 +316,36 @@ def _(logits, native_path):
     return _rows_fake(logits, _llm_float(logits))
 
 
+def _sub(t: Tensor, index: Tuple[int, ...]) -> Tensor:
+    """t[index] (t itself for the empty index: indexing costs a view)."""
+    return t[index] if index else t
+
+
 def _at(t: Optional[Tensor], index) -> Optional[np.ndarray]:
-    return None if t is None else to_numpy(t[index]).reshape(-1)
+    """The numpy view of t[index], flat (what libera reads for the rows of one block)."""
+    return None if t is None else to_numpy(_sub(t, index)).reshape(-1)
 
 
 @torch.library.custom_op("era::llm_logprob_forward", mutates_args=())
+@_device_kernel
 def llm_logprob_forward(logits: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
                         native_path: bool) -> Tuple[Tensor, Tensor]:
     """(logp'_t, entropy of softmax(s_t z_t)) per token (math 3)."""
     return native.logprob_forward(logits, labels, logit_scale)
 
 
-@llm_logprob_forward.register_kernel("cpu")
-def _(logits, labels, logit_scale, native_path):
+@_cpu_kernel(llm_logprob_forward)
+def _llm_logprob_forward_cpu(logits, labels, logit_scale, native_path):
     if native_path or logits.dtype == torch.float64:
         return native.logprob_forward(logits, labels, logit_scale)
     if logits.dtype == torch.float16:
         logits = logits.float()
-    scale = None if logit_scale is None else logit_scale.float()
+    scale = None if logit_scale is None else _cast(logit_scale, torch.float32)
     logprob = torch.empty(logits.shape[:-1], dtype=torch.float32)
     entropy = torch.empty(logits.shape[:-1], dtype=torch.float32)
     for index, block in row_blocks(logits):
         _llm.llm_logprob_forward(to_numpy(block), _at(labels, index), _at(scale, index),
-                                 out_logprob=to_numpy(logprob[index]).reshape(-1),
-                                 out_entropy=to_numpy(entropy[index]).reshape(-1))
+                                 out_logprob=_at(logprob, index), out_entropy=_at(entropy, index))
     return logprob, entropy
 
 
@@ -288,27 +355,28 @@ def _(logits, labels, logit_scale, native_path):
 
 
 @torch.library.custom_op("era::llm_logprob_backward", mutates_args=())
+@_device_kernel
 def llm_logprob_backward(logits: Tensor, labels: Tensor, logit_scale: Optional[Tensor], grad_logprob: Tensor,
                          native_path: bool) -> Tensor:
     """dL/d logits of ``sum_t grad_logprob[t] * logp'_t`` (s_t constant), the logits' dtype."""
     return native.logprob_backward(logits, labels, logit_scale, grad_logprob)
 
 
-@llm_logprob_backward.register_kernel("cpu")
-def _(logits, labels, logit_scale, grad_logprob, native_path):
+@_cpu_kernel(llm_logprob_backward)
+def _llm_logprob_backward_cpu(logits, labels, logit_scale, grad_logprob, native_path):
     if native_path or logits.dtype == torch.float64:
         return native.logprob_backward(logits, labels, logit_scale, grad_logprob)
     source = logits
     if logits.dtype == torch.float16:
         logits = logits.float()
-    scale = None if logit_scale is None else logit_scale.float()
-    grad_logprob = grad_logprob.float()
+    scale = None if logit_scale is None else _cast(logit_scale, torch.float32)
+    grad_logprob = _cast(grad_logprob, torch.float32)
     grad = torch.empty(logits.shape, dtype=logits.dtype)
     for index, block in row_blocks(logits):
-        out = to_numpy(grad[index]).reshape(block.shape)
+        out = to_numpy(_sub(grad, index)).reshape(block.shape)
         _llm.llm_logprob_backward(to_numpy(block), _at(labels, index), _at(scale, index), _at(grad_logprob, index),
                                   out=out)
-    return grad.to(source.dtype)
+    return _cast(grad, source.dtype)
 
 
 @llm_logprob_backward.register_fake
@@ -317,6 +385,7 @@ def _(logits, labels, logit_scale, grad_logprob, native_path):
 
 
 @torch.library.custom_op("era::llm_response_entropy", mutates_args=())
+@_device_kernel
 def llm_response_entropy(token_entropy: Tensor, response_id: Tensor, num_responses: int, top_fraction: float,
                          native_path: bool) -> Tensor:
     """``[R]`` response entropies: the mean of each response's top max(1, floor(f*L_b)) token
@@ -325,8 +394,8 @@ def llm_response_entropy(token_entropy: Tensor, response_id: Tensor, num_respons
     return native.response_entropy(token_entropy, response_id, num_responses, top_fraction)
 
 
-@llm_response_entropy.register_kernel("cpu")
-def _(token_entropy, response_id, num_responses, top_fraction, native_path):
+@_cpu_kernel(llm_response_entropy)
+def _llm_response_entropy_cpu(token_entropy, response_id, num_responses, top_fraction, native_path):
     if native_path or token_entropy.dtype != torch.float32:
         native.check_llm_params(_llm.OMEGA_LOW, _llm.OMEGA_HIGH, _llm.K, top_fraction)
         return native.response_entropy(token_entropy, response_id, num_responses, top_fraction)
@@ -341,6 +410,7 @@ def _(token_entropy, response_id, num_responses, top_fraction, native_path):
 
 
 @torch.library.custom_op("era::llm_scales", mutates_args=())
+@_device_kernel
 def llm_scales(response_entropy: Tensor, response_id: Tensor, advantages: Tensor, omega_low: float,
                omega_high: float, k: float, scale_advantages: bool, native_path: bool) -> Tuple[Tensor, Tensor]:
     """(logit scale s_t, advantage A'_t) per token, in the advantages' dtype."""
@@ -348,8 +418,8 @@ def llm_scales(response_entropy: Tensor, response_id: Tensor, advantages: Tensor
     return native.scales(response_entropy, response_id, advantages, omega_low, omega_high, k, scale_advantages)
 
 
-@llm_scales.register_kernel("cpu")
-def _(response_entropy, response_id, advantages, omega_low, omega_high, k, scale_advantages, native_path):
+@_cpu_kernel(llm_scales)
+def _llm_scales_cpu(response_entropy, response_id, advantages, omega_low, omega_high, k, scale_advantages, native_path):
     if native_path or advantages.dtype != torch.float32 or response_entropy.dtype != torch.float32:
         native.check_llm_params(omega_low, omega_high, k, _llm.TOP_FRACTION)
         return native.scales(response_entropy, response_id, advantages, omega_low, omega_high, k, scale_advantages)
@@ -436,6 +506,30 @@ def _zeros_for(grad: Optional[Tensor], like: Tensor, dtype: Optional[torch.dtype
     return grad if grad is not None else torch.zeros(like.shape, dtype=dtype or like.dtype, device=like.device)
 
 
+# Each ERA function has two autograd.Function classes sharing one backward: XFunction (new
+# style, setup_context and generate_vmap_rule: what torch.func, torch.compile and torch.export
+# need) calls the operators; EagerX (old style, for eager calls, see `eager`) runs their
+# kernels directly. A plain backward runs the backward kernel; with create_graph=True (grad
+# mode on in the backward) it goes through the backward operator's Function, whose own
+# backward differentiates the shared formula.
+
+
+def _continuous_vjp(ctx, grad_log_std, std_logits, residual, backward):
+    grad, grad_rows = backward(std_logits, residual, grad_log_std, *ctx.params)
+    grad_residual = None
+    if residual is not None and ctx.needs_input_grad[1]:
+        grad_residual = _cast(grad_rows.sum(), residual.dtype)
+        if grad_residual.shape != residual.shape:
+            grad_residual = grad_residual.reshape(residual.shape)
+    return grad if ctx.needs_input_grad[0] else None, grad_residual, None, None, None, None
+
+
+def _continuous_backward(*args):
+    if torch.is_grad_enabled():
+        return ContinuousBackwardFunction.apply(*args)
+    return call(continuous_backward, *args)
+
+
 class ContinuousERAFunction(torch.autograd.Function):
     """continuous_forward with its backward operator; the residual's gradient is the sum of
     the per-row gradients, in the residual's dtype and shape."""
@@ -455,11 +549,26 @@ class ContinuousERAFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_log_std):
         std_logits, residual = ctx.saved_tensors
-        grad, grad_rows = ContinuousBackwardFunction.apply(std_logits, residual, grad_log_std, *ctx.params)
-        grad_residual = None
-        if residual is not None and ctx.needs_input_grad[1]:
-            grad_residual = grad_rows.sum().to(residual.dtype).reshape(residual.shape)
-        return grad if ctx.needs_input_grad[0] else None, grad_residual, None, None, None, None
+        return _continuous_vjp(ctx, grad_log_std, std_logits, residual, _continuous_backward)
+
+
+class EagerContinuous(torch.autograd.Function):
+    """The eager twin of ContinuousERAFunction. The residual is kept by reference, not saved:
+    a module may project its residual parameter in place (ERAContinuous) before the backward
+    of an earlier call runs, which would fail a saved tensor's version check; the backward
+    reads its value, which such a projection leaves alone inside the feasible range."""
+
+    @staticmethod
+    def forward(ctx, std_logits, residual, target_entropy, log_std_min, log_std_max, native_path):
+        ctx.save_for_backward(std_logits)
+        ctx.residual = residual
+        ctx.params = [target_entropy, log_std_min, log_std_max, native_path]
+        return run(continuous_forward, std_logits, residual, target_entropy, log_std_min, log_std_max, native_path)
+
+    @staticmethod
+    def backward(ctx, grad_log_std):
+        (std_logits,) = ctx.saved_tensors
+        return _continuous_vjp(ctx, grad_log_std, std_logits, ctx.residual, _continuous_backward)
 
 
 class ContinuousBackwardFunction(torch.autograd.Function):
@@ -498,6 +607,12 @@ class ContinuousBackwardFunction(torch.autograd.Function):
         return ds, dr, dg, None, None, None, None
 
 
+def _discrete_backward(*args):
+    if torch.is_grad_enabled():
+        return DiscreteBackwardFunction.apply(*args)
+    return call(discrete_backward, *args)
+
+
 class DiscreteERAFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
@@ -513,7 +628,16 @@ class DiscreteERAFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         (logits,) = ctx.saved_tensors
-        return DiscreteBackwardFunction.apply(logits, grad_out, *ctx.params), None, None, None, None
+        return _discrete_backward(logits, grad_out, *ctx.params), None, None, None, None
+
+
+class EagerDiscrete(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target_entropy, tau, mode, native_path):
+        DiscreteERAFunction.setup_context(ctx, (logits, target_entropy, tau, mode, native_path), None)
+        return run(discrete_forward, logits, target_entropy, tau, mode, native_path)
+
+    backward = staticmethod(DiscreteERAFunction.backward)
 
 
 class DiscreteBackwardFunction(torch.autograd.Function):
@@ -542,6 +666,12 @@ class DiscreteBackwardFunction(torch.autograd.Function):
         return dz, dg, None, None, None, None
 
 
+def _logprob_backward(*args):
+    if torch.is_grad_enabled():
+        return LLMLogprobBackwardFunction.apply(*args)
+    return call(llm_logprob_backward, *args)
+
+
 class LLMLogprobFunction(torch.autograd.Function):
     """llm_logprob_forward: the log-probs are differentiable in the logits (the scales are
     constants), the entropies are not."""
@@ -562,8 +692,17 @@ class LLMLogprobFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logprob, _grad_entropy):
         logits, labels, logit_scale = ctx.saved_tensors
-        grad = LLMLogprobBackwardFunction.apply(logits, labels, logit_scale, grad_logprob, ctx.native_path)
-        return grad, None, None, None
+        return _logprob_backward(logits, labels, logit_scale, grad_logprob, ctx.native_path), None, None, None
+
+
+class EagerLLMLogprob(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, labels, logit_scale, native_path):
+        output = run(llm_logprob_forward, logits, labels, logit_scale, native_path)
+        LLMLogprobFunction.setup_context(ctx, (logits, labels, logit_scale, native_path), output)
+        return output
+
+    backward = staticmethod(LLMLogprobFunction.backward)
 
 
 class LLMLogprobBackwardFunction(torch.autograd.Function):
@@ -589,6 +728,12 @@ class LLMLogprobBackwardFunction(torch.autograd.Function):
 
         dx, dg = _vjp(formula, (logits, grad_logprob), v)
         return dx, None, None, dg, None
+
+
+def apply(traced, eager_function, *args):
+    """An ERA function's autograd.Function: the eager one when the call is eager."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    return (eager_function if eager(*tensors) else traced).apply(*args)
 
 
 def _register_autograd(op, function):

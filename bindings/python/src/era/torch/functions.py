@@ -107,16 +107,19 @@ def continuous_era(
         if residual.numel() != 1:
             raise python_error(BadShapeError, where, f"residual must hold one value, got shape {tuple(residual.shape)}")
         require(residual, FLOATS, where, "residual")
-        # The value at the call, for the backward too: a module may project its residual
-        # parameter in place (ERAContinuous) before the backward of an earlier call runs.
-        residual = residual.reshape(()).clone()
+        if residual.dim():
+            residual = residual.reshape(())
+        if not _ops.eager(std_logits, residual):
+            # The value at the call, for the backward too: a module may project its residual
+            # parameter in place (ERAContinuous) before the backward of an earlier call runs.
+            residual = residual.clone()
     else:
         delta = float(residual)
         if not (math.isfinite(delta) and delta >= 0):
             raise python_error(BadParameterError, where, f"residual={delta} must be finite and >= 0")
         target, residual = target + delta, None
-    return _ops.ContinuousERAFunction.apply(std_logits, residual, target, float(log_std_min), float(log_std_max),
-                                            native)
+    return _ops.apply(_ops.ContinuousERAFunction, _ops.EagerContinuous, std_logits, residual, target,
+                      float(log_std_min), float(log_std_max), native)
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,7 +150,8 @@ def discrete_era(
     require_rows(logits, where, "logits", min_cols=2)
     _discrete.mode_number(mode, where)
     native = native_path(logits, backend, where)
-    return _ops.DiscreteERAFunction.apply(logits, float(target_entropy), float(tau), mode, native)
+    return _ops.apply(_ops.DiscreteERAFunction, _ops.EagerDiscrete, logits, float(target_entropy), float(tau), mode,
+                      native)
 
 
 # ---------------------------------------------------------------------------------------
@@ -185,7 +189,7 @@ def llm_logprob(
                                f"{tuple(labels.shape)}")
         logit_scale = logit_scale.detach()
     native = native_path(logits, backend, where)
-    return _ops.LLMLogprobFunction.apply(logits, labels, logit_scale, native)
+    return _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, logit_scale, native)
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,7 +201,7 @@ def softmax_entropy(logits: torch.Tensor, *, backend: str = "auto") -> torch.Ten
     where = "era.torch.softmax_entropy"
     require(logits, FLOATS, where, "logits")
     require_rows(logits, where, "logits")
-    return _ops.softmax_entropy(logits.detach(), native_path(logits, backend, where))
+    return _ops.call(_ops.softmax_entropy, logits.detach(), native_path(logits, backend, where))
 
 
 def gaussian_entropy(log_std: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
@@ -205,7 +209,7 @@ def gaussian_entropy(log_std: torch.Tensor, *, backend: str = "auto") -> torch.T
     where = "era.torch.gaussian_entropy"
     require(log_std, FLOATS, where, "log_std")
     require_rows(log_std, where, "log_std")
-    return _ops.gaussian_entropy(log_std.detach(), native_path(log_std, backend, where))
+    return _ops.call(_ops.gaussian_entropy, log_std.detach(), native_path(log_std, backend, where))
 
 
 def tanh_gaussian_entropy(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -216,7 +220,7 @@ def tanh_gaussian_entropy(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Te
     require(mean, FLOATS, where, "mean")
     require(log_std, FLOATS, where, "log_std")
     require_rows(log_std, where, "log_std")
-    return _ops.tanh_gaussian_entropy(mean.detach(), log_std.detach())
+    return _ops.call(_ops.tanh_gaussian_entropy, mean.detach(), log_std.detach())
 
 
 def truncated_normal_entropy(
@@ -228,7 +232,7 @@ def truncated_normal_entropy(
     require(loc, FLOATS, where, "loc")
     require(log_std, FLOATS, where, "log_std")
     require_rows(log_std, where, "log_std")
-    return _ops.truncated_normal_entropy(loc.detach(), log_std.detach(), float(lo), float(hi))
+    return _ops.call(_ops.truncated_normal_entropy, loc.detach(), log_std.detach(), float(lo), float(hi))
 
 
 def token_entropy(logits: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
@@ -237,4 +241,4 @@ def token_entropy(logits: torch.Tensor, *, backend: str = "auto") -> torch.Tenso
     where = "era.torch.token_entropy"
     require(logits, FLOATS, where, "logits")
     require_rows(logits, where, "logits")
-    return _ops.token_entropy(logits.detach(), native_path(logits, backend, where))
+    return _ops.call(_ops.token_entropy, logits.detach(), native_path(logits, backend, where))

@@ -154,11 +154,12 @@ def llm_era(
     require_rows(logits, where, "logits")
     labels = labels_of(labels, logits.shape[:-1], where)
     device_path = native_path(logits, backend, where)
-    token_h = _ops.token_entropy(logits.detach(), device_path)
-    response_h = _ops.llm_response_entropy(token_h, ids, responses, float(top_fraction), device_path)
-    logit_scale, new_adv = _ops.llm_scales(response_h, ids, adv.detach(), float(omega_low), float(omega_high),
-                                           float(k), bool(scale_advantages), device_path)
-    logprobs, entropy = _ops.LLMLogprobFunction.apply(logits, labels, logit_scale, device_path)
+    token_h = _ops.call(_ops.token_entropy, logits.detach(), device_path)
+    response_h = _ops.call(_ops.llm_response_entropy, token_h, ids, responses, float(top_fraction), device_path)
+    logit_scale, new_adv = _ops.call(_ops.llm_scales, response_h, ids, adv.detach(), float(omega_low),
+                                     float(omega_high), float(k), bool(scale_advantages), device_path)
+    logprobs, entropy = _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, logit_scale,
+                                   device_path)
     return LLMERAOutput(logprobs, new_adv, logit_scale, token_h, response_h, entropy)
 
 

@@ -357,6 +357,7 @@ def numpy_api():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3, 4))
     z32 = x.astype(np.float32)
+    w32 = rng.normal(size=(5, 4)).astype(np.float32)
     labels = np.array([0, 1, 2], np.int64)
     ones32 = np.ones(3, np.float32)
     ids = np.array([0, 1, -1], np.int64)
@@ -387,6 +388,14 @@ def numpy_api():
          dict(logits=z32, labels=labels, logit_scale=ones32, with_entropy=True)),
         ("llm_logprob_backward", era.llm_logprob_backward,
          dict(logits=z32, labels=labels, logit_scale=ones32, grad_logprob=ones32)),
+        ("llm_linear_logprob_forward", era.llm_linear_logprob_forward,
+         dict(hidden=z32, weight=w32, labels=labels, logit_scale=ones32, with_entropy=True)),
+        ("llm_linear_logprob_backward", era.llm_linear_logprob_backward,
+         dict(hidden=z32, weight=w32, labels=labels, logit_scale=ones32, grad_logprob=ones32, grad_hidden=True,
+              grad_weight=True)),
+        ("linear_discrete_ce", era.linear_discrete_ce,
+         dict(features=z32, weight=w32, bias=np.zeros(5, np.float32), labels=labels, target_entropy=1.0, tau=4.0,
+              mode="exact", grads=True)),
         ("check_discrete", era.check_discrete, dict(out_logits=x, target_entropy=1.0, tau=4.0, mode="exact", tol=None)),
         ("check_continuous", era.check_continuous,
          dict(log_std=x, target_entropy=-3.0, residual=0.0, log_std_min=-8.0, log_std_max=0.0, mean=x, tol=None)),
@@ -399,7 +408,7 @@ def numpy_api():
 
 ARRAY_ARGUMENTS = {"logits", "log_std", "mean", "loc", "std_logits", "grad_log_std", "grad_out", "token_entropy",
                    "response_id", "response_entropy", "advantages", "labels", "logit_scale", "grad_logprob",
-                   "out_logits"}
+                   "out_logits", "hidden", "weight", "features", "bias"}
 
 
 def numpy_level(run):
@@ -575,6 +584,50 @@ def raw_module(run):
                         run(f"_era.{name}({rows}, {cols}, {dtype}, #{position} {variant})", fn,
                             *build(name, rows, cols, dtype, lambda i, p=position, v=variant: v if i == p else "exact"))
 
+    # The fused linear heads: three sizes (tokens or rows, dim, vocab or classes); arrays as
+    # (kind, count): 'h' rows*dim, 'w' vocab*dim, 't' rows, 'v' vocab, '1' one element.
+    linear_sizes = [(3, 4, 5), (0, 4, 5), (3, 0, 5), (3, 4, 0), (3, 4, 1), (0, 0, 0), (-1, 4, 5), (3, -1, 5),
+                    (3, 4, -1), (2**31, 1, 2), (1, 2**31, 2), (1, 1, 2**31), (2**62, 4, 5), (3, 2**62, 5),
+                    (3, 4, 2**62), (2**63 - 1, 2**63 - 1, 2**63 - 1), (-(2**63), 1, 1), (2**32, 2**32, 1)]
+    linear = {
+        "llm_linear_logprob_forward": ([], ["h", "w", "it", "t", "t", "t"]),
+        "llm_linear_logprob_backward": ([], ["h", "w", "it", "t", "t", "h", "w"]),
+        "linear_discrete_ce": ([0.5, 4.0, 0], ["h", "w", "v", "it", "1", "h", "w", "v"]),
+    }
+
+    def build_linear(name, rows, dim, vocab, variant_of):
+        scalars, spec = linear[name]
+
+        def count(a, b):
+            return a * b if a >= 0 and b >= 0 else -1
+
+        counts = {"h": count(rows, dim), "w": count(vocab, dim), "t": rows, "v": vocab, "1": 1}
+        args = list(scalars) + [rows, dim, vocab]
+        for index, item in enumerate(spec):
+            kind = "i64" if item.startswith("i") else "f32"
+            args.append(array(kind, counts[item[-1]], variant_of(index)))
+        return args
+
+    for name in linear:
+        fn = getattr(_era, name)
+        for rows, dim, vocab in linear_sizes:
+            for variant in variants:
+                run(f"_era.{name}({rows}, {dim}, {vocab}, all {variant})", fn,
+                    *build_linear(name, rows, dim, vocab, lambda i, v=variant: v))
+                for position in range(len(linear[name][1])):
+                    one = (lambda i, p=position, v=variant: v if i == p else "exact")
+                    run(f"_era.{name}({rows}, {dim}, {vocab}, #{position} {variant})", fn,
+                        *build_linear(name, rows, dim, vocab, one))
+    for labels in ([5, 0, 0], [-1, 0, 0], [2**62, 0, 0], [-(2**63), 0, 0]):
+        h, w = np.ones(12, np.float32), np.ones(20, np.float32)
+        lab = np.array(labels, np.int64)
+        run(f"_era.llm_linear_logprob_forward(labels={labels})", _era.llm_linear_logprob_forward, 3, 4, 5, h, w, lab,
+            None, np.zeros(3, np.float32), None)
+        run(f"_era.llm_linear_logprob_backward(labels={labels})", _era.llm_linear_logprob_backward, 3, 4, 5, h, w, lab,
+            None, np.ones(3, np.float32), np.zeros(12, np.float32), np.zeros(20, np.float32))
+        run(f"_era.linear_discrete_ce(labels={labels})", _era.linear_discrete_ce, 0.5, 4.0, 0, 3, 4, 5, h, w, None,
+            lab, np.zeros(1, np.float32), np.zeros(12, np.float32), np.zeros(20, np.float32), None)
+
     # In place (allowed) and partially overlapping buffers (not allowed, but must not crash).
     rng = np.random.default_rng(3)
     for dtype in (np.float64, np.float32):
@@ -645,8 +698,8 @@ def raw_module(run):
         run(f"_era.{fn}()", getattr(_era, fn))
         run(f"_era.{fn}(extra)", getattr(_era, fn), 1)
     # Wrong argument counts and types for every entry point.
-    for name in list(kernels) + ["discrete_floor", "discrete_infimum", "discrete_constant", "llm_response_entropy",
-                                 "llm_scales"]:
+    for name in list(kernels) + list(linear) + ["discrete_floor", "discrete_infimum", "discrete_constant",
+                                                "llm_response_entropy", "llm_scales"]:
         fn = getattr(_era, name)
         run(f"_era.{name}()", fn)
         run(f"_era.{name}(None x 12)", fn, *([None] * 12))

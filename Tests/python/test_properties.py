@@ -224,8 +224,9 @@ COVERED = {
     "softmax_entropy", "gaussian_entropy", "tanh_gaussian_entropy", "truncated_normal_entropy",
     "continuous_forward", "continuous_backward", "discrete_forward", "discrete_backward", "discrete_floor",
     "discrete_infimum", "discrete_constant", "token_entropy", "llm_response_entropy", "llm_scales",
-    "llm_logprob_forward", "llm_logprob_backward", "check_discrete", "check_continuous", "set_num_threads",
-    "get_num_threads", "version", "abi_version",
+    "llm_logprob_forward", "llm_logprob_backward", "llm_linear_logprob_forward", "llm_linear_logprob_backward",
+    "linear_discrete_ce", "check_discrete", "check_continuous", "set_num_threads", "get_num_threads", "version",
+    "abi_version",
 }
 
 
@@ -813,6 +814,195 @@ def test_llm_logprob_backward(data):
     assert np.all(as_float64(grad)[np.isinf(z64)] == 0)  # masked logits get exactly 0
     assert_unchanged(snap)
     assert_layout_independent(lambda zz, ll: era.llm_logprob_backward(zz, ll, scale, g), z, labels)
+
+
+# ---------------------------------------------------------------------------------------
+# Fused linear heads (docs/linear-heads.md): the logits come from float32 products
+
+U32 = 2.0**-24  # the unit roundoff of float32
+# An absolute floor for gradients summed from products that may underflow (or be flushed).
+LINEAR_FLOOR = 1e-36
+
+
+def gamma32(n):
+    """The worst-case relative error of a float32 sum of n products, in any order."""
+    return n * U32 / (1 - n * U32)
+
+
+@st.composite
+def linear_llm_case(draw):
+    """float32 hidden ``[..., d]`` (empty batches too), weight ``[V, d]`` (V around the
+    2048-entry chunk edge too), int64 labels, float32 scales (or None) and grad_logprob."""
+    batch = tuple(draw(st.lists(st.integers(0, 4), max_size=2)))
+    dim = draw(st.sampled_from([1, 2, 64]) | st.integers(1, 9))
+    vocab = draw(st.sampled_from([1, 2, 9, 2048, 2049]) | st.integers(1, 40))
+    hidden = draw(arrays(batch + (dim,), F32, scale=draw(st.sampled_from([1e-3, 1.0, 4.0])), specials=SMALL_SPECIALS))
+    weight = draw(arrays((vocab, dim), F32, scale=draw(st.sampled_from([1e-3, 1.0])), specials=SMALL_SPECIALS))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    labels = rng.integers(0, vocab, size=batch).astype(np.int64)
+    scale = None
+    if draw(st.booleans()):
+        scale = rng.choice(np.array([1.0, 2.0, 0.5, 1e-3, 10.0], np.float32), size=batch).astype(np.float32)
+    grad = rng.choice([0.0, 1.0, -1.0, 0.3, 10.0], size=batch).astype(np.float32)
+    return hidden, weight, labels, scale, grad
+
+
+def linear_logits(hidden, weight, scale):
+    """(h, w, z, s, delta): the float64 hidden [T, d], weight, logits, scales, and per token
+    delta_t, a bound on |s_t (z_fused - z)| from gamma32(d) * sum_j |h_j w_j|."""
+    dim = hidden.shape[-1]
+    h, w = hidden.astype(F64).reshape(-1, dim), weight.astype(F64)
+    z = h @ w.T
+    err = gamma32(dim) * (np.abs(h) @ np.abs(w).T) + dim * 2.0**-125
+    s = np.ones(len(h)) if scale is None else scale.astype(F64).reshape(-1)
+    return h, w, z, s, s * err.max(axis=-1)
+
+
+@props(30)
+@given(linear_llm_case())
+def test_llm_linear_logprob_forward(case):
+    hidden, weight, labels, scale, _ = case
+    snap = snapshot(*(a for a in (hidden, weight, labels, scale) if a is not None))
+    out = era.llm_linear_logprob_forward(hidden, weight, labels, scale)
+    assert out.logprob.shape == labels.shape and out.logprob.dtype == F32 and out.entropy.dtype == F32
+    _, _, z, s, delta = linear_logits(hidden, weight, scale)
+    want_lp, want_h = ref.logprob(z, labels.reshape(-1), s)
+    x = z * s[:, None]
+    size = np.abs(x).max(axis=-1)
+    spread = x.max(axis=-1) - x.min(axis=-1)
+    # Logits off by at most delta: logp' by 2 delta, the entropy by delta * (spread + 2 delta);
+    # then the row statistics (float32 lanes where the vector kernels run: logsumexp within
+    # 3.5e-7 absolute, the entropy 2.7e-7 relative, docs/math.md), the rounding to float32.
+    slack = 8 * EPS64 * size + 1e-30
+    lp_tol = 2 * delta + slack + 3.5e-7 + 2 * EPS32 * np.abs(want_lp)
+    h_tol = delta * (spread + 2 * delta) + slack + 2.7e-7 * np.abs(want_h) + 2 * EPS32 * (1 + np.abs(want_h))
+    assert np.all(np.abs(out.logprob.reshape(-1) - want_lp) <= lp_tol)
+    assert np.all(np.abs(out.entropy.reshape(-1) - want_h) <= h_tol)
+    assert np.all(out.logprob <= 0)
+    assert_same(era.llm_linear_logprob_forward(hidden, weight, labels, scale, with_entropy=False).logprob, out.logprob)
+    assert_unchanged(snap)
+    assert_layout_independent(lambda hh, ww: era.llm_linear_logprob_forward(hh, ww, labels, scale), hidden, weight)
+
+
+@props(30)
+@given(linear_llm_case(), st.sampled_from([(True, True), (True, False), (False, True)]))
+def test_llm_linear_logprob_backward(case, which):
+    hidden, weight, labels, scale, grad = case
+    snap = snapshot(*(a for a in (hidden, weight, labels, scale, grad) if a is not None))
+    grads = era.llm_linear_logprob_backward(hidden, weight, labels, scale, grad, grad_hidden=which[0],
+                                            grad_weight=which[1])
+    h, w, z, s, delta = linear_logits(hidden, weight, scale)
+    dz = ref.logprob_grad(z, labels.reshape(-1), s, grad.reshape(-1))
+    # softmax of logits off by delta is off by a factor within exp(+-2 delta); the gradient
+    # rows' own error (float32 lanes: 3e-7 relative plus 1.2e-7 per nat below the row's
+    # largest scaled logit, with the statistics' 3.5e-7; entries below 2^-127 |g s| are 0,
+    # docs/math.md) gives e, the error of dz; then float32 storage and float32 sums.
+    gs = np.abs(grad.reshape(-1).astype(F64) * s)[:, None]
+    x = z * s[:, None]
+    below = x.max(axis=-1, keepdims=True) - x if x.size else x
+    e = gs * ref.softmax(x) * (np.expm1(2 * delta)[:, None] + 7e-7 + 1.2e-7 * below) + gs * 2.0**-126
+    a = np.abs(dz) + e
+    tokens, vocab = z.shape
+    if which[0]:
+        assert grads.hidden.shape == hidden.shape and grads.hidden.dtype == F32
+        tol = e @ np.abs(w) + (gamma32(vocab) + 2 * U32) * (a @ np.abs(w)) + LINEAR_FLOOR
+        assert np.all(np.abs(grads.hidden.reshape(tokens, w.shape[1]) - dz @ w) <= tol)
+    else:
+        assert grads.hidden is None
+    if which[1]:
+        assert grads.weight.shape == weight.shape and grads.weight.dtype == F32
+        tol = e.T @ np.abs(h) + (gamma32(tokens) + 2 * U32) * (a.T @ np.abs(h)) + LINEAR_FLOOR
+        assert np.all(np.abs(grads.weight - dz.T @ h) <= tol)
+    else:
+        assert grads.weight is None
+    assert_unchanged(snap)
+    assert_layout_independent(
+        lambda hh, ww: era.llm_linear_logprob_backward(hh, ww, labels, scale, grad, grad_hidden=which[0],
+                                                       grad_weight=which[1]), hidden, weight)
+
+
+@st.composite
+def linear_ce_case(draw):
+    """A classification head whose float32 logits are exact: every value a multiple of 1/8
+    of at most 2 in magnitude, so products and sums (d <= 64) are exact in float32, and the
+    only rounding left is discrete ERA's and the cross-entropy's."""
+    batch = draw(st.sampled_from([(), (1,), (5,), (2, 3)]) | st.tuples(st.integers(1, 40)))
+    dim = draw(st.sampled_from([1, 2, 64]) | st.integers(1, 9))
+    classes = draw(st.sampled_from([2, 3, 10, 257]) | st.integers(2, 12))
+    spread = draw(st.sampled_from([1, 4, 16]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    def exact(shape):
+        return (rng.integers(-spread, spread + 1, size=shape) / 8).astype(np.float32)
+
+    features, weight = exact(batch + (dim,)), exact((classes, dim))
+    bias = exact((classes,)) if draw(st.booleans()) else None
+    labels = rng.integers(0, classes, size=batch).astype(np.int64)
+    mode = draw(st.sampled_from(["exact", "tight", "reference"]))
+    tau = draw(taus().filter(lambda t: t >= 3.0))
+    fraction = draw(st.sampled_from([1e-3, 0.5, 1 - 1e-3]) | st.floats(1e-3, 1 - 1e-3))
+    return features, weight, bias, labels, inside(*discrete_range(classes, tau, mode), fraction), tau, mode
+
+
+@props(40)
+@given(linear_ce_case(), st.booleans())
+def test_linear_discrete_ce(case, grads):
+    features, weight, bias, labels, target, tau, mode = case
+    snap = snapshot(*(a for a in (features, weight, bias, labels) if a is not None))
+    out = era.linear_discrete_ce(features, weight, bias, labels, target, tau=tau, mode=mode, grads=grads)
+    f, w = features.astype(F64).reshape(-1, features.shape[-1]), weight.astype(F64)
+    z = f @ w.T + (0.0 if bias is None else bias.astype(F64))
+    n, rows = len(z), np.arange(len(z))
+    lab = labels.reshape(-1)
+    t, y, clamped, a, p = discrete_pieces(z, target, tau, mode)
+    # The float32 ERA logits are within t_tol of t (test_discrete_forward's bound).
+    condition = np.where(clamped, 0.0, np.abs(dt_dy(t, y, mode) * y))
+    delta = (1e-12 * (1 + np.abs(t)) * (1 + condition) + np.abs(t) * EPS32).max(axis=-1)
+    m = t.max(axis=-1)
+    loss = float(np.mean(m + np.log(np.exp(t - m[:, None]).sum(axis=-1)) - t[rows, lab]))
+    assert isinstance(out.loss, float)
+    assert abs(out.loss - loss) <= np.mean(2 * delta) + EPS32 * abs(loss) + 1e-12
+    if not grads:
+        assert out.features is None and out.weight is None and out.bias is None
+        assert_unchanged(snap)
+        return
+    q = ref.softmax(t)
+    gp = q.copy()
+    gp[rows, lab] -= 1
+    gp /= n
+    deriv = np.where(clamped, 0.0, dt_dy(t, y, mode)) * a
+    r = gp * deriv
+    g = p * (r - (r * p).sum(axis=-1, keepdims=True))
+    # Error of the cross-entropy gradient (ERA logits off by delta, stored as float32), through
+    # the ERA backward (linear: at most 2 max|dr| per entry) and its own float32 rounding.
+    dr = (q * np.expm1(2 * delta)[:, None] / n + U32 * np.abs(gp)) * np.abs(deriv)
+    e = 2 * dr.max(axis=-1) + 8 * EPS32 * (np.abs(r).max(axis=-1) + dr.max(axis=-1)) + SUBNORMAL[F32]
+    ga = np.abs(g) + e[:, None]
+    classes = len(w)
+    assert out.features.shape == features.shape and out.weight.shape == weight.shape
+    tol = e[:, None] * np.abs(w).sum(axis=0) + (gamma32(classes) + 2 * U32) * (ga @ np.abs(w)) + LINEAR_FLOOR
+    assert np.all(np.abs(out.features.reshape(n, w.shape[1]) - g @ w) <= tol)
+    tol = e @ np.abs(f) + (gamma32(n) + 2 * U32) * (ga.T @ np.abs(f)) + LINEAR_FLOOR
+    assert np.all(np.abs(out.weight - g.T @ f) <= tol)
+    if bias is None:
+        assert out.bias is None
+    else:
+        want = g.sum(axis=0)
+        assert out.bias.shape == bias.shape and out.bias.dtype == F32
+        assert np.all(np.abs(out.bias - want) <= e.sum() + U32 * np.abs(want) + LINEAR_FLOOR)
+    assert_unchanged(snap)
+    assert_layout_independent(
+        lambda ff, ww: era.linear_discrete_ce(ff, ww, bias, labels, target, tau=tau, mode=mode), features, weight)
+
+
+@props(10)
+@given(st.sampled_from([(0,), (0, 3), (2, 0)]), st.booleans())
+def test_linear_discrete_ce_without_rows(batch, with_bias):
+    # The mean over no rows is undefined.
+    weight = np.ones((3, 4), np.float32)
+    bias = np.zeros(3, np.float32) if with_bias else None
+    raises(era.BadShapeError, era.linear_discrete_ce, np.zeros(batch + (4,), np.float32), weight, bias,
+           np.zeros(batch, np.int64), 0.5)
 
 
 # ---------------------------------------------------------------------------------------

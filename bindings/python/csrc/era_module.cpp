@@ -361,6 +361,68 @@ int llm_logprob_backward(int64_t tokens, int64_t vocab, py::object logits, py::o
 }
 
 // ---------------------------------------------------------------------------------------
+// Fused linear heads: hidden[tokens*dim] (features[rows*dim]) and weight[vocab*dim]
+// (weight[classes*dim]) in place of the logits; every array float32 but the int64 labels.
+
+int llm_linear_logprob_forward(int64_t tokens, int64_t dim, int64_t vocab, py::object hidden, py::object weight,
+                               py::object labels, py::object logit_scale, py::object out_logprob,
+                               py::object out_entropy) {
+    const int64_t t = tokens < 0 ? 0 : tokens;
+    void *h = checked_pointer(hidden, Elem::f32, count_or_zero(tokens, dim), "hidden", false);
+    void *w = checked_pointer(weight, Elem::f32, count_or_zero(vocab, dim), "weight", false);
+    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
+    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
+    void *ol = checked_pointer(out_logprob, Elem::f32, t, "out_logprob", true);
+    void *oh = checked_pointer(out_entropy, Elem::f32, t, "out_entropy", true);
+    py::gil_scoped_release nogil;
+    return era_llm_linear_logprob_forward_f32(tokens, dim, vocab, static_cast<const float *>(h),
+                                              static_cast<const float *>(w), static_cast<const int64_t *>(lab),
+                                              static_cast<const float *>(s), static_cast<float *>(ol),
+                                              static_cast<float *>(oh));
+}
+
+int llm_linear_logprob_backward(int64_t tokens, int64_t dim, int64_t vocab, py::object hidden, py::object weight,
+                                py::object labels, py::object logit_scale, py::object grad_logprob,
+                                py::object out_grad_hidden, py::object out_grad_weight) {
+    const int64_t t = tokens < 0 ? 0 : tokens;
+    const int64_t nh = count_or_zero(tokens, dim), nw = count_or_zero(vocab, dim);
+    void *h = checked_pointer(hidden, Elem::f32, nh, "hidden", false);
+    void *w = checked_pointer(weight, Elem::f32, nw, "weight", false);
+    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
+    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
+    void *g = checked_pointer(grad_logprob, Elem::f32, t, "grad_logprob", false);
+    void *oh = checked_pointer(out_grad_hidden, Elem::f32, nh, "out_grad_hidden", true);
+    void *ow = checked_pointer(out_grad_weight, Elem::f32, nw, "out_grad_weight", true);
+    py::gil_scoped_release nogil;
+    return era_llm_linear_logprob_backward_f32(tokens, dim, vocab, static_cast<const float *>(h),
+                                               static_cast<const float *>(w), static_cast<const int64_t *>(lab),
+                                               static_cast<const float *>(s), static_cast<const float *>(g),
+                                               static_cast<float *>(oh), static_cast<float *>(ow));
+}
+
+int linear_discrete_ce(double target, double tau, int32_t mode, int64_t rows, int64_t dim, int64_t classes,
+                       py::object features, py::object weight, py::object bias, py::object labels,
+                       py::object out_loss, py::object out_grad_features, py::object out_grad_weight,
+                       py::object out_grad_bias) {
+    const int64_t r = rows < 0 ? 0 : rows, c = classes < 0 ? 0 : classes;
+    const int64_t nf = count_or_zero(rows, dim), nw = count_or_zero(classes, dim);
+    void *f = checked_pointer(features, Elem::f32, nf, "features", false);
+    void *w = checked_pointer(weight, Elem::f32, nw, "weight", false);
+    void *b = checked_pointer(bias, Elem::f32, c, "bias", false);
+    void *lab = checked_pointer(labels, Elem::i64, r, "labels", false);
+    void *ol = checked_pointer(out_loss, Elem::f32, 1, "out_loss", true);
+    void *of = checked_pointer(out_grad_features, Elem::f32, nf, "out_grad_features", true);
+    void *ow = checked_pointer(out_grad_weight, Elem::f32, nw, "out_grad_weight", true);
+    void *ob = checked_pointer(out_grad_bias, Elem::f32, c, "out_grad_bias", true);
+    const era_discrete_params p = discrete_params(target, tau, mode);
+    py::gil_scoped_release nogil;
+    return era_linear_discrete_ce_f32(&p, rows, dim, classes, static_cast<const float *>(f),
+                                      static_cast<const float *>(w), static_cast<const float *>(b),
+                                      static_cast<const int64_t *>(lab), static_cast<float *>(ol),
+                                      static_cast<float *>(of), static_cast<float *>(ow), static_cast<float *>(ob));
+}
+
+// ---------------------------------------------------------------------------------------
 // Bound verification: (status, report tuple or None)
 
 py::tuple check_discrete(double target, double tau, int32_t mode, int64_t rows, int64_t classes, py::object out_logits,
@@ -479,6 +541,9 @@ PYBIND11_MODULE(_era, m) {
     m.def("llm_scales", &llm_scales);
     m.def("llm_logprob_forward", &llm_logprob_forward);
     m.def("llm_logprob_backward", &llm_logprob_backward);
+    m.def("llm_linear_logprob_forward", &llm_linear_logprob_forward);
+    m.def("llm_linear_logprob_backward", &llm_linear_logprob_backward);
+    m.def("linear_discrete_ce", &linear_discrete_ce);
     m.def("check_discrete", &check_discrete);
     m.def("check_continuous", &check_continuous);
 }

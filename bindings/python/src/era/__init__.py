@@ -43,6 +43,13 @@ from .llm import (
     llm_scales,
     token_entropy,
 )
+from .linear import (
+    LinearDiscreteCE,
+    LinearLogprobGrads,
+    linear_discrete_ce,
+    llm_linear_logprob_backward,
+    llm_linear_logprob_forward,
+)
 from .library import abi_version, get_num_threads, set_num_threads, version
 from . import testing  # numpy only; era.torch and era.jax are imported on demand
 
@@ -84,6 +91,11 @@ __all__ = [
     "llm_logprob_backward",
     "LLMScales",
     "LLMLogprob",
+    "llm_linear_logprob_forward",
+    "llm_linear_logprob_backward",
+    "linear_discrete_ce",
+    "LinearLogprobGrads",
+    "LinearDiscreteCE",
     "BoundReport",
     "check_discrete",
     "check_continuous",

@@ -14,6 +14,8 @@ check_device_errors for how it reports bad input.
 - discrete_era / ERADiscrete: softmax policies and classifiers (modes exact, tight,
   reference).
 - llm_era / LLMERA: a GRPO batch to ERA log-probs, entropies and rescaled advantages.
+- llm_linear_logprob / ERALinearLogprob, llm_linear_era, linear_discrete_ce /
+  ERALinearCrossEntropy: the fused linear heads (the logits never formed).
 - softmax_entropy, gaussian_entropy, tanh_gaussian_entropy, truncated_normal_entropy,
   token_entropy: metrics in nats (no gradient).
 """
@@ -31,6 +33,7 @@ from .functions import (
     token_entropy,
     truncated_normal_entropy,
 )
+from .linear import ERALinearCrossEntropy, ERALinearLogprob, linear_discrete_ce, llm_linear_era, llm_linear_logprob
 from .llm import LLMERA, LLMERAOutput, llm_era
 from .modules import ERAContinuous, ERADiscrete
 
@@ -55,4 +58,9 @@ __all__ = [
     "LLMERA",
     "LLMERAOutput",
     "llm_era",
+    "llm_linear_logprob",
+    "llm_linear_era",
+    "linear_discrete_ce",
+    "ERALinearLogprob",
+    "ERALinearCrossEntropy",
 ]

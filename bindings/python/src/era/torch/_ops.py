@@ -39,6 +39,7 @@ from .. import _formulas as F
 from .. import continuous as _continuous
 from .. import discrete as _discrete
 from .. import entropy as _entropy
+from .. import linear as _linear
 from .. import llm as _llm
 from . import native
 from ._bridge import from_numpy, row_blocks, to_numpy
@@ -435,6 +436,108 @@ def _(response_entropy, response_id, advantages, omega_low, omega_high, k, scale
 
 
 # ---------------------------------------------------------------------------------------
+# Fused linear heads (docs/linear-heads.md): hidden states and an output weight in place of
+# the logits. libera's kernels are float32: other dtypes take float32 copies on CPU
+# (float64 takes the device path's chunked formulas, in float64).
+
+
+def _linear_native(*tensors: Optional[Tensor]) -> bool:
+    return any(t is not None and t.dtype == torch.float64 for t in tensors)
+
+
+def _numpy32(t: Optional[Tensor]) -> Optional[np.ndarray]:
+    return None if t is None else to_numpy(_cast(t, torch.float32))
+
+
+@torch.library.custom_op("era::llm_linear_logprob_forward", mutates_args=())
+@_device_kernel
+def llm_linear_logprob_forward(hidden: Tensor, weight: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
+                               native_path: bool) -> Tuple[Tensor, Tensor]:
+    """(logp'_t, entropy of softmax(s_t z_t)) for z = hidden @ weight.T, without the logits."""
+    return native.linear_logprob_forward(hidden, weight, labels, logit_scale)
+
+
+@_cpu_kernel(llm_linear_logprob_forward)
+def _llm_linear_logprob_forward_cpu(hidden, weight, labels, logit_scale, native_path):
+    if native_path or _linear_native(hidden, weight):
+        return native.linear_logprob_forward(hidden, weight, labels, logit_scale)
+    result = _linear.llm_linear_logprob_forward(_numpy32(hidden), _numpy32(weight), to_numpy(labels),
+                                                _numpy32(logit_scale))
+    return from_numpy(result.logprob), from_numpy(result.entropy)
+
+
+@llm_linear_logprob_forward.register_fake
+def _(hidden, weight, labels, logit_scale, native_path):
+    return _rows_fake(hidden, _llm_float(hidden)), _rows_fake(hidden, _llm_float(hidden))
+
+
+@torch.library.custom_op("era::llm_linear_logprob_backward", mutates_args=())
+@_device_kernel
+def llm_linear_logprob_backward(hidden: Tensor, weight: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
+                                grad_logprob: Tensor, grad_hidden: bool, grad_weight: bool,
+                                native_path: bool) -> Tuple[Tensor, Tensor]:
+    """(dL/d hidden, dL/d weight) of ``sum_t grad_logprob[t] * logp'_t``, each in its input's
+    dtype, or an empty tensor where not asked for."""
+    return native.linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight)
+
+
+@_cpu_kernel(llm_linear_logprob_backward)
+def _llm_linear_logprob_backward_cpu(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight,
+                                     native_path):
+    if native_path or _linear_native(hidden, weight):
+        return native.linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden,
+                                              grad_weight)
+    grads = _linear.llm_linear_logprob_backward(_numpy32(hidden), _numpy32(weight), to_numpy(labels),
+                                                _numpy32(logit_scale), _numpy32(grad_logprob),
+                                                grad_hidden=grad_hidden, grad_weight=grad_weight)
+    out_h = hidden.new_empty(0) if grads.hidden is None else _cast(from_numpy(grads.hidden), hidden.dtype)
+    out_w = weight.new_empty(0) if grads.weight is None else _cast(from_numpy(grads.weight), weight.dtype)
+    return out_h, out_w
+
+
+@llm_linear_logprob_backward.register_fake
+def _(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, native_path):
+    return (torch.empty_like(hidden, memory_format=torch.contiguous_format) if grad_hidden else hidden.new_empty(0),
+            torch.empty_like(weight, memory_format=torch.contiguous_format) if grad_weight else weight.new_empty(0))
+
+
+@torch.library.custom_op("era::linear_discrete_ce", mutates_args=())
+@_device_kernel
+def linear_discrete_ce(features: Tensor, weight: Tensor, bias: Optional[Tensor], labels: Tensor,
+                       target_entropy: float, tau: float, mode: str, with_grads: bool,
+                       native_path: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(mean cross-entropy of discrete ERA on features @ weight.T + bias, and when
+    `with_grads` its gradients for features, weight and bias; empty tensors otherwise)."""
+    return native.linear_discrete_ce(features, weight, bias, labels, target_entropy, tau, mode, with_grads)
+
+
+@_cpu_kernel(linear_discrete_ce)
+def _linear_discrete_ce_cpu(features, weight, bias, labels, target_entropy, tau, mode, with_grads, native_path):
+    if native_path or _linear_native(features, weight, bias):
+        return native.linear_discrete_ce(features, weight, bias, labels, target_entropy, tau, mode, with_grads)
+    result = _linear.linear_discrete_ce(_numpy32(features), _numpy32(weight), _numpy32(bias), to_numpy(labels),
+                                        target_entropy, tau=tau, mode=mode, grads=with_grads)
+    loss = torch.tensor(result.loss, dtype=torch.float32)
+    empty = features.new_empty(0)
+    if not with_grads:
+        return loss, empty, empty, empty
+    grad_b = empty if result.bias is None else _cast(from_numpy(result.bias), bias.dtype)
+    return (loss, _cast(from_numpy(result.features), features.dtype), _cast(from_numpy(result.weight), weight.dtype),
+            grad_b)
+
+
+@linear_discrete_ce.register_fake
+def _(features, weight, bias, labels, target_entropy, tau, mode, with_grads, native_path):
+    loss = features.new_empty((), dtype=_llm_float(features))
+    empty = features.new_empty(0)
+    if not with_grads:
+        return loss, empty, empty, empty
+    grad_b = empty if bias is None else torch.empty_like(bias, memory_format=torch.contiguous_format)
+    return (loss, torch.empty_like(features, memory_format=torch.contiguous_format),
+            torch.empty_like(weight, memory_format=torch.contiguous_format), grad_b)
+
+
+# ---------------------------------------------------------------------------------------
 # vmap: row-wise operators fold the vmapped axis into their rows
 
 
@@ -488,8 +591,9 @@ _register_rowwise_vmap(truncated_normal_entropy, rows=(0, 1))
 _register_rowwise_vmap(token_entropy, rows=(0,))
 _register_rowwise_vmap(llm_logprob_forward, rows=(0, 1, 2))
 _register_rowwise_vmap(llm_logprob_backward, rows=(0, 1, 2, 3))
-_register_loop_vmap(llm_response_entropy)
-_register_loop_vmap(llm_scales)
+for _op in (llm_response_entropy, llm_scales, llm_linear_logprob_forward, llm_linear_logprob_backward,
+            linear_discrete_ce):
+    _register_loop_vmap(_op)
 
 
 # ---------------------------------------------------------------------------------------
@@ -730,6 +834,168 @@ class LLMLogprobBackwardFunction(torch.autograd.Function):
         return dx, None, None, dg, None
 
 
+def _linear_logprob_backward(*args):
+    if torch.is_grad_enabled():
+        return LinearLogprobBackwardFunction.apply(*args)
+    return call(llm_linear_logprob_backward, *args)
+
+
+class LinearLogprobFunction(torch.autograd.Function):
+    """llm_linear_logprob_forward: the log-probs are differentiable in hidden and weight."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(hidden, weight, labels, logit_scale, native_path):
+        return llm_linear_logprob_forward(hidden, weight, labels, logit_scale, native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        hidden, weight, labels, logit_scale, native_path = inputs
+        ctx.save_for_backward(hidden, weight, labels, logit_scale)
+        ctx.native_path = native_path
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, grad_logprob, _grad_entropy):
+        hidden, weight, labels, logit_scale = ctx.saved_tensors
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h, grad_w = _linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, want_h, want_w,
+                                                  ctx.native_path)
+        return grad_h if want_h else None, grad_w if want_w else None, None, None, None
+
+
+class EagerLinearLogprob(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, logit_scale, native_path):
+        output = run(llm_linear_logprob_forward, hidden, weight, labels, logit_scale, native_path)
+        LinearLogprobFunction.setup_context(ctx, (hidden, weight, labels, logit_scale, native_path), output)
+        return output
+
+    backward = staticmethod(LinearLogprobFunction.backward)
+
+
+class LinearLogprobBackwardFunction(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, native_path):
+        return llm_linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden,
+                                           grad_weight, native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, _ = inputs
+        ctx.save_for_backward(hidden, weight, labels, logit_scale, grad_logprob)
+        ctx.wanted = (grad_hidden, grad_weight)
+
+    @staticmethod
+    def backward(ctx, v_hidden, v_weight):
+        hidden, weight, labels, logit_scale, grad_logprob = ctx.saved_tensors
+        want_h, want_w = ctx.wanted
+
+        def formula(h, w, g):
+            wide = _llm_float(h)
+            x, m = h.reshape(-1, h.shape[-1]).to(wide), w.to(wide)
+            scale = None if logit_scale is None else logit_scale.reshape(-1).to(wide)
+            dz = F.logprob_backward(native.OPS, x @ m.T, labels.reshape(-1), scale, g.reshape(-1).to(wide))
+            grads = []
+            if want_h:
+                grads.append((dz @ m).to(h.dtype).reshape(h.shape))
+            if want_w:
+                grads.append((dz.T @ x).to(w.dtype))
+            return tuple(grads)
+
+        cotangents = tuple(v for v, wanted in ((v_hidden, want_h), (v_weight, want_w)) if wanted)
+        dh, dw, dg = _vjp(formula, (hidden, weight, grad_logprob), cotangents)
+        return dh, dw, None, None, dg, None, None, None
+
+
+class LinearCEFunction(torch.autograd.Function):
+    """linear_discrete_ce: the loss, with the gradients libera computes in the same call
+    saved for the backward (non-differentiable outputs)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(features, weight, bias, labels, target_entropy, tau, mode, with_grads, native_path):
+        return linear_discrete_ce(features, weight, bias, labels, target_entropy, tau, mode, with_grads, native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        features, weight, bias, labels, target_entropy, tau, mode, _, native_path = inputs
+        ctx.save_for_backward(features, weight, bias, labels, *output[1:])
+        ctx.params = (target_entropy, tau, mode, native_path)
+        ctx.mark_non_differentiable(*output[1:])
+
+    @staticmethod
+    def backward(ctx, grad_loss, *_):
+        features, weight, bias, labels, grad_x, grad_w, grad_b = ctx.saved_tensors
+        target_entropy, tau, mode, native_path = ctx.params
+        if torch.is_grad_enabled():  # create_graph: the gradients as functions of the inputs
+            grad_x, grad_w, grad_b = LinearCEGradFunction.apply(features, weight, bias, labels, target_entropy, tau,
+                                                                mode, native_path)
+        needs = ctx.needs_input_grad
+        return (grad_loss * grad_x if needs[0] else None, grad_loss * grad_w if needs[1] else None,
+                grad_loss * grad_b if needs[2] else None, None, None, None, None, None, None)
+
+
+class EagerLinearCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, weight, bias, labels, target_entropy, tau, mode, with_grads, native_path):
+        output = run(linear_discrete_ce, features, weight, bias, labels, target_entropy, tau, mode, with_grads,
+                     native_path)
+        LinearCEFunction.setup_context(ctx, (features, weight, bias, labels, target_entropy, tau, mode, with_grads,
+                                             native_path), output)
+        return output
+
+    backward = staticmethod(LinearCEFunction.backward)
+
+
+class LinearCEGradFunction(torch.autograd.Function):
+    """The classification head's gradients as a differentiable function of its inputs (for
+    double backward): libera's values, and the backward of the shared formula."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(features, weight, bias, labels, target_entropy, tau, mode, native_path):
+        _, grad_x, grad_w, grad_b = linear_discrete_ce(features, weight, bias, labels, target_entropy, tau, mode,
+                                                       True, native_path)
+        return grad_x, grad_w, grad_b
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        features, weight, bias, labels, target_entropy, tau, mode, _ = inputs
+        ctx.save_for_backward(features, weight, bias, labels)
+        ctx.params = (target_entropy, tau, mode)
+
+    @staticmethod
+    def backward(ctx, v_x, v_w, v_b):
+        features, weight, bias, labels = ctx.saved_tensors
+        target_entropy, tau, mode = ctx.params
+        classes = int(weight.shape[0])
+        a, b = native.discrete_slope_offset(classes, target_entropy, tau, mode)
+
+        def loss(x, w, *bias_):
+            wide = F.compute_dtype(native.OPS, x)
+            z = x.reshape(-1, x.shape[-1]).to(wide) @ w.to(wide).T
+            if bias_:
+                z = z + bias_[0].to(wide)
+            t = F.discrete_forward(native.OPS, z, a, b, tau, mode)
+            return (torch.logsumexp(t, -1) - native.OPS.take(t, labels.reshape(-1))).mean()
+
+        primals = (features, weight) if bias is None else (features, weight, bias)
+        cotangents = (v_x, v_w) if bias is None else (v_x, v_w, v_b)
+
+        def grads(*inputs):
+            return tuple(g.to(p.dtype) for g, p in zip(torch.func.grad(loss, argnums=tuple(range(len(inputs))))(*inputs),
+                                                          inputs))
+
+        result = _vjp(grads, primals, cotangents)
+        return result[0], result[1], result[2] if bias is not None else None, None, None, None, None, None
+
+
 def apply(traced, eager_function, *args):
     """An ERA function's autograd.Function: the eager one when the call is eager."""
     tensors = [a for a in args if isinstance(a, Tensor)]
@@ -746,6 +1012,9 @@ _register_autograd(discrete_forward, DiscreteERAFunction)
 _register_autograd(discrete_backward, DiscreteBackwardFunction)
 _register_autograd(llm_logprob_forward, LLMLogprobFunction)
 _register_autograd(llm_logprob_backward, LLMLogprobBackwardFunction)
+_register_autograd(llm_linear_logprob_forward, LinearLogprobFunction)
+_register_autograd(llm_linear_logprob_backward, LinearLogprobBackwardFunction)
+_register_autograd(linear_discrete_ce, LinearCEFunction)
 
 # Autocast follows softmax: CUDA's autocast runs softmax in float32, CPU's leaves it alone.
 for _op in (continuous_forward, discrete_forward, softmax_entropy, gaussian_entropy, tanh_gaussian_entropy,
@@ -755,5 +1024,6 @@ for _op in (continuous_forward, discrete_forward, softmax_entropy, gaussian_entr
 OPERATORS = (
     continuous_forward, continuous_backward, discrete_forward, discrete_backward, softmax_entropy,
     gaussian_entropy, tanh_gaussian_entropy, truncated_normal_entropy, token_entropy, llm_logprob_forward,
-    llm_logprob_backward, llm_response_entropy, llm_scales,
+    llm_logprob_backward, llm_response_entropy, llm_scales, llm_linear_logprob_forward, llm_linear_logprob_backward,
+    linear_discrete_ce,
 )

@@ -332,3 +332,146 @@ def scales(response_h, response_id, advantages, omega_low, omega_high, k, scale_
     faults = F.scale_faults(OPS, response_h, response_id, advantages, new)
     _checks.record(faults, where)
     return _poison(scale, faults), _poison(new, faults)
+
+
+# ---------------------------------------------------------------------------------------
+# Fused linear heads (docs/linear-heads.md): the logits z = hidden @ weight.T are formed one
+# chunk of rows at a time, never all at once
+
+
+def _matrix_rows(x: torch.Tensor, weight: torch.Tensor, where: str, name: str) -> torch.Tensor:
+    """x ``[..., d]`` as ``[rows, d]`` (a view when it can be), against weight ``[V, d]``."""
+    if weight.dim() != 2 or x.dim() == 0 or x.shape[-1] != weight.shape[1] or weight.shape[1] < 1:
+        raise python_error(BadShapeError, where, f"{name} {tuple(x.shape)} and weight {tuple(weight.shape)} must be "
+                           "[..., d] and [V, d] with d >= 1")
+    return x.reshape(-1, x.shape[-1])
+
+
+def _linear_chunks(rows: int, outputs: int):
+    step = max(1, chunk_elements(rows * outputs) // max(outputs, 1))
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
+def _product(x: torch.Tensor, weight: torch.Tensor, compute: torch.dtype) -> torch.Tensor:
+    """x @ weight.T in the inputs' dtype (tensor cores for half precision), then widened."""
+    return (x @ weight.T).to(compute)
+
+
+def _logit_faults(z: torch.Tensor) -> torch.Tensor:
+    """NON_FINITE for a row with a non-finite logit: there are no masks in the fused heads
+    (NaN or an infinity in hidden or weight, or a product that overflows)."""
+    return (~torch.isfinite(z)).any(-1).to(torch.int32) * F.NON_FINITE
+
+
+def linear_logprob_forward(hidden, weight, labels, logit_scale):
+    """(logp'_t, entropy of softmax(s_t z_t)) for z = hidden @ weight.T: float32 (float64
+    for float64 inputs), the shape of hidden's leading axes."""
+    where = "era.torch.native.llm_linear_logprob_forward"
+    h = _matrix_rows(hidden, weight, where, "hidden")
+    rows, vocab = h.shape[0], weight.shape[0]
+    dtype = _llm_dtype(hidden)
+    logprob = torch.empty(rows, dtype=dtype, device=hidden.device)
+    entropy = torch.empty(rows, dtype=dtype, device=hidden.device)
+    faults = torch.empty(rows, dtype=torch.int32, device=hidden.device)
+    labels = labels.reshape(rows)
+    scale = None if logit_scale is None else logit_scale.reshape(rows)
+    for part in _linear_chunks(rows, vocab):
+        z = _product(h[part], weight, dtype)
+        s = _scale_in(None if scale is None else scale[part], z)
+        code = F.llm_faults(OPS, z, labels[part], s)
+        code = torch.where(code != 0, code, _logit_faults(z))
+        lp, ent = F.logprob_forward(OPS, z, F.safe_labels(OPS, labels[part], vocab), s)
+        faults[part] = torch.where(code != 0, code, _overflow(lp, F.BAD_PARAMETER))
+        logprob[part], entropy[part] = lp, ent
+    _checks.record(faults, where)
+    lead = hidden.shape[:-1]
+    return _poison(logprob, faults).reshape(lead), _poison(entropy, faults).reshape(lead)
+
+
+def linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight):
+    """(dL/d hidden, dL/d weight) of ``sum_t g_t logp'_t`` for z = hidden @ weight.T; an
+    empty tensor for a gradient not asked for. dL/d weight accumulates over the chunks in
+    float32 (float64 for float64 inputs)."""
+    where = "era.torch.native.llm_linear_logprob_backward"
+    h = _matrix_rows(hidden, weight, where, "hidden")
+    rows, vocab = h.shape[0], weight.shape[0]
+    dtype = _llm_dtype(hidden)
+    out_h = torch.empty(h.shape, dtype=hidden.dtype, device=hidden.device) if grad_hidden else hidden.new_empty(0)
+    acc_w = torch.zeros(weight.shape, dtype=dtype, device=weight.device) if grad_weight else None
+    faults = torch.empty(rows, dtype=torch.int32, device=hidden.device)
+    labels, g = labels.reshape(rows), grad_logprob.reshape(rows)
+    scale = None if logit_scale is None else logit_scale.reshape(rows)
+    for part in _linear_chunks(rows, vocab):
+        z = _product(h[part], weight, dtype)
+        s = _scale_in(None if scale is None else scale[part], z)
+        gs = g[part].to(dtype)
+        code = F.llm_faults(OPS, z, labels[part], s, gs)
+        code = torch.where(code != 0, code, _logit_faults(z))
+        bound = gs.double() if s is None else gs.double() * s.double()
+        faults[part] = torch.where(code != 0, code, _overflow(bound.to(torch.float32), F.BAD_PARAMETER))
+        dz = F.logprob_backward(OPS, z, F.safe_labels(OPS, labels[part], vocab), s, gs)
+        del z
+        if grad_hidden:
+            out_h[part] = dz.to(weight.dtype) @ weight
+        if grad_weight:
+            acc_w += dz.T @ h[part].to(dtype)
+    # As libera: a gradient that overflows is BAD_PARAMETER (libera refuses it from a bound).
+    if grad_hidden:
+        faults = torch.where(faults != 0, faults, _overflow(out_h, F.BAD_PARAMETER).amax(-1))
+    if grad_weight:
+        faults = torch.where(faults != 0, faults, _overflow(acc_w.to(weight.dtype), F.BAD_PARAMETER).amax())
+    _checks.record(faults, where)
+    bad = (faults != 0).any()
+    out_w = weight.new_empty(0) if acc_w is None else torch.where(bad, math.nan, acc_w).to(weight.dtype)
+    if grad_hidden:
+        out_h = out_h.masked_fill_((faults != 0).unsqueeze(-1), math.nan).reshape(hidden.shape)
+    return out_h, out_w
+
+
+def linear_discrete_ce(features, weight, bias, labels, target_entropy, tau, mode, with_grads):
+    """(mean cross-entropy of discrete ERA over z = features @ weight.T + bias, and its
+    gradients for features, weight and bias, or empty tensors), computed in float64 for
+    float32/float64 inputs (float32 for half precision), the loss in float32 (float64)."""
+    where = "era.torch.native.linear_discrete_ce"
+    x = _matrix_rows(features, weight, where, "features")
+    rows, classes = x.shape[0], weight.shape[0]
+    if rows < 1:
+        raise python_error(BadShapeError, where, "features hold no rows: the mean over no rows is undefined")
+    if bias is not None and tuple(bias.shape) != (classes,):
+        raise python_error(BadShapeError, where, f"bias {tuple(bias.shape)} must be [{classes}]")
+    a, b = discrete_slope_offset(classes, target_entropy, tau, mode)
+    compute = F.compute_dtype(OPS, x)
+    labels = labels.reshape(rows)
+    total = torch.zeros((), dtype=compute, device=x.device)
+    faults = torch.empty(rows, dtype=torch.int32, device=x.device)
+    grads = None
+    if with_grads:
+        grads = (torch.empty(x.shape, dtype=features.dtype, device=x.device),
+                 torch.zeros(weight.shape, dtype=compute, device=x.device),
+                 None if bias is None else torch.zeros(classes, dtype=compute, device=x.device))
+    for part in _linear_chunks(rows, classes):
+        z = _product(x[part], weight, compute)
+        if bias is not None:
+            z = z + bias.to(compute)
+        code = torch.where((labels[part] < 0) | (labels[part] >= classes), F.BAD_INDEX, _logit_faults(z))
+        faults[part] = code
+        target = F.safe_labels(OPS, labels[part], classes)
+        t = F.discrete_forward(OPS, z, a, b, tau, mode)
+        total = total + (torch.logsumexp(t, -1) - OPS.take(t, target)).sum()
+        if with_grads:
+            onehot = OPS.is_index(target, classes, t)
+            dz = F.discrete_backward(OPS, z, (torch.softmax(t, -1) - onehot.to(compute)) / rows, a, b, tau, mode)
+            grads[0][part] = (dz.to(weight.dtype) @ weight).to(features.dtype)
+            grads[1].add_(dz.T @ x[part].to(compute))
+            if bias is not None:
+                grads[2].add_(dz.sum(0))
+    _checks.record(faults, where)
+    bad = (faults != 0).any()
+    loss = torch.where(bad, math.nan, total / rows).to(_llm_dtype(features))
+    if not with_grads:
+        empty = features.new_empty(0)
+        return loss, empty, empty, empty
+    grad_x = grads[0].masked_fill_(bad, math.nan).reshape(features.shape)
+    grad_w = torch.where(bad, math.nan, grads[1]).to(weight.dtype)
+    grad_b = features.new_empty(0) if bias is None else torch.where(bad, math.nan, grads[2]).to(bias.dtype)
+    return loss, grad_x, grad_w, grad_b

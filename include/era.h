@@ -452,10 +452,12 @@ era_status era_check_continuous_f64(const era_continuous_params *params, int64_t
  * accumulated in double (math 3, "One pass per row"), or into the gradients: scratch memory is
  * about 1 MiB per thread plus a few numbers per token, never tokens x vocab.
  *
- * Non-finite values: hidden, weight (and bias) are scanned before anything else runs, and
+ * Non-finite values: hidden, weight (and bias) are scanned in full before any product, and
  * NaN or an infinity anywhere in them is ERA_ERR_NON_FINITE (weight is always scanned, even
  * when tokens == 0). There are no masks here: a logit that overflows float32 in the product
- * is ERA_ERR_NON_FINITE too.
+ * is ERA_ERR_NON_FINITE too. When an input has several faults, the first check to fail
+ * names it: the LLM heads check weight, then labels and scales, then hidden; the
+ * classification head checks labels, then features and weight, then bias.
  * Threads: tiles are split across the thread setting; every size, and the order of every
  * sum, depends on the problem only, so results are bit-for-bit identical for every
  * era_set_num_threads value. OpenBLAS may also use threads of its own inside each product,

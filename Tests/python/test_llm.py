@@ -197,3 +197,34 @@ def test_extreme_k_is_refused(k):
     resp = np.array([0.1], np.float32)
     with pytest.raises(era.BadParameterError):
         era.llm_scales(resp, np.zeros(2, np.int64), np.ones(2, np.float32), k=k)
+
+
+def test_out_arrays_are_written_in_place_and_checked():
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(3, 7)).astype(np.float32)
+    labels = np.array([0, 6, 3])
+    out = np.full(3, np.nan, np.float32)
+    assert era.token_entropy(z, out=out) is out
+    np.testing.assert_array_equal(out, era.token_entropy(z))
+    logprob, entropy = np.empty(3, np.float32), np.empty(3, np.float32)
+    result = era.llm_logprob_forward(z, labels, out_logprob=logprob, out_entropy=entropy)
+    assert result.logprob is logprob and result.entropy is entropy
+    np.testing.assert_array_equal(logprob, era.llm_logprob_forward(z, labels).logprob)
+    grad = np.empty_like(z)
+    assert era.llm_logprob_backward(z, labels, None, np.ones(3, np.float32), out=grad) is grad
+    np.testing.assert_array_equal(grad, era.llm_logprob_backward(z, labels, None, np.ones(3, np.float32)))
+    bf16 = z.astype(ml_dtypes.bfloat16)
+    grad16 = np.empty_like(bf16)
+    assert era.llm_logprob_backward(bf16, labels, None, np.ones(3, np.float32), out=grad16) is grad16
+    with pytest.raises(era.DTypeError):
+        era.token_entropy(z, out=np.empty(3, np.float64))
+    with pytest.raises(era.BadShapeError):
+        era.token_entropy(z, out=np.empty(4, np.float32))
+    with pytest.raises(era.BadShapeError):
+        era.llm_logprob_backward(z, labels, None, np.ones(3, np.float32), out=np.empty((7, 3), np.float32).T)
+    kept = np.full(3, 5.0, np.float32)
+    bad = z.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(era.NonFiniteError):
+        era.token_entropy(bad, out=kept)
+    np.testing.assert_array_equal(kept, 5.0)  # nothing written on error

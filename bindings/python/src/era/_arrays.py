@@ -129,4 +129,4 @@ def output(out: Any, shape: Tuple[int, ...], dtype: np.dtype, where: str, name: 
         raise python_error(BadShapeError, where, f"{name} has shape {out.shape}; it must be {tuple(shape)}")
     if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
         raise python_error(BadShapeError, where, f"{name} must be C-contiguous, aligned and writable")
-    return out.view(dtype)
+    return out if out.dtype == dtype else out.view(dtype)

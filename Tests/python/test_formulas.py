@@ -143,7 +143,8 @@ def test_llm_faults_are_libera_statuses(lib, rng):
     status = {name: era._era.STATUS[name] for name in ("NON_FINITE", "BAD_INDEX", "BAD_PARAMETER")}
     assert faults.tolist() == [0, 0, status["NON_FINITE"], status["BAD_INDEX"], status["BAD_INDEX"],
                                status["BAD_PARAMETER"]]
-    for row, cls in ((2, era.NonFiniteError), (3, era.BadIndexError), (4, era.BadIndexError), (5, era.BadParameterError)):
+    expected = ((2, era.NonFiniteError), (3, era.BadIndexError), (4, era.BadIndexError), (5, era.BadParameterError))
+    for row, cls in expected:
         with pytest.raises(cls):  # libera refuses each row with the same status
             era.llm_logprob_forward(z[row:row + 1], labels[row:row + 1], scale[row:row + 1])
 

@@ -107,7 +107,8 @@ def test_llm_linear_era_equals_llm_era_in_both_layouts(backend):
     plain = et.llm_era(hidden @ weight.T, labels, advantages, response_mask=mask, omega_low=1.0, backend=backend)
     for name in fused._fields:
         torch.testing.assert_close(getattr(fused, name), getattr(plain, name), rtol=2e-6, atol=2e-6, equal_nan=True)
-    packed = et.llm_linear_era(hidden.reshape(-1, dim), weight, labels.reshape(-1), advantages.repeat_interleave(length),
+    packed = et.llm_linear_era(hidden.reshape(-1, dim), weight, labels.reshape(-1),
+                               advantages.repeat_interleave(length),
                                cu_seqlens=torch.tensor([0, 6, 12, 18]), response_mask=mask.reshape(-1), omega_low=1.0,
                                backend=backend)
     torch.testing.assert_close(packed.logprobs, fused.logprobs.reshape(-1))

@@ -54,7 +54,8 @@ def opcheck_cases():
                 scale = torch.full(rows, 2.0)
                 cases += [
                     (f"continuous_forward-{tag}", _ops.continuous_forward, (x, residual, -3.0, -8.0, 0.0, native_path)),
-                    (f"continuous_forward-none-{tag}", _ops.continuous_forward, (x, None, -2.5, -8.0, 0.0, native_path)),
+                    (f"continuous_forward-none-{tag}", _ops.continuous_forward,
+                     (x, None, -2.5, -8.0, 0.0, native_path)),
                     (f"continuous_backward-{tag}", _ops.continuous_backward,
                      (x, residual, g, -3.0, -8.0, 0.0, native_path)),
                     (f"discrete_forward-{tag}", _ops.discrete_forward, (x, 1.0, 4.0, "exact", native_path)),
@@ -227,7 +228,8 @@ def test_compiled_classifier_step_is_no_slower_than_eager():
     model = Classifier()
     x = torch.randn(64, 20)
     graph = torch.fx.experimental.proxy_tensor.make_fx(lambda x: model(x))(x)
-    era_nodes = [n for n in graph.graph.nodes if n.op == "call_function" and getattr(n.target, "namespace", None) == "era"]
+    era_nodes = [n for n in graph.graph.nodes
+                 if n.op == "call_function" and getattr(n.target, "namespace", None) == "era"]
     assert len(era_nodes) == 1
 
 
@@ -521,7 +523,8 @@ def test_deferred_checks_poison_the_row_and_raise_later(case, deferred):
     elif case == "label":
         out, expect = et.llm_logprob(x, torch.tensor([0, 9, 2]), backend="native")[0], era.BadIndexError
     elif case == "advantage":
-        result = et.llm_era(x, torch.tensor([0, 1, 2]), torch.tensor([3e38, 1.0, 1.0]), response_ids=torch.tensor([0, 0, 0]),
+        result = et.llm_era(x, torch.tensor([0, 1, 2]), torch.tensor([3e38, 1.0, 1.0]),
+                            response_ids=torch.tensor([0, 0, 0]),
                             num_responses=1, omega_low=0.1, omega_high=0.5, backend="native")
         out, expect = result.advantages, era.BadParameterError
     else:

@@ -72,7 +72,9 @@ class Classifier:
         mode = ERA_MODES.get(method)
         self.head = None if mode is None else et.ERADiscrete(TARGET_ENTROPY, tau=TAU, mode=mode)
         self.smoothing = LABEL_SMOOTHING if method == "label smoothing" else 0.0
-        self.loss_and_logits = torch.compile(self._loss_and_logits, fullgraph=True) if compiled else self._loss_and_logits
+        self.loss_and_logits = self._loss_and_logits
+        if compiled:
+            self.loss_and_logits = torch.compile(self._loss_and_logits, fullgraph=True)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The logits whose softmax is the predictive distribution (ERA's output for ERA)."""
@@ -239,7 +241,8 @@ def main(argv=None) -> int:
     )
     compiled_rows = markdown_table(
         ["ERA step", "torch.compile (ms)", "eager (ms)", "compiled vs eager"],
-        [[k, f"{t['compiled_ms']:.3f}", f"{t['eager_ms']:.3f}", f"{t['change_pct']:+.1f}%"] for k, t in compiled.items()],
+        [[k, f"{t['compiled_ms']:.3f}", f"{t['eager_ms']:.3f}", f"{t['change_pct']:+.1f}%"]
+         for k, t in compiled.items()],
     )
     small, large = timings[f"ERA tight, batch {BATCH}"], timings[f"ERA tight, batch {len(data[0])}"]
     base, tight = results["baseline"], results["ERA tight"]

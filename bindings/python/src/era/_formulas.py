@@ -62,7 +62,8 @@ class ArrayOps:
 
     def max(self, x, keepdims: bool = True):
         """Maximum along the last axis."""
-        return self.xp.amax(x, axis=-1, keepdims=keepdims) if self.is_torch else self.xp.max(x, axis=-1, keepdims=keepdims)
+        reduce = self.xp.amax if self.is_torch else self.xp.max
+        return reduce(x, axis=-1, keepdims=keepdims)
 
     def sum(self, x, keepdims: bool = True):
         """Sum along the last axis."""

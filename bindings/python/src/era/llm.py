@@ -147,7 +147,8 @@ def llm_scales(
     out_adv = np.empty(ids.size, np.float32)
     params = _params(omega_low, omega_high, k, top_fraction, scale_advantages)
     status = _era.llm_scales(*params, ids.size, resp, resp.size, ids, adv, out_scale, out_adv)
-    check(status, where, lambda: f"tokens={ids.size}, responses={resp.size}, " + _params_text(omega_low, omega_high, k, top_fraction))
+    check(status, where,
+          lambda: f"tokens={ids.size}, responses={resp.size}, " + _params_text(omega_low, omega_high, k, top_fraction))
     return LLMScales(out_scale.reshape(shape), out_adv.reshape(shape))
 
 

@@ -989,8 +989,8 @@ class LinearCEGradFunction(torch.autograd.Function):
         cotangents = (v_x, v_w) if bias is None else (v_x, v_w, v_b)
 
         def grads(*inputs):
-            return tuple(g.to(p.dtype) for g, p in zip(torch.func.grad(loss, argnums=tuple(range(len(inputs))))(*inputs),
-                                                          inputs))
+            values = torch.func.grad(loss, argnums=tuple(range(len(inputs))))(*inputs)
+            return tuple(g.to(p.dtype) for g, p in zip(values, inputs))
 
         result = _vjp(grads, primals, cotangents)
         return result[0], result[1], result[2] if bias is not None else None, None, None, None, None, None

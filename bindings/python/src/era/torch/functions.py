@@ -67,8 +67,20 @@ def labels_of(labels: torch.Tensor, shape, where: str, name: str = "labels") -> 
     """int32 or int64 labels of exactly `shape`, as int64 (what libera reads)."""
     require(labels, LABELS, where, name)
     if tuple(labels.shape) != tuple(shape):
-        raise python_error(BadShapeError, where, f"{name} have shape {tuple(labels.shape)}; they must be {tuple(shape)}")
+        raise python_error(BadShapeError, where,
+                           f"{name} have shape {tuple(labels.shape)}; they must be {tuple(shape)}")
     return labels.long()
+
+
+def scale_of(logit_scale: Optional[torch.Tensor], labels: torch.Tensor, where: str) -> Optional[torch.Tensor]:
+    """A float32 or float64 logit scale of the labels' shape, detached (a constant), or None."""
+    if logit_scale is None:
+        return None
+    require(logit_scale, (torch.float32, torch.float64), where, "logit_scale")
+    if tuple(logit_scale.shape) != tuple(labels.shape):
+        raise python_error(BadShapeError, where, f"logit_scale has shape {tuple(logit_scale.shape)}, labels "
+                           f"{tuple(labels.shape)}")
+    return logit_scale.detach()
 
 
 # ---------------------------------------------------------------------------------------
@@ -182,12 +194,7 @@ def llm_logprob(
     require(logits, FLOATS, where, "logits")
     require_rows(logits, where, "logits")
     labels = labels_of(labels, logits.shape[:-1], where)
-    if logit_scale is not None:
-        require(logit_scale, (torch.float32, torch.float64), where, "logit_scale")
-        if tuple(logit_scale.shape) != tuple(labels.shape):
-            raise python_error(BadShapeError, where, f"logit_scale has shape {tuple(logit_scale.shape)}, labels "
-                               f"{tuple(labels.shape)}")
-        logit_scale = logit_scale.detach()
+    logit_scale = scale_of(logit_scale, labels, where)
     native = native_path(logits, backend, where)
     return _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, logit_scale, native)
 

@@ -30,8 +30,8 @@ from .. import llm as _llm
 from .._errors import BadShapeError, python_error
 from . import _ops
 from ._bridge import native_path
-from .functions import FLOATS, labels_of, require
-from .llm import LLMERAOutput, _layout
+from .functions import FLOATS, labels_of, require, scale_of
+from .llm import LLMERAOutput, _layout, scaled_batch
 
 __all__ = [
     "llm_linear_logprob",
@@ -75,12 +75,7 @@ def llm_linear_logprob(
     where = "era.torch.llm_linear_logprob"
     _head(hidden, weight, where, "hidden")
     labels = labels_of(labels, hidden.shape[:-1], where)
-    if logit_scale is not None:
-        require(logit_scale, (torch.float32, torch.float64), where, "logit_scale")
-        if tuple(logit_scale.shape) != tuple(labels.shape):
-            raise python_error(BadShapeError, where, f"logit_scale has shape {tuple(logit_scale.shape)}, labels "
-                               f"{tuple(labels.shape)}")
-        logit_scale = logit_scale.detach()
+    logit_scale = scale_of(logit_scale, labels, where)
     native = native_path(hidden, backend, where)
     return _ops.apply(_ops.LinearLogprobFunction, _ops.EagerLinearLogprob, hidden, weight, labels, logit_scale, native)
 
@@ -115,12 +110,10 @@ def llm_linear_era(
     device_path = native_path(hidden, backend, where)
     h, w = hidden.detach(), weight.detach()
     _, token_h = _ops.call(_ops.llm_linear_logprob_forward, h, w, labels, None, device_path)
-    response_h = _ops.call(_ops.llm_response_entropy, token_h, ids, responses, float(top_fraction), device_path)
-    logit_scale, new_adv = _ops.call(_ops.llm_scales, response_h, ids, adv.detach(), float(omega_low),
-                                     float(omega_high), float(k), bool(scale_advantages), device_path)
-    logprobs, entropy = _ops.apply(_ops.LinearLogprobFunction, _ops.EagerLinearLogprob, hidden, weight, labels,
-                                   logit_scale, device_path)
-    return LLMERAOutput(logprobs, new_adv, logit_scale, token_h, response_h, entropy)
+    return scaled_batch(
+        token_h, ids, adv, responses, device_path, omega_low, omega_high, k, top_fraction, scale_advantages,
+        lambda scale: _ops.apply(_ops.LinearLogprobFunction, _ops.EagerLinearLogprob, hidden, weight, labels, scale,
+                                 device_path))
 
 
 def linear_discrete_ce(

@@ -155,12 +155,20 @@ def llm_era(
     labels = labels_of(labels, logits.shape[:-1], where)
     device_path = native_path(logits, backend, where)
     token_h = _ops.call(_ops.token_entropy, logits.detach(), device_path)
+    return scaled_batch(
+        token_h, ids, adv, responses, device_path, omega_low, omega_high, k, top_fraction, scale_advantages,
+        lambda scale: _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, scale, device_path))
+
+
+def scaled_batch(token_h, ids, advantages, responses, device_path, omega_low, omega_high, k, top_fraction,
+                 scale_advantages, logprobs) -> LLMERAOutput:
+    """The rest of llm_era once the token entropies are known: response entropies, scales,
+    and the scaled log-probs, which ``logprobs(logit_scale) -> (logprob, entropy)`` gives."""
     response_h = _ops.call(_ops.llm_response_entropy, token_h, ids, responses, float(top_fraction), device_path)
-    logit_scale, new_adv = _ops.call(_ops.llm_scales, response_h, ids, adv.detach(), float(omega_low),
+    logit_scale, new_adv = _ops.call(_ops.llm_scales, response_h, ids, advantages.detach(), float(omega_low),
                                      float(omega_high), float(k), bool(scale_advantages), device_path)
-    logprobs, entropy = _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, logit_scale,
-                                   device_path)
-    return LLMERAOutput(logprobs, new_adv, logit_scale, token_h, response_h, entropy)
+    logprob, entropy = logprobs(logit_scale)
+    return LLMERAOutput(logprob, new_adv, logit_scale, token_h, response_h, entropy)
 
 
 class LLMERA(nn.Module):

@@ -30,6 +30,11 @@ def from_numpy(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a if a.flags.c_contiguous else np.ascontiguousarray(a))
 
 
+def cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """t in `dtype` (t itself when it already is: a no-op .to() still costs a call into torch)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def row_blocks(t: torch.Tensor) -> Iterator[Tuple[Tuple[int, ...], torch.Tensor]]:
     """(leading index, 2-D ``[rows, V]`` block) pairs covering `t` ``[..., V]``, each block's
     rows contiguous in memory, as libera reads them: the whole tensor when it is contiguous;

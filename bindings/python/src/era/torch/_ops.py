@@ -42,6 +42,7 @@ from .. import entropy as _entropy
 from .. import linear as _linear
 from .. import llm as _llm
 from . import native
+from ._bridge import cast as _cast
 from ._bridge import from_numpy, row_blocks, to_numpy
 
 HALF = (torch.float16, torch.bfloat16)
@@ -95,11 +96,6 @@ def call(op, *args):
 
 def _float32_copy(t: Tensor) -> Tensor:
     return t.float() if t.dtype in HALF else t
-
-
-def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
-    """t in `dtype` (t itself when it already is: a no-op costs a call into torch)."""
-    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _value(residual: Optional[Tensor]) -> float:

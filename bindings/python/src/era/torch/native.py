@@ -36,6 +36,7 @@ from .. import discrete as _discrete
 from .. import llm as _llm
 from .._errors import BadShapeError, python_error
 from . import _checks
+from ._bridge import cast as _cast
 
 OPS = F.namespace(torch)
 # The LLM passes' chunks: at most CHUNK_ELEMENTS logits (32 MiB per float32 temporary), and
@@ -416,13 +417,19 @@ def linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, g
         if grad_weight:
             acc_w += dz.T @ h[part].to(dtype)
     # As libera: a gradient that overflows is BAD_PARAMETER (libera refuses it from a bound).
-    if grad_hidden:
-        faults = torch.where(faults != 0, faults, _overflow(out_h, F.BAD_PARAMETER).amax(-1))
+    # Reductions only: no temporary as large as the weight.
+    out_w = weight.new_empty(0)
     if grad_weight:
-        faults = torch.where(faults != 0, faults, _overflow(acc_w.to(weight.dtype), F.BAD_PARAMETER).amax())
+        out_w = _cast(acc_w, weight.dtype)
+        del acc_w
+        overflow = (~torch.isfinite(out_w).all()).to(torch.int32) * F.BAD_PARAMETER
+        faults = torch.where(faults != 0, faults, overflow)
+    if grad_hidden:
+        overflow = (~torch.isfinite(out_h).all(-1)).to(torch.int32) * F.BAD_PARAMETER
+        faults = torch.where(faults != 0, faults, overflow)
     _checks.record(faults, where)
-    bad = (faults != 0).any()
-    out_w = weight.new_empty(0) if acc_w is None else torch.where(bad, math.nan, acc_w).to(weight.dtype)
+    if grad_weight:
+        out_w.masked_fill_((faults != 0).any(), math.nan)
     if grad_hidden:
         out_h = out_h.masked_fill_((faults != 0).unsqueeze(-1), math.nan).reshape(hidden.shape)
     return out_h, out_w

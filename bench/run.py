@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """libera's benchmarks: speed of libera (through C and through Python) against plain
-PyTorch eager, JAX jit and numpy implementations of the same math (bench/baselines.py) and
-against the time numpy takes just to read the input bytes, on identical inputs.
+PyTorch (eager and torch.compile), JAX jit and numpy implementations of the same math
+(bench/baselines.py) and against the time numpy takes just to read the input bytes, on
+identical inputs.
 
     python3 bench/run.py [--quick] [--only PATTERN] [--json PATH] [--lib DIR] [--threads N]
 
@@ -12,8 +13,15 @@ as REPS repetitions of n calls, n chosen so that a repetition lasts at least MIN
 Python implementations in turn within each repetition (so that the machine's drift is shared
 out); the median time of one call is reported. libera through C is bench/bench_c.c, compiled
 here into bench/build/ against the library in --lib (default $ERA_LIB_DIR, else
-.build/release), fed the same inputs through files. The table (markdown) goes to stdout, all
-numbers to bench/results.json. bench/README.md says what each column is.
+.build/release), fed the same inputs through files. The torch columns come eager and under
+torch.compile (compiled by the checked first call, before any timing). The tables (markdown:
+times, then ratios) go to stdout, all numbers to bench/results.json.
+
+Then the sections (SECTIONS; --only selects them by name too): the fused linear head in C
+(bench_linear.c), the fused heads in torch and the LLM device path's memory (one process per
+measurement, bench/torch_memory.py), and a training step of the classification example's
+MLP with and without ERA, eager and compiled. bench/README.md says what each column and
+section is.
 """
 
 from __future__ import annotations
@@ -229,6 +237,24 @@ def _blocked(f):
     return run
 
 
+def _compiled(f):
+    """torch.compile of f as the compiled columns use it: default mode (inductor), static
+    shapes, the whole function one graph (a graph break is an error, reported as such)."""
+    return torch.compile(f, dynamic=False, fullgraph=True)
+
+
+def _torch_columns(runners: dict, torch_runner, era_forward, native_forward, base_forward) -> None:
+    """The torch columns of a workload: era.torch (libera), era.torch.native and the plain
+    baseline, each eager and under torch.compile; torch_runner(forward) makes a runner."""
+    if era_forward is not None:
+        runners["era.torch"] = torch_runner(era_forward)
+        runners["era.torch compiled"] = torch_runner(_compiled(era_forward))
+        runners["era.torch.native"] = torch_runner(native_forward)
+        runners["era.torch.native compiled"] = torch_runner(_compiled(native_forward))
+    runners["torch eager"] = torch_runner(base_forward)
+    runners["torch.compile"] = torch_runner(_compiled(base_forward))
+
+
 def build_discrete(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
     p = params_of(w)
     a, b = baselines.discrete_slope_offset(w.cols, p["target_entropy"], TAU)
@@ -250,10 +276,10 @@ def build_discrete(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
 
             return run
 
-        if et is not None:
-            runners["era.torch"] = torch_runner(lambda z: et.discrete_era(z, **p))
-            runners["era.torch.native"] = torch_runner(lambda z: et.discrete_era(z, **p, backend="native"))
-        runners["torch eager"] = torch_runner(lambda z: baselines.torch_discrete(z, a, b, TAU))
+        _torch_columns(runners, torch_runner,
+                       None if et is None else (lambda z: et.discrete_era(z, **p)),
+                       None if et is None else (lambda z: et.discrete_era(z, **p, backend="native")),
+                       lambda z: baselines.torch_discrete(z, a, b, TAU))
     if jax is not None:
         f = _blocked(_jax_fwd_bwd(lambda z: baselines.jax_discrete(z, a, b, TAU)))
         xj, gj = jnp.asarray(x), jnp.asarray(g)
@@ -305,12 +331,12 @@ def build_continuous(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
             return run
 
         kw = dict(log_std_min=LOG_STD_MIN, log_std_max=LOG_STD_MAX)
-        if et is not None:
-            runners["era.torch"] = torch_runner(lambda s, r: et.continuous_era(s, p["target_entropy"], residual=r, **kw))
-            runners["era.torch.native"] = torch_runner(
-                lambda s, r: et.continuous_era(s, p["target_entropy"], residual=r, backend="native", **kw))
-        runners["torch eager"] = torch_runner(
-            lambda s, r: baselines.torch_continuous(s, r, offset, LOG_STD_MIN, LOG_STD_MAX))
+        _torch_columns(runners, torch_runner,
+                       None if et is None else (
+                           lambda s, r: et.continuous_era(s, p["target_entropy"], residual=r, **kw)),
+                       None if et is None else (
+                           lambda s, r: et.continuous_era(s, p["target_entropy"], residual=r, backend="native", **kw)),
+                       lambda s, r: baselines.torch_continuous(s, r, offset, LOG_STD_MIN, LOG_STD_MAX))
     if jax is not None:
         f = _blocked(_jax_fwd_bwd(lambda s, r: baselines.jax_continuous(s, r, offset, LOG_STD_MIN, LOG_STD_MAX),
                                   argnums=(0, 1)))
@@ -335,15 +361,18 @@ def build_token_entropy(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
     runners = {"libera-Py": lambda: dict(out=era.token_entropy(x))}
     if torch is not None:
         xt = _torch_tensor(x)
-        if et is not None:
-            runners["era.torch"] = lambda: dict(out=et.token_entropy(xt))
-            runners["era.torch.native"] = lambda: dict(out=et.token_entropy(xt, backend="native"))
 
-        def torch_run():
-            with torch.no_grad():
-                return dict(out=baselines.torch_token_entropy(xt))
+        def torch_runner(forward):  # a metric: no autograd graph (era.torch's entropies carry none)
+            def run():
+                with torch.no_grad():
+                    return dict(out=forward(xt))
 
-        runners["torch eager"] = torch_run
+            return run
+
+        _torch_columns(runners, torch_runner,
+                       None if et is None else (lambda z: et.token_entropy(z)),
+                       None if et is None else (lambda z: et.token_entropy(z, backend="native")),
+                       baselines.torch_token_entropy)
     if jax is not None:
         f = _blocked(jax.jit(baselines.jax_token_entropy))
         xj = jnp.asarray(x)
@@ -373,10 +402,11 @@ def build_logprob(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
 
             return run
 
-        if et is not None:  # era.torch.llm_logprob also returns the entropy of the scaled distribution
-            runners["era.torch"] = torch_runner(lambda z: et.llm_logprob(z, lt, st)[0])
-            runners["era.torch.native"] = torch_runner(lambda z: et.llm_logprob(z, lt, st, backend="native")[0])
-        runners["torch eager"] = torch_runner(lambda z: baselines.torch_scaled_logprob(z, lt, st))
+        # era.torch.llm_logprob also returns the entropy of the scaled distribution
+        _torch_columns(runners, torch_runner,
+                       None if et is None else (lambda z: et.llm_logprob(z, lt, st)[0]),
+                       None if et is None else (lambda z: et.llm_logprob(z, lt, st, backend="native")[0]),
+                       lambda z: baselines.torch_scaled_logprob(z, lt, st))
     if jax is not None:
         f = _blocked(_jax_fwd_bwd(baselines.jax_scaled_logprob))
         xj, lj, sj, gj = jnp.asarray(x), jnp.asarray(labels.astype(np.int32)), jnp.asarray(scale), jnp.asarray(glp)
@@ -403,8 +433,9 @@ BUILDERS = {
 }
 
 # The table's implementation columns, in order.
-IMPLS = ["libera-C", "libera-Py", "era.torch", "torch eager", "era.torch.native", "JAX jit", "numpy", "read floor",
-         "empty call"]
+IMPLS = ["libera-C", "libera-Py", "era.torch", "era.torch compiled", "torch eager", "torch.compile", "era.torch.native",
+         "era.torch.native compiled", "JAX jit", "numpy", "read floor", "empty call"]
+COMPILED = ("era.torch compiled", "era.torch.native compiled", "torch.compile")
 
 
 def _int_view(a: np.ndarray) -> np.ndarray:
@@ -553,6 +584,7 @@ def time_round_robin(runners: Dict[str, Callable[[], dict]], reps: int, min_ms: 
 
 RATIOS = [  # (column, numerator, denominator)
     ("torch/C", "torch eager", "libera-C"),
+    ("compile/C", "torch.compile", "libera-C"),
     ("JAX/C", "JAX jit", "libera-C"),
     ("numpy/C", "numpy", "libera-C"),
     ("C/floor", "libera-C", "read floor"),
@@ -611,18 +643,260 @@ def fmt_ratio(v: Optional[float]) -> str:
     return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
-def table(rows: List[dict]) -> str:
-    header = ["workload", "pass"] + [f"{i} ms" for i in IMPLS] + [r[0] for r in RATIOS] + ["target"]
+def _markdown(header: List[str], body: List[List[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def table(rows: List[dict]) -> str:
+    """Two tables: the times (ms), then the ratios and targets (one table of both would be
+    24 columns wide)."""
+    times, ratios = [], []
     for row in rows:
         cells = [row["name"], row["pass"]]
         for impl in IMPLS:
             status = row["status"].get(impl)
             cells.append(fmt_ms(row["times_ms"].get(impl)) if status in (None, "ok") else status)
-        cells += [fmt_ratio(row["ratios"].get(r[0])) for r in RATIOS]
-        cells.append(target_text(row["target"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        times.append(cells)
+        ratios.append([row["name"], row["pass"]] + [fmt_ratio(row["ratios"].get(r[0])) for r in RATIOS]
+                      + [target_text(row["target"])])
+    return (_markdown(["workload", "pass"] + [f"{i} ms" for i in IMPLS], times) + "\n\n"
+            + _markdown(["workload", "pass"] + [r[0] for r in RATIOS] + ["target"], ratios))
+
+
+# ---------------------------------------------------------------------------------------
+# The torch sections: fused linear heads, LLM device-path memory, a training step
+
+SECTIONS = ["fused_linear_head", "torch_linear_heads", "llm_device_memory", "training_step"]
+
+# Fused heads in torch, each (size, implementation) in a process of its own (torch_memory.py).
+TORCH_LOGPROB_IMPLS = [  # (key, table text)
+    ("fused_libera", "era.torch.llm_linear_logprob, libera"),
+    ("fused_native", "era.torch.llm_linear_logprob, native"),
+    ("unfused_era", "hidden @ weight.T, era.torch.llm_logprob"),
+    ("unfused_torch", "hidden @ weight.T, plain torch (baselines)"),
+]
+CE_SIZES = [(4096, 512, 1000), (256, 512, 10)]  # (rows, features, classes)
+TORCH_CE_IMPLS = [
+    ("fused_libera", "era.torch.linear_discrete_ce, libera"),
+    ("fused_native", "era.torch.linear_discrete_ce, native"),
+    ("unfused_era", "F.linear, era.torch.discrete_era, F.cross_entropy"),
+    ("plain_torch", "F.linear, F.cross_entropy (no ERA)"),
+]
+MMAP_THRESHOLD = "131072"  # MALLOC_MMAP_THRESHOLD_ of the memory processes
+LLM_DEVICE_SHAPE = (16, 128, 151936)  # (batch, length, vocab): bf16 logits read as logits[:, :-1] of length + 1
+
+
+def memory_case(spec: dict, threads: Optional[int]) -> dict:
+    """Runs bench/torch_memory.py on one spec in a fresh process; its JSON record (or one
+    with an "error")."""
+    spec = dict(spec, threads=threads)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=MMAP_THRESHOLD)
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "torch_memory.py"), json.dumps(spec)],
+                          capture_output=True, text=True, env=env)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return dict(spec=spec, error=f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def _case_text(r: dict) -> str:
+    if "error" in r:
+        return "ERROR"
+    c = r["check"]
+    if not c["outputs"]:
+        return c.get("note", "")
+    worst = max(v["max_rel"] for v in c["outputs"].values())
+    return ("ok" if c["ok"] else "WRONG") + f" ({worst:.2g} rel)"
+
+
+def torch_linear_heads(reps: int, min_ms: float, threads: Optional[int]) -> dict:
+    """The fused heads of era.torch against the unfused paths: median forward + backward
+    and peak memory growth, one process per (size, implementation)."""
+    common = dict(reps=min(reps, 3), min_ms=min_ms)
+    logprob, ce = [], []
+    for tokens, dim, vocab in LINEAR_SIZES:
+        for impl, _ in TORCH_LOGPROB_IMPLS:
+            r = memory_case(dict(common, case="linear_logprob", impl=impl, tokens=tokens, dim=dim, vocab=vocab,
+                                 scales=list(LOGIT_SCALES)), threads)
+            logprob.append(r)
+            print(f"    logprob {impl} {tokens} x {dim} x {vocab}: " + _case_line(r), flush=True)
+    for rows, dim, classes in CE_SIZES:
+        for impl, _ in TORCH_CE_IMPLS:
+            r = memory_case(dict(common, case="linear_ce", impl=impl, rows=rows, dim=dim, classes=classes,
+                                 target_entropy=discrete_target(classes), tau=TAU), threads)
+            ce.append(r)
+            print(f"    ce {impl} {rows} x {dim} x {classes}: " + _case_line(r), flush=True)
+    return dict(logprob=logprob, ce=ce)
+
+
+def _case_line(r: dict) -> str:
+    if "error" in r:
+        return "ERROR " + r["error"]
+    return f"{r['median_ms']:.1f} ms, peak +{r['peak_mib']:.1f} MiB, check {_case_text(r)}"
+
+
+def torch_heads_table(result: dict) -> str:
+    body = []
+    for key, impls, sizes, size_text in (
+            ("logprob", TORCH_LOGPROB_IMPLS, LINEAR_SIZES, "tokens x dim x vocab"),
+            ("ce", TORCH_CE_IMPLS, CE_SIZES, "rows x features x classes")):
+        records = result[key]
+        for i, size in enumerate(sizes):
+            group = records[i * len(impls):(i + 1) * len(impls)]
+            fused = group[0].get("median_ms")
+            for (impl, text), r in zip(impls, group):
+                head = "LLM log-prob" if key == "logprob" else "classification CE"
+                shape = " x ".join(str(v) for v in size)
+                if "error" in r:
+                    body.append([head, shape, text, "error", "—", "—", "—", "—", "ERROR"])
+                    continue
+                vs_fused = r["median_ms"] / fused if fused else None
+                body.append([head, shape, text, fmt_ms(r["median_ms"]), fmt_ratio(vs_fused), f"{r['peak_mib']:.1f}",
+                             f"{r['grads_mib']:.1f}", f"{r['logits_mib']:.1f}", _case_text(r)])
+    return _markdown(["head", "size", "implementation", "fwd+bwd ms", "/ fused libera", "peak +MiB", "grads MiB",
+                      "logits MiB", "check vs libera-Py"], body)
+
+
+def llm_device_memory(threads: Optional[int]) -> List[dict]:
+    batch, length, vocab = LLM_DEVICE_SHAPE
+    records = []
+    for backend in ("libera", "native"):
+        r = memory_case(dict(case="llm_device", backend=backend, batch=batch, length=length, vocab=vocab), threads)
+        records.append(r)
+        if "error" in r:
+            print(f"    {backend}: ERROR {r['error']}", flush=True)
+        else:
+            print(f"    {backend}: {r['seconds']:.1f} s, peak +{r['peak_mib']:.0f} MiB = "
+                  f"{r['peak_over_logits']:.2f} x the logits, check {_case_text(r)}", flush=True)
+    return records
+
+
+def llm_device_table(records: List[dict]) -> str:
+    batch, length, vocab = LLM_DEVICE_SHAPE
+    body = []
+    for r in records:
+        backend = r["spec"]["backend"]
+        if "error" in r:
+            body.append([backend, "error", "—", "—", "ERROR"])
+            continue
+        body.append([backend, f"{r['seconds']:.2f}", f"{r['peak_mib']:.0f}", f"{r['peak_over_logits']:.2f}",
+                     _case_text(r)])
+    return (f"bf16 logits {batch} x {length} x {vocab} (a strided view, {batch * length * vocab * 2 / 2**20:.0f} MiB), "
+            "era.torch.llm_logprob forward + backward, the returned gradient included:\n\n"
+            + _markdown(["backend", "fwd+bwd s", "peak +MiB", "peak / logits bytes", "check vs libera-Py"], body))
+
+
+# The classification example's MLP (examples/python/classification/train.py), one training step.
+TRAIN_FEATURES, TRAIN_HIDDEN, TRAIN_CLASSES, TRAIN_LR = 64, 128, 10, 1e-3
+TRAIN_H0, TRAIN_MODE = 0.3, "tight"
+TRAIN_BATCHES = (256, 4096)
+TRAIN_VARIANTS = ["plain eager", "ERA eager", "plain compiled", "ERA compiled"]
+
+
+def _plain_loss(model, x, y):
+    return torch.nn.functional.cross_entropy(model(x), y)
+
+
+def _era_loss(model, head, x, y):
+    return torch.nn.functional.cross_entropy(head(model(x)), y)
+
+
+def training_step(era, et, reps: int, min_ms: float) -> List[dict]:
+    """Median step time (forward, loss, zero_grad, backward, Adam step) of the MLP with plain
+    cross-entropy and with ERA, eager and with the forward and loss compiled; torch and
+    libera on one thread."""
+    nn = torch.nn
+    threads = torch.get_num_threads(), era.get_num_threads()
+    torch.set_num_threads(1)
+    era.set_num_threads(1)
+    records = []
+    try:
+        for batch in TRAIN_BATCHES:
+            torch._dynamo.reset()
+            gen = torch.Generator().manual_seed(batch)
+            x = torch.randn(batch, TRAIN_FEATURES, generator=gen)
+            y = torch.randint(0, TRAIN_CLASSES, (batch,), generator=gen)
+            runners = {}
+            for name in TRAIN_VARIANTS:
+                torch.manual_seed(0)  # the same initial weights for every variant
+                model = nn.Sequential(nn.Linear(TRAIN_FEATURES, TRAIN_HIDDEN), nn.ReLU(),
+                                      nn.Linear(TRAIN_HIDDEN, TRAIN_HIDDEN), nn.ReLU(),
+                                      nn.Linear(TRAIN_HIDDEN, TRAIN_CLASSES))
+                opt = torch.optim.Adam(model.parameters(), lr=TRAIN_LR)
+                if name.startswith("ERA"):
+                    loss_fn, extra = _era_loss, (et.ERADiscrete(TRAIN_H0, mode=TRAIN_MODE),)
+                else:
+                    loss_fn, extra = _plain_loss, ()
+                if name.endswith("compiled"):
+                    loss_fn = torch.compile(loss_fn, dynamic=False, fullgraph=True)
+
+                def step(loss_fn=loss_fn, model=model, opt=opt, extra=extra):
+                    loss = loss_fn(model, *extra, x, y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    return dict(loss=loss.detach())
+
+                runners[name] = step
+            rec = dict(batch=batch, first_call_ms={}, first_loss={}, status={})
+            for name, step in runners.items():  # the first step compiles; then two more
+                t0 = time.perf_counter()
+                try:
+                    rec["first_loss"][name] = float(step()["loss"])
+                    rec["first_call_ms"][name] = 1e3 * (time.perf_counter() - t0)
+                    step(), step()
+                    rec["status"][name] = "ok"
+                except Exception as e:
+                    rec["status"][name] = f"error: {type(e).__name__}: {str(e)[:2000]}"
+            # Same weights, same batch: the compiled first loss is the eager one.
+            loss = rec["first_loss"]
+            rec["loss_agrees"] = {k: abs(loss.get(f"{k} compiled", math.nan) - loss.get(f"{k} eager", math.nan))
+                                  <= 1e-5 * abs(loss.get(f"{k} eager", 1.0)) for k in ("plain", "ERA")}
+            ok = {n: r for n, r in runners.items() if rec["status"][n] == "ok"}
+            counts = compile_counts()
+            timing = time_round_robin(ok, reps, min_ms)
+            rec["compile_counts"] = dict(before_timing=counts, after_timing=compile_counts())
+            rec["timing"] = timing
+            ms = rec["times_ms"] = {n: t["median_ms"] for n, t in timing.items()}
+            rec["era_overhead_pct"] = {
+                mode: None if ratio(ms, f"ERA {mode}", f"plain {mode}") is None
+                else 100 * (ratio(ms, f"ERA {mode}", f"plain {mode}") - 1) for mode in ("eager", "compiled")}
+            records.append(rec)
+            print(f"    batch {batch}: " + ", ".join(f"{n} {fmt_ms(ms.get(n))} ms" for n in TRAIN_VARIANTS)
+                  + "; first (compiling) step " + ", ".join(f"{n} {rec['first_call_ms'][n] / 1e3:.1f} s"
+                                                         for n in TRAIN_VARIANTS if n.endswith("compiled")
+                                                         and n in rec["first_call_ms"]), flush=True)
+            for name, status in rec["status"].items():
+                if status != "ok":
+                    print(f"    {name}: {status}", flush=True)
+            if counts != rec["compile_counts"]["after_timing"]:
+                print(f"    note: torch.compile compiled again during the timing: {counts} -> "
+                      f"{rec['compile_counts']['after_timing']}", flush=True)
+            if not all(rec["loss_agrees"].values()):
+                print(f"    note: compiled and eager first losses differ: {loss}", flush=True)
+    finally:
+        torch.set_num_threads(threads[0])
+        era.set_num_threads(threads[1])
+    return records
+
+
+def _pct(v: Optional[float]) -> str:
+    return "—" if v is None else f"{v:+.0f}%"
+
+
+def training_table(records: List[dict]) -> str:
+    body = []
+    for r in records:
+        ms = r["times_ms"]
+        body.append([str(r["batch"]), fmt_ms(ms.get("plain eager")), fmt_ms(ms.get("ERA eager")),
+                     _pct(r["era_overhead_pct"]["eager"]), fmt_ms(ms.get("plain compiled")),
+                     fmt_ms(ms.get("ERA compiled")), _pct(r["era_overhead_pct"]["compiled"])])
+    return ("MLP 64-128-128-10, Adam, ERA mode tight H0 = 0.3; torch and libera on one thread; "
+            "compiled: the forward and loss under torch.compile(fullgraph=True):\n\n"
+            + _markdown(["batch", "plain eager ms", "ERA eager ms", "ERA overhead eager", "plain compiled ms",
+                         "ERA compiled ms", "ERA overhead compiled"], body))
 
 
 # ---------------------------------------------------------------------------------------
@@ -672,6 +946,8 @@ def run_workload(w: Workload, exe: str, era, et, reps: int, min_ms: float, threa
     tol = TOLERANCE[w.dtype]
     row = {"name": w.name, "kind": w.kind, "dtype": w.dtype, "rows": w.rows, "cols": w.cols, "pass": w.pass_name,
            "params": params_of(w), "status": {}, "checks": {}, "times_ms": {}, "timing": {}}
+    if torch is not None:
+        torch._dynamo.reset()  # each workload compiles afresh: no cache entries of other shapes to guard on
     runners = BUILDERS[w.kind](w, inp, era, et)
     floor = floor_arrays(w, inp)
     row["floor_bytes"] = int(sum(a.nbytes for a in floor))
@@ -692,16 +968,19 @@ def run_workload(w: Workload, exe: str, era, et, reps: int, min_ms: float, threa
         row["status"]["libera-C"] = "error"
         row["checks"]["libera-C"] = dict(ok=False, error=str(e))
     timed = {}
+    row["first_call_ms"] = {}  # the checked call: for the compiled columns, compilation (forward and backward)
     for name, run in runners.items():
         if name == "libera-Py":
             timed[name] = run
             row["status"][name] = "ok"
             continue
         try:
+            t0 = time.perf_counter()
             outputs = run()
-        except Exception as e:  # a baseline that cannot run here is reported, not fatal
+            row["first_call_ms"][name] = 1e3 * (time.perf_counter() - t0)
+        except Exception as e:  # a baseline that cannot run here (or compile: a graph break) is reported, not fatal
             row["status"][name] = "error"
-            row["checks"][name] = dict(ok=False, error=f"{type(e).__name__}: {e}")
+            row["checks"][name] = dict(ok=False, error=f"{type(e).__name__}: {str(e)[:2000]}")
             continue
         if outputs:
             row["checks"][name] = check = compare(outputs, reference, tol)
@@ -713,15 +992,35 @@ def run_workload(w: Workload, exe: str, era, et, reps: int, min_ms: float, threa
     timed["read floor"] = floor_runner(floor)
     row["status"]["read floor"] = "ok"
     print_checks(row)
+    compiled = {n: f"{row['first_call_ms'][n] / 1e3:.1f} s" for n in COMPILED if n in timed}
+    if compiled:
+        print("    first (compiling) call: " + ", ".join(f"{n} {t}" for n, t in compiled.items()), flush=True)
 
+    counts = compile_counts()
     for name, t in time_round_robin(timed, reps, min_ms).items():
         row["timing"][name] = t
         row["times_ms"][name] = t["median_ms"]
+    row["compile_counts"] = dict(before_timing=counts, after_timing=compile_counts())
+    if counts != row["compile_counts"]["after_timing"]:  # calibrate()'s calls come first, so this is in the timing
+        print(f"    note: torch.compile compiled again during the timing: {counts} -> "
+              f"{row['compile_counts']['after_timing']}", flush=True)
     row["ratios"] = {col: ratio(row["times_ms"], num, den) for col, num, den in RATIOS}
     row["target"] = targets(w, row["times_ms"])
     row["target_via_python"] = targets(w, row["times_ms"], via="libera-Py")
     row["seconds"] = time.perf_counter() - t_start
     return row
+
+
+def compile_counts() -> Optional[dict]:
+    """torch.compile's counters (graphs captured, AOT autograd and inductor compilations, graph
+    breaks): unchanged over the timing when nothing was compiled in it."""
+    if torch is None:
+        return None
+    from torch._dynamo.utils import counters
+
+    return dict(graphs=counters["stats"]["unique_graphs"], aot_autograd=counters["aot_autograd"]["total"],
+                inductor=sum(v for k, v in counters["inductor"].items() if k.startswith("fxgraph_cache")),
+                graph_breaks=sum(counters["graph_break"].values()))
 
 
 def print_checks(row: dict) -> None:
@@ -742,7 +1041,8 @@ def print_checks(row: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_REPS} repetitions of >= {QUICK_MIN_MS:g} ms")
-    parser.add_argument("--only", metavar="PATTERN", help="run the workloads whose name matches this regex")
+    parser.add_argument("--only", metavar="PATTERN", help="run the workloads and sections whose name matches this "
+                        "regex (sections: " + ", ".join(SECTIONS) + ")")
     parser.add_argument("--json", metavar="PATH", default=DEFAULT_JSON, help="where to write the results")
     parser.add_argument("--lib", metavar="DIR", default=os.environ.get("ERA_LIB_DIR"),
                         help="the directory of the libera.so bench_c links (default $ERA_LIB_DIR, else .build/release)")
@@ -756,9 +1056,11 @@ def main() -> int:
     min_ms = args.min_ms or (QUICK_MIN_MS if args.quick else MIN_MS)
     lib_dir = os.path.abspath(args.lib or os.path.join(ROOT, ".build", "release"))
     workloads = [w for w in WORKLOADS if not args.only or re.search(args.only, w.name)]
-    if not workloads and not re.search(args.only, "fused_linear_head"):
-        sys.exit(f"bench: no workload matches {args.only!r}: " + ", ".join(w.name for w in WORKLOADS)
-                 + ", fused_linear_head")
+    sections = [s for s in SECTIONS if not args.only or re.search(args.only, s)]
+    if torch is None:
+        sections = [s for s in sections if s == "fused_linear_head"]
+    if not workloads and not sections:
+        sys.exit(f"bench: nothing matches {args.only!r}: " + ", ".join([w.name for w in WORKLOADS] + SECTIONS))
 
     import era
 
@@ -783,9 +1085,19 @@ def main() -> int:
         print(f"    timed in {rows[-1]['seconds']:.1f} s", flush=True)
 
     linear = []
-    if not args.only or re.search(args.only, "fused_linear_head"):
+    if "fused_linear_head" in sections:
         print("fused_linear_head", flush=True)
         linear = fused_linear_head(lib_dir, reps, args.threads)
+    heads, device_memory, training = None, None, None
+    if "torch_linear_heads" in sections:
+        print("torch_linear_heads (one process each)", flush=True)
+        heads = torch_linear_heads(reps, min_ms, args.threads)
+    if "llm_device_memory" in sections:
+        print("llm_device_memory (one process each)", flush=True)
+        device_memory = llm_device_memory(args.threads)
+    if "training_step" in sections:
+        print("training_step (torch and libera on one thread)", flush=True)
+        training = training_step(era, et, reps, min_ms)
 
     c_threads = next((r.get("c_threads") for r in rows if r.get("c_threads")), None)
     meta = machine(era, lib_dir, c_threads)
@@ -793,12 +1105,15 @@ def main() -> int:
     meta["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
     meta["seconds"] = time.perf_counter() - t_start
     meta["load_average"] = dict(start=load_start, end=os.getloadavg())
-    text = table(rows)
-    print()
-    print(text)
-    if linear:
-        print()
-        print(linear_table(linear))
+    text = table(rows) if rows else None
+    extra_tables = dict(fused_linear_table=linear_table(linear) if linear else None,
+                        torch_linear_heads_table=torch_heads_table(heads) if heads else None,
+                        llm_device_memory_table=llm_device_table(device_memory) if device_memory else None,
+                        training_step_table=training_table(training) if training else None)
+    for t in [text] + list(extra_tables.values()):
+        if t:
+            print()
+            print(t)
     libs = meta["libraries"]
     libs["c"]["sha256_at_start"] = c_lib_at_start
     if libs["c"]["sha256"] != c_lib_at_start:
@@ -807,16 +1122,26 @@ def main() -> int:
         print(f"\nnote: libera-C links {libs['c']['path']}, which differs from the era package's "
               f"{libs['python']['path']} (reinstall the bindings to time the same build)")
     wrong = [f"{r['name']}: {k}" for r in rows for k, s in r["status"].items() if s == "wrong"]
+    for name, records in (("torch_linear_heads", (heads or {}).get("logprob", []) + (heads or {}).get("ce", [])),
+                          ("llm_device_memory", device_memory or [])):
+        for r in records:
+            if "error" in r or not r["check"]["ok"]:
+                spec = r["spec"]
+                what = spec.get("impl", spec.get("backend"))
+                wrong.append(f"{name}: {spec['case']} {what}" + (" (error)" if "error" in r else ""))
+    for r in training or []:
+        wrong += [f"training_step batch {r['batch']}: {n} ({s})" for n, s in r["status"].items() if s != "ok"]
     if wrong:
-        print("\nWRONG results (not timed): " + "; ".join(wrong))
+        print("\nWRONG results or failures (the workloads' wrong columns are not timed): " + "; ".join(wrong))
     c_failed = [r["name"] for r in rows if r["status"].get("libera-C") == "error"]
     if c_failed:
         print("\nbench_c failed on: " + ", ".join(c_failed) + " (see checks in the JSON)")
-    print(f"\n{len(rows)} workloads in {meta['seconds']:.0f} s; libera threads {meta['threads']['libera_python']}, "
+    print(f"\n{len(rows)} workloads and {len(sections)} sections in {meta['seconds']:.0f} s; "
+          f"libera threads {meta['threads']['libera_python']}, "
           f"torch threads {meta['threads']['torch']}; medians of {reps} x >= {min_ms:g} ms; -> {args.json}")
     with open(args.json, "w") as f:
-        json.dump(dict(meta=meta, table=text, workloads=rows, fused_linear_head=linear,
-                       fused_linear_table=linear_table(linear) if linear else None), f, indent=1)
+        json.dump(dict(meta=meta, table=text, workloads=rows, fused_linear_head=linear, torch_linear_heads=heads,
+                       llm_device_memory=device_memory, training_step=training, **extra_tables), f, indent=1)
         f.write("\n")
     return 1 if wrong or c_failed else 0
 

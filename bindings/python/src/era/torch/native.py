@@ -415,14 +415,16 @@ def linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, g
         if grad_hidden:
             out_h[part] = dz.to(weight.dtype) @ weight
         if grad_weight:
-            acc_w += dz.T @ h[part].to(dtype)
+            acc_w.addmm_(dz.T, h[part].to(dtype))  # in place: no weight-sized temporary
     # As libera: a gradient that overflows is BAD_PARAMETER (libera refuses it from a bound).
     # Reductions only: no temporary as large as the weight.
     out_w = weight.new_empty(0)
     if grad_weight:
         out_w = _cast(acc_w, weight.dtype)
         del acc_w
-        overflow = (~torch.isfinite(out_w).all()).to(torch.int32) * F.BAD_PARAMETER
+        # the extremes propagate NaN and hold any infinity; isfinite() would build temporaries
+        extremes = torch.stack([out_w.amax(), out_w.amin()]) if out_w.numel() else out_w.new_zeros(2)
+        overflow = (~torch.isfinite(extremes).all()).to(torch.int32) * F.BAD_PARAMETER
         faults = torch.where(faults != 0, faults, overflow)
     if grad_hidden:
         overflow = (~torch.isfinite(out_h).all(-1)).to(torch.int32) * F.BAD_PARAMETER
@@ -469,7 +471,7 @@ def linear_discrete_ce(features, weight, bias, labels, target_entropy, tau, mode
             onehot = OPS.is_index(target, classes, t)
             dz = F.discrete_backward(OPS, z, (torch.softmax(t, -1) - onehot.to(compute)) / rows, a, b, tau, mode)
             grads[0][part] = (dz.to(weight.dtype) @ weight).to(features.dtype)
-            grads[1].add_(dz.T @ x[part].to(compute))
+            grads[1].addmm_(dz.T, x[part].to(compute))
             if bias is not None:
                 grads[2].add_(dz.sum(0))
     _checks.record(faults, where)

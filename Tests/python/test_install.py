@@ -24,6 +24,8 @@ assert loaded == {os.path.join(here, "libera.so")}, loaded
 out = era.discrete_forward(np.arange(10.0), 1.0)
 report = era.check_discrete(out, 1.0)
 assert report.holds and report.min_entropy >= 1.0
+import jax, era.jax  # the XLA FFI handlers load and register without a build tree
+assert "era_discrete_forward" in jax.jit(lambda z: era.jax.discrete_era(z, 1.0)).lower(np.arange(10.0)).as_text()
 print("ok", era.version(), here)
 """
 
@@ -42,11 +44,14 @@ def wheel(tmp_path_factory):
 def test_wheel_bundles_libera_with_an_origin_run_path(wheel, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "era/libera.so" in names
-    (module,) = [n for n in names if n.startswith("era/_era") and n.endswith(".so")]
-    zipfile.ZipFile(wheel).extract(module, tmp_path)
-    if shutil.which("readelf"):
-        dynamic = subprocess.run(["readelf", "-d", str(tmp_path / module)], capture_output=True, text=True).stdout
-        assert "[$ORIGIN]" in dynamic and "[libera.so]" in dynamic
+    modules = sorted(n for n in names if n.startswith("era/_era") and n.endswith(".so"))
+    # the pybind11 module and era.jax's XLA FFI handlers (built because jax is installed)
+    assert [m.split(".")[0] for m in modules] == ["era/_era", "era/_era_xla"], modules
+    for module in modules:
+        zipfile.ZipFile(wheel).extract(module, tmp_path)
+        if shutil.which("readelf"):
+            dynamic = subprocess.run(["readelf", "-d", str(tmp_path / module)], capture_output=True, text=True).stdout
+            assert "[$ORIGIN]" in dynamic and "[libera.so]" in dynamic
 
 
 def test_fresh_virtualenv_imports_era_without_swift(wheel, tmp_path):

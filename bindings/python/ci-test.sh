@@ -16,8 +16,10 @@ cd "$(dirname "$0")/../.."
 python=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 
-# Requirements as pip specifiers. JAX is pinned: era.jax relies on pure_callback's
-# vmap_method, and 0.10.2 is the last JAX for Python 3.11 (the version tested).
+# Requirements as pip specifiers. JAX is pinned: era.jax's XLA FFI handlers are built against
+# the headers of the installed jaxlib (jax.ffi.include_dir()), and 0.10.2 is the last JAX for
+# Python 3.11 (the version tested). flatbuffers: jax.export's serialisation (tested).
+# JAX is installed before the package is built, so that era._era_xla is built with it.
 requirements=(
     "setuptools>=61"
     "wheel"
@@ -29,6 +31,7 @@ requirements=(
     "torch>=2.1"
     "jax[cpu]==0.10.2"
     "jaxlib==0.10.2"
+    "flatbuffers>=24"
 )
 if [ -n "${EXTRA_REQUIREMENTS:-}" ]; then
     while read -r line; do

@@ -5,7 +5,9 @@
      file, or $ERA_SOURCE_DIR), giving libera.so;
   2. a copy of libera.so into the package (era/libera.so);
   3. the compilation of csrc/era_module.cpp against include/era.h, linked with -lera and the
-     run path $ORIGIN, so that era/_era*.so finds the libera.so next to it.
+     run path $ORIGIN, so that era/_era*.so finds the libera.so next to it; and, when jax is
+     installed, of csrc/era_xla.cpp (era.jax's XLA FFI handlers) against the XLA FFI headers
+     jaxlib ships (jax.ffi.include_dir()).
 The installed package needs neither Swift nor the repository at run time.
 
 Environment: SWIFT (the swift executable, default `swift`), ERA_SOURCE_DIR (the repository
@@ -81,17 +83,33 @@ class BuildWithLibera(build_ext):
         return libera
 
 
-extension = Pybind11Extension(
-    "era._era",
-    sources=[str(Path("csrc") / "era_module.cpp")],
-    include_dirs=[str(ROOT / "include")],
-    libraries=["era"],
-    extra_link_args=["-Wl,-rpath,$ORIGIN"],
-    cxx_std=17,
-)
+def xla_ffi_include_dir():
+    """The XLA FFI headers jaxlib ships (jax.ffi.include_dir()), or None without jax."""
+    try:
+        import jax.ffi
+    except ImportError:
+        return None
+    return jax.ffi.include_dir()
+
+
+def extensions():
+    """era._era always; era._era_xla (era.jax's XLA FFI handlers) when jax is installed at
+    build time. Without it era.jax raises ImportError with the way to get it."""
+    common = dict(include_dirs=[str(ROOT / "include")], libraries=["era"], extra_link_args=["-Wl,-rpath,$ORIGIN"],
+                  cxx_std=17)
+    modules = [Pybind11Extension("era._era", sources=[str(Path("csrc") / "era_module.cpp")], **common)]
+    ffi_headers = xla_ffi_include_dir()
+    if ffi_headers is None:
+        print("era: jax is not installed: building without era._era_xla (era.jax needs it)", flush=True)
+    else:
+        # -isystem: the XLA headers' own warnings are not ours to fix
+        modules.append(Pybind11Extension("era._era_xla", sources=[str(Path("csrc") / "era_xla.cpp")],
+                                         extra_compile_args=["-isystem", ffi_headers], **common))
+    return modules
+
 
 setup(
     version=header_version(),
-    ext_modules=[extension],
+    ext_modules=extensions(),
     cmdclass={"build_ext": BuildWithLibera},
 )

@@ -1,0 +1,375 @@
+// era._era_xla: libera's kernels as XLA FFI handlers, for era.jax on CPU.
+//
+// Each handler is an XLA custom-call target (registered by era/jax/_ffi.py with
+// jax.ffi.register_ffi_target, platform "cpu") that reads XLA's buffers in place and calls
+// the C ABI (include/era.h) on them: no Python, no host copy, no GIL. Arrays are rows on the
+// last axis; every leading axis (vmap's included) is more rows. Parameters are attributes
+// (static). A refused call returns an FFI error whose message starts with era's exception
+// class and the library's text ("era.NonFiniteError: non-finite input: ..."), which JAX
+// raises as its runtime error inside jit.
+//
+// The module exposes handlers(): a dict of target name -> PyCapsule of the handler.
+
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+extern "C" {
+#include "era.h"
+}
+
+namespace py = pybind11;
+namespace ffi = xla::ffi;
+
+namespace {
+
+using ffi::AnyBuffer;
+using ffi::DataType;
+using ffi::Error;
+using ffi::Result;
+
+// The era exception class of a status (era/_errors.py), for the error message.
+const char *class_name(era_status s) {
+    switch (s) {
+    case ERA_ERR_NULL_POINTER: return "NullPointerError";
+    case ERA_ERR_BAD_SHAPE: return "BadShapeError";
+    case ERA_ERR_BAD_PARAMETER: return "BadParameterError";
+    case ERA_ERR_INFEASIBLE_TARGET: return "InfeasibleTargetError";
+    case ERA_ERR_NON_FINITE: return "NonFiniteError";
+    case ERA_ERR_ALLOCATION: return "AllocationError";
+    case ERA_ERR_BAD_INDEX: return "BadIndexError";
+    default: return "InternalError";
+    }
+}
+
+Error check(era_status s, const char *where) {
+    if (s == ERA_OK) return Error::Success();
+    return Error(ffi::ErrorCode::kInvalidArgument,
+                 std::string("era.") + class_name(s) + ": " + era_status_string(s) + ": " + where);
+}
+
+Error refuse(const char *where, const std::string &what) {
+    return Error(ffi::ErrorCode::kInvalidArgument, std::string("era.DTypeError: bad dtype: ") + where + ": " + what);
+}
+
+// An array as rows x cols: cols is the last axis, rows the product of the others.
+struct Rows {
+    int64_t rows = 0, cols = 0;
+};
+
+Rows rows_of(const AnyBuffer &x) {
+    auto dims = x.dimensions();
+    Rows r;
+    r.cols = dims.size() ? dims.back() : 1;
+    r.rows = r.cols ? static_cast<int64_t>(x.element_count()) / r.cols : 0;
+    return r;
+}
+
+bool is(const AnyBuffer &x, DataType t) { return x.element_type() == t; }
+
+template <typename T> const T *in(const AnyBuffer &x) { return static_cast<const T *>(x.untyped_data()); }
+template <typename T> T *out(Result<AnyBuffer> &x) { return static_cast<T *>(x->untyped_data()); }
+
+// Labels and response ids come as int32 (JAX's default) or int64; libera reads int64.
+struct Indices {
+    std::vector<int64_t> widened;
+    const int64_t *data = nullptr;
+};
+
+Indices indices_of(const AnyBuffer &x) {
+    Indices r;
+    if (is(x, DataType::S64)) {
+        r.data = in<int64_t>(x);
+        return r;
+    }
+    const int32_t *narrow = in<int32_t>(x);
+    r.widened.assign(narrow, narrow + x.element_count());
+    r.data = r.widened.data();
+    return r;
+}
+
+bool is_index(const AnyBuffer &x) { return is(x, DataType::S64) || is(x, DataType::S32); }
+
+// ---------------------------------------------------------------------------------------
+// Entropies
+
+template <typename F32, typename F64>
+Error row_metric(AnyBuffer x, Result<AnyBuffer> y, const char *where, F32 f32, F64 f64) {
+    const Rows r = rows_of(x);
+    if (is(x, DataType::F32)) return check(f32(r.rows, r.cols, in<float>(x), out<float>(y)), where);
+    if (is(x, DataType::F64)) return check(f64(r.rows, r.cols, in<double>(x), out<double>(y)), where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+Error SoftmaxEntropyImpl(AnyBuffer x, Result<AnyBuffer> y) {
+    return row_metric(x, y, "era.jax.softmax_entropy", era_softmax_entropy_f32, era_softmax_entropy_f64);
+}
+
+Error GaussianEntropyImpl(AnyBuffer x, Result<AnyBuffer> y) {
+    return row_metric(x, y, "era.jax.gaussian_entropy", era_gaussian_entropy_f32, era_gaussian_entropy_f64);
+}
+
+Error TanhGaussianEntropyImpl(AnyBuffer mean, AnyBuffer log_std, Result<AnyBuffer> y) {
+    const char *where = "era.jax.tanh_gaussian_entropy";
+    const Rows r = rows_of(log_std);
+    if (is(log_std, DataType::F32))
+        return check(era_tanh_gaussian_entropy_f32(r.rows, r.cols, in<float>(mean), in<float>(log_std), out<float>(y)),
+                     where);
+    if (is(log_std, DataType::F64))
+        return check(era_tanh_gaussian_entropy_f64(r.rows, r.cols, in<double>(mean), in<double>(log_std),
+                                                   out<double>(y)),
+                     where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+Error TruncatedNormalEntropyImpl(AnyBuffer loc, AnyBuffer log_std, Result<AnyBuffer> y, double lo, double hi) {
+    const char *where = "era.jax.truncated_normal_entropy";
+    const Rows r = rows_of(log_std);
+    if (is(log_std, DataType::F32))
+        return check(era_truncated_normal_entropy_f32(r.rows, r.cols, in<float>(loc), in<float>(log_std), lo, hi,
+                                                      out<float>(y)),
+                     where);
+    if (is(log_std, DataType::F64))
+        return check(era_truncated_normal_entropy_f64(r.rows, r.cols, in<double>(loc), in<double>(log_std), lo, hi,
+                                                      out<double>(y)),
+                     where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+// ---------------------------------------------------------------------------------------
+// Continuous and discrete ERA (forward: the backward is the transposed tangent rule, in JAX)
+
+// The residual is one value per call, or (under vmap) one per example: then the rows split
+// into equal groups, one per residual value, each a call of its own.
+Error ContinuousForwardImpl(AnyBuffer std_logits, AnyBuffer residual, Result<AnyBuffer> log_std,
+                            double target_entropy, double log_std_min, double log_std_max) {
+    const char *where = "era.jax.continuous_era";
+    const Rows r = rows_of(std_logits);
+    const int64_t groups = static_cast<int64_t>(residual.element_count());
+    if (groups < 1 || r.rows % groups != 0) return check(ERA_ERR_BAD_SHAPE, where);
+    if (!is(residual, std_logits.element_type())) return refuse(where, "residual must have std_logits' dtype");
+    const int64_t rows = r.rows / groups, count = rows * r.cols;
+    era_continuous_params p;
+    era_continuous_params_init(&p);
+    p.target_entropy = target_entropy;
+    p.log_std_min = log_std_min;
+    p.log_std_max = log_std_max;
+    for (int64_t g = 0; g < groups; g++) {
+        era_status s;
+        if (is(std_logits, DataType::F32)) {
+            p.residual = in<float>(residual)[g];
+            s = era_continuous_forward_f32(&p, rows, r.cols, in<float>(std_logits) + g * count,
+                                           out<float>(log_std) + g * count);
+        } else if (is(std_logits, DataType::F64)) {
+            p.residual = in<double>(residual)[g];
+            s = era_continuous_forward_f64(&p, rows, r.cols, in<double>(std_logits) + g * count,
+                                           out<double>(log_std) + g * count);
+        } else {
+            return refuse(where, "this kernel takes float32 or float64");
+        }
+        if (s != ERA_OK) return check(s, where);
+    }
+    return Error::Success();
+}
+
+Error DiscreteForwardImpl(AnyBuffer logits, Result<AnyBuffer> y, double target_entropy, double tau, int32_t mode) {
+    const char *where = "era.jax.discrete_era";
+    const Rows r = rows_of(logits);
+    era_discrete_params p;
+    era_discrete_params_init(&p);
+    p.target_entropy = target_entropy;
+    p.tau = tau;
+    p.mode = static_cast<era_discrete_mode>(mode);
+    if (is(logits, DataType::F32))
+        return check(era_discrete_forward_f32(&p, r.rows, r.cols, in<float>(logits), out<float>(y)), where);
+    if (is(logits, DataType::F64))
+        return check(era_discrete_forward_f64(&p, r.rows, r.cols, in<double>(logits), out<double>(y)), where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+// ---------------------------------------------------------------------------------------
+// LLM ERA
+
+Error TokenEntropyImpl(AnyBuffer logits, Result<AnyBuffer> y) {
+    const char *where = "era.jax.token_entropy";
+    const Rows r = rows_of(logits);
+    if (is(logits, DataType::F32))
+        return check(era_token_entropy_f32(r.rows, r.cols, in<float>(logits), out<float>(y)), where);
+    if (is(logits, DataType::F64))
+        return check(era_token_entropy_f64(r.rows, r.cols, in<double>(logits), out<double>(y)), where);
+    if (is(logits, DataType::BF16))
+        return check(era_token_entropy_bf16(r.rows, r.cols, in<era_bf16>(logits), out<float>(y)), where);
+    return refuse(where, "this kernel takes float32, float64 or bfloat16");
+}
+
+// logit_scale is read only when has_scale (JAX has no optional operands here).
+Error LogprobForwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logit_scale, Result<AnyBuffer> logprob,
+                         Result<AnyBuffer> entropy, bool has_scale) {
+    const char *where = "era.jax.llm_logprob";
+    if (!is_index(labels)) return refuse(where, "labels must be int32 or int64");
+    const Rows r = rows_of(logits);
+    const Indices a = indices_of(labels);
+    const float *s = has_scale ? in<float>(logit_scale) : nullptr;
+    if (is(logits, DataType::F32))
+        return check(era_llm_logprob_forward_f32(r.rows, r.cols, in<float>(logits), a.data, s, out<float>(logprob),
+                                                 out<float>(entropy)),
+                     where);
+    if (is(logits, DataType::BF16))
+        return check(era_llm_logprob_forward_bf16(r.rows, r.cols, in<era_bf16>(logits), a.data, s,
+                                                  out<float>(logprob), out<float>(entropy)),
+                     where);
+    return refuse(where, "this kernel takes float32 or bfloat16 logits");
+}
+
+Error LogprobBackwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logit_scale, AnyBuffer grad_logprob,
+                          Result<AnyBuffer> grad, bool has_scale) {
+    const char *where = "era.jax.llm_logprob (backward)";
+    if (!is_index(labels)) return refuse(where, "labels must be int32 or int64");
+    const Rows r = rows_of(logits);
+    const Indices a = indices_of(labels);
+    const float *s = has_scale ? in<float>(logit_scale) : nullptr;
+    if (is(logits, DataType::F32))
+        return check(era_llm_logprob_backward_f32(r.rows, r.cols, in<float>(logits), a.data, s, in<float>(grad_logprob),
+                                                  out<float>(grad)),
+                     where);
+    if (is(logits, DataType::BF16))
+        return check(era_llm_logprob_backward_bf16(r.rows, r.cols, in<era_bf16>(logits), a.data, s,
+                                                   in<float>(grad_logprob), out<era_bf16>(grad)),
+                     where);
+    return refuse(where, "this kernel takes float32 or bfloat16 logits");
+}
+
+era_llm_params llm_params(double omega_low, double omega_high, double k, double top_fraction, bool scale_advantages) {
+    era_llm_params p;
+    era_llm_params_init(&p);
+    p.omega_low = omega_low;
+    p.omega_high = omega_high;
+    p.k = k;
+    p.top_fraction = top_fraction;
+    p.scale_advantages = scale_advantages ? 1 : 0;
+    return p;
+}
+
+// One call per vmap example (vmap_method "sequential"): tokens and ids are flat.
+Error ResponseEntropyImpl(AnyBuffer token_entropy, AnyBuffer response_id, Result<AnyBuffer> y, double omega_low,
+                          double omega_high, double k, double top_fraction) {
+    const char *where = "era.jax.llm_response_entropy";
+    if (!is(token_entropy, DataType::F32)) return refuse(where, "token_entropy must be float32");
+    if (!is_index(response_id)) return refuse(where, "response_id must be int32 or int64");
+    const Indices ids = indices_of(response_id);
+    const era_llm_params p = llm_params(omega_low, omega_high, k, top_fraction, true);
+    return check(era_llm_response_entropy_f32(&p, static_cast<int64_t>(token_entropy.element_count()),
+                                              in<float>(token_entropy), ids.data,
+                                              static_cast<int64_t>(y->element_count()), out<float>(y)),
+                 where);
+}
+
+Error ScalesImpl(AnyBuffer response_entropy, AnyBuffer response_id, AnyBuffer advantages, Result<AnyBuffer> scale,
+                 Result<AnyBuffer> new_advantages, double omega_low, double omega_high, double k, double top_fraction,
+                 bool scale_advantages) {
+    const char *where = "era.jax.llm_scales";
+    if (!is(response_entropy, DataType::F32) || !is(advantages, DataType::F32))
+        return refuse(where, "response_entropy and advantages must be float32");
+    if (!is_index(response_id)) return refuse(where, "response_id must be int32 or int64");
+    const Indices ids = indices_of(response_id);
+    const era_llm_params p = llm_params(omega_low, omega_high, k, top_fraction, scale_advantages);
+    return check(era_llm_scales_f32(&p, static_cast<int64_t>(advantages.element_count()), in<float>(response_entropy),
+                                    static_cast<int64_t>(response_entropy.element_count()), ids.data,
+                                    in<float>(advantages), out<float>(scale), out<float>(new_advantages)),
+                 where);
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraSoftmaxEntropy, SoftmaxEntropyImpl,
+                              ffi::Ffi::Bind().Arg<AnyBuffer>().Ret<AnyBuffer>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraGaussianEntropy, GaussianEntropyImpl,
+                              ffi::Ffi::Bind().Arg<AnyBuffer>().Ret<AnyBuffer>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTanhGaussianEntropy, TanhGaussianEntropyImpl,
+                              ffi::Ffi::Bind().Arg<AnyBuffer>().Arg<AnyBuffer>().Ret<AnyBuffer>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTruncatedNormalEntropy, TruncatedNormalEntropyImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("lo")
+                                  .Attr<double>("hi"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraContinuousForward, ContinuousForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("target_entropy")
+                                  .Attr<double>("log_std_min")
+                                  .Attr<double>("log_std_max"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraDiscreteForward, DiscreteForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("target_entropy")
+                                  .Attr<double>("tau")
+                                  .Attr<int32_t>("mode"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTokenEntropy, TokenEntropyImpl, ffi::Ffi::Bind().Arg<AnyBuffer>().Ret<AnyBuffer>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraLogprobForward, LogprobForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<bool>("has_scale"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraLogprobBackward, LogprobBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<bool>("has_scale"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraResponseEntropy, ResponseEntropyImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("omega_low")
+                                  .Attr<double>("omega_high")
+                                  .Attr<double>("k")
+                                  .Attr<double>("top_fraction"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraScales, ScalesImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("omega_low")
+                                  .Attr<double>("omega_high")
+                                  .Attr<double>("k")
+                                  .Attr<double>("top_fraction")
+                                  .Attr<bool>("scale_advantages"));
+
+PYBIND11_MODULE(_era_xla, m) {
+    m.doc() = "libera's kernels as XLA FFI handlers for era.jax (registered by era/jax/_ffi.py).";
+    m.def("handlers", []() {
+        py::dict d;
+        auto add = [&d](const char *name, XLA_FFI_Handler *handler) {
+            d[name] = py::capsule(reinterpret_cast<void *>(handler));
+        };
+        add("era_softmax_entropy", EraSoftmaxEntropy);
+        add("era_gaussian_entropy", EraGaussianEntropy);
+        add("era_tanh_gaussian_entropy", EraTanhGaussianEntropy);
+        add("era_truncated_normal_entropy", EraTruncatedNormalEntropy);
+        add("era_continuous_forward", EraContinuousForward);
+        add("era_discrete_forward", EraDiscreteForward);
+        add("era_token_entropy", EraTokenEntropy);
+        add("era_llm_logprob_forward", EraLogprobForward);
+        add("era_llm_logprob_backward", EraLogprobBackward);
+        add("era_llm_response_entropy", EraResponseEntropy);
+        add("era_llm_scales", EraScales);
+        return d;
+    });
+}

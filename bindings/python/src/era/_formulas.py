@@ -58,7 +58,13 @@ class ArrayOps:
         return str(x.dtype).replace("torch.", "")
 
     def astype(self, x, dtype):
-        return x.to(dtype) if self.is_torch else x.astype(dtype)
+        if self.is_torch:
+            return x.to(dtype)
+        if self.name == "jax.numpy":  # float64 is float32 while JAX's x64 mode is off: ask for that
+            import jax
+
+            dtype = jax.dtypes.canonicalize_dtype(dtype)
+        return x.astype(dtype)
 
     def max(self, x, keepdims: bool = True):
         """Maximum along the last axis."""
@@ -206,6 +212,16 @@ def continuous_backward(ops: ArrayOps, s, g, k, log_std_min: float, log_std_max:
     return k * w * (gt - gw), gw[..., 0]
 
 
+def continuous_jvp(ops: ArrayOps, s, ds, k, dk, log_std_min: float, log_std_max: float):
+    """The tangent of continuous_forward at (s, K) along (ds, dK), linear in them:
+    ``K dw + dK w`` where the forward value is not clipped (0 where it is), with
+    ``dw = w (ds - sum w ds)`` (math 1, "Gradient": its transpose is continuous_backward)."""
+    w = softmax(ops, s)
+    unclipped = log_std_max + k * w > log_std_min
+    dw = w * (ds - ops.sum(w * ds))
+    return ops.where(unclipped, k * dw + dk * w, 0.0)
+
+
 def continuous_faults(ops: ArrayOps, s, k=None, residual=None):
     """Per-row fault codes of continuous ERA: NON_FINITE for a row holding NaN or an
     infinity; when the residual is an array (its value is data, not a parameter),
@@ -306,6 +322,29 @@ def discrete_backward(ops: ArrayOps, z, g, a: float, b: float, tau: float, mode:
     top = ops.is_index(ops.argmax(z), z.shape[-1], z)
     others = ops.sum(ops.where(top, 0.0, grad))
     return ops.where(top, -others, grad)
+
+
+def discrete_jvp(ops: ArrayOps, z, t, dz, a: float, b: float, tau: float, mode: str):
+    """The tangent of discrete_forward at z along dz, given its output t, linear in dz:
+    ``dt_i = (y dt/dy)_i (a p_i / y_i) (dz_i - sum_j p_j dz_j)`` (0 where y was clamped), the
+    two bounded factors of discrete_backward; for the most probable class the last factor is
+    ``sum_{j != top} p_j (dz_top - dz_j)``, the same number without cancellation as p_top
+    nears 1. Its transpose is discrete_backward's map (math 2, "Gradient")."""
+    p = softmax(ops, z)
+    y = a * p + b
+    smallest = ops.tiny(y)
+    clamped = y <= smallest
+    y = ops.clamp_min(y, smallest)
+    if mode == "reference":
+        elasticity = 1 / ops.sqrt(2 * (-1 - ops.log(y))) + 0.75
+    else:
+        elasticity = t / (1 + t)
+    factor = ops.where(clamped, 0.0, elasticity * (a * p / y))
+    top = ops.is_index(ops.argmax(z), z.shape[-1], z)
+    centred = dz - ops.sum(p * dz)
+    dz_top = ops.sum(ops.where(top, dz, 0.0))
+    top_term = ops.sum(ops.where(top, 0.0, p * (dz_top - dz)))
+    return factor * ops.where(top, top_term, centred)
 
 
 def discrete_faults(ops: ArrayOps, z):

@@ -1,18 +1,23 @@
-"""era.jax: ERA as jax.custom_vjp functions over libera, usable under jit, vmap and grad.
+"""era.jax: ERA for JAX, usable under jit, vmap, grad, jvp, jacfwd, hessian, jax.export and
+sharded inputs.
 
-Forward and backward passes call libera through jax.pure_callback (vmap_method
-"broadcast_all"), so they run on the host CPU whatever the default device. Static
-parameters (target entropy, tau, mode, clip range, LLM thresholds) are Python numbers and are
-checked by libera when the function is traced; data errors (NaN, labels out of range) raise
-the ERAError subclass on concrete arrays, and JAX's runtime error carrying era's message
-inside jit.
+On CPU every function lowers to XLA FFI custom calls into libera (C++ handlers built with
+the package, registered at import): XLA calls them on its own buffers, with no Python in the
+loop. On other platforms (GPU, TPU) the same functions run the shared jax.numpy formulas of
+era._formulas. See era/jax/_ffi.py for the backend argument and how errors surface. Static
+parameters (target entropy, tau, mode, clip range, LLM thresholds) are Python numbers,
+checked by libera when the function is traced; data errors raise the ERAError subclass on
+concrete arrays, and JAX's runtime error carrying era's class and message inside jit (on
+other platforms, where nothing can raise inside a compiled program, a bad row is NaN).
 
-- continuous_era, discrete_era, llm_logprob: differentiable (custom_vjp).
+- continuous_era, discrete_era: differentiable in both modes (custom_jvp, libera's primal).
+- llm_logprob: differentiable in reverse mode (custom_vjp, libera's forward and backward).
 - softmax_entropy, gaussian_entropy, tanh_gaussian_entropy, truncated_normal_entropy,
   token_entropy, llm_response_entropy, llm_scales: metrics (stop_gradient on their inputs).
 - llm_era: a GRPO batch to ERA log-probs, entropies, scales and rescaled advantages.
 """
 
+from ._ffi import export_checks
 from .functions import (
     continuous_era,
     discrete_era,
@@ -26,6 +31,7 @@ from .functions import (
 from .llm import LLMERAOutput, llm_era, llm_response_entropy, llm_scales
 
 __all__ = [
+    "export_checks",
     "continuous_era",
     "discrete_era",
     "llm_logprob",

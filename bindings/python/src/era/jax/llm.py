@@ -8,6 +8,7 @@ helper, over libera. Layouts as in era.torch.llm:
 
 Every position needs a valid label (0..V-1, on an unmasked logit), also outside responses.
 Only the log-probs carry a gradient (to the logits); everything else is stop_gradient'ed.
+On CPU every step is a custom call into libera; elsewhere the shared formulas (era/jax/_ffi.py).
 """
 
 from __future__ import annotations
@@ -17,30 +18,14 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import ShapeDtypeStruct
 
+from .. import _formulas as F
 from .. import llm as _llm
-from .._errors import BadIndexError, BadShapeError, DTypeError, python_error
-from ._host import host_call
-from .functions import _int64, llm_logprob, token_entropy
+from .._errors import BadShapeError, python_error
+from . import _ffi
+from .functions import JNP, _int64, _numpy, llm_logprob, poisoned, token_entropy
 
 __all__ = ["llm_response_entropy", "llm_scales", "llm_era", "LLMERAOutput"]
-
-
-def _grouped_ids(ids: np.ndarray, responses: int) -> np.ndarray:
-    """Response ids of a vmapped batch (vmap axes first, tokens last) renumbered so that the
-    responses of example n become n*R .. n*R + R-1: one libera call then serves the batch.
-    The ids are checked first (integers in -1..R-1), as libera would check them unbatched:
-    renumbered, an id below -1 or of R would pass for another example's response."""
-    if ids.dtype.kind not in "iu":
-        raise python_error(DTypeError, "era.jax response ids", f"ids must be integers, not {ids.dtype}")
-    if ids.size and (ids.min() < -1 or ids.max() >= responses):
-        raise python_error(BadIndexError, "era.jax response ids",
-                           f"an id outside -1..{responses - 1} (min {ids.min()}, max {ids.max()})")
-    ids = _int64(ids)
-    examples = int(np.prod(ids.shape[:-1], dtype=np.int64))
-    offsets = (np.arange(examples, dtype=np.int64) * responses).reshape(ids.shape[:-1] + (1,))
-    return np.where(ids >= 0, ids + offsets, -1).reshape(-1)
 
 
 def _check_params(omega_low, omega_high, k, top_fraction) -> dict:
@@ -58,23 +43,35 @@ def llm_response_entropy(
     omega_low: float = _llm.OMEGA_LOW,
     omega_high: float = _llm.OMEGA_HIGH,
     k: float = _llm.K,
+    backend: str = "auto",
 ) -> jax.Array:
     """``[T]`` float32 token entropies and ``[T]`` integer ids -> ``[R]`` float32 response
-    entropies (mean of the top max(1, floor(top_fraction*L_b)); NaN for an empty response)."""
+    entropies (mean of the top max(1, floor(top_fraction*L_b)); NaN for an empty response).
+    Under vmap the custom call runs once per example (each has its own responses)."""
     where = "era.jax.llm_response_entropy"
+    _ffi.check_backend(backend, where)
     params = _check_params(omega_low, omega_high, k, top_fraction)
     h = jax.lax.stop_gradient(jnp.asarray(token_entropy))
     ids = jnp.asarray(response_ids)
     if h.ndim != 1 or ids.shape != h.shape:
         raise python_error(BadShapeError, where, f"token_entropy and response_ids must be [T], got {h.shape}, {ids.shape}")
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        _llm.llm_response_entropy(np.zeros(0, np.float32), np.zeros(0, ids.dtype), 0, **params)  # DTypeError
     responses = int(num_responses)
+    if backend != "jnp" and _ffi.concrete_on_cpu(h, ids):
+        return _numpy(lambda h, ids: _llm.llm_response_entropy(h, _int64(ids), responses, **params), h, ids)
+    spec = jax.ShapeDtypeStruct((max(responses, 0),), jnp.float32)
 
-    def host(h, ids):
-        examples = int(np.prod(h.shape[:-1], dtype=np.int64))
-        out = _llm.llm_response_entropy(h.reshape(-1), _grouped_ids(ids, responses), responses * examples, **params)
-        return out.reshape(h.shape[:-1] + (responses,))
+    def ffi(h, ids):
+        return _ffi.call("era_llm_response_entropy", spec, h, ids, vmap_method="sequential", **params)
 
-    return host_call(host, ShapeDtypeStruct((max(responses, 0),), np.float32), h, ids)
+    def formula(h, ids):
+        faults = F.response_faults(JNP, h, ids, responses)
+        safe = jnp.where(faults != 0, -1, ids)
+        out = F.response_entropy(JNP, JNP.astype(h, jnp.float64), safe, responses, params["top_fraction"])
+        return jnp.where(jnp.any(faults != 0), jnp.nan, out).astype(jnp.float32)
+
+    return _ffi.select(backend, (h, ids), ffi, formula)
 
 
 def llm_scales(
@@ -87,26 +84,40 @@ def llm_scales(
     k: float = _llm.K,
     scale_advantages: bool = True,
     top_fraction: float = _llm.TOP_FRACTION,
+    backend: str = "auto",
 ):
     """``[R]`` response entropies, ``[T]`` ids and float32 advantages -> (logit_scale ``[T]``,
     advantages ``[T]``), float32, by the rule of section 3."""
     where = "era.jax.llm_scales"
+    _ffi.check_backend(backend, where)
     params = _check_params(omega_low, omega_high, k, top_fraction)
     resp = jax.lax.stop_gradient(jnp.asarray(response_entropy))
     ids = jnp.asarray(response_ids)
     adv = jax.lax.stop_gradient(jnp.asarray(advantages))
     if resp.ndim != 1 or ids.ndim != 1 or adv.shape != ids.shape:
         raise python_error(BadShapeError, where, f"shapes must be [R], [T], [T]: got {resp.shape}, {ids.shape}, {adv.shape}")
-    responses = resp.shape[0]
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        _llm.llm_response_entropy(np.zeros(0, np.float32), np.zeros(0, ids.dtype), 0, **params)  # DTypeError
+    if backend != "jnp" and _ffi.concrete_on_cpu(resp, ids, adv):
+        def host(resp, ids, adv):
+            out = _llm.llm_scales(resp, _int64(ids), adv, scale_advantages=scale_advantages, **params)
+            return out.logit_scale, out.advantages
 
-    def host(resp, ids, adv):
-        out = _llm.llm_scales(
-            resp.reshape(-1), _grouped_ids(ids, responses), adv.reshape(-1), scale_advantages=scale_advantages, **params
-        )
-        return out.logit_scale.reshape(ids.shape), out.advantages.reshape(ids.shape)
+        return _numpy(host, resp, ids, adv)
+    spec = jax.ShapeDtypeStruct(ids.shape, jnp.float32)
 
-    spec = ShapeDtypeStruct(ids.shape, np.float32)
-    return host_call(host, (spec, spec), resp, ids, adv)
+    def ffi(resp, ids, adv):
+        return _ffi.call("era_llm_scales", (spec, spec), resp, ids, adv, vmap_method="sequential",
+                         scale_advantages=bool(scale_advantages), **params)
+
+    def formula(resp, ids, adv):
+        safe = jnp.where((ids < -1) | (ids >= resp.shape[0]), -1, ids)
+        scale, new = F.scales(JNP, resp, safe, adv, params["omega_low"], params["omega_high"], params["k"],
+                              scale_advantages)
+        faults = F.scale_faults(JNP, resp, ids, adv, new)
+        return poisoned(scale, faults), poisoned(new, faults)
+
+    return _ffi.select(backend, (resp, ids, adv), ffi, formula)
 
 
 class LLMERAOutput(NamedTuple):
@@ -135,6 +146,7 @@ def llm_era(
     k: float = _llm.K,
     top_fraction: float = _llm.TOP_FRACTION,
     scale_advantages: bool = True,
+    backend: str = "auto",
 ) -> LLMERAOutput:
     """LLM ERA for one GRPO batch (layouts in the module docstring): ERA log-probs
     (differentiable w.r.t. the logits), entropies, scales and rescaled advantages.
@@ -143,6 +155,7 @@ def llm_era(
         logits: ``[B, L, V]`` or ``[T, V]`` float32/bfloat16, already divided by the
             sampling temperature; -inf masks a token.
         labels: integer sampled tokens; advantages: float32.
+        backend: "auto", "ffi" or "jnp" (era/jax/_ffi.py).
     """
     where = "era.jax.llm_era"
     logits = jnp.asarray(logits)
@@ -150,7 +163,7 @@ def llm_era(
         raise python_error(BadShapeError, where, f"logits {logits.shape} have an empty vocabulary")
     labels = jnp.asarray(labels)
     advantages = jnp.asarray(advantages)
-    params = dict(omega_low=omega_low, omega_high=omega_high, k=k, top_fraction=top_fraction)
+    params = dict(omega_low=omega_low, omega_high=omega_high, k=k, top_fraction=top_fraction, backend=backend)
     if logits.ndim == 3:
         batch, length = logits.shape[:2]
         if response_ids is not None:
@@ -172,10 +185,10 @@ def llm_era(
     shape = labels.shape
     flat_logits = logits.reshape(-1, logits.shape[-1])
     flat_ids = ids.reshape(-1)
-    token_h = token_entropy(flat_logits)
+    token_h = token_entropy(flat_logits, backend=backend)
     response_h = llm_response_entropy(token_h, flat_ids, responses, **params)
     scale, new_adv = llm_scales(response_h, flat_ids, advantages.reshape(-1), scale_advantages=scale_advantages, **params)
-    logprobs, entropy = llm_logprob(flat_logits, labels.reshape(-1), scale)
+    logprobs, entropy = llm_logprob(flat_logits, labels.reshape(-1), scale, backend=backend)
     return LLMERAOutput(
         logprobs.reshape(shape),
         new_adv.reshape(shape),

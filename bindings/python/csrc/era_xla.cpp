@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -143,15 +144,26 @@ Error TruncatedNormalEntropyImpl(AnyBuffer loc, AnyBuffer log_std, Result<AnyBuf
 // ---------------------------------------------------------------------------------------
 // Continuous and discrete ERA (forward: the backward is the transposed tangent rule, in JAX)
 
+// Whether every value of a float buffer is the same (bitwise).
+bool all_equal(const AnyBuffer &x) {
+    const size_t width = ffi::ByteWidth(x.element_type()), count = x.element_count();
+    const auto *bytes = static_cast<const unsigned char *>(x.untyped_data());
+    for (size_t i = 1; i < count; i++) {
+        if (std::memcmp(bytes, bytes + i * width, width) != 0) return false;
+    }
+    return true;
+}
+
 // The residual is one value per call, or (under vmap) one per example: then the rows split
 // into equal groups, one per residual value, each a call of its own.
 Error ContinuousForwardImpl(AnyBuffer std_logits, AnyBuffer residual, Result<AnyBuffer> log_std,
                             double target_entropy, double log_std_min, double log_std_max) {
     const char *where = "era.jax.continuous_era";
     const Rows r = rows_of(std_logits);
-    const int64_t groups = static_cast<int64_t>(residual.element_count());
+    int64_t groups = static_cast<int64_t>(residual.element_count());
     if (groups < 1 || r.rows % groups != 0) return check(ERA_ERR_BAD_SHAPE, where);
     if (!is(residual, std_logits.element_type())) return refuse(where, "residual must have std_logits' dtype");
+    if (all_equal(residual)) groups = 1;  // a residual vmap tiled: one call for all the rows
     const int64_t rows = r.rows / groups, count = rows * r.cols;
     era_continuous_params p;
     era_continuous_params_init(&p);

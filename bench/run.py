@@ -54,6 +54,10 @@ sys.path.insert(0, HERE)
 import baselines  # noqa: E402
 from baselines import jax, jnp, torch  # noqa: E402  (None when not installed)
 
+if jax is not None:
+    import era.jax as era_jax  # noqa: E402
+    import jax_callback  # noqa: E402
+
 try:
     import ml_dtypes
 except ImportError:
@@ -86,9 +90,11 @@ class Workload:
 
 
 WORKLOADS: List[Workload] = [
+    Workload("discrete_256x10", "discrete", 256, 10),
     Workload("discrete_256x1000", "discrete", 256, 1000),
     Workload("discrete_4096x10", "discrete", 4096, 10),
     Workload("discrete_64x32000", "discrete", 64, 32000),
+    Workload("continuous_256x6", "continuous", 256, 6),
     Workload("continuous_256x21", "continuous", 256, 21),
     Workload("continuous_4096x61", "continuous", 4096, 61),
     Workload("token_entropy_64x151936_f32", "token_entropy", 64, 151936),
@@ -255,6 +261,20 @@ def _torch_columns(runners: dict, torch_runner, era_forward, native_forward, bas
     runners["torch.compile"] = torch_runner(_compiled(base_forward))
 
 
+def _jax_columns(runners: dict, era_forward, callback_forward, args, names, argnums=(0,)) -> None:
+    """The era.jax columns of a workload: era.jax (XLA FFI custom calls into libera) and the
+    previous release's pure_callback path (jax_callback.py), forward and jax.vjp in one jit,
+    as the JAX jit column; `args` are (cotangent, inputs...), `names` the outputs' keys."""
+    for column, forward in (("era.jax", era_forward), ("era.jax callback", callback_forward)):
+        f = _blocked(_jax_fwd_bwd(forward, argnums=argnums))
+
+        def run(f=f):
+            out, grads = f(*args)
+            return dict(zip(names, (out,) + tuple(grads)))
+
+        runners[column] = run
+
+
 def build_discrete(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
     p = params_of(w)
     a, b = baselines.discrete_slope_offset(w.cols, p["target_entropy"], TAU)
@@ -289,6 +309,9 @@ def build_discrete(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
             return dict(out=out, grad=grad)
 
         runners["JAX jit"] = jax_run
+        params = tuple(sorted(p.items()))
+        _jax_columns(runners, (lambda z: era_jax.discrete_era(z, **p)),
+                     (lambda z: jax_callback.discrete_era(z, params)), (gj, xj), ("out", "grad"))
 
     def numpy_run():
         out, grad = baselines.numpy_discrete(x, g, a, b, TAU)
@@ -347,6 +370,11 @@ def build_continuous(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
             return dict(out=out, grad=grad, grad_residual=grad_residual)
 
         runners["JAX jit"] = jax_run
+        kw = dict(log_std_min=LOG_STD_MIN, log_std_max=LOG_STD_MAX)
+        params = tuple(sorted(dict(target_entropy=p["target_entropy"], **kw).items()))
+        _jax_columns(runners, (lambda s, r: era_jax.continuous_era(s, p["target_entropy"], r, **kw)),
+                     (lambda s, r: jax_callback.continuous_era(s, r, params)), (gj, xj, rj),
+                     ("out", "grad", "grad_residual"), argnums=(0, 1))
 
     def numpy_run():
         out, grad, grad_residual = baselines.numpy_continuous(x, g, offset, RESIDUAL, LOG_STD_MIN, LOG_STD_MAX)
@@ -377,6 +405,9 @@ def build_token_entropy(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
         f = _blocked(jax.jit(baselines.jax_token_entropy))
         xj = jnp.asarray(x)
         runners["JAX jit"] = lambda: dict(out=f(xj))
+        ffi, callback = _blocked(jax.jit(era_jax.token_entropy)), _blocked(jax.jit(jax_callback.token_entropy))
+        runners["era.jax"] = lambda: dict(out=ffi(xj))
+        runners["era.jax callback"] = lambda: dict(out=callback(xj))
     runners["numpy"] = lambda: dict(out=baselines.numpy_token_entropy(x))
     return runners
 
@@ -416,6 +447,8 @@ def build_logprob(w, inp, era, et) -> Dict[str, Callable[[], dict]]:
             return dict(out=out, grad=grad)
 
         runners["JAX jit"] = jax_run
+        _jax_columns(runners, (lambda z, a, s: era_jax.llm_logprob(z, a, s)[0]), jax_callback.llm_logprob,
+                     (gj, xj, lj, sj), ("out", "grad"))
 
     def numpy_run():
         out, grad = baselines.numpy_scaled_logprob(x, labels, scale, glp)
@@ -434,7 +467,7 @@ BUILDERS = {
 
 # The table's implementation columns, in order.
 IMPLS = ["libera-C", "libera-Py", "era.torch", "era.torch compiled", "torch eager", "torch.compile", "era.torch.native",
-         "era.torch.native compiled", "JAX jit", "numpy", "read floor", "empty call"]
+         "era.torch.native compiled", "era.jax", "era.jax callback", "JAX jit", "numpy", "read floor", "empty call"]
 COMPILED = ("era.torch compiled", "era.torch.native compiled", "torch.compile")
 
 
@@ -586,6 +619,8 @@ RATIOS = [  # (column, numerator, denominator)
     ("torch/C", "torch eager", "libera-C"),
     ("compile/C", "torch.compile", "libera-C"),
     ("JAX/C", "JAX jit", "libera-C"),
+    ("era.jax/JAX", "era.jax", "JAX jit"),
+    ("callback/era.jax", "era.jax callback", "era.jax"),
     ("numpy/C", "numpy", "libera-C"),
     ("C/floor", "libera-C", "read floor"),
     ("Py/C", "libera-Py", "libera-C"),

@@ -118,6 +118,12 @@ def test_continuous_jvp_with_the_residual_and_hessian(rng):
                                            rel=1e-5)
 
 
+def test_forward_mode_through_the_log_prob_is_refused_clearly():
+    z = jnp.ones((2, 4), jnp.float32)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda z: ej.llm_logprob(z, jnp.asarray([0, 1]))[0], (z,), (z,))
+
+
 def test_vmap_of_jvp_and_grad(rng):
     z = jnp.asarray(rng.normal(size=(3, 4, 6)))
     fn = lambda z: ej.discrete_era(z, 1.0)  # noqa: E731

@@ -1,4 +1,4 @@
-"""era.jax: custom_vjp functions over libera under jit, vmap and grad (float64 checks)."""
+"""era.jax: the activations, metrics and LLM functions under jit, vmap and grad (float64 checks)."""
 
 import math
 

@@ -96,7 +96,7 @@ def extensions():
     """era._era always; era._era_xla (era.jax's XLA FFI handlers) when jax is installed at
     build time. Without it era.jax raises ImportError with the way to get it."""
     common = dict(include_dirs=[str(ROOT / "include")], libraries=["era"], extra_link_args=["-Wl,-rpath,$ORIGIN"],
-                  cxx_std=17)
+                  depends=[str(Path("csrc") / "era_params.hpp")], cxx_std=17)
     modules = [Pybind11Extension("era._era", sources=[str(Path("csrc") / "era_module.cpp")], **common)]
     ffi_headers = xla_ffi_include_dir()
     if ffi_headers is None:

@@ -20,11 +20,12 @@
 #include <stdexcept>
 #include <string>
 
-extern "C" {
-#include "era.h"
-}
+#include "era_params.hpp"
 
 namespace py = pybind11;
+using era_py::continuous_params;
+using era_py::discrete_params;
+using era_py::llm_params;
 
 namespace {
 
@@ -108,36 +109,6 @@ Elem float_elem(const py::object &obj, const char *name, bool allow_f64, bool al
 int64_t count_or_zero(int64_t rows, int64_t cols) {
     const int64_t n = element_count(rows, cols);
     return n < 0 ? 0 : n;
-}
-
-era_continuous_params continuous_params(double target, double residual, double log_std_min, double log_std_max) {
-    era_continuous_params p;
-    era_continuous_params_init(&p);
-    p.target_entropy = target;
-    p.residual = residual;
-    p.log_std_min = log_std_min;
-    p.log_std_max = log_std_max;
-    return p;
-}
-
-era_discrete_params discrete_params(double target, double tau, int32_t mode) {
-    era_discrete_params p;
-    era_discrete_params_init(&p);
-    p.target_entropy = target;
-    p.tau = tau;
-    p.mode = mode;
-    return p;
-}
-
-era_llm_params llm_params(double omega_low, double omega_high, double k, double top_fraction, bool scale_advantages) {
-    era_llm_params p;
-    era_llm_params_init(&p);
-    p.omega_low = omega_low;
-    p.omega_high = omega_high;
-    p.k = k;
-    p.top_fraction = top_fraction;
-    p.scale_advantages = scale_advantages ? 1 : 0;
-    return p;
 }
 
 py::object report_tuple(const era_bound_report &r) {

@@ -19,9 +19,7 @@
 
 #include "xla/ffi/api/ffi.h"
 
-extern "C" {
-#include "era.h"
-}
+#include "era_params.hpp"
 
 namespace py = pybind11;
 namespace ffi = xla::ffi;
@@ -165,11 +163,7 @@ Error ContinuousForwardImpl(AnyBuffer std_logits, AnyBuffer residual, Result<Any
     if (!is(residual, std_logits.element_type())) return refuse(where, "residual must have std_logits' dtype");
     if (all_equal(residual)) groups = 1;  // a residual vmap tiled: one call for all the rows
     const int64_t rows = r.rows / groups, count = rows * r.cols;
-    era_continuous_params p;
-    era_continuous_params_init(&p);
-    p.target_entropy = target_entropy;
-    p.log_std_min = log_std_min;
-    p.log_std_max = log_std_max;
+    era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
     for (int64_t g = 0; g < groups; g++) {
         era_status s;
         if (is(std_logits, DataType::F32)) {
@@ -191,11 +185,7 @@ Error ContinuousForwardImpl(AnyBuffer std_logits, AnyBuffer residual, Result<Any
 Error DiscreteForwardImpl(AnyBuffer logits, Result<AnyBuffer> y, double target_entropy, double tau, int32_t mode) {
     const char *where = "era.jax.discrete_era";
     const Rows r = rows_of(logits);
-    era_discrete_params p;
-    era_discrete_params_init(&p);
-    p.target_entropy = target_entropy;
-    p.tau = tau;
-    p.mode = static_cast<era_discrete_mode>(mode);
+    const era_discrete_params p = era_py::discrete_params(target_entropy, tau, mode);
     if (is(logits, DataType::F32))
         return check(era_discrete_forward_f32(&p, r.rows, r.cols, in<float>(logits), out<float>(y)), where);
     if (is(logits, DataType::F64))
@@ -255,17 +245,6 @@ Error LogprobBackwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logit_sc
     return refuse(where, "this kernel takes float32 or bfloat16 logits");
 }
 
-era_llm_params llm_params(double omega_low, double omega_high, double k, double top_fraction, bool scale_advantages) {
-    era_llm_params p;
-    era_llm_params_init(&p);
-    p.omega_low = omega_low;
-    p.omega_high = omega_high;
-    p.k = k;
-    p.top_fraction = top_fraction;
-    p.scale_advantages = scale_advantages ? 1 : 0;
-    return p;
-}
-
 // One call per vmap example (vmap_method "sequential"): tokens and ids are flat.
 Error ResponseEntropyImpl(AnyBuffer token_entropy, AnyBuffer response_id, Result<AnyBuffer> y, double omega_low,
                           double omega_high, double k, double top_fraction) {
@@ -273,7 +252,7 @@ Error ResponseEntropyImpl(AnyBuffer token_entropy, AnyBuffer response_id, Result
     if (!is(token_entropy, DataType::F32)) return refuse(where, "token_entropy must be float32");
     if (!is_index(response_id)) return refuse(where, "response_id must be int32 or int64");
     const Indices ids = indices_of(response_id);
-    const era_llm_params p = llm_params(omega_low, omega_high, k, top_fraction, true);
+    const era_llm_params p = era_py::llm_params(omega_low, omega_high, k, top_fraction, true);
     return check(era_llm_response_entropy_f32(&p, static_cast<int64_t>(token_entropy.element_count()),
                                               in<float>(token_entropy), ids.data,
                                               static_cast<int64_t>(y->element_count()), out<float>(y)),
@@ -288,7 +267,7 @@ Error ScalesImpl(AnyBuffer response_entropy, AnyBuffer response_id, AnyBuffer ad
         return refuse(where, "response_entropy and advantages must be float32");
     if (!is_index(response_id)) return refuse(where, "response_id must be int32 or int64");
     const Indices ids = indices_of(response_id);
-    const era_llm_params p = llm_params(omega_low, omega_high, k, top_fraction, scale_advantages);
+    const era_llm_params p = era_py::llm_params(omega_low, omega_high, k, top_fraction, scale_advantages);
     return check(era_llm_scales_f32(&p, static_cast<int64_t>(advantages.element_count()), in<float>(response_entropy),
                                     static_cast<int64_t>(response_entropy.element_count()), ids.data,
                                     in<float>(advantages), out<float>(scale), out<float>(new_advantages)),

@@ -6,8 +6,9 @@ libera's C ABI (include/era.h): every function works on numpy arrays (float32 or
 any leading batch shape, the last axis is the row), entropies are in nats, and a refused
 call raises a subclass of ERAError (a ValueError) named after the library's status.
 
-Frameworks: ``era.torch`` (autograd Functions and nn.Modules) and ``era.jax``
-(``jax.custom_vjp`` functions), imported on demand. For CI: ``era.testing`` and
+Frameworks: ``era.torch`` (operators ``torch.ops.era.*`` and nn.Modules) and ``era.jax``
+(libera as XLA FFI custom calls on CPU, the same formulas in jax.numpy elsewhere), imported
+on demand. For CI: ``era.testing`` and
 ``python -m era verify``. The mathematics: docs/math.md; the API: docs/python.md.
 """
 

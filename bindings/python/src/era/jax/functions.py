@@ -340,26 +340,27 @@ def _metric(target, numpy_fn, formula, out_dtype, backend, *arrays, **attributes
     return _ffi.select(backend, arrays, ffi, formula or host)
 
 
+def _one_input_metric(target, numpy_fn, formula_fn, x, where, name, backend):
+    """A metric of one float array of rows, its formula poisoned where the rows are not finite."""
+    _ffi.check_backend(backend, where)
+    x = _float_rows(x, where, name)
+
+    def formula(z):
+        return poisoned(formula_fn(JNP, _wide(z)), F.discrete_faults(JNP, z)).astype(z.dtype)
+
+    return _metric(target, numpy_fn, formula, x.dtype, backend, x)
+
+
 def softmax_entropy(logits, *, backend: str = "auto") -> jax.Array:
     """Entropy of softmax(logits) per row, ``[..., D] -> [...]`` nats (float32/float64)."""
-    where = "era.jax.softmax_entropy"
-    _ffi.check_backend(backend, where)
-    logits = _float_rows(logits, where, "logits")
-    def formula(z):
-        return poisoned(F.softmax_entropy(JNP, _wide(z)), F.discrete_faults(JNP, z)).astype(z.dtype)
-
-    return _metric("era_softmax_entropy", _entropy.softmax_entropy, formula, logits.dtype, backend, logits)
+    return _one_input_metric("era_softmax_entropy", _entropy.softmax_entropy, F.softmax_entropy, logits,
+                             "era.jax.softmax_entropy", "logits", backend)
 
 
 def gaussian_entropy(log_std, *, backend: str = "auto") -> jax.Array:
     """Diagonal-Gaussian entropy per row, ``[..., D] -> [...]`` nats."""
-    where = "era.jax.gaussian_entropy"
-    _ffi.check_backend(backend, where)
-    log_std = _float_rows(log_std, where, "log_std")
-    def formula(x):
-        return poisoned(F.gaussian_entropy(JNP, _wide(x)), F.discrete_faults(JNP, x)).astype(x.dtype)
-
-    return _metric("era_gaussian_entropy", _entropy.gaussian_entropy, formula, log_std.dtype, backend, log_std)
+    return _one_input_metric("era_gaussian_entropy", _entropy.gaussian_entropy, F.gaussian_entropy, log_std,
+                             "era.jax.gaussian_entropy", "log_std", backend)
 
 
 def tanh_gaussian_entropy(mean, log_std) -> jax.Array:
@@ -392,6 +393,7 @@ def token_entropy(logits, *, backend: str = "auto") -> jax.Array:
     _ffi.check_backend(backend, where)
     logits = _float_rows(logits, where, "logits", bf16=True)
     out_dtype = np.float64 if logits.dtype == jnp.float64 else np.float32
+
     def formula(z):
         return poisoned(F.token_entropy(JNP, z.astype(out_dtype)), F.logit_faults(JNP, z))
 

@@ -90,6 +90,7 @@ final class ThreadPool: @unchecked Sendable {
     static var shared: ThreadPool {
         let existing = published.load(ordering: .acquiring)
         if existing != 0 { return pool(at: existing) }
+        registerForkHandlers()
         let fresh = Unmanaged.passRetained(ThreadPool())
         let address = UInt(bitPattern: fresh.toOpaque())
         let (won, current) = published.compareExchange(expected: 0, desired: address, ordering: .acquiringAndReleasing)
@@ -98,8 +99,31 @@ final class ThreadPool: @unchecked Sendable {
         return pool(at: current)
     }
 
-    /// The address of the shared pool; 0 until it exists.
+    /// The address of the shared pool; 0 until it exists (and again in a child after fork).
     private static let published = Atomic<UInt>(0)
+
+    /// Whether the fork handlers are registered (once per process; a child inherits them).
+    private static let forkHandlersRegistered = Atomic<Bool>(false)
+
+    /// fork() copies only the forking thread: the child would inherit a pool whose workers do
+    /// not exist, whose queue holds other threads' calls, and whose lock may be held by a thread
+    /// that is gone. So the pool's lock is taken around fork (no call is then half-way through
+    /// claiming a block), released in the parent, and the child forgets the pool: its first
+    /// multithreaded call makes a new one with workers of its own. The old pool is leaked in
+    /// the child, never touched again (its calls belong to threads the child does not have).
+    private static func registerForkHandlers() {
+        guard forkHandlersRegistered.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+        else { return }
+        pthread_atfork({
+            let address = ThreadPool.published.load(ordering: .acquiring)
+            if address != 0 { pthread_mutex_lock(ThreadPool.pool(at: address).lock) }
+        }, {
+            let address = ThreadPool.published.load(ordering: .acquiring)
+            if address != 0 { pthread_mutex_unlock(ThreadPool.pool(at: address).lock) }
+        }, {
+            ThreadPool.published.store(0, ordering: .releasing)
+        })
+    }
 
     private static func pool(at address: UInt) -> ThreadPool {
         Unmanaged<ThreadPool>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).takeUnretainedValue()

@@ -6,6 +6,9 @@
 #   c-tests   Tests/c/test_era.c, test_llm.c and test_linear.c: every entry point against
 #             float64 references;
 #             test_concurrency.c: concurrent calls give the serial results bit for bit;
+#             test_overlap.c: overlapping arrays refused, in-place calls as before;
+#             test_fork.c: forks while other threads are inside libera: each child computes
+#             on worker threads of its own, bit for bit, and none hangs;
 #             test_era and test_llm again with ERA_SIMD=0 (the portable kernels, which a
 #             processor without AVX2 and FMA runs)
 #   install   make install + pkg-config build the README examples, which run
@@ -80,6 +83,8 @@ check "C tests of the fused linear heads (Tests/c/test_linear.c)" c_test test_li
 check "C tests of the core entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_era
 check "C tests of the LLM entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_llm
 check "eight threads calling every kernel while the thread setting changes (Tests/c/test_concurrency.c)" c_test test_concurrency
+check "overlapping arrays refused with ERA_ERR_OVERLAP, in-place calls unchanged (Tests/c/test_overlap.c)" c_test test_overlap
+check "100 forks while two threads are inside libera: children compute with threads of their own (Tests/c/test_fork.c)" c_test test_fork
 check "make install + pkg-config build and run the README examples" install_and_pkg_config
 
 echo "abi checks: $passed passed, $failed failed"

@@ -132,7 +132,7 @@ lib_has_runtime_refs() {
 
 c_tests() {  # the C test programs
     local f
-    for f in Tests/c/test_era.c Tests/c/test_llm.c Tests/c/test_linear.c Tests/c/test_concurrency.c; do
+    for f in Tests/c/test_era.c Tests/c/test_llm.c Tests/c/test_linear.c Tests/c/test_concurrency.c Tests/c/test_overlap.c; do
         [ -f "$f" ] && basename "$f" .c
     done
 }

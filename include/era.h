@@ -27,12 +27,18 @@
  *    ERA_ERR_BAD_SHAPE.
  *  - Entropies are in nats (natural logarithms).
  *  - Per-row scalars (entropies, residual gradients) have the kernel's float type.
- *  - Aliasing: an output may be the very same pointer as an input where a function says so
- *    ("in place"); partially overlapping buffers are never allowed.
+ *  - Aliasing: an output may be the very same array as an input (same pointer, same size)
+ *    where a function says so ("in place"). Any other sharing of memory between an output
+ *    array and an input or another output array is ERA_ERR_OVERLAP, checked (by comparing
+ *    address ranges) before anything is read or written. Parameter and report structs are
+ *    not part of this check.
  *  - In the sections of the math that cover continuous and discrete ERA, every non-finite
  *    input value (NaN, +inf, -inf) is ERA_ERR_NON_FINITE. In the LLM passes a -inf logit is a
  *    legitimate mask (a banned token) and contributes nothing; NaN and +inf are errors.
  *  - Every function is safe to call from many threads at once.
+ *  - fork() is safe at any moment, also while other threads are inside libera: handlers
+ *    registered with pthread_atfork hold the worker pool's lock across fork, and the child
+ *    starts a pool (worker threads) of its own on its first call that splits its rows.
  *
  * Change log
  *  0.1.0 (ABI 1): first release: entropy math, continuous ERA, discrete ERA, bound checks,
@@ -40,6 +46,12 @@
  *                 (the length of response_entropy) so that response ids can be range-checked,
  *                 and ERA_ERR_BAD_INDEX reports ids and labels out of range. Fused linear
  *                 heads on OpenBLAS (era_llm_linear_logprob_*, era_linear_discrete_ce_f32).
+ *  0.1.0, later:  ERA_ERR_OVERLAP (9): overlapping input and output arrays, which were
+ *                 documented as never allowed but not detected (wrong outputs with ERA_OK),
+ *                 are now refused; exact in-place calls work as before. fork() while other
+ *                 threads are inside libera no longer leaves the child with a pool whose
+ *                 lock may be held and whose workers do not exist (hangs, single-threaded
+ *                 calls). Callers that switch over era_status should handle the new code.
  */
 #ifndef ERA_H
 #define ERA_H
@@ -81,8 +93,10 @@ typedef enum era_status {
     ERA_ERR_NON_FINITE = 5,        /* an input array holds NaN or an infinity                */
     ERA_ERR_ALLOCATION = 6,        /* scratch memory could not be allocated                  */
     ERA_ERR_INTERNAL = 7,          /* a bug in libera: please report it                       */
-    ERA_ERR_BAD_INDEX = 8          /* a label or response id is out of range, or a label
+    ERA_ERR_BAD_INDEX = 8,         /* a label or response id is out of range, or a label
                                       points at a masked (-inf) logit                         */
+    ERA_ERR_OVERLAP = 9            /* an output overlaps an input or another output, other
+                                      than the exact "in place" use a function allows          */
 } era_status;
 
 /* A stable, human-readable text for a status ("ok", "null pointer", ...), a static string.

@@ -18,13 +18,18 @@ func continuousERA(_ params: UnsafePointer<era_continuous_params>?, dim: Int64) 
 /// Checks parameters, shape, pointers and inputs of a continuous call, then runs `kernel`.
 @inline(__always)
 func continuousCall<T: ERAReal>(_ params: UnsafePointer<era_continuous_params>?, _ rows: Int64, _ dim: Int64,
-                                inputs: [UnsafePointer<T>?], outputs: [UnsafeMutablePointer<T>?],
+                                inputs: [UnsafePointer<T>?], output: UnsafeMutablePointer<T>?,
+                                residualOutput: UnsafeMutablePointer<T>? = nil,
                                 _ kernel: (ContinuousERA, Int) throws(ERAError) -> Void) -> era_status {
     status { () throws(ERAError) in
         let era = try continuousERA(params, dim: dim)
         let count = try checkedElementCount(rows: rows, cols: dim, minCols: 1, elementSize: MemoryLayout<T>.stride)
-        for output in outputs { try requirePointer(output, count: count) }
+        try requirePointer(output, count: count)
         for input in inputs { try requirePointer(input, count: count) }
+        // In place: the output may be any of the inputs (era.h); the per-row residual
+        // gradient shares memory with nothing.
+        try requireDisjoint(outputs: [Span(output, count), Span(residualOutput, Int(rows))],
+                            inputs: inputs.map { Span($0, count) }, inPlace: inputs.indices.map { (0, $0) })
         for input in inputs { try requireFinite(input, count: count) }
         guard rows > 0 else { return }
         try kernel(era, Int(rows))
@@ -34,7 +39,7 @@ func continuousCall<T: ERAReal>(_ params: UnsafePointer<era_continuous_params>?,
 @_cdecl("era_continuous_forward_f32")
 public func era_continuous_forward_f32(_ params: UnsafePointer<era_continuous_params>?, _ rows: Int64, _ dim: Int64,
                                        _ stdLogits: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>?) -> era_status {
-    continuousCall(params, rows, dim, inputs: [stdLogits], outputs: [out]) { (era, r) throws(ERAError) in
+    continuousCall(params, rows, dim, inputs: [stdLogits], output: out) { (era, r) throws(ERAError) in
         try era.forward(rows: r, input: stdLogits!, output: out!)
     }
 }
@@ -42,7 +47,7 @@ public func era_continuous_forward_f32(_ params: UnsafePointer<era_continuous_pa
 @_cdecl("era_continuous_forward_f64")
 public func era_continuous_forward_f64(_ params: UnsafePointer<era_continuous_params>?, _ rows: Int64, _ dim: Int64,
                                        _ stdLogits: UnsafePointer<Double>?, _ out: UnsafeMutablePointer<Double>?) -> era_status {
-    continuousCall(params, rows, dim, inputs: [stdLogits], outputs: [out]) { (era, r) throws(ERAError) in
+    continuousCall(params, rows, dim, inputs: [stdLogits], output: out) { (era, r) throws(ERAError) in
         try era.forward(rows: r, input: stdLogits!, output: out!)
     }
 }
@@ -52,7 +57,8 @@ public func era_continuous_backward_f32(_ params: UnsafePointer<era_continuous_p
                                         _ stdLogits: UnsafePointer<Float>?, _ gradLogStd: UnsafePointer<Float>?,
                                         _ out: UnsafeMutablePointer<Float>?,
                                         _ outResidual: UnsafeMutablePointer<Float>?) -> era_status {
-    continuousCall(params, rows, dim, inputs: [stdLogits, gradLogStd], outputs: [out]) { (era, r) throws(ERAError) in
+    continuousCall(params, rows, dim, inputs: [stdLogits, gradLogStd], output: out,
+                   residualOutput: outResidual) { (era, r) throws(ERAError) in
         try era.backward(rows: r, input: stdLogits!, gradOutput: gradLogStd!, gradInput: out!, gradResidual: outResidual)
     }
 }
@@ -62,7 +68,8 @@ public func era_continuous_backward_f64(_ params: UnsafePointer<era_continuous_p
                                         _ stdLogits: UnsafePointer<Double>?, _ gradLogStd: UnsafePointer<Double>?,
                                         _ out: UnsafeMutablePointer<Double>?,
                                         _ outResidual: UnsafeMutablePointer<Double>?) -> era_status {
-    continuousCall(params, rows, dim, inputs: [stdLogits, gradLogStd], outputs: [out]) { (era, r) throws(ERAError) in
+    continuousCall(params, rows, dim, inputs: [stdLogits, gradLogStd], output: out,
+                   residualOutput: outResidual) { (era, r) throws(ERAError) in
         try era.backward(rows: r, input: stdLogits!, gradOutput: gradLogStd!, gradInput: out!, gradResidual: outResidual)
     }
 }

@@ -53,6 +53,9 @@ func discreteCall<T: ERAReal>(_ params: UnsafePointer<era_discrete_params>?, _ r
         let count = try checkedElementCount(rows: rows, cols: classes, minCols: 2, elementSize: MemoryLayout<T>.stride)
         try requirePointer(output, count: count)
         for input in inputs { try requirePointer(input, count: count) }
+        // In place: the output may be any of the inputs (era.h).
+        try requireDisjoint(outputs: [Span(output, count)], inputs: inputs.map { Span($0, count) },
+                            inPlace: inputs.indices.map { (0, $0) })
         for input in inputs { try requireFinite(input, count: count) }
         guard rows > 0 else { return }
         try kernel(era, Int(rows))

@@ -12,6 +12,7 @@ func rowEntropy<T: ERAReal>(_ rows: Int64, _ cols: Int64, inputs: [UnsafePointer
         let count = try checkedElementCount(rows: rows, cols: cols, minCols: 1, elementSize: MemoryLayout<T>.stride)
         try requirePointer(out, count: Int(rows))
         for input in inputs { try requirePointer(input, count: count) }
+        try requireDisjoint(outputs: [Span(out, Int(rows))], inputs: inputs.map { Span($0, count) })
         for input in inputs { try requireFinite(input, count: count) }
         guard rows > 0 else { return }
         try kernel(Int(rows), Int(cols), out!)

@@ -16,10 +16,12 @@ func llmParameters(_ params: UnsafePointer<era_llm_params>?) throws(ERAError) ->
 }
 
 /// Checks a tokens x vocab shape and the pointers an LLM pass needs (each array's length:
-/// the element count, or the token count), then runs `kernel` when there is a token.
+/// the element count, or the token count), then `disjoint(count)` with the logits' element
+/// count (the call's overlap check), then runs `kernel` when there is a token.
 @inline(__always)
 func llmCall<S>(_ tokens: Int64, _ vocab: Int64, logits: UnsafePointer<S>?, perToken: [UnsafeRawPointer?],
                 outputs: [UnsafeMutableRawPointer?], outputPerElement: Bool = false,
+                disjoint: (Int) throws(ERAError) -> Void,
                 _ kernel: (Int, Int) throws(ERAError) -> Void) -> era_status {
     status { () throws(ERAError) in
         let count = try checkedElementCount(rows: tokens, cols: vocab, minCols: 1, elementSize: MemoryLayout<S>.stride)
@@ -28,6 +30,7 @@ func llmCall<S>(_ tokens: Int64, _ vocab: Int64, logits: UnsafePointer<S>?, perT
         try requirePointer(logits, count: count)
         for pointer in perToken { try requirePointer(pointer, count: Int(tokens)) }
         for pointer in outputs { try requirePointer(pointer, count: outputPerElement ? count : Int(tokens)) }
+        try disjoint(count)
         guard tokens > 0 else { return }
         try kernel(Int(tokens), Int(vocab))
     }
@@ -36,7 +39,10 @@ func llmCall<S>(_ tokens: Int64, _ vocab: Int64, logits: UnsafePointer<S>?, perT
 @_cdecl("era_token_entropy_f32")
 public func era_token_entropy_f32(_ tokens: Int64, _ vocab: Int64, _ logits: UnsafePointer<Float>?,
                                   _ out: UnsafeMutablePointer<Float>?) -> era_status {
-    llmCall(tokens, vocab, logits: logits, perToken: [], outputs: [UnsafeMutableRawPointer(out)]) { (t, v) throws(ERAError) in
+    llmCall(tokens, vocab, logits: logits, perToken: [], outputs: [UnsafeMutableRawPointer(out)],
+            disjoint: { (count) throws(ERAError) in
+                try requireDisjoint(outputs: [Span(out, Int(tokens))], inputs: [Span(logits, count)])
+            }) { (t, v) throws(ERAError) in
         try LLMERA.tokenEntropy(tokens: t, vocab: v, logits: logits!, out: out!)
     }
 }
@@ -44,7 +50,10 @@ public func era_token_entropy_f32(_ tokens: Int64, _ vocab: Int64, _ logits: Uns
 @_cdecl("era_token_entropy_f64")
 public func era_token_entropy_f64(_ tokens: Int64, _ vocab: Int64, _ logits: UnsafePointer<Double>?,
                                   _ out: UnsafeMutablePointer<Double>?) -> era_status {
-    llmCall(tokens, vocab, logits: logits, perToken: [], outputs: [UnsafeMutableRawPointer(out)]) { (t, v) throws(ERAError) in
+    llmCall(tokens, vocab, logits: logits, perToken: [], outputs: [UnsafeMutableRawPointer(out)],
+            disjoint: { (count) throws(ERAError) in
+                try requireDisjoint(outputs: [Span(out, Int(tokens))], inputs: [Span(logits, count)])
+            }) { (t, v) throws(ERAError) in
         try LLMERA.tokenEntropy(tokens: t, vocab: v, logits: logits!, out: out!)
     }
 }
@@ -53,7 +62,10 @@ public func era_token_entropy_f64(_ tokens: Int64, _ vocab: Int64, _ logits: Uns
 public func era_token_entropy_bf16(_ tokens: Int64, _ vocab: Int64, _ logits: UnsafePointer<UInt16>?,
                                    _ out: UnsafeMutablePointer<Float>?) -> era_status {
     let bf16 = UnsafeRawPointer(logits)?.assumingMemoryBound(to: BFloat16.self)
-    return llmCall(tokens, vocab, logits: bf16, perToken: [], outputs: [UnsafeMutableRawPointer(out)]) { (t, v) throws(ERAError) in
+    return llmCall(tokens, vocab, logits: bf16, perToken: [], outputs: [UnsafeMutableRawPointer(out)],
+                   disjoint: { (count) throws(ERAError) in
+                       try requireDisjoint(outputs: [Span(out, Int(tokens))], inputs: [Span(bf16, count)])
+                   }) { (t, v) throws(ERAError) in
         try LLMERA.tokenEntropy(tokens: t, vocab: v, logits: bf16!, out: out!)
     }
 }
@@ -68,6 +80,8 @@ public func era_llm_response_entropy_f32(_ params: UnsafePointer<era_llm_params>
         try requirePointer(tokenEntropy, count: Int(tokens))
         try requirePointer(responseId, count: Int(tokens))
         try requirePointer(out, count: Int(responses))
+        try requireDisjoint(outputs: [Span(out, Int(responses))],
+                            inputs: [Span(tokenEntropy, Int(tokens)), Span(responseId, Int(tokens))])
         try LLMERA.responseEntropy(parameters: parameters, tokens: Int(tokens), tokenEntropy: tokenEntropy,
                                    responseId: responseId, responses: Int(responses), out: out)
     }
@@ -92,6 +106,10 @@ public func era_llm_scales_f32(_ params: UnsafePointer<era_llm_params>?, _ token
                         UnsafeRawPointer(outAdvantages)] {
             try requirePointer(pointer, count: Int(tokens))
         }
+        // In place: out_advantages may be advantages (era.h).
+        try requireDisjoint(outputs: [Span(outScale, Int(tokens)), Span(outAdvantages, Int(tokens))],
+                            inputs: [Span(responseEntropy, Int(responses)), Span(responseId, Int(tokens)),
+                                     Span(advantages, Int(tokens))], inPlace: [(1, 2)])
         guard tokens > 0 else { return }
         try LLMERA.scales(parameters: parameters, tokens: Int(tokens), responseEntropy: responseEntropy,
                           responses: Int(responses), responseId: responseId!, advantages: advantages!,
@@ -105,7 +123,11 @@ public func era_llm_logprob_forward_f32(_ tokens: Int64, _ vocab: Int64, _ logit
                                         _ outLogprob: UnsafeMutablePointer<Float>?,
                                         _ outEntropy: UnsafeMutablePointer<Float>?) -> era_status {
     llmCall(tokens, vocab, logits: logits, perToken: [UnsafeRawPointer(labels)],
-            outputs: [UnsafeMutableRawPointer(outLogprob)]) { (t, v) throws(ERAError) in
+            outputs: [UnsafeMutableRawPointer(outLogprob)],
+            disjoint: { (count) throws(ERAError) in
+                try requireDisjoint(outputs: [Span(outLogprob, Int(tokens)), Span(outEntropy, Int(tokens))],
+                                    inputs: [Span(logits, count), Span(labels, Int(tokens)), Span(scales, Int(tokens))])
+            }) { (t, v) throws(ERAError) in
         try LLMERA.logprobForward(tokens: t, vocab: v, logits: logits!, labels: labels!, scales: scales,
                                   outLogprob: outLogprob!, outEntropy: outEntropy)
     }
@@ -118,7 +140,11 @@ public func era_llm_logprob_forward_bf16(_ tokens: Int64, _ vocab: Int64, _ logi
                                          _ outEntropy: UnsafeMutablePointer<Float>?) -> era_status {
     let bf16 = UnsafeRawPointer(logits)?.assumingMemoryBound(to: BFloat16.self)
     return llmCall(tokens, vocab, logits: bf16, perToken: [UnsafeRawPointer(labels)],
-                   outputs: [UnsafeMutableRawPointer(outLogprob)]) { (t, v) throws(ERAError) in
+                   outputs: [UnsafeMutableRawPointer(outLogprob)],
+                   disjoint: { (count) throws(ERAError) in
+                       try requireDisjoint(outputs: [Span(outLogprob, Int(tokens)), Span(outEntropy, Int(tokens))],
+                                           inputs: [Span(bf16, count), Span(labels, Int(tokens)), Span(scales, Int(tokens))])
+                   }) { (t, v) throws(ERAError) in
         try LLMERA.logprobForward(tokens: t, vocab: v, logits: bf16!, labels: labels!, scales: scales,
                                   outLogprob: outLogprob!, outEntropy: outEntropy)
     }
@@ -130,7 +156,13 @@ public func era_llm_logprob_backward_f32(_ tokens: Int64, _ vocab: Int64, _ logi
                                          _ gradLogprob: UnsafePointer<Float>?,
                                          _ outGrad: UnsafeMutablePointer<Float>?) -> era_status {
     llmCall(tokens, vocab, logits: logits, perToken: [UnsafeRawPointer(labels), UnsafeRawPointer(gradLogprob)],
-            outputs: [UnsafeMutableRawPointer(outGrad)], outputPerElement: true) { (t, v) throws(ERAError) in
+            outputs: [UnsafeMutableRawPointer(outGrad)], outputPerElement: true,
+            disjoint: { (count) throws(ERAError) in
+                // In place: the gradient may be the logits (era.h).
+                try requireDisjoint(outputs: [Span(outGrad, count)],
+                                    inputs: [Span(logits, count), Span(labels, Int(tokens)), Span(scales, Int(tokens)),
+                                             Span(gradLogprob, Int(tokens))], inPlace: [(0, 0)])
+            }) { (t, v) throws(ERAError) in
         try LLMERA.logprobBackward(tokens: t, vocab: v, logits: logits!, labels: labels!, scales: scales,
                                    gradLogprob: gradLogprob!, outGrad: outGrad!)
     }
@@ -144,7 +176,13 @@ public func era_llm_logprob_backward_bf16(_ tokens: Int64, _ vocab: Int64, _ log
     let bf16 = UnsafeRawPointer(logits)?.assumingMemoryBound(to: BFloat16.self)
     let out = UnsafeMutableRawPointer(outGrad)?.assumingMemoryBound(to: BFloat16.self)
     return llmCall(tokens, vocab, logits: bf16, perToken: [UnsafeRawPointer(labels), UnsafeRawPointer(gradLogprob)],
-                   outputs: [UnsafeMutableRawPointer(out)], outputPerElement: true) { (t, v) throws(ERAError) in
+                   outputs: [UnsafeMutableRawPointer(out)], outputPerElement: true,
+                   disjoint: { (count) throws(ERAError) in
+                       // In place: the gradient may be the logits (era.h).
+                       try requireDisjoint(outputs: [Span(out, count)],
+                                           inputs: [Span(bf16, count), Span(labels, Int(tokens)), Span(scales, Int(tokens)),
+                                                    Span(gradLogprob, Int(tokens))], inPlace: [(0, 0)])
+                   }) { (t, v) throws(ERAError) in
         try LLMERA.logprobBackward(tokens: t, vocab: v, logits: bf16!, labels: labels!, scales: scales,
                                    gradLogprob: gradLogprob!, outGrad: out!)
     }

@@ -19,6 +19,7 @@ func status(_ body: () throws(ERAError) -> Void) -> era_status {
         case .nonFinite: return ERA_ERR_NON_FINITE
         case .allocation: return ERA_ERR_ALLOCATION
         case .badIndex: return ERA_ERR_BAD_INDEX
+        case .overlap: return ERA_ERR_OVERLAP
         }
     }
 }
@@ -28,6 +29,44 @@ func status(_ body: () throws(ERAError) -> Void) -> era_status {
 func required<P>(_ pointer: UnsafePointer<P>?) throws(ERAError) -> P {
     guard let pointer else { throw .nullPointer }
     return pointer.pointee
+}
+
+/// One array of a call, for the overlap check: the bytes it spans (none for a NULL pointer or
+/// an empty array). Built after the shape checks, so `count * stride` fits.
+struct Span {
+    let start: UInt
+    let end: UInt
+
+    init<T>(_ pointer: UnsafePointer<T>?, _ count: Int) {
+        start = UInt(bitPattern: pointer)
+        guard pointer != nil, count > 0 else {
+            end = start
+            return
+        }
+        let (sum, overflow) = start.addingReportingOverflow(UInt(count) * UInt(MemoryLayout<T>.stride))
+        end = overflow ? UInt.max : sum
+    }
+
+    init<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int) {
+        self.init(UnsafePointer(pointer), count)
+    }
+
+    func overlaps(_ other: Span) -> Bool {
+        start < end && other.start < other.end && start < other.end && other.start < end
+    }
+}
+
+/// Throws .overlap unless every output is disjoint from every input and from the other
+/// outputs, but for an output that is exactly an input (same start, same size) which the
+/// function documents as "in place": `inPlace` lists those as (output index, input index).
+func requireDisjoint(outputs: [Span], inputs: [Span], inPlace: [(output: Int, input: Int)] = []) throws(ERAError) {
+    for (o, output) in outputs.enumerated() {
+        for (i, input) in inputs.enumerated() where output.overlaps(input) {
+            let exact = output.start == input.start && output.end == input.end
+            guard exact, inPlace.contains(where: { $0.output == o && $0.input == i }) else { throw .overlap }
+        }
+        for other in outputs[(o + 1)...] where output.overlaps(other) { throw .overlap }
+    }
 }
 
 /// A C string in static storage.
@@ -54,6 +93,7 @@ public func era_status_string(_ code: era_status) -> UnsafePointer<CChar> {
     case ERA_ERR_ALLOCATION: return cString("allocation failure")
     case ERA_ERR_INTERNAL: return cString("internal error")
     case ERA_ERR_BAD_INDEX: return cString("index out of range")
+    case ERA_ERR_OVERLAP: return cString("overlapping buffers")
     default: return cString("unknown status")
     }
 }

@@ -35,6 +35,9 @@ public func era_llm_linear_logprob_forward_f32(_ tokens: Int64, _ dim: Int64, _ 
         guard let weight else { throw .nullPointer }  // never empty: vocab, dim >= 1
         try requirePointer(labels, count: Int(tokens))
         try requirePointer(outLogprob, count: Int(tokens))
+        try requireDisjoint(outputs: [Span(outLogprob, Int(tokens)), Span(outEntropy, Int(tokens))],
+                            inputs: [Span(hidden, counts.input), Span(weight, counts.weight), Span(labels, Int(tokens)),
+                                     Span(scales, Int(tokens))])
         try LinearHeads.logprobForward(tokens: Int(tokens), vocab: Int(vocab), dim: Int(dim), hidden: hidden,
                                        weight: weight, labels: labels, scales: scales, outLogprob: outLogprob,
                                        outEntropy: outEntropy)
@@ -54,6 +57,9 @@ public func era_llm_linear_logprob_backward_f32(_ tokens: Int64, _ dim: Int64, _
         guard let weight else { throw .nullPointer }
         try requirePointer(labels, count: Int(tokens))
         try requirePointer(gradLogprob, count: Int(tokens))
+        try requireDisjoint(outputs: [Span(outGradHidden, counts.input), Span(outGradWeight, counts.weight)],
+                            inputs: [Span(hidden, counts.input), Span(weight, counts.weight), Span(labels, Int(tokens)),
+                                     Span(scales, Int(tokens)), Span(gradLogprob, Int(tokens))])
         try LinearHeads.logprobBackward(tokens: Int(tokens), vocab: Int(vocab), dim: Int(dim), hidden: hidden,
                                         weight: weight, labels: labels, scales: scales, gradLogprob: gradLogprob,
                                         outGradHidden: counts.input > 0 ? outGradHidden : nil,
@@ -71,8 +77,12 @@ public func era_linear_discrete_ce_f32(_ params: UnsafePointer<era_discrete_para
                                        _ outGradBias: UnsafeMutablePointer<Float>?) -> era_status {
     status { () throws(ERAError) in
         let era = try discreteERA(params, classes: classes)
-        _ = try linearHeadShape(rows, dim, classes, minimumRows: 1, blasRowsAndOutputs: true)
+        let counts = try linearHeadShape(rows, dim, classes, minimumRows: 1, blasRowsAndOutputs: true)
         guard let features, let weight, let labels, let outLoss else { throw .nullPointer }
+        try requireDisjoint(outputs: [Span(outLoss, 1), Span(outGradFeatures, counts.input),
+                                      Span(outGradWeight, counts.weight), Span(outGradBias, Int(classes))],
+                            inputs: [Span(features, counts.input), Span(weight, counts.weight), Span(bias, Int(classes)),
+                                     Span(labels, Int(rows))])
         try LinearHeads.discreteCrossEntropy(era: era, rows: Int(rows), dim: Int(dim), features: features,
                                              weight: weight, bias: bias, labels: labels, outLoss: outLoss,
                                              outGradFeatures: outGradFeatures, outGradWeight: outGradWeight,

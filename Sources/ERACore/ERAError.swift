@@ -15,4 +15,7 @@ public enum ERAError: Error, Equatable, Sendable {
     case allocation
     /// A label or response id is out of range, or a label points at a masked (-inf) logit.
     case badIndex
+    /// An output shares memory with an input or another output beyond the exact in-place use
+    /// the function allows.
+    case overlap
 }

@@ -17,7 +17,7 @@ static_assert(std::is_same<decltype(&era_discrete_forward_f32),
                            era_status (*)(const era_discrete_params *, int64_t, int64_t, const float *, float *)>::value,
               "era_discrete_forward_f32 signature");
 static_assert(std::is_same<decltype(era_status_string(ERA_OK)), const char *>::value, "status text type");
-static_assert(ERA_ERR_BAD_INDEX == 8 && ERA_DISCRETE_REFERENCE == 2, "enumerator values");
+static_assert(ERA_ERR_BAD_INDEX == 8 && ERA_ERR_OVERLAP == 9 && ERA_DISCRETE_REFERENCE == 2, "enumerator values");
 
 int main() {
     era_discrete_params dp;

@@ -29,6 +29,7 @@ STATUS = _era.STATUS
         ("ALLOCATION", era.AllocationError),
         ("INTERNAL", era.InternalError),
         ("BAD_INDEX", era.BadIndexError),
+        ("OVERLAP", era.OverlapError),
     ],
 )
 def test_status_maps_to_its_class(name, cls):
@@ -42,6 +43,7 @@ def test_status_maps_to_its_class(name, cls):
 def test_library_status_texts():
     assert _era.status_string(STATUS["NON_FINITE"]) == "non-finite input"
     assert _era.status_string(STATUS["BAD_INDEX"]) == "index out of range"
+    assert _era.status_string(STATUS["OVERLAP"]) == "overlapping buffers"
     assert _era.status_string(1234) == "unknown status"
 
 
@@ -52,6 +54,22 @@ def test_null_pointer_reaches_the_library():
     assert _era.continuous_forward(-1.0, 0.0, -8.0, 0.0, 2, 3, np.zeros(6), None) == STATUS["NULL_POINTER"]
     assert _era.softmax_entropy(0, 3, np.zeros(0), None) == STATUS["OK"]  # NULL is fine for zero rows
     assert np.all(out == 0)
+
+
+def test_overlapping_buffers_reach_the_library_as_overlap():
+    # Only era._era can pass an output that overlaps an input: views of one buffer.
+    buffer = np.random.default_rng(3).normal(size=16)
+    before = buffer.copy()
+    # softmax entropies of 2 rows of 4 written over the logits' second half: refused, untouched
+    assert _era.softmax_entropy(2, 4, buffer[:8], buffer[6:8]) == STATUS["OVERLAP"]
+    assert _era.continuous_forward(-1.0, 0.0, -8.0, 0.0, 2, 3, buffer[:6], buffer[1:7]) == STATUS["OVERLAP"]
+    assert np.array_equal(buffer, before)
+    # the exact in-place form still works and equals the out-of-place result
+    out = np.empty(6)
+    assert _era.continuous_forward(-1.0, 0.0, -8.0, 0.0, 2, 3, buffer[:6], out) == STATUS["OK"]
+    assert _era.continuous_forward(-1.0, 0.0, -8.0, 0.0, 2, 3, buffer[:6], buffer[:6]) == STATUS["OK"]
+    assert np.array_equal(buffer[:6], out)
+    assert type(error_for_status(STATUS["OVERLAP"], "era._era.softmax_entropy")) is era.OverlapError
 
 
 X = np.random.default_rng(7).normal(size=(4, 5))

@@ -450,6 +450,7 @@ PYBIND11_MODULE(_era, m) {
     statuses["ALLOCATION"] = static_cast<int>(ERA_ERR_ALLOCATION);
     statuses["INTERNAL"] = static_cast<int>(ERA_ERR_INTERNAL);
     statuses["BAD_INDEX"] = static_cast<int>(ERA_ERR_BAD_INDEX);
+    statuses["OVERLAP"] = static_cast<int>(ERA_ERR_OVERLAP);
     m.attr("STATUS") = statuses;
 
     m.def("abi_version", &era_abi_version, "era_abi_version(): the ABI version libera was built with.");

@@ -16,6 +16,7 @@ from . import _era
 from ._errors import (
     AllocationError,
     BadIndexError,
+    OverlapError,
     BadParameterError,
     BadShapeError,
     DTypeError,
@@ -72,6 +73,7 @@ __all__ = [
     "AllocationError",
     "InternalError",
     "BadIndexError",
+    "OverlapError",
     "DTypeError",
     "softmax_entropy",
     "gaussian_entropy",

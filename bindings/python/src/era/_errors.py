@@ -82,6 +82,14 @@ class BadIndexError(ERAError, IndexError):
     status = _era.STATUS["BAD_INDEX"]
 
 
+class OverlapError(ERAError):
+    """ERA_ERR_OVERLAP: an output array shares memory with an input or another output, other
+    than the exact in-place use a function allows. Only reachable through era._era: the
+    numpy level allocates fresh outputs."""
+
+    status = _era.STATUS["OVERLAP"]
+
+
 class DTypeError(ERAError, TypeError):
     """An array has a dtype the kernel does not take. era never casts silently: convert the
     array yourself (e.g. ``x.astype(np.float32)``) if that is what you mean."""
@@ -98,6 +106,7 @@ _BY_STATUS = {
         AllocationError,
         InternalError,
         BadIndexError,
+        OverlapError,
     )
 }
 

@@ -20,12 +20,49 @@
 #include <stdexcept>
 #include <string>
 
+#include <unistd.h>
+
 #include "era_params.hpp"
 
 namespace py = pybind11;
 using era_py::continuous_params;
 using era_py::discrete_params;
 using era_py::llm_params;
+
+namespace {
+
+bool interpreter_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+}
+
+// The GIL released around a libera call. Not py::gil_scoped_release, because of interpreter
+// exit: CPython ends a daemon thread that asks for the GIL back while the interpreter
+// finalises with pthread_exit, whose forced unwinding through a noexcept destructor (every
+// destructor is noexcept by default) calls std::terminate, and the process aborted (exit 134)
+// although the program had exited cleanly. This destructor does not ask once finalisation has
+// begun: the thread waits, holding nothing, for the process to end (as CPython 3.14 does with
+// such threads). In the short window where finalisation begins while it asks, the destructor
+// lets the unwinding pass (noexcept(false)), and pybind11 lets it end the thread.
+class released_gil {
+public:
+    released_gil() : state_(PyEval_SaveThread()) {}
+    released_gil(const released_gil &) = delete;
+    released_gil &operator=(const released_gil &) = delete;
+    ~released_gil() noexcept(false) {
+        if (interpreter_finalizing())
+            for (;;) pause();
+        PyEval_RestoreThread(state_);
+    }
+
+private:
+    PyThreadState *state_;
+};
+
+}  // namespace
 
 namespace {
 
@@ -124,7 +161,7 @@ int softmax_entropy(int64_t rows, int64_t cols, py::object logits, py::object ou
     const int64_t n = count_or_zero(rows, cols), r = rows < 0 ? 0 : rows;
     void *x = checked_pointer(logits, e, n, "logits", false);
     void *o = checked_pointer(out, e, r, "out_entropy", true);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return e == Elem::f32 ? era_softmax_entropy_f32(rows, cols, static_cast<const float *>(x), static_cast<float *>(o))
                           : era_softmax_entropy_f64(rows, cols, static_cast<const double *>(x), static_cast<double *>(o));
 }
@@ -134,7 +171,7 @@ int gaussian_entropy(int64_t rows, int64_t dim, py::object log_std, py::object o
     const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
     void *x = checked_pointer(log_std, e, n, "log_std", false);
     void *o = checked_pointer(out, e, r, "out_entropy", true);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return e == Elem::f32 ? era_gaussian_entropy_f32(rows, dim, static_cast<const float *>(x), static_cast<float *>(o))
                           : era_gaussian_entropy_f64(rows, dim, static_cast<const double *>(x), static_cast<double *>(o));
 }
@@ -145,7 +182,7 @@ int tanh_gaussian_entropy(int64_t rows, int64_t dim, py::object mean, py::object
     void *m = checked_pointer(mean, e, n, "mean", false);
     void *x = checked_pointer(log_std, e, n, "log_std", false);
     void *o = checked_pointer(out, e, r, "out_entropy", true);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return e == Elem::f32 ? era_tanh_gaussian_entropy_f32(rows, dim, static_cast<const float *>(m),
                                                           static_cast<const float *>(x), static_cast<float *>(o))
                           : era_tanh_gaussian_entropy_f64(rows, dim, static_cast<const double *>(m),
@@ -159,7 +196,7 @@ int truncated_normal_entropy(int64_t rows, int64_t dim, py::object loc, py::obje
     void *l = checked_pointer(loc, e, n, "loc", false);
     void *x = checked_pointer(log_std, e, n, "log_std", false);
     void *o = checked_pointer(out, e, r, "out_entropy", true);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return e == Elem::f32
                ? era_truncated_normal_entropy_f32(rows, dim, static_cast<const float *>(l), static_cast<const float *>(x),
                                                   lo, hi, static_cast<float *>(o))
@@ -177,7 +214,7 @@ int continuous_forward(double target, double residual, double log_std_min, doubl
     void *x = checked_pointer(std_logits, e, n, "std_logits", false);
     void *o = checked_pointer(out, e, n, "out_log_std", true);
     const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return e == Elem::f32 ? era_continuous_forward_f32(&p, rows, dim, static_cast<const float *>(x), static_cast<float *>(o))
                           : era_continuous_forward_f64(&p, rows, dim, static_cast<const double *>(x),
                                                        static_cast<double *>(o));
@@ -193,7 +230,7 @@ int continuous_backward(double target, double residual, double log_std_min, doub
     void *o = checked_pointer(out, e, n, "out_grad_std_logits", true);
     void *od = checked_pointer(out_residual, e, r, "out_grad_residual", true);
     const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return e == Elem::f32
                ? era_continuous_backward_f32(&p, rows, dim, static_cast<const float *>(x), static_cast<const float *>(g),
                                              static_cast<float *>(o), static_cast<float *>(od))
@@ -212,7 +249,7 @@ py::tuple discrete_scalar(DiscreteScalar fn, double target, double tau, int32_t 
     double value = std::numeric_limits<double>::quiet_NaN();
     era_status s;
     {
-        py::gil_scoped_release nogil;
+        released_gil nogil;
         s = fn(&p, classes, &value);
     }
     return py::make_tuple(static_cast<int>(s), value);
@@ -225,7 +262,7 @@ int discrete_forward(double target, double tau, int32_t mode, int64_t rows, int6
     void *x = checked_pointer(logits, e, n, "logits", false);
     void *o = checked_pointer(out, e, n, "out_logits", true);
     const era_discrete_params p = discrete_params(target, tau, mode);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return e == Elem::f32 ? era_discrete_forward_f32(&p, rows, classes, static_cast<const float *>(x), static_cast<float *>(o))
                           : era_discrete_forward_f64(&p, rows, classes, static_cast<const double *>(x),
                                                      static_cast<double *>(o));
@@ -239,7 +276,7 @@ int discrete_backward(double target, double tau, int32_t mode, int64_t rows, int
     void *g = checked_pointer(grad_out, e, n, "grad_out", false);
     void *o = checked_pointer(out, e, n, "out_grad_logits", true);
     const era_discrete_params p = discrete_params(target, tau, mode);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return e == Elem::f32
                ? era_discrete_backward_f32(&p, rows, classes, static_cast<const float *>(x), static_cast<const float *>(g),
                                            static_cast<float *>(o))
@@ -255,7 +292,7 @@ int token_entropy(int64_t tokens, int64_t vocab, py::object logits, py::object o
     const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
     void *x = checked_pointer(logits, e, n, "logits", false);
     void *o = checked_pointer(out, e == Elem::f64 ? Elem::f64 : Elem::f32, t, "out_entropy", true);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     switch (e) {
     case Elem::f32: return era_token_entropy_f32(tokens, vocab, static_cast<const float *>(x), static_cast<float *>(o));
     case Elem::f64: return era_token_entropy_f64(tokens, vocab, static_cast<const double *>(x), static_cast<double *>(o));
@@ -271,7 +308,7 @@ int llm_response_entropy(double omega_low, double omega_high, double k, double t
     void *ids = checked_pointer(response_id, Elem::i64, t, "response_id", false);
     void *o = checked_pointer(out, Elem::f32, r, "out_response_entropy", true);
     const era_llm_params p = llm_params(omega_low, omega_high, k, top_fraction, scale_advantages);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return era_llm_response_entropy_f32(&p, tokens, static_cast<const float *>(h), static_cast<const int64_t *>(ids),
                                         responses, static_cast<float *>(o));
 }
@@ -286,7 +323,7 @@ int llm_scales(double omega_low, double omega_high, double k, double top_fractio
     void *os = checked_pointer(out_scale, Elem::f32, t, "out_logit_scale", true);
     void *oa = checked_pointer(out_advantages, Elem::f32, t, "out_advantages", true);
     const era_llm_params p = llm_params(omega_low, omega_high, k, top_fraction, scale_advantages);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return era_llm_scales_f32(&p, tokens, static_cast<const float *>(h), responses, static_cast<const int64_t *>(ids),
                               static_cast<const float *>(a), static_cast<float *>(os), static_cast<float *>(oa));
 }
@@ -300,7 +337,7 @@ int llm_logprob_forward(int64_t tokens, int64_t vocab, py::object logits, py::ob
     void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
     void *ol = checked_pointer(out_logprob, Elem::f32, t, "out_logprob", true);
     void *oh = checked_pointer(out_entropy, Elem::f32, t, "out_entropy", true);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     if (e == Elem::f32) {
         return era_llm_logprob_forward_f32(tokens, vocab, static_cast<const float *>(x), static_cast<const int64_t *>(lab),
                                            static_cast<const float *>(s), static_cast<float *>(ol),
@@ -320,7 +357,7 @@ int llm_logprob_backward(int64_t tokens, int64_t vocab, py::object logits, py::o
     void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
     void *g = checked_pointer(grad_logprob, Elem::f32, t, "grad_logprob", false);
     void *o = checked_pointer(out_grad, e, n, "out_grad_logits", true);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     if (e == Elem::f32) {
         return era_llm_logprob_backward_f32(tokens, vocab, static_cast<const float *>(x),
                                             static_cast<const int64_t *>(lab), static_cast<const float *>(s),
@@ -345,7 +382,7 @@ int llm_linear_logprob_forward(int64_t tokens, int64_t dim, int64_t vocab, py::o
     void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
     void *ol = checked_pointer(out_logprob, Elem::f32, t, "out_logprob", true);
     void *oh = checked_pointer(out_entropy, Elem::f32, t, "out_entropy", true);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return era_llm_linear_logprob_forward_f32(tokens, dim, vocab, static_cast<const float *>(h),
                                               static_cast<const float *>(w), static_cast<const int64_t *>(lab),
                                               static_cast<const float *>(s), static_cast<float *>(ol),
@@ -364,7 +401,7 @@ int llm_linear_logprob_backward(int64_t tokens, int64_t dim, int64_t vocab, py::
     void *g = checked_pointer(grad_logprob, Elem::f32, t, "grad_logprob", false);
     void *oh = checked_pointer(out_grad_hidden, Elem::f32, nh, "out_grad_hidden", true);
     void *ow = checked_pointer(out_grad_weight, Elem::f32, nw, "out_grad_weight", true);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return era_llm_linear_logprob_backward_f32(tokens, dim, vocab, static_cast<const float *>(h),
                                                static_cast<const float *>(w), static_cast<const int64_t *>(lab),
                                                static_cast<const float *>(s), static_cast<const float *>(g),
@@ -386,7 +423,7 @@ int linear_discrete_ce(double target, double tau, int32_t mode, int64_t rows, in
     void *ow = checked_pointer(out_grad_weight, Elem::f32, nw, "out_grad_weight", true);
     void *ob = checked_pointer(out_grad_bias, Elem::f32, c, "out_grad_bias", true);
     const era_discrete_params p = discrete_params(target, tau, mode);
-    py::gil_scoped_release nogil;
+    released_gil nogil;
     return era_linear_discrete_ce_f32(&p, rows, dim, classes, static_cast<const float *>(f),
                                       static_cast<const float *>(w), static_cast<const float *>(b),
                                       static_cast<const int64_t *>(lab), static_cast<float *>(ol),
@@ -404,7 +441,7 @@ py::tuple check_discrete(double target, double tau, int32_t mode, int64_t rows, 
     era_bound_report report{};
     era_status s;
     {
-        py::gil_scoped_release nogil;
+        released_gil nogil;
         s = e == Elem::f32 ? era_check_discrete_f32(&p, rows, classes, static_cast<const float *>(x), tol, &report)
                            : era_check_discrete_f64(&p, rows, classes, static_cast<const double *>(x), tol, &report);
     }
@@ -421,7 +458,7 @@ py::tuple check_continuous(double target, double residual, double log_std_min, d
     era_bound_report report{};
     era_status s;
     {
-        py::gil_scoped_release nogil;
+        released_gil nogil;
         s = e == Elem::f32 ? era_check_continuous_f32(&p, rows, dim, static_cast<const float *>(m),
                                                       static_cast<const float *>(x), tol, &report)
                            : era_check_continuous_f64(&p, rows, dim, static_cast<const double *>(m),

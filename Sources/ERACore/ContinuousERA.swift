@@ -31,10 +31,39 @@ public struct ContinuousERA: Sendable {
         self.dim = Int(dim)
         let d = Double(dim)
         let k = targetEntropy + residual - d * Math.gaussianEntropyPerDim - d * logStdMax
-        guard k <= 0 else { throw .infeasibleTarget }
+        guard k <= 0, ContinuousERA.exactlyFeasible(targetEntropy, residual, dim: d, logStdMax: logStdMax)
+        else { throw .infeasibleTarget }
         // A target so far below the bounds that K overflows leaves nothing to compute with.
         guard k.isFinite else { throw .badParameter }
         scale = k
+        // A bound on what rounding can cost a row's entropy (see raiseToFloor): the weights sum
+        // to 1 within D ulps, each y_i is rounded once. Below 1e-11 (a tenth of the float64
+        // tolerance; the defaults and every setting with |K| D below about 4e4) the repair
+        // pass is skipped: it costs 5-25% of a float64 forward.
+        let bound = 2.3e-16 * (abs(k) * (d + 16) + 2 * d * max(abs(logStdMin), abs(logStdMax)))
+        repairsFloor = bound >= 1e-11
+    }
+
+    /// Whether forward rows are checked, and repaired, against the floor after rounding.
+    let repairsFloor: Bool
+
+    /// Whether H0 + delta <= D*log_std_max + D*c exactly, the right side being the entropy of a
+    /// row at log_std_max as the entropies are computed (D*c rounded once, as
+    /// Entropy.gaussianRowParts adds it). K rounds to 0 also for targets above that by less
+    /// than its rounding (ulps of |H0|: 8.7e-10 at |H0| = 1e7), and no output can then reach
+    /// the floor; so D*log_std_max is split exactly (fused multiply-add) and the terms are
+    /// summed compensated.
+    static func exactlyFeasible(_ target: Double, _ residual: Double, dim d: Double, logStdMax: Double) -> Bool {
+        let top = d * logStdMax
+        let terms = [target, residual, -(d * Math.gaussianEntropyPerDim), -top, -((-top).addingProduct(d, logStdMax))]
+        var sum = 0.0
+        var compensation = 0.0
+        for value in terms {
+            let next = sum + value
+            compensation += abs(sum) >= abs(value) ? (sum - next) + value : (value - next) + sum
+            sum = next
+        }
+        return (sum + compensation) <= 0 && !(sum == 0 && compensation > 0)
     }
 
     /// The largest |log_std_min|, |log_std_max| accepted: std up to e^10000 is far beyond any
@@ -87,6 +116,45 @@ public struct ContinuousERA: Sendable {
                     let y = self.logStdMax + self.scale * stats.probability(Double(s[i]))
                     out[i] = roundedUp(max(y, self.logStdMin))
                 }
+                if self.repairsFloor { self.raiseToFloor(out) }
+            }
+        }
+    }
+
+    /// The rows' floor holds in exact arithmetic, but the roundings of log_std_max + K*w_i and
+    /// of the softmax weights (whose sum is 1 only to about sqrt(D) ulps) cost up to about
+    /// eps*|K|: with log-std bounds of +-1e4 and D of 5000 (|K| up to 1e8), up to 1.6e-7 nats,
+    /// far beyond the float64 tolerance of 1e-10. So the row's entropy is computed as the bound
+    /// check computes it (Entropy.gaussianRowParts, compensated, before its final rounding),
+    /// and where it falls short of the
+    /// floor the entries strictly between the bounds (all entries below log_std_max when there
+    /// are none) are raised by the shortfall, spread evenly and rounded up, at least one ulp
+    /// each, until it does not. The change is below 1e-10 per entry for every legal setting;
+    /// rows with no shortfall (all at the default bounds) are left as they are.
+    @inline(__always)
+    func raiseToFloor<T: ERAReal>(_ out: UnsafeMutablePointer<T>) {
+        let floor = guaranteedFloor
+        for _ in 0..<16 {
+            // floor - sum is exact (the two are within a factor 2 where it matters), so the
+            // shortfall keeps what rounding the entropy to one double would drop.
+            let entropy = Entropy.gaussianRowParts(out, dim: dim)
+            let shortfall = (floor - entropy.sum) - entropy.compensation
+            guard shortfall > 0 else { return }
+            var inside = 0
+            var belowMax = 0
+            for i in 0..<dim {
+                let v = Double(out[i])
+                if v < logStdMax { belowMax += 1 }
+                if v < logStdMax && v > logStdMin { inside += 1 }
+            }
+            let movable = inside > 0 ? inside : belowMax
+            guard movable > 0 else { return }  // every entry at log_std_max: nothing can rise
+            let step = shortfall / Double(movable) * 1.0625
+            for i in 0..<dim {
+                let v = Double(out[i])
+                guard v < logStdMax, inside == 0 || v > logStdMin else { continue }
+                let raised: T = roundedUp(min(v + step, logStdMax))
+                out[i] = max(raised, min(out[i].nextUp, roundedUp(logStdMax)))
             }
         }
     }

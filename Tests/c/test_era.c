@@ -156,24 +156,25 @@ static void test_versions(void) {
 }
 
 static void test_status_strings(void) {
-    const era_status all[9] = {ERA_OK, ERA_ERR_NULL_POINTER, ERA_ERR_BAD_SHAPE, ERA_ERR_BAD_PARAMETER,
+    enum { N = 10 };
+    const era_status all[N] = {ERA_OK, ERA_ERR_NULL_POINTER, ERA_ERR_BAD_SHAPE, ERA_ERR_BAD_PARAMETER,
                                ERA_ERR_INFEASIBLE_TARGET, ERA_ERR_NON_FINITE, ERA_ERR_ALLOCATION, ERA_ERR_INTERNAL,
-                               ERA_ERR_BAD_INDEX};
-    const char *names[9] = {"ERA_OK", "ERA_ERR_NULL_POINTER", "ERA_ERR_BAD_SHAPE", "ERA_ERR_BAD_PARAMETER",
+                               ERA_ERR_BAD_INDEX, ERA_ERR_OVERLAP};
+    const char *names[N] = {"ERA_OK", "ERA_ERR_NULL_POINTER", "ERA_ERR_BAD_SHAPE", "ERA_ERR_BAD_PARAMETER",
                             "ERA_ERR_INFEASIBLE_TARGET", "ERA_ERR_NON_FINITE", "ERA_ERR_ALLOCATION",
-                            "ERA_ERR_INTERNAL", "ERA_ERR_BAD_INDEX"};
-    const char *s[9];
-    for (int i = 0; i < 9; i++) s[i] = era_status_string(all[i]);
-    for (int i = 0; i < 9; i++) {
+                            "ERA_ERR_INTERNAL", "ERA_ERR_BAD_INDEX", "ERA_ERR_OVERLAP"};
+    const char *s[N];
+    for (int i = 0; i < N; i++) s[i] = era_status_string(all[i]);
+    for (int i = 0; i < N; i++) {
         int ok = s[i] != NULL && s[i][0] != '\0' && strcmp(s[i], "unknown status") != 0 &&
                  era_status_string(all[i]) == s[i];
-        for (int j = 0; ok && j < 9; j++) if (j != i) ok = s[j] != NULL && strcmp(s[i], s[j]) != 0;
+        for (int j = 0; ok && j < N; j++) if (j != i) ok = s[j] != NULL && strcmp(s[i], s[j]) != 0;
         check(ok, "era_status_string(%s) = \"%s\": own static text, distinct from the others", names[i],
               s[i] ? s[i] : "(null)");
     }
     check(s[0] && strcmp(s[0], "ok") == 0 && s[1] && strcmp(s[1], "null pointer") == 0,
           "status texts \"ok\" and \"null pointer\" as documented");
-    const int unknown[3] = {9, 1000, -1};
+    const int unknown[3] = {10, 1000, -1};
     for (int i = 0; i < 3; i++) {
         const char *u = era_status_string((era_status)unknown[i]);
         check(u != NULL && strcmp(u, "unknown status") == 0, "era_status_string(%d) = \"unknown status\"", unknown[i]);

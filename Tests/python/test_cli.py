@@ -184,6 +184,14 @@ def bad_files(tmp_path, outputs):
     data = bytearray((tmp_path / "crc.npz").read_bytes())
     data[200] ^= 0x01  # inside the stored member's data: a CRC mismatch at its end
     (tmp_path / "crc.npz").write_bytes(bytes(data))
+    for name, offset, value in (("encrypted.npz", 6, 1), ("method.npz", 8, 99)):  # flag bit 0; method 99
+        with zipfile.ZipFile(tmp_path / name, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr("logits.npy", bytes(npy_bytes(good)))
+        data = bytearray((tmp_path / name).read_bytes())
+        central = data.index(b"PK\x01\x02")  # the central directory's field sits 2 bytes later
+        for at in (offset, central + offset + 2):
+            data[at:at + 2] = struct.pack("<H", struct.unpack("<H", data[at:at + 2])[0] | value)
+        (tmp_path / name).write_bytes(bytes(data))
     np.savez(tmp_path / "object.npz", logits=np.array([[1.0, None]], dtype=object))
     np.save(tmp_path / "object.npy", np.array([[1.0, None]], dtype=object), allow_pickle=True)
     with zipfile.ZipFile(tmp_path / "text.npz", "w") as archive:
@@ -205,6 +213,8 @@ VERIFY = ["verify", "--kind", "discrete", "--target-entropy", "1"]
         ("negative.npy", [], "claims shape (-1, 6)"),
         ("truncated.npy", [], "only 568 bytes of data follow"),
         ("crc.npz", [], "Bad CRC-32"),
+        ("encrypted.npz", [], "is encrypted"),
+        ("method.npz", [], "compression method is not supported"),
         ("object.npz", [], "object arrays are not supported"),
         ("object.npy", [], "object arrays are not supported"),
         ("text.npz", [], "is not an .npy array"),

@@ -35,8 +35,6 @@ EXPECTED_BASES = (ValueError, TypeError, IndexError, MemoryError, OverflowError,
 KNOWN_UNEXPECTED = {
     # era.torch takes tensors; None, strings, lists or numpy arrays fail on a tensor attribute.
     ("torch_level", "AttributeError"),
-    # `python -m era verify` on a corrupt .npz: see test_bug_cli_unreadable_npz_exits_2.
-    ("cli_and_testing", "BadZipFile"),
     # era.jax.llm_era with a vocabulary of 0: reshape(-1, 0) divides by zero (not BadShapeError).
     ("jax_level", "ZeroDivisionError"),
 }
@@ -711,7 +709,9 @@ def raw_module(run):
 
 
 def cli_and_testing(run):
+    import io
     import tempfile
+    import zipfile
 
     import numpy as np
 
@@ -744,6 +744,26 @@ def cli_and_testing(run):
     with open(garbage, "wb") as handle:
         handle.write(b"PK\x03\x04 not really a zip")
     files["garbage"] = garbage
+    # an .npz whose deflate stream is damaged, and .npy headers claiming a 36 TiB array
+    damaged = os.path.join(folder, "damaged.npz")
+    np.savez_compressed(damaged, logits=np.round(np.random.default_rng(5).normal(size=(40, 50)), 1))
+    raw = bytearray(open(damaged, "rb").read())
+    middle = len(raw) // 3
+    raw[middle:middle + 16] = bytes(b ^ 0xFF for b in raw[middle:middle + 16])
+    with open(damaged, "wb") as handle:
+        handle.write(bytes(raw))
+    files["damaged deflate"] = damaged
+    member = io.BytesIO()
+    np.save(member, np.zeros((6, 50)))
+    member = member.getvalue().replace(b"(6, 50), }" + b" " * 10, b"(824633720832, 6), }")  # same length
+    assert b"824633720832" in member
+    claimed = os.path.join(folder, "claimed.npy")
+    with open(claimed, "wb") as handle:
+        handle.write(member)
+    files["claimed 36 TiB npy"] = claimed
+    with zipfile.ZipFile(os.path.join(folder, "claimed.npz"), "w") as archive:
+        archive.writestr("logits.npy", member)
+    files["claimed 36 TiB npz"] = os.path.join(folder, "claimed.npz")
     files["missing"] = os.path.join(folder, "missing.npz")
     files["folder"] = folder
     for value_name, path in files.items():

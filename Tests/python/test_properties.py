@@ -1983,20 +1983,85 @@ def test_torch_native_refuses_float32_overflow_as_libera(case):
     raises(era.BadParameterError, run, "native")
 
 
+def torch_outputs_with_a_backward(function, backend):
+    """(the input whose gradient is asked for, an output) of each era.torch function that
+    has a backward: the activations, the log-prob passes and the fused linear heads."""
+    x = torch.zeros(2, 3, requires_grad=True)
+    w = torch.ones(5, 3, requires_grad=True)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    out = {
+        "llm_logprob": lambda: et.llm_logprob(x, torch.tensor([0, 2]), backend=backend)[0],
+        "llm_logprob scaled": lambda: et.llm_logprob(x, torch.tensor([0, 2]), torch.tensor([0.5, 2.0]),
+                                                     backend=backend)[0],
+        "discrete_era": lambda: et.discrete_era(x, 1.0, backend=backend),
+        "continuous_era": lambda: et.continuous_era(x, -3.0, backend=backend),
+        "continuous_era residual": lambda: et.continuous_era(x, -3.0, residual=torch.tensor(0.1, requires_grad=True),
+                                                             backend=backend),
+        "llm_era": lambda: et.llm_era(x.unsqueeze(-1).expand(2, 3, 4), torch.zeros(2, 3, dtype=torch.long),
+                                      torch.tensor([1.0, -1.0]), response_mask=mask, backend=backend).logprobs,
+        "llm_linear_logprob": lambda: et.llm_linear_logprob(x, w, torch.tensor([0, 4]), backend=backend)[0],
+        "llm_linear_era": lambda: et.llm_linear_era(x.unsqueeze(1).expand(2, 3, 3), w,
+                                                    torch.zeros(2, 3, dtype=torch.long), torch.tensor([1.0, -1.0]),
+                                                    response_mask=mask, backend=backend).logprobs,
+        "linear_discrete_ce": lambda: et.linear_discrete_ce(x, w, torch.zeros(5), torch.tensor([0, 4]), 1.0,
+                                                            backend=backend),
+    }[function]()
+    return x, out
+
+
+BACKWARD_FUNCTIONS = ["llm_logprob", "llm_logprob scaled", "discrete_era", "continuous_era", "continuous_era residual",
+                      "llm_era", "llm_linear_logprob", "llm_linear_era", "linear_discrete_ce"]
+
+
+@needs_torch
+@pytest.mark.parametrize("upstream", [math.nan, math.inf])
+@pytest.mark.parametrize("backend", ["libera", "native"])
+@pytest.mark.parametrize("function", BACKWARD_FUNCTIONS)
+def test_torch_backward_refuses_a_non_finite_upstream_gradient(function, backend, upstream):
+    # Fixed: the native path passed NaN upstream gradients through where libera raises; the
+    # fused heads' device path then named the weight gradient's NaN an overflow
+    # (BadParameterError), and linear_discrete_ce scaled its gradients by any upstream value.
+    x, out = torch_outputs_with_a_backward(function, backend)
+    gradient = torch.ones_like(out)
+    gradient.view(-1)[-1] = upstream
+    with pytest.raises(era.NonFiniteError):
+        out.backward(gradient)
+    assert x.grad is None
+
+
+@needs_torch
+@pytest.mark.parametrize("function", BACKWARD_FUNCTIONS)
+def test_torch_device_path_defers_a_non_finite_upstream_gradient(function):
+    # Deferred (the CUDA default, here forced on CPU): no raise in backward(), NaN in the
+    # gradient, and the right class from check_device_errors.
+    et.set_device_checks("deferred")
+    try:
+        x, out = torch_outputs_with_a_backward(function, "native")
+        gradient = torch.ones_like(out)
+        gradient.view(-1)[-1] = math.nan
+        out.backward(gradient)
+        assert torch.isnan(x.grad).any()
+        with pytest.raises(era.NonFiniteError, match="deferred device check"):
+            et.check_device_errors()
+    finally:
+        et.set_device_checks("auto")
+        et.check_device_errors()
+
+
 @needs_torch
 @pytest.mark.parametrize("backend", ["libera", "native"])
-@pytest.mark.parametrize("function", ["llm_logprob", "discrete_era", "continuous_era"])
-def test_torch_backward_refuses_a_non_finite_upstream_gradient(function, backend):
-    # Fixed: the native path passed NaN upstream gradients through where libera raises.
-    x = torch.zeros(2, 3, requires_grad=True)
-    out = {"llm_logprob": lambda: et.llm_logprob(x, torch.tensor([0, 2]), backend=backend)[0],
-           "discrete_era": lambda: et.discrete_era(x, 1.0, backend=backend),
-           "continuous_era": lambda: et.continuous_era(x, -3.0, backend=backend)}[function]()
-    upstream = torch.ones_like(out)
-    upstream.view(-1)[-1] = math.nan
-    with pytest.raises(era.NonFiniteError):
-        out.backward(upstream)
-    assert x.grad is None
+def test_torch_linear_discrete_ce_refuses_an_overflowing_gradient(backend):
+    # A finite upstream gradient whose product with the saved gradients overflows float32:
+    # BadParameterError, as libera's log-prob backward refuses an overflowing g * s.
+    features = torch.full((2, 3), 100.0, requires_grad=True)  # weight gradients of about 40
+    weight = torch.full((4, 3), 0.01, requires_grad=True)
+    loss = et.linear_discrete_ce(features, weight, None, torch.tensor([0, 1]), 1.0, backend=backend)
+    with pytest.raises(era.BadParameterError):
+        loss.backward(torch.tensor(3e38))
+    assert features.grad is None and weight.grad is None
+    loss = et.linear_discrete_ce(features, weight, None, torch.tensor([0, 1]), 1.0, backend=backend)
+    loss.backward(torch.tensor(1e30))  # large, but the products fit
+    assert torch.isfinite(features.grad).all() and torch.isfinite(weight.grad).all()
 
 
 @needs_torch

@@ -488,6 +488,7 @@ def test_device_path_never_reads_a_tensor_back(monkeypatch, deferred):
         monkeypatch.setattr(torch.Tensor, name, trap)
     x = torch.randn(4, 6, requires_grad=True)
     z = torch.randn(2, 5, 7, requires_grad=True)
+    w = torch.randn(7, 6, requires_grad=True)
     labels = torch.randint(0, 7, (2, 5))
     calls = [
         lambda: et.discrete_era(x, 1.0, backend="native"),
@@ -498,6 +499,10 @@ def test_device_path_never_reads_a_tensor_back(monkeypatch, deferred):
                            backend="native").logprobs,
         lambda: et.token_entropy(x, backend="native") + et.softmax_entropy(x, backend="native")
         + et.gaussian_entropy(x, backend="native"),
+        lambda: et.llm_linear_logprob(x, w, torch.tensor([0, 1, 2, 6]), backend="native")[0],
+        lambda: et.llm_linear_era(x.reshape(2, 2, 6), w, torch.tensor([[0, 1], [2, 6]]), torch.tensor([1.0, -1.0]),
+                                  response_mask=torch.ones(2, 2, dtype=torch.bool), backend="native").logprobs,
+        lambda: et.linear_discrete_ce(x, w, torch.zeros(7), torch.tensor([0, 1, 2, 6]), 1.0, backend="native"),
     ]
     for call in calls:
         out = call()

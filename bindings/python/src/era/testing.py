@@ -77,6 +77,8 @@ def _index_text(index: tuple) -> str:
 def violating_rows(values: ArrayLike, report: BoundReport, *, kind: str, mean=None, max_rows: int = 5):
     """The violating rows of a checked batch: (total count, the first `max_rows` as a list of
     (batch index, entropy in nats) in row order)."""
+    if not (isinstance(max_rows, (int, np.integer)) and max_rows >= 0):
+        raise ValueError(f"era.testing: max_rows must be an integer >= 0, got {max_rows!r}")
     entropies = _row_entropies(values, kind, mean).reshape(-1)
     bad = np.flatnonzero(entropies < report.target - report.tol)
     return len(bad), [(_index(int(r), report.batch_shape), float(entropies[r])) for r in bad[:max_rows]]
@@ -92,8 +94,11 @@ def violation_lines(values: ArrayLike, report: BoundReport, *, kind: str, mean=N
         f"entropy {report.min_entropy:.6g} < target {report.target:.6g}"
     ]
     shown = ", ".join(f"{_index_text(index)}: {entropy:.6g}" for index, entropy in rows)
-    more = f" (first {max_rows} of {count})" if count > max_rows else ""
-    lines.append(f"violating rows{more}: {shown}")
+    if not rows:
+        lines.append(f"violating rows: {count} (none listed)")
+    else:
+        more = f" (first {max_rows} of {count})" if count > max_rows else ""
+        lines.append(f"violating rows{more}: {shown}")
     return lines
 
 

@@ -533,6 +533,26 @@ def _(features, weight, bias, labels, target_entropy, tau, mode, with_grads, nat
             torch.empty_like(weight, memory_format=torch.contiguous_format), grad_b)
 
 
+@torch.library.custom_op("era::linear_ce_upstream", mutates_args=())
+@_device_kernel
+def linear_ce_upstream(grad_loss: Tensor, grad_x: Tensor, grad_w: Tensor, grad_b: Tensor,
+                       native_path: bool) -> Tensor:
+    """The upstream gradient of linear_discrete_ce's loss, checked before it scales the saved
+    gradients (a non-finite one is NON_FINITE, an overflowing product BAD_PARAMETER; the
+    device path reports by set_device_checks): a copy, NaN when refused."""
+    return native.linear_ce_upstream(grad_loss, (grad_x, grad_w, grad_b))
+
+
+@_cpu_kernel(linear_ce_upstream)
+def _linear_ce_upstream_cpu(grad_loss, grad_x, grad_w, grad_b, native_path):
+    return native.linear_ce_upstream(grad_loss, (grad_x, grad_w, grad_b), device_checks=native_path)
+
+
+@linear_ce_upstream.register_fake
+def _(grad_loss, grad_x, grad_w, grad_b, native_path):
+    return torch.empty_like(grad_loss)
+
+
 # ---------------------------------------------------------------------------------------
 # vmap: row-wise operators fold the vmapped axis into their rows
 
@@ -588,7 +608,7 @@ _register_rowwise_vmap(token_entropy, rows=(0,))
 _register_rowwise_vmap(llm_logprob_forward, rows=(0, 1, 2))
 _register_rowwise_vmap(llm_logprob_backward, rows=(0, 1, 2, 3))
 for _op in (llm_response_entropy, llm_scales, llm_linear_logprob_forward, llm_linear_logprob_backward,
-            linear_discrete_ce):
+            linear_discrete_ce, linear_ce_upstream):
     _register_loop_vmap(_op)
 
 
@@ -931,9 +951,29 @@ class LinearCEFunction(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph: the gradients as functions of the inputs
             grad_x, grad_w, grad_b = LinearCEGradFunction.apply(features, weight, bias, labels, target_entropy, tau,
                                                                 mode, native_path)
+        grad_loss = LinearCEUpstreamFunction.apply(grad_loss, grad_x, grad_w, grad_b, native_path)
         needs = ctx.needs_input_grad
         return (grad_loss * grad_x if needs[0] else None, grad_loss * grad_w if needs[1] else None,
                 grad_loss * grad_b if needs[2] else None, None, None, None, None, None, None)
+
+
+class LinearCEUpstreamFunction(torch.autograd.Function):
+    """linear_ce_upstream; its derivative passes the gradient through (a double backward
+    differentiates the scaling, grad_loss * saved gradient, not the check)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad_loss, grad_x, grad_w, grad_b, native_path):
+        return call(linear_ce_upstream, grad_loss, grad_x, grad_w, grad_b, native_path)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None, None, None, None
 
 
 class EagerLinearCE(torch.autograd.Function):
@@ -1002,6 +1042,7 @@ def _register_autograd(op, function):
     torch.library.register_autograd(op, function.backward, setup_context=function.setup_context)
 
 
+_register_autograd(linear_ce_upstream, LinearCEUpstreamFunction)
 _register_autograd(continuous_forward, ContinuousERAFunction)
 _register_autograd(continuous_backward, ContinuousBackwardFunction)
 _register_autograd(discrete_forward, DiscreteERAFunction)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
 from torch import nn
 
+from .. import _formulas
 from .. import continuous as _continuous
 from .. import discrete as _discrete
 from .._errors import BadParameterError, BadShapeError, python_error
@@ -16,6 +18,25 @@ from .._formulas import GAUSSIAN_ENTROPY_PER_DIM
 __all__ = ["ERAContinuous", "ERADiscrete"]
 
 SQUASHES = ("tanh", "truncated_normal")
+
+
+def _spacing(x: float, dtype: torch.dtype) -> float:
+    """The distance between the values of `dtype` around x > 0 (finite, below dtype's max)."""
+    info = torch.finfo(dtype)
+    if x < info.tiny:
+        return info.tiny * info.eps
+    return math.ldexp(info.eps, math.frexp(x)[1] - 1)
+
+
+def _round_down(x: float, dtype: torch.dtype) -> float:
+    """The largest value of `dtype` at or below x (0 for x <= 0), as a float."""
+    info = torch.finfo(dtype)
+    if not x > 0:
+        return 0.0
+    if x >= info.max:
+        return float(info.max)
+    step = _spacing(x, dtype)
+    return math.floor(x / step) * step
 
 
 class ERAContinuous(nn.Module):
@@ -76,13 +97,33 @@ class ERAContinuous(nn.Module):
         every std at exp(log_std_max). Negative when H0 itself is infeasible."""
         return self.action_dim * (GAUSSIAN_ENTROPY_PER_DIM + self.log_std_max) - self.target_entropy
 
-    def _project_residual(self) -> None:
-        """Keeps 0 <= delta <= max_residual (projected gradient descent on the residual), the
-        upper end a relative 1e-9 inside, so that the library's K (summed in another order)
-        cannot round above 0."""
+    def _residual_cap(self, dtype: torch.dtype) -> float:
+        """The largest delta of `dtype` that every path accepts: at or below max_residual less
+        a relative 1e-9, and feasible under each path's own float64 sum for K (libera's H0 +
+        delta - D*c - D*log_std_max, the device path's (H0 - D*c - D*log_std_max) + delta;
+        its float32 sum for half-precision rows rounds both terms alike and keeps K <= 0).
+        Exact in `dtype`: clamping to it stores it unrounded, where clamping to the float64
+        cap would round it to the nearest value of `dtype`, possibly above the cap."""
+        dim, target, high = float(self.action_dim), self.target_entropy, self.log_std_max
         top = self.max_residual
+        native_top = -_formulas.continuous_offset(self.action_dim, target, high)
+
+        def feasible(delta: float) -> bool:
+            return target + delta - dim * GAUSSIAN_ENTROPY_PER_DIM - dim * high <= 0 and delta <= native_top
+
+        cap, gap = _round_down(top - 1e-9 * max(1.0, abs(top)), dtype), 0.0
+        while cap > 0 and not feasible(cap):
+            # the next value down (nextafter toward 0), then steps doubling in size
+            gap = max(2 * gap, cap - _round_down(math.nextafter(cap, 0.0), dtype))
+            cap = _round_down(cap - gap, dtype)
+        return cap
+
+    def _project_residual(self) -> None:
+        """Keeps 0 <= delta <= the largest feasible delta of the residual's dtype (projected
+        gradient descent on the residual; 0 and that cap are exact in every dtype)."""
+        cap = self._residual_cap(self.residual.dtype)
         with torch.no_grad():
-            self.residual.clamp_(min=0.0, max=max(0.0, top - 1e-9 * max(1.0, abs(top))))
+            self.residual.clamp_(min=0.0, max=cap)
 
     def forward(self, mean: torch.Tensor, std_logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``[..., D], [..., D] -> (mean, log_std [..., D])``."""

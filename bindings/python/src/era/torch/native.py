@@ -34,7 +34,7 @@ from .. import _formulas as F
 from .. import continuous as _continuous
 from .. import discrete as _discrete
 from .. import llm as _llm
-from .._errors import BadShapeError, python_error
+from .._errors import BadShapeError, error_for_status, python_error
 from . import _checks
 from ._bridge import cast as _cast
 
@@ -424,7 +424,9 @@ def linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, g
         del acc_w
         # the extremes propagate NaN and hold any infinity; isfinite() would build temporaries
         extremes = torch.stack([out_w.amax(), out_w.amin()]) if out_w.numel() else out_w.new_zeros(2)
-        overflow = (~torch.isfinite(extremes).all()).to(torch.int32) * F.BAD_PARAMETER
+        # Only when no row is faulty: a faulty row (a NaN upstream gradient, NON_FINITE)
+        # spreads NaN into the weight's gradient, which is not an overflow of the others.
+        overflow = (~torch.isfinite(extremes).all() & (faults == 0).all()).to(torch.int32) * F.BAD_PARAMETER
         faults = torch.where(faults != 0, faults, overflow)
     if grad_hidden:
         overflow = (~torch.isfinite(out_h).all(-1)).to(torch.int32) * F.BAD_PARAMETER
@@ -435,6 +437,33 @@ def linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, g
     if grad_hidden:
         out_h = out_h.masked_fill_((faults != 0).unsqueeze(-1), math.nan).reshape(hidden.shape)
     return out_h, out_w
+
+
+def linear_ce_upstream(grad_loss, saved, device_checks: bool = True):
+    """The upstream gradient of linear_discrete_ce's loss (0-d), checked as libera's backward
+    kernels check theirs before the saved gradients are scaled by it: NaN or an infinity is
+    NON_FINITE, and a product with a saved gradient that overflows that gradient's dtype is
+    BAD_PARAMETER. Returns grad_loss (a copy), or NaN when faulty. `device_checks`: report
+    by set_device_checks (no host synchronisation); else raise at once (libera's path)."""
+    where = "era.torch.native.linear_discrete_ce (backward)" if device_checks else \
+        "era.torch.linear_discrete_ce (backward)"
+    g = grad_loss.double()
+    fault = (~torch.isfinite(g)).to(torch.int32) * F.NON_FINITE
+    for grad in saved:
+        if grad.numel() == 0:
+            continue
+        # the largest magnitude from the extremes (no temporary as large as the gradient);
+        # NaN there comes from a faulty forward, already reported, and counts as 0
+        top = torch.stack([grad.amax(), grad.amin()]).double().abs().nan_to_num(nan=0.0).amax()
+        over = ~torch.isfinite((g.abs() * top).to(grad.dtype))
+        fault = torch.where(fault != 0, fault, over.to(torch.int32) * F.BAD_PARAMETER)
+    if not device_checks:
+        status = int(fault)
+        if status:
+            raise error_for_status(status, where, "grad_loss")
+        return grad_loss.clone()
+    _checks.record(fault.reshape(1), where, "grad_loss")
+    return torch.where(fault != 0, torch.full_like(grad_loss, math.nan), grad_loss)
 
 
 def linear_discrete_ce(features, weight, bias, labels, target_entropy, tau, mode, with_grads):

@@ -123,7 +123,11 @@ int32_t era_get_num_threads(void);
  * ------------------------------------------------------------------------------------- */
 
 /* Entropy of softmax(logits[r, :]) for each row r: out_entropy[r] = logsumexp(z) - sum p*z,
- * computed stably. Reads logits[rows*cols]; writes out_entropy[rows].
+ * computed stably, in double for both variants. Relative error (docs/math.md 5): f64 at most
+ * 4e-15 + 1.2e-16 g + 4e-19 cols, g the distance in nats from the row maximum to the logits
+ * that carry the rest of the probability (near one-hot rows included: an entropy of 1e-16 is
+ * as accurate as one of 1); f32 the double result rounded to float32 (6e-8).
+ * Reads logits[rows*cols]; writes out_entropy[rows].
  * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or cols < 1; NON_FINITE. */
 era_status era_softmax_entropy_f32(int64_t rows, int64_t cols, const float *logits, float *out_entropy);
 era_status era_softmax_entropy_f64(int64_t rows, int64_t cols, const double *logits, double *out_entropy);
@@ -223,7 +227,12 @@ era_status era_continuous_backward_f64(const era_continuous_params *params, int6
  *   y_i = max(a*softmax(z)_i + b, 0),  out_i = log h^-1(y_i),  h(p) = -p log p on (0, 1/e]
  *
  * Guarantee (modes EXACT and TIGHT): entropy(softmax(out)) >= target_entropy for every row,
- * exactly for the double results; the f32 variants round each output logit to nearest
+ * up to rounding. TIGHT rows approach H0 as the input nears one-hot, and the rounding of C,
+ * b and the output logits can put the exact entropy of an f64 row up to 4.4e-16 * (1 + H0)
+ * nats below H0 (measured worst 2.2e-15 at 5000 classes, H0 = 8.1; docs/math.md 5):
+ * era_check_discrete_f64 with tol = 0 reports such rows, its own entropies adding their
+ * rounding (up to 2.4e-14 at 5000 classes); the default Python tolerance, 1e-10, is far
+ * above. The f32 variants round each output logit to nearest
  * (relative error 2^-24), which can move a TIGHT row (whose infimum is H0 itself) below H0 by
  * about 2 * H0 * 2^-24 * |t| nats, |t| the magnitude of the logits that carry the
  * probability, about log(tau): measured worst 7.3e-7 at tau near 4, but 2.7e-5 at tau = 1e300
@@ -237,8 +246,9 @@ typedef enum era_discrete_mode {
      * equation). Guaranteed floor H0; the actual infimum (inputs tending to one-hot) is
      * higher, see era_discrete_infimum. */
     ERA_DISCRETE_EXACT = 0,
-    /* C solved (once per call, in double) so that the one-hot infimum equals H0 exactly:
-     * the output entropy can get arbitrarily close to H0 but never below it. */
+    /* C solved (once per call, in double) so that the one-hot infimum equals H0: the output
+     * entropy gets arbitrarily close to H0, and below it only by rounding (f64: at most
+     * 4.4e-16 * (1 + H0) nats; see the guarantee above). */
     ERA_DISCRETE_TIGHT = 1,
     /* C = exp(H0 - 1) with the official code's closed-form approximation of h^-1, only to
      * reproduce published runs: no floor is guaranteed (era_discrete_floor gives NaN). */
@@ -339,9 +349,13 @@ void era_llm_params_init(era_llm_params *params);
 
 /* Entropy of softmax(logits[t, :]) for each token, in nats, from one streaming pass per row
  * (online max, sum exp, sum z*exp; the logits are never copied). The bf16 variant reads
- * bfloat16 directly; all variants keep their sums in double. The f32 and bf16 variants,
- * where the AVX2 kernels run, compute the terms in float32 lanes: entropies within about
- * 3e-7 relative of the double-precision value (docs/math.md, "Vector kernels").
+ * bfloat16 directly; all variants keep their sums in double. Relative error, with g the
+ * distance in nats from the row maximum to the logits that carry the rest of the
+ * probability (docs/math.md 5; near one-hot rows included): f64 at most
+ * 4e-15 + 1.2e-16 g + 4e-19 vocab; f32 and bf16 on the portable kernels 6e-8 (float32
+ * rounding); f32 and bf16 where the AVX2 kernels run, whose terms are computed in float32
+ * lanes, 3e-7 + 1.4e-7 g (f32) and 3e-7 + 8e-8 g (bf16): measured 2.9e-6 for an f32 row of
+ * 262,144 logits whose rest sits 45 nats below its top logit.
  * Reads logits[tokens*vocab]; writes out_entropy[tokens].
  * Errors: NULL_POINTER; BAD_SHAPE if tokens < 0 or vocab < 1; NON_FINITE for a NaN or +inf
  * logit or a row whose logits are all -inf. */
@@ -427,8 +441,12 @@ typedef struct era_bound_report {
 } era_bound_report;
 
 /* Checks rows of discrete-ERA output logits against the target entropy H0:
- * the entropy of softmax(out_logits[r, :]) for each row, the count of rows below H0 - tol and
- * the largest deficit. report->floor is era_discrete_floor's value, report->target is H0.
+ * the entropy of softmax(out_logits[r, :]) for each row (computed in double, with the error of
+ * era_softmax_entropy_f64), the count of rows below H0 - tol and the largest deficit.
+ * report->floor is era_discrete_floor's value, report->target is H0. TIGHT rows can sit below
+ * H0 by rounding (see "Discrete ERA" above): check them with a tolerance, 1e-10 for f64 (the
+ * spec's, and the Python default) and 1e-5 for f32; with tol = 0 such rows count as
+ * violations.
  * Reads out_logits[rows*classes]; writes *report.
  * Errors: the discrete parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0;
  * BAD_PARAMETER if tol is NaN, infinite or negative; NON_FINITE. */

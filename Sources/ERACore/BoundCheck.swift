@@ -55,7 +55,7 @@ public enum BoundCheck {
             guard let outputLogits else { throw .nullPointer }
             try forEachRowBlock(rows: rows, workPerRow: d * 4) { range, _ in
                 for row in range {
-                    entropies[row] = SoftmaxStatistics(outputLogits + row * d, count: d).entropy
+                    entropies[row] = SoftmaxStatistics.entropy(outputLogits + row * d, count: d)
                 }
             }
         }

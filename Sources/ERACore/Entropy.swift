@@ -7,7 +7,7 @@ public enum Entropy {
                                            out: UnsafeMutablePointer<T>) throws(ERAError) {
         try forEachRowBlock(rows: rows, workPerRow: cols * 4) { range, _ in
             for row in range {
-                out[row] = T(SoftmaxStatistics(logits + row * cols, count: cols).entropy)
+                out[row] = T(SoftmaxStatistics.entropy(logits + row * cols, count: cols))
             }
         }
     }

@@ -96,24 +96,24 @@ public enum LinearHeads {
                                       weight: UnsafePointer<Float>, labels: UnsafePointer<Int64>?,
                                       scales: UnsafePointer<Float>?, outLogprob: UnsafeMutablePointer<Float>?,
                                       outEntropy: UnsafeMutablePointer<Float>?) throws(ERAError) {
-        let scratch = try Scratch(blocks: 1, perBlock: 6 * tokens + vocab)
+        let scratch = try Scratch(blocks: 1, perBlock: 7 * tokens + vocab)
         let perToken = scratch.base!  // never empty: vocab >= 1
-        let weightMagnitudes = perToken + 6 * tokens
+        let weightMagnitudes = perToken + 7 * tokens
         guard rowMagnitudes(weight, rows: vocab, cols: dim, into: weightMagnitudes) else { throw .nonFinite }
         guard tokens > 0 else { return }
         guard let hidden, let labels, let outLogprob else { throw .nullPointer }
         try LLMERA.validate(tokens: tokens, vocab: vocab, labels: labels, scales: scales)
-        let hiddenMagnitudes = perToken + 4 * tokens
+        let hiddenMagnitudes = perToken + 5 * tokens
         guard rowMagnitudes(hidden, rows: tokens, cols: dim, into: hiddenMagnitudes) else { throw .nonFinite }
 
         let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)
         try statistics(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales, perToken: perToken)
-        let results = perToken + 4 * tokens  // the magnitudes are no longer needed
+        let results = perToken + 5 * tokens  // the magnitudes are no longer needed
         for t in 0..<tokens {
             let stats = tokenStatistics(perToken, t)
             let s = scales.map { Double($0[t]) } ?? 1
             // (s z_a - max) - log S, as in LLMERA.logprobForward.
-            let logprob = (s * perToken[4 * t + 3] - stats.maximum) - Math.log(stats.sumExp)
+            let logprob = (s * perToken[5 * t + 4] - stats.maximum) - Math.log(stats.sumExp)
             guard Float(logprob).isFinite else { throw .badParameter }
             results[2 * t] = logprob
             results[2 * t + 1] = stats.entropy
@@ -138,10 +138,10 @@ public enum LinearHeads {
                                        scales: UnsafePointer<Float>?, gradLogprob: UnsafePointer<Float>?,
                                        outGradHidden: UnsafeMutablePointer<Float>?,
                                        outGradWeight: UnsafeMutablePointer<Float>?) throws(ERAError) {
-        let scratch = try Scratch(blocks: 1, perBlock: 5 * tokens + vocab)
+        let scratch = try Scratch(blocks: 1, perBlock: 6 * tokens + vocab)
         let perToken = scratch.base!  // never empty: vocab >= 1
-        let hiddenMagnitudes = perToken + 4 * tokens
-        let weightMagnitudes = perToken + 5 * tokens
+        let hiddenMagnitudes = perToken + 5 * tokens
+        let weightMagnitudes = perToken + 6 * tokens
         guard rowMagnitudes(weight, rows: vocab, cols: dim, into: weightMagnitudes) else { throw .nonFinite }
         guard tokens > 0 else {
             // No tokens: the weight's gradient is a sum over nothing.
@@ -175,11 +175,13 @@ public enum LinearHeads {
     /// The statistics of token t stored by `statistics`.
     @inline(__always)
     static func tokenStatistics(_ perToken: UnsafeMutablePointer<Double>, _ t: Int) -> OnlineSoftmax {
-        OnlineSoftmax(maximum: perToken[4 * t], sumExp: perToken[4 * t + 1], sumShiftedTimesExp: perToken[4 * t + 2])
+        OnlineSoftmax(maximum: perToken[5 * t], maximumCount: perToken[5 * t + 1],
+                      sumExpBelowMaximum: perToken[5 * t + 2], sumShiftedTimesExp: perToken[5 * t + 3])
     }
 
-    /// For every token t, the softmax statistics (max, S, T; OnlineSoftmax) of s_t*z_t over the
-    /// whole vocabulary and the label's logit z_t[a_t], as four doubles at perToken[4t...].
+    /// For every token t, the softmax statistics (max, count at the max, S less those, T;
+    /// OnlineSoftmax) of s_t*z_t over the whole vocabulary and the label's logit z_t[a_t], as
+    /// five doubles at perToken[5t...].
     /// The tiles (token block, chunk group) run in parallel; each merges its chunks' statistics
     /// in chunk order into its own slot per token, and the slots are merged in group order.
     /// Throws .nonFinite when a logit overflows float32 (the inputs were checked finite).
@@ -187,9 +189,9 @@ public enum LinearHeads {
                            labels: UnsafePointer<Int64>, scales: UnsafePointer<Float>?,
                            perToken: UnsafeMutablePointer<Double>) throws(ERAError) {
         let groups = tiling.groups, tiles = tiling.blocks * groups
-        let scratch = try Scratch(blocks: 1, perBlock: 3 * tiling.tokens * groups + tiles)
+        let scratch = try Scratch(blocks: 1, perBlock: 4 * tiling.tokens * groups + tiles)
         let groupStatistics = scratch.base!
-        let faults = groupStatistics + 3 * tiling.tokens * groups
+        let faults = groupStatistics + 4 * tiling.tokens * groups
         let gate = ProductGate()
         try forEachRowBlock(rows: tiles, workPerRow: tiling.tileWork * (tiling.chunks / groups),
                             scratchPerBlock: tiling.tileDoubles) { range, memory in
@@ -206,14 +208,15 @@ public enum LinearHeads {
         }
         for t in 0..<tiling.tokens {
             func slot(_ group: Int) -> OnlineSoftmax {
-                let p = groupStatistics + 3 * (t * groups + group)
-                return OnlineSoftmax(maximum: p[0], sumExp: p[1], sumShiftedTimesExp: p[2])
+                let p = groupStatistics + 4 * (t * groups + group)
+                return OnlineSoftmax(maximum: p[0], maximumCount: p[1], sumExpBelowMaximum: p[2], sumShiftedTimesExp: p[3])
             }
             var total = slot(0)
             for group in 1..<groups { total = total.merged(with: slot(group)) }
-            perToken[4 * t] = total.maximum
-            perToken[4 * t + 1] = total.sumExp
-            perToken[4 * t + 2] = total.sumShiftedTimesExp
+            perToken[5 * t] = total.maximum
+            perToken[5 * t + 1] = total.maximumCount
+            perToken[5 * t + 2] = total.sumExpBelowMaximum
+            perToken[5 * t + 3] = total.sumShiftedTimesExp
         }
     }
 
@@ -237,15 +240,17 @@ public enum LinearHeads {
                 guard allFinite(row, count: columns.count),
                       let stats = streamRow(UnsafePointer(row), count: columns.count,
                                             scale: scales.map { Double($0[t]) } ?? 1) else { return .nonFinite }
-                let slot = groupStatistics + 3 * (t * tiling.groups + group)
+                let slot = groupStatistics + 4 * (t * tiling.groups + group)
                 let merged = chunk == chunks.lowerBound
                     ? stats
-                    : OnlineSoftmax(maximum: slot[0], sumExp: slot[1], sumShiftedTimesExp: slot[2]).merged(with: stats)
+                    : OnlineSoftmax(maximum: slot[0], maximumCount: slot[1], sumExpBelowMaximum: slot[2],
+                                    sumShiftedTimesExp: slot[3]).merged(with: stats)
                 slot[0] = merged.maximum
-                slot[1] = merged.sumExp
-                slot[2] = merged.sumShiftedTimesExp
+                slot[1] = merged.maximumCount
+                slot[2] = merged.sumExpBelowMaximum
+                slot[3] = merged.sumShiftedTimesExp
                 let label = Int(labels[t])
-                if columns.contains(label) { perToken[4 * t + 3] = Double(row[label - columns.lowerBound]) }
+                if columns.contains(label) { perToken[5 * t + 4] = Double(row[label - columns.lowerBound]) }
             }
         }
         return .none
@@ -504,19 +509,3 @@ public enum LinearHeads {
     }
 }
 
-extension OnlineSoftmax {
-    /// The statistics of the union of two sets of values (docs/linear-heads.md): each side is
-    /// re-centred on the larger maximum as in `add`, T + (m - m') S and S scaled by e^(m - m').
-    func merged(with other: OnlineSoftmax) -> OnlineSoftmax {
-        guard other.sumExp > 0 else { return self }
-        guard sumExp > 0 else { return other }
-        let maximum = max(self.maximum, other.maximum)
-        func recentred(_ side: OnlineSoftmax) -> (sumExp: Double, sumShifted: Double) {
-            let shift = max(side.maximum - maximum, SoftmaxStatistics.lowestShift)
-            let factor = Math.exp(shift)
-            return (side.sumExp * factor, (side.sumShiftedTimesExp + shift * side.sumExp) * factor)
-        }
-        let a = recentred(self), b = recentred(other)
-        return OnlineSoftmax(maximum: maximum, sumExp: a.sumExp + b.sumExp, sumShiftedTimesExp: a.sumShifted + b.sumShifted)
-    }
-}

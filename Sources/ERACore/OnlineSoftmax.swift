@@ -4,52 +4,142 @@
 
 public struct OnlineSoftmax {
     public private(set) var maximum = -Double.infinity
-    public private(set) var sumExp = 0.0
+    /// How many values equal the maximum (each contributes exactly 1 to S).
+    public private(set) var maximumCount = 0.0
+    /// S less the values at the maximum: sum exp(v - m) over the values below m. Kept apart so
+    /// that the entropy of a confident row keeps its small terms (SoftmaxStatistics.entropy).
+    public private(set) var sumExpBelowMaximum = 0.0
     public private(set) var sumShiftedTimesExp = 0.0
 
     @inline(__always) public init() {}
 
-    /// Statistics computed elsewhere (the vector kernels): the max m, S and T as above.
-    @inline(__always) init(maximum: Double, sumExp: Double, sumShiftedTimesExp: Double) {
+    /// Statistics computed elsewhere (the vector kernels, the linear heads): the max m, the
+    /// count of values at m, the sum of exp(v - m) over the others, and T as above.
+    @inline(__always) init(maximum: Double, maximumCount: Double, sumExpBelowMaximum: Double, sumShiftedTimesExp: Double) {
         self.maximum = maximum
-        self.sumExp = sumExp
+        self.maximumCount = maximumCount
+        self.sumExpBelowMaximum = sumExpBelowMaximum
         self.sumShiftedTimesExp = sumShiftedTimesExp
+    }
+
+    /// S = sum exp(v - m).
+    public var sumExp: Double { maximumCount + sumExpBelowMaximum }
+
+    /// Moves the maximum up to v > maximum: every value so far is now below it, and the sums
+    /// are re-centred, sum (v_i - m') e^(v_i - m') = (T + (m - m') S) e^(m - m').
+    @inline(__always)
+    mutating func raiseMaximum(to v: Double) {
+        if maximumCount > 0 {
+            // The shift is clamped like every difference: a jump beyond the double range
+            // (-1.7e308 then 1.7e308) would give -inf * 0 = NaN, where the old terms are 0.
+            let shift = max(maximum - v, SoftmaxStatistics.lowestShift)
+            let factor = Math.exp(shift)
+            let sum = sumExp
+            sumShiftedTimesExp = (sumShiftedTimesExp + shift * sum) * factor
+            sumExpBelowMaximum = sum * factor
+            maximumCount = 0
+        }
+        maximum = v
     }
 
     /// Adds one value; -inf (a masked logit) contributes nothing. NaN and +inf must be
     /// filtered out by the caller.
     @inline(__always)
     public mutating func add(_ v: Double) {
-        if v > maximum {
-            if sumExp > 0 {
-                // Re-centre on the new max: sum (v_i - m') e^(v_i - m') = (T + (m - m') S) e^(m - m').
-                // The shift is clamped like every difference: a jump beyond the double range
-                // (-1.7e308 then 1.7e308) would give -inf * 0 = NaN, where the old terms are 0.
-                let shift = max(maximum - v, SoftmaxStatistics.lowestShift)
-                let factor = Math.exp(shift)
-                sumShiftedTimesExp = (sumShiftedTimesExp + shift * sumExp) * factor
-                sumExp *= factor
-            }
-            maximum = v
-        }
+        if v > maximum { raiseMaximum(to: v) }
         guard v > -Double.infinity else { return }
         let shifted = max(v - maximum, SoftmaxStatistics.lowestShift)
-        let e = Math.exp(shifted)
-        sumExp += e
-        sumShiftedTimesExp += shifted * e
+        if shifted == 0 {
+            maximumCount += 1
+        } else {
+            let e = Math.exp(shifted)
+            sumExpBelowMaximum += e
+            sumShiftedTimesExp += shifted * e
+        }
+    }
+
+    /// Adds scale * z[i] for every i < count, as `add` would one by one, in blocks of
+    /// SoftmaxStatistics.block values: a first look at a block finds its maximum (and any NaN or
+    /// +inf: then false, and the statistics are incomplete) and raises the running maximum to
+    /// it, then the block's terms are summed on their own and added to the sums (the rounding
+    /// error of a running sum grows with its length). In a block that holds the running maximum
+    /// the values at it are counted rather than summed, so that no small term is added to
+    /// their 1.
+    @inline(__always)
+    mutating func add<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, scale: Double) -> Bool {
+        var start = 0
+        while start < count {
+            let end = min(start + SoftmaxStatistics.block, count)
+            var blockMaximum = -Double.infinity, invalid = 0
+            for i in start..<end {
+                let raw = z[i].doubleValue
+                invalid += raw < Double.infinity ? 0 : 1  // NaN fails the comparison too
+                blockMaximum = max(blockMaximum, raw)
+            }
+            guard invalid == 0 else { return false }
+            let top = scale * blockMaximum  // the maximum of scale * z[i], scale > 0
+            if top > maximum { raiseMaximum(to: top) }
+            if top > -Double.infinity {  // else every value of the block is masked
+                // A masked value gives shifted = -1000 (the maximum is finite) and e = 0.
+                var below = 0.0, shiftedSum = 0.0
+                if top == maximum {
+                    var ties = 0.0
+                    for i in start..<end {
+                        let shifted = max(scale * z[i].doubleValue - maximum, SoftmaxStatistics.lowestShift)
+                        let e = Math.exp(shifted)
+                        let isMaximum = shifted == 0
+                        ties += isMaximum ? 1 : 0
+                        below += isMaximum ? 0 : e
+                        shiftedSum += shifted * e
+                    }
+                    maximumCount += ties
+                } else {
+                    for i in start..<end {
+                        let shifted = max(scale * z[i].doubleValue - maximum, SoftmaxStatistics.lowestShift)
+                        let e = Math.exp(shifted)
+                        below += e
+                        shiftedSum += shifted * e
+                    }
+                }
+                sumExpBelowMaximum += below
+                sumShiftedTimesExp += shiftedSum
+            }
+            start = end
+        }
+        return true
     }
 
     /// False when every value was -inf (no distribution).
-    public var isValid: Bool { sumExp > 0 }
+    public var isValid: Bool { maximumCount > 0 }
 
     /// logsumexp of the values.
     public var logSumExp: Double { maximum + Math.log(sumExp) }
 
-    /// Entropy of softmax of the values, in nats.
+    /// Entropy of softmax of the values, in nats, as SoftmaxStatistics.entropy computes it.
     /// A rounding-level negative value is reported as 0; a NaN is passed on, never hidden.
     public var entropy: Double {
-        let entropy = Math.log(sumExp) - sumShiftedTimesExp / sumExp
-        return entropy < 0 ? 0 : entropy
+        softmaxEntropy(maximumCount: maximumCount, sumExpBelowMaximum: sumExpBelowMaximum,
+                       sumShiftedTimesExp: sumShiftedTimesExp)
+    }
+}
+
+extension OnlineSoftmax {
+    /// The statistics of the union of two sets of values (docs/linear-heads.md): a side whose
+    /// maximum is below the other's is re-centred on the larger maximum as in `add`,
+    /// T + (m - m') S and S scaled by e^(m - m'), all its values now below the maximum.
+    func merged(with other: OnlineSoftmax) -> OnlineSoftmax {
+        guard other.isValid else { return self }
+        guard isValid else { return other }
+        let maximum = max(self.maximum, other.maximum)
+        func recentred(_ side: OnlineSoftmax) -> (count: Double, below: Double, sumShifted: Double) {
+            if side.maximum == maximum { return (side.maximumCount, side.sumExpBelowMaximum, side.sumShiftedTimesExp) }
+            let shift = max(side.maximum - maximum, SoftmaxStatistics.lowestShift)
+            let factor = Math.exp(shift)
+            return (0, side.sumExp * factor, (side.sumShiftedTimesExp + shift * side.sumExp) * factor)
+        }
+        let a = recentred(self), b = recentred(other)
+        return OnlineSoftmax(maximum: maximum, maximumCount: a.count + b.count, sumExpBelowMaximum: a.below + b.below,
+                             sumShiftedTimesExp: a.sumShifted + b.sumShifted)
     }
 }
 
@@ -72,19 +162,15 @@ enum RowFault: Double {
 }
 
 /// Streams one row of logits times `scale` (> 0) through OnlineSoftmax, or takes the same
-/// statistics from the vector kernel (two passes over the row, max then sums) where one runs.
+/// statistics from the vector kernel (one pass over the row in float32 lanes) where one runs.
 /// Returns nil when the row holds NaN or +inf, or when every logit is -inf.
 @inline(__always)
 func streamRow<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, scale: Double) -> OnlineSoftmax? {
-    if let (maximum, sumExp, sumShifted) = VectorKernels.logitStatistics(z, count: count, scale: scale) {
+    if let (maximum, ties, below, sumShifted) = VectorKernels.logitStatistics(z, count: count, scale: scale) {
         guard maximum > -Double.infinity else { return nil }  // NaN (NaN or +inf logit) or all masked
-        return OnlineSoftmax(maximum: maximum, sumExp: sumExp, sumShiftedTimesExp: sumShifted)
+        return OnlineSoftmax(maximum: maximum, maximumCount: ties, sumExpBelowMaximum: below, sumShiftedTimesExp: sumShifted)
     }
     var stats = OnlineSoftmax()
-    for i in 0..<count {
-        let raw = z[i].doubleValue
-        guard raw < Double.infinity else { return nil }  // NaN fails the comparison too
-        stats.add(scale * raw)
-    }
+    guard stats.add(z, count: count, scale: scale) else { return nil }
     return stats.isValid ? stats : nil
 }

@@ -26,23 +26,25 @@ public enum VectorKernels {
 
     private static let state = Atomic<Int>(-1)
 
-    /// (maximum M of scale*z, S, T) over one row by the vector kernel, or nil when none applies
-    /// (disabled, double storage, or a scale the float32 lanes do not take). M is NaN for a row
-    /// with NaN or +inf, -inf for a fully masked row.
+    /// (maximum M of scale*z, count of logits at the maximum, S less those, T) over one row by
+    /// the vector kernel, or nil when none applies (disabled, double storage, or a scale the
+    /// float32 lanes do not take). M is NaN for a row with NaN or +inf, -inf for a fully masked
+    /// row.
     @inline(__always)
     static func logitStatistics<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int,
-                                                 scale: Double) -> (Double, Double, Double)? {
+                                                 scale: Double) -> (Double, Double, Double, Double)? {
         guard enabled else { return nil }
         let raw = UnsafeRawPointer(z)
+        let result: LogitRowStatistics?
         if S.self == Float.self {
-            guard let r = ERASIMD.logitStatistics(raw.assumingMemoryBound(to: Float.self), count: count, scale: scale) else { return nil }
-            return (r.maximum, r.sumExp, r.sumShiftedTimesExp)
+            result = ERASIMD.logitStatistics(raw.assumingMemoryBound(to: Float.self), count: count, scale: scale)
+        } else if S.self == BFloat16.self {
+            result = ERASIMD.logitStatistics(bfloat16: raw.assumingMemoryBound(to: UInt16.self), count: count, scale: scale)
+        } else {
+            return nil
         }
-        if S.self == BFloat16.self {
-            guard let r = ERASIMD.logitStatistics(bfloat16: raw.assumingMemoryBound(to: UInt16.self), count: count, scale: scale) else { return nil }
-            return (r.maximum, r.sumExp, r.sumShiftedTimesExp)
-        }
-        return nil
+        guard let r = result else { return nil }
+        return (r.maximum, r.maximumCount, r.sumExpBelowMaximum, r.sumShiftedTimesExp)
     }
 
     /// Writes the log-prob gradient row by the vector kernel and returns true, or returns false

@@ -1,7 +1,7 @@
 // Vector kernels of the LLM passes over one row of logits (docs/math.md 3, "Efficiency";
 // "Vector kernels"), float32 or bfloat16 storage: the softmax statistics of s*z in one pass,
 // and the log-prob gradient row, both eight float32 lanes per step with a float32 exp2 (sums
-// in double; about 3e-7 relative).
+// in double; the errors are measured in docs/math.md).
 
 /// Logits widened from their storage to eight float32 lanes, and gradients stored back.
 protocol LogitLanes {
@@ -50,9 +50,59 @@ func widen(_ v: SIMD4<Float>) -> SIMD4<Double> { SIMD4<Double>(v) }
 @inline(__always)
 func narrow(_ v: SIMD4<Double>) -> SIMD4<Float> { SIMD4<Float>(v) }
 
-/// (reference M, S = sum exp(s*z - M), T = sum (s*z - M) exp(s*z - M)) in one pass over the
-/// row (docs/math.md 3, "Vector kernels"), eight float32 lanes per step, or nil for a scale
-/// the lanes do not take (`float32LanesTake(scale:)`; the portable kernel then runs).
+/// Softmax statistics of one row relative to a reference M (`statistics`): S = sum exp(s*z - M)
+/// in two parts, the count of logits at the reference (each term exactly 1) and the sum over
+/// the others, and T = sum (s*z - M) exp(s*z - M).
+public struct LogitRowStatistics {
+    public let maximum: Double
+    public let maximumCount: Double
+    public let sumExpBelowMaximum: Double
+    public let sumShiftedTimesExp: Double
+    /// S = sum exp(s*z - M).
+    public var sumExp: Double { maximumCount + sumExpBelowMaximum }
+
+    @inline(__always)
+    init(_ maximum: Double, _ maximumCount: Double, _ sumExpBelowMaximum: Double, _ sumShiftedTimesExp: Double) {
+        self.maximum = maximum
+        self.maximumCount = maximumCount
+        self.sumExpBelowMaximum = sumExpBelowMaximum
+        self.sumShiftedTimesExp = sumShiftedTimesExp
+    }
+}
+
+/// The sums of one chunk of 64 logits not above the reference m, as `statistics` adds them (sums
+/// of 2^u and of u 2^u, u = s2 (z - m), in float32 lanes, then four doubles), but with the
+/// logits equal to m counted instead of summed: in a float32 lane next to their term 1, terms
+/// below 6e-8 would be lost. Returns (sum of the other terms, sum of u 2^u, count of logits
+/// equal to m).
+@inline(__always)
+func chunkSumsBelowReference<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, reference: Float,
+                                            scale s2: Float) -> (SIMD4<Double>, SIMD4<Double>, Double) {
+    let referenceLanes = SIMD8<Float>(repeating: reference), negativeReference = -referenceLanes
+    let scaleLanes = SIMD8<Float>(repeating: s2)
+    let zero = SIMD8<Float>(), one = SIMD8<Float>(repeating: 1)
+    var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), n = SIMD8<Float>()
+    var k = 0
+    while k < 64 {
+        let v0 = L.load8(z + k &* L.stride), v1 = L.load8(z + (k &+ 8) &* L.stride)
+        k &+= 16
+        let u0 = clampedExp2Argument((v0 + negativeReference) * scaleLanes)
+        let u1 = clampedExp2Argument((v1 + negativeReference) * scaleLanes)
+        let x0 = exp2Float8(clamped: u0), x1 = exp2Float8(clamped: u1)
+        let top0 = v0 .== referenceLanes, top1 = v1 .== referenceLanes
+        e0 += x0.replacing(with: zero, where: top0)
+        e1 += x1.replacing(with: zero, where: top1)
+        n += zero.replacing(with: one, where: top0) + zero.replacing(with: one, where: top1)
+        t0 = t0.addingProduct(u0, x0)
+        t1 = t1.addingProduct(u1, x1)
+    }
+    return (widened(e0 + e1), widened(t0 + t1), Double(n.sum()))
+}
+
+/// (reference M, count of logits at M, S = sum exp(s*z - M) over the others, T = sum (s*z - M)
+/// exp(s*z - M)) in one pass over the row (docs/math.md 3, "Vector kernels"), eight float32 lanes
+/// per step, or nil for a scale the lanes do not take (`float32LanesTake(scale:)`; the portable
+/// kernel then runs).
 /// The logsumexp M + log S and the entropy log S - T/S do not depend on M, so M need not be the
 /// maximum, and the sums run in base 2: with s2 = s log2(e) rounded to float32 and m a raw
 /// logit, M = s*m and each term is 2^u with u = s2 (z - m) (two float32 roundings, each
@@ -62,25 +112,47 @@ func narrow(_ v: SIMD4<Double>) -> SIMD4<Float> { SIMD4<Float>(v) }
 /// T <- (T + (b - b') S) 2^(b - b'), S <- S 2^(b - b') with b = s log2(e) m) and the chunk is
 /// computed again. So the row is read once, with no pass for its maximum, m ends as the row's
 /// maximum (u <= 0: log S and -T/S are both >= 0 and the entropy does not cancel), and a chunk
-/// is computed twice only when it raises the maximum (a few times per random row; every chunk
-/// of a rising row). The float32 lane sums go into double sums every 64 logits. S and T are
-/// within about 1e-6 relative of the double values (measured: Tests/ERACoreTests, SIMD). M is NaN when a logit is NaN or +inf, -inf when all are -inf
-/// (masked). Terms below 2^-127 count as 0 (against the largest term, 1, they are below
-/// 1e-38), as do masked logits.
+/// is computed again only when it raises the maximum (a few times per random row; every chunk
+/// of a rising row). A chunk that holds m is not added as computed: its terms of exactly 1
+/// would share float32 lanes with the others, and next to a 1 a term below 6e-8 is lost (a
+/// confident row, whose entropy is about S - 1 times the distance, lost up to 5.6% of it). It is
+/// set aside and summed once more, with its logits equal to m counted instead of summed
+/// (`chunkSumsBelowReference`), when the next such chunk comes, when m moves up (so that its 1s
+/// become terms below the new maximum) or at the end: one more pass over one chunk per random
+/// row, over every chunk of a row of ties. The float32 lane sums go into double sums every 64
+/// logits. S and T are within about 1e-6 relative of the double values (measured:
+/// Tests/ERACoreTests, SIMD).
+/// M is NaN when a logit is NaN or +inf, -inf when all are -inf (masked). Terms below 2^-127
+/// count as 0 (against the largest term, 1, they are below 1e-38), as do masked logits.
 @inline(__always)
-func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, scale: Double) -> (Double, Double, Double)? {
+func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, scale: Double) -> LogitRowStatistics? {
     guard float32LanesTake(scale: scale) else { return nil }
     let s2 = Float(scale * log2e)
     let scaleLanes = SIMD8<Float>(repeating: s2)
     let base2Scale = scale * log2e     // s log2(e) in double, for the re-centring
     var reference = -Float.infinity    // m; -inf until a logit that is not masked is seen
-    var sumExp = SIMD4<Double>(), sumShifted = SIMD4<Double>()  // double lane sums, base 2
+    var sumExp = SIMD4<Double>(), sumShifted = SIMD4<Double>()  // double lane sums, base 2, below m
+    var ties = 0.0                     // logits equal to m
+    var pending = -1                   // a chunk that holds m, not yet added (-1: none)
+    let failed = LogitRowStatistics(.nan, 0, 0, 0)
+    /// Adds the pending chunk, if any, relative to m: its logits equal to m counted, not summed.
+    func addPending() {
+        guard pending >= 0 else { return }
+        let (below, shifted, n) = chunkSumsBelowReference(L.self, z + pending &* L.stride, reference: reference, scale: s2)
+        sumExp += below
+        sumShifted += shifted
+        ties += n
+        pending = -1
+    }
     /// Moves the reference up to rawMaximum; false for +inf (an error, reported as NaN).
     func recentre(on rawMaximum: Float) -> Bool {
         guard rawMaximum < .infinity else { return false }
         if reference > -.infinity {
+            addPending()
             let delta = base2Scale * (Double(reference) - Double(rawMaximum))  // b - b' <= 0
             let factor = delta * ln2 < smallestExpArgument ? 0 : exp4(SIMD4(repeating: delta * ln2))[0]
+            sumExp[0] += ties  // the old maximum's terms are below the new one
+            ties = 0
             sumShifted = sumShifted.addingProduct(delta, sumExp) * factor
             sumExp *= factor
         }
@@ -97,13 +169,13 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
                 m.replace(with: v, where: v .> m)
                 nan .|= v .!= v
             }
-            if any(nan) { return (.nan, 0, 0) }
+            if any(nan) { return failed }
             let chunkMaximum = m.max()
             if chunkMaximum == -.infinity {  // all masked
                 i += 64
                 continue
             }
-            guard recentre(on: chunkMaximum) else { return (.nan, 0, 0) }
+            guard recentre(on: chunkMaximum) else { return failed }
         }
         let referenceLanes = SIMD8<Float>(repeating: reference), negativeReference = -referenceLanes
         var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), t0 = SIMD8<Float>(), t1 = SIMD8<Float>()
@@ -124,7 +196,13 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
             t1 = t1.addingProduct(u1, x1)
         }
         if any(chunkMaximum .> referenceLanes) {  // a new maximum: re-centre, then this chunk again
-            guard recentre(on: chunkMaximum.max()) else { return (.nan, 0, 0) }
+            guard recentre(on: chunkMaximum.max()) else { return failed }
+            continue
+        }
+        if any(chunkMaximum .== referenceLanes) {  // the maximum: this chunk later, without its 1s
+            addPending()
+            pending = i
+            i += 64
             continue
         }
         sumExp += widened(e0 + e1)
@@ -135,14 +213,19 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
         var rawMaximum = -Float.infinity
         for k in i..<count {
             let v = L.scalar(z, k)
-            guard v < .infinity else { return (.nan, 0, 0) }  // NaN fails the comparison too
+            guard v < .infinity else { return failed }  // NaN fails the comparison too
             rawMaximum = Swift.max(rawMaximum, v)
         }
         if rawMaximum > reference {
             _ = recentre(on: rawMaximum)
         }
         for k in i..<count {
-            let u = base2Scale * (Double(L.scalar(z, k)) - Double(reference))
+            let v = L.scalar(z, k)
+            if v == reference, v > -.infinity {
+                ties += 1
+                continue
+            }
+            let u = base2Scale * (Double(v) - Double(reference))
             if u * ln2 >= smallestExpArgument {
                 let e = exp4(SIMD4(repeating: u * ln2))[0]
                 sumExp[0] += e
@@ -150,10 +233,11 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
             }
         }
     }
-    if reference == -.infinity { return (-.infinity, 0, 0) }  // every logit masked
-    let total = sumExp.sum(), shifted = sumShifted.sum()
-    guard !total.isNaN, !shifted.isNaN else { return (.nan, 0, 0) }  // a NaN logit
-    return (scale * Double(reference), total, shifted * ln2)
+    addPending()
+    if reference == -.infinity { return LogitRowStatistics(-.infinity, 0, 0, 0) }  // every logit masked
+    let below = sumExp.sum(), shifted = sumShifted.sum()
+    guard !below.isNaN, !shifted.isNaN else { return failed }  // a NaN logit
+    return LogitRowStatistics(scale * Double(reference), ties, below, shifted * ln2)
 }
 
 /// Whether the float32-lane kernels (statistics, gradient rows) take logits scaled by `scale`:
@@ -178,13 +262,13 @@ func widened(_ v: SIMD8<Float>) -> SIMD4<Double> {
 
 /// Softmax statistics of scale*z over a row of float32 logits; see `statistics`.
 @inline(never)
-public func logitStatistics(_ z: UnsafePointer<Float>, count: Int, scale: Double) -> (maximum: Double, sumExp: Double, sumShiftedTimesExp: Double)? {
+public func logitStatistics(_ z: UnsafePointer<Float>, count: Int, scale: Double) -> LogitRowStatistics? {
     statistics(Float32Lanes.self, UnsafeRawPointer(z), count: count, scale: scale)
 }
 
 /// Softmax statistics of scale*z over a row of bfloat16 logits (raw bits); see `statistics`.
 @inline(never)
-public func logitStatistics(bfloat16 z: UnsafePointer<UInt16>, count: Int, scale: Double) -> (maximum: Double, sumExp: Double, sumShiftedTimesExp: Double)? {
+public func logitStatistics(bfloat16 z: UnsafePointer<UInt16>, count: Int, scale: Double) -> LogitRowStatistics? {
     statistics(BFloat16Lanes.self, UnsafeRawPointer(z), count: count, scale: scale)
 }
 

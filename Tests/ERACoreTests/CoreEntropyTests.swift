@@ -115,16 +115,32 @@ final class CoreEntropyTests: XCTestCase {
             XCTAssertEqual(stats.maximum, m)
             XCTAssertEqual(stats.sumExp, s.value, accuracy: 1e-14 * s.value)
             XCTAssertEqual(stats.logSumExp, m + Glibc.log(s.value), accuracy: 1e-14 * Swift.max(1, Swift.abs(m)))
-            XCTAssertEqual(stats.entropy, coreSoftmaxEntropy(z), accuracy: 1e-13 * Swift.max(1, coreSoftmaxEntropy(z)))
+            XCTAssertEqual(z.withUnsafeBufferPointer { SoftmaxStatistics.entropy($0.baseAddress!, count: $0.count) }, coreSoftmaxEntropy(z), accuracy: 1e-13 * Swift.max(1, coreSoftmaxEntropy(z)))
             let p = coreSoftmax(z)
             for i in 0..<50 { XCTAssertEqual(stats.probability(z[i]), p[i], accuracy: 1e-14 * Swift.max(p[i], 1e-300)) }
         }
         // Differences beyond the double range do not produce NaN: (-1e308 - 1e308) is clamped.
         let wide: [Double] = [1e308, -1e308, 0]
         let stats = wide.withUnsafeBufferPointer { SoftmaxStatistics($0.baseAddress!, count: 3) }
-        XCTAssertEqual(stats.entropy, 0)
+        XCTAssertEqual(wide.withUnsafeBufferPointer { SoftmaxStatistics.entropy($0.baseAddress!, count: 3) }, 0)
         XCTAssertEqual(stats.probability(1e308), 1)
         XCTAssertEqual(stats.probability(-1e308), 0)
+    }
+
+    /// Near one-hot rows (docs/math.md 5): the entropy keeps the terms far below the maximum,
+    /// which a sum S = 1 + r rounded to double loses (the row (40, 0) lost 1/41 of its entropy).
+    /// Two values g apart: log1p(x) + g x / (1 + x), x = e^-g; a flat row of D values: with
+    /// r = (D - 1) x, log1p(r) + g r / (1 + r). Within 4e-15 + 1.2e-16 g relative.
+    func testSoftmaxEntropyOfNearOneHotRows() {
+        for gap in [1.0, 10, 25, 36, 40, 60, 100, 300, 700] {
+            for count in [2, 10, 1000] {
+                let row = [gap] + [Double](repeating: 0, count: count - 1)
+                let r = Double(count - 1) * Glibc.exp(-gap)
+                let want = Glibc.log1p(r) + gap * r / (1 + r)
+                let got = row.withUnsafeBufferPointer { SoftmaxStatistics.entropy($0.baseAddress!, count: count) }
+                XCTAssertEqual(got, want, accuracy: (4e-15 + 1.2e-16 * gap) * want, "gap \(gap), \(count) values")
+            }
+        }
     }
 
     // MARK: tanh-squashed Gaussian

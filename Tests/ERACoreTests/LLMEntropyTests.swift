@@ -232,6 +232,26 @@ final class LLMTokenEntropyTests: XCTestCase {
         XCTAssertEqual(outFloat, [Float](repeating: 0, count: floats.count))
     }
 
+    /// Near one-hot float64 rows through the streaming pass (portable kernels, blocks of 64):
+    /// the top logit in any block, flat rows of other logits g below it. With r = (V - 1) e^-g
+    /// the entropy is log1p(r) + g r / (1 + r); within 4e-15 + 1.2e-16 g relative
+    /// (docs/math.md 5), where a sum S = 1 + r rounded to double lost 1/41 of it at g = 40.
+    func testNearOneHotDoubleRows() {
+        for vocab in [2, 64, 65, 1000] {
+            for gap in [10.0, 36, 40, 60, 300] {
+                for top in Set([0, vocab / 2, vocab - 1]) {
+                    var row = [Double](repeating: -3, count: vocab)
+                    row[top] = gap - 3
+                    var out = [Double](repeating: .nan, count: 1)
+                    XCTAssertNil(llmTokenEntropy(row, tokens: 1, vocab: vocab, &out))
+                    let r = Double(vocab - 1) * Glibc.exp(-gap)
+                    let want = Glibc.log1p(r) + gap * r / (1 + r)
+                    XCTAssertEqual(out[0], want, accuracy: (4e-15 + 1.2e-16 * gap) * want, "vocab \(vocab), gap \(gap), top at \(top)")
+                }
+            }
+        }
+    }
+
     func testZeroTokensWritesNothing() {
         var out: [Float] = [42]
         XCTAssertNil(llmTokenEntropy([Float(1)], tokens: 0, vocab: 1, &out))

@@ -198,6 +198,46 @@ final class SIMDKernelTests: XCTestCase {
         print("vector row statistics vs plain double loops: max error of logsumexp \(worstLSE), relative of the entropy \(worstEntropy)")
     }
 
+    /// Confident rows: two logits g nats apart, the rest masked, at every place of a chunk and its
+    /// float32 lanes (16 apart: the same lane). Their entropy, about (S - 1)(1 + g), keeps the
+    /// term a lane holding the top term 1 would lose (5.6% of the entropy at g = 17 when such a
+    /// chunk was summed as it came): within 3e-7 + 1.4e-7 g relative (docs/math.md 5), from the
+    /// statistics as the entropy takes them (the count at the maximum apart).
+    func testLogitStatisticsKeepTheEntropyOfConfidentRows() {
+        var worst = 0.0
+        for n in [64, 100, 4096] {
+            for gap in [5.0, 17.0, 30.0, 40.0] {
+                for (top, other) in [(0, 16), (7, 15), (16, 0), (63, 47), (64, 80), (3, 64), (n - 1, n - 17)] where max(top, other) < n {
+                    var row = [Float](repeating: -.infinity, count: n)
+                    row[top] = 1.25
+                    row[other] = Float(1.25 - gap)
+                    let g = Double(row[top]) - Double(row[other])
+                    // softmax of (0, -g): log(1 + x) + g x / (1 + x), x = e^-g.
+                    let x = Glibc.exp(-g)
+                    let want = Glibc.log1p(x) + g * x / (1 + x)
+                    let bf16 = row.map { BFloat16($0) }
+                    for (storage, result) in [("f32", logitStatistics(row, count: n, scale: 1)),
+                                              ("bf16", bf16.map(\.bitPattern).withUnsafeBufferPointer {
+                                                  logitStatistics(bfloat16: $0.baseAddress!, count: n, scale: 1)
+                                              })] {
+                        guard let got = result else { XCTFail("\(storage): no result"); continue }
+                        // bfloat16 rounds the logits: its own reference.
+                        let gb = storage == "f32" ? g : Double(bf16[top].float) - Double(bf16[other].float)
+                        let xb = Glibc.exp(-gb)
+                        let wantHere = storage == "f32" ? want : Glibc.log1p(xb) + gb * xb / (1 + xb)
+                        let k = got.maximumCount, r = got.sumExpBelowMaximum
+                        let entropy = Glibc.log(k) + Glibc.log1p(r / k) - got.sumShiftedTimesExp / (k + r)
+                        let error = abs(entropy - wantHere) / wantHere
+                        worst = max(worst, error / (3e-7 + 1.4e-7 * gb))
+                        XCTAssertEqual(k, 1, "\(storage) n \(n) gap \(gap) at \(top), \(other)")
+                        XCTAssertLessThanOrEqual(error, 3e-7 + 1.4e-7 * gb, "\(storage) n \(n) gap \(gap) at \(top), \(other)")
+                    }
+                }
+            }
+        }
+        print("vector row statistics, confident rows: worst entropy error \(worst) of the bound")
+    }
+
     func testLogitStatisticsFlagsNonFiniteAndMaskedRows() {
         for n in [3, 8, 19, 64, 200, 1000] {
             for bad in [Float.nan, .infinity] {

@@ -8,8 +8,10 @@ target_entropy nats for every row. Modes:
 
 - ``"exact"`` (default): C = exp(H0 - 1); feasible for 1 + log(up) <= H0 <= 1 + log(D*up).
   The actual infimum (inputs tending to one-hot) is above H0: see discrete_infimum.
-- ``"tight"``: C solved so that the one-hot infimum is exactly H0; feasible for
-  0 < H0 < log(D).
+- ``"tight"``: C solved so that the one-hot infimum is H0; feasible for 0 < H0 < log(D).
+  Rows near one-hot come that close to H0, and float64 rounding can put one up to
+  4.4e-16 * (1 + H0) nats below it (float32: see era.h): check them with a tolerance
+  (check_discrete's default).
 - ``"reference"``: the official code's approximate inverse, to reproduce published runs;
   nothing is guaranteed (discrete_floor gives NaN).
 """

@@ -18,7 +18,10 @@ __all__ = ["softmax_entropy", "gaussian_entropy", "tanh_gaussian_entropy", "trun
 
 
 def softmax_entropy(logits: ArrayLike) -> np.ndarray:
-    """Entropy of softmax(logits) per row: ``logsumexp(z) - sum(p*z)``, computed stably.
+    """Entropy of softmax(logits) per row: ``logsumexp(z) - sum(p*z)``, computed stably in
+    double: float64 within 4e-15 + 1.2e-16 g (+ 4e-19 D) relative, g the distance in nats from
+    the row maximum to the logits that carry the rest of the probability (near one-hot rows
+    included); float32 the double value rounded (docs/math.md 5).
 
     Args:
         logits: ``[..., D]`` float32/float64, D >= 1, all finite.

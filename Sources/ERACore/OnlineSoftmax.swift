@@ -4,7 +4,8 @@
 
 public struct OnlineSoftmax {
     public private(set) var maximum = -Double.infinity
-    /// How many values equal the maximum (each contributes exactly 1 to S).
+    /// How many values equal the maximum (each contributes exactly 1 to S); from the vector
+    /// kernels at least one of them, a tie elsewhere in the row being in the sum below.
     public private(set) var maximumCount = 0.0
     /// S less the values at the maximum: sum exp(v - m) over the values below m. Kept apart so
     /// that the entropy of a confident row keeps its small terms (SoftmaxStatistics.entropy).

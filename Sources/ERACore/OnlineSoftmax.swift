@@ -4,7 +4,8 @@
 
 public struct OnlineSoftmax {
     public private(set) var maximum = -Double.infinity
-    /// How many values equal the maximum (each contributes exactly 1 to S).
+    /// How many values equal the maximum (each contributes exactly 1 to S); from the vector
+    /// kernels at least one of them, a tie elsewhere in the row being in the sum below.
     public private(set) var maximumCount = 0.0
     /// S less the values at the maximum: sum exp(v - m) over the values below m. Kept apart so
     /// that the entropy of a confident row keeps its small terms (SoftmaxStatistics.entropy).
@@ -59,24 +60,38 @@ public struct OnlineSoftmax {
     }
 
     /// Adds scale * z[i] for every i < count, as `add` would one by one, in blocks of
-    /// SoftmaxStatistics.block values: a first look at a block finds its maximum (and any NaN or
-    /// +inf: then false, and the statistics are incomplete) and raises the running maximum to
-    /// it, then the block's terms are summed on their own and added to the sums (the rounding
-    /// error of a running sum grows with its length). In a block that holds the running maximum
-    /// the values at it are counted rather than summed, so that no small term is added to
-    /// their 1.
+    /// SoftmaxStatistics.block values: a first look at a block finds its maximum (+inf: false,
+    /// and the statistics are incomplete) and raises the running maximum to it once, then the
+    /// block's terms are summed on their own and added to the sums (the rounding error of a
+    /// running sum grows with its length). In a block that holds the running maximum the values
+    /// at it are counted rather than summed, so that no small term is added to their 1. A NaN
+    /// value makes the sums NaN: false at the end.
     @inline(__always)
     mutating func add<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, scale: Double) -> Bool {
         var start = 0
         while start < count {
             let end = min(start + SoftmaxStatistics.block, count)
-            var blockMaximum = -Double.infinity, invalid = 0
-            for i in start..<end {
-                let raw = z[i].doubleValue
-                invalid += raw < Double.infinity ? 0 : 1  // NaN fails the comparison too
-                blockMaximum = max(blockMaximum, raw)
+            // Four running maxima (v > m ? v : m, which skips NaN), so that the comparisons of a
+            // block need not wait for each other.
+            var m0 = -Double.infinity, m1 = -Double.infinity, m2 = -Double.infinity, m3 = -Double.infinity
+            var i = start
+            while i + 4 <= end {
+                let a = z[i].doubleValue, b = z[i + 1].doubleValue, c = z[i + 2].doubleValue, d = z[i + 3].doubleValue
+                m0 = a > m0 ? a : m0
+                m1 = b > m1 ? b : m1
+                m2 = c > m2 ? c : m2
+                m3 = d > m3 ? d : m3
+                i += 4
             }
-            guard invalid == 0 else { return false }
+            while i < end {
+                let a = z[i].doubleValue
+                m0 = a > m0 ? a : m0
+                i += 1
+            }
+            m0 = m1 > m0 ? m1 : m0
+            m2 = m3 > m2 ? m3 : m2
+            let blockMaximum = m2 > m0 ? m2 : m0
+            guard blockMaximum < Double.infinity else { return false }
             let top = scale * blockMaximum  // the maximum of scale * z[i], scale > 0
             if top > maximum { raiseMaximum(to: top) }
             if top > -Double.infinity {  // else every value of the block is masked
@@ -106,7 +121,7 @@ public struct OnlineSoftmax {
             }
             start = end
         }
-        return true
+        return !sumExpBelowMaximum.isNaN && !sumShiftedTimesExp.isNaN
     }
 
     /// False when every value was -inf (no distribution).

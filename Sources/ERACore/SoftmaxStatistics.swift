@@ -91,13 +91,14 @@ public struct SoftmaxStatistics {
 
 /// Entropy of a softmax from its statistics relative to the maximum m: k values at m, the sum
 /// r of exp(z - m) over the others and T = sum (z - m) exp(z - m) (<= 0):
-/// log(k + r) - T/(k + r), both parts >= 0, with log(k + r) = log k + log1p(r/k).
-/// log(k + r) would round k + r first: next to the top term 1, terms below 1.1e-16 vanish and
-/// every addition costs up to 1.1e-16, where the entropy of a confident row is about
-/// r (1 + |z - m|) (the row (40, 0) lost 1/41 of its entropy, 1.7e-16). A rounding-level
-/// negative value is reported as 0; a NaN is passed on.
+/// log(k + r) - T/(k + r), both parts >= 0, with log(1 + r) as log1p(r) for a single maximum
+/// and r < 1/2. Rounded first, 1 + r would lose what a confident row's entropy, about
+/// r (1 + |z - m|), is made of (the row (40, 0) lost 1/41 of its entropy, 1.7e-16); with ties at
+/// the maximum or r >= 1/2 the entropy is at least 0.4 and log(k + r) loses nothing of note.
+/// A rounding-level negative value is reported as 0; a NaN is passed on.
 @inline(__always)
 func softmaxEntropy(maximumCount k: Double, sumExpBelowMaximum r: Double, sumShiftedTimesExp t: Double) -> Double {
-    let entropy = (Math.log(k) + Math.log1p(r / k)) - t / (k + r)
+    let logSum = k == 1 && r < 0.5 ? Math.log1p(r) : Math.log(k + r)
+    let entropy = logSum - t / (k + r)
     return entropy < 0 ? 0 : entropy
 }

@@ -51,8 +51,9 @@ func widen(_ v: SIMD4<Float>) -> SIMD4<Double> { SIMD4<Double>(v) }
 func narrow(_ v: SIMD4<Double>) -> SIMD4<Float> { SIMD4<Float>(v) }
 
 /// Softmax statistics of one row relative to a reference M (`statistics`): S = sum exp(s*z - M)
-/// in two parts, the count of logits at the reference (each term exactly 1) and the sum over
-/// the others, and T = sum (s*z - M) exp(s*z - M).
+/// in two parts, a count of logits at the reference (each term exactly 1; at least the first,
+/// while a tie in another chunk may be in the sum) and the sum of the other terms, and
+/// T = sum (s*z - M) exp(s*z - M).
 public struct LogitRowStatistics {
     public let maximum: Double
     public let maximumCount: Double
@@ -70,35 +71,6 @@ public struct LogitRowStatistics {
     }
 }
 
-/// The sums of one chunk of 64 logits not above the reference m, as `statistics` adds them (sums
-/// of 2^u and of u 2^u, u = s2 (z - m), in float32 lanes, then four doubles), but with the
-/// logits equal to m counted instead of summed: in a float32 lane next to their term 1, terms
-/// below 6e-8 would be lost. Returns (sum of the other terms, sum of u 2^u, count of logits
-/// equal to m).
-@inline(__always)
-func chunkSumsBelowReference<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, reference: Float,
-                                            scale s2: Float) -> (SIMD4<Double>, SIMD4<Double>, Double) {
-    let referenceLanes = SIMD8<Float>(repeating: reference), negativeReference = -referenceLanes
-    let scaleLanes = SIMD8<Float>(repeating: s2)
-    let zero = SIMD8<Float>(), one = SIMD8<Float>(repeating: 1)
-    var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), n = SIMD8<Float>()
-    var k = 0
-    while k < 64 {
-        let v0 = L.load8(z + k &* L.stride), v1 = L.load8(z + (k &+ 8) &* L.stride)
-        k &+= 16
-        let u0 = clampedExp2Argument((v0 + negativeReference) * scaleLanes)
-        let u1 = clampedExp2Argument((v1 + negativeReference) * scaleLanes)
-        let x0 = exp2Float8(clamped: u0), x1 = exp2Float8(clamped: u1)
-        let top0 = v0 .== referenceLanes, top1 = v1 .== referenceLanes
-        e0 += x0.replacing(with: zero, where: top0)
-        e1 += x1.replacing(with: zero, where: top1)
-        n += zero.replacing(with: one, where: top0) + zero.replacing(with: one, where: top1)
-        t0 = t0.addingProduct(u0, x0)
-        t1 = t1.addingProduct(u1, x1)
-    }
-    return (widened(e0 + e1), widened(t0 + t1), Double(n.sum()))
-}
-
 /// (reference M, count of logits at M, S = sum exp(s*z - M) over the others, T = sum (s*z - M)
 /// exp(s*z - M)) in one pass over the row (docs/math.md 3, "Vector kernels"), eight float32 lanes
 /// per step, or nil for a scale the lanes do not take (`float32LanesTake(scale:)`; the portable
@@ -112,16 +84,16 @@ func chunkSumsBelowReference<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, re
 /// T <- (T + (b - b') S) 2^(b - b'), S <- S 2^(b - b') with b = s log2(e) m) and the chunk is
 /// computed again. So the row is read once, with no pass for its maximum, m ends as the row's
 /// maximum (u <= 0: log S and -T/S are both >= 0 and the entropy does not cancel), and a chunk
-/// is computed again only when it raises the maximum (a few times per random row; every chunk
-/// of a rising row). A chunk that holds m is not added as computed: its terms of exactly 1
-/// would share float32 lanes with the others, and next to a 1 a term below 6e-8 is lost (a
-/// confident row, whose entropy is about S - 1 times the distance, lost up to 5.6% of it). It is
-/// set aside and summed once more, with its logits equal to m counted instead of summed
-/// (`chunkSumsBelowReference`), when the next such chunk comes, when m moves up (so that its 1s
-/// become terms below the new maximum) or at the end: one more pass over one chunk per random
-/// row, over every chunk of a row of ties. The float32 lane sums go into double sums every 64
-/// logits. S and T are within about 1e-6 relative of the double values (measured:
-/// Tests/ERACoreTests, SIMD).
+/// is computed twice only when it raises the maximum (a few times per random row; every chunk
+/// of a rising row). The float32 lane sums go into double sums every 64 logits. The chunk that
+/// set m is held back: in a float32 lane next to the term 1 of a logit at m, terms below 6e-8
+/// are lost, and a confident row, whose entropy is about (S - 1) times the distance, lost up to
+/// 5.6% of it. When m moves up its sums are added as computed (its 1s are terms below the new
+/// maximum, and their neighbours' loss is then relative to them); at the end the lanes of it
+/// that hold a logit at m (usually one double lane: 16 logits) are summed again without their
+/// terms at m, which are counted, the rest added as computed. Another chunk holding m means a
+/// tie at the maximum, an entropy of log 2 or more, and is added as computed. S and T are within
+/// about 1e-6 relative of the double values (measured: Tests/ERACoreTests, SIMD).
 /// M is NaN when a logit is NaN or +inf, -inf when all are -inf (masked). Terms below 2^-127
 /// count as 0 (against the largest term, 1, they are below 1e-38), as do masked logits.
 @inline(__always)
@@ -131,32 +103,26 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
     let scaleLanes = SIMD8<Float>(repeating: s2)
     let base2Scale = scale * log2e     // s log2(e) in double, for the re-centring
     var reference = -Float.infinity    // m; -inf until a logit that is not masked is seen
-    var sumExp = SIMD4<Double>(), sumShifted = SIMD4<Double>()  // double lane sums, base 2, below m
-    var ties = 0.0                     // logits equal to m
-    var pending = -1                   // a chunk that holds m, not yet added (-1: none)
+    var sumExp = SIMD4<Double>(), sumShifted = SIMD4<Double>()  // double lane sums, base 2
+    var referenceChunk = -1            // the chunk that set m, held back (-1: none, or the tail)
+    var heldExp = SIMD4<Double>(), heldShifted = SIMD4<Double>()  // its sums as computed
     let failed = LogitRowStatistics(.nan, 0, 0, 0)
-    /// Adds the pending chunk, if any, relative to m: its logits equal to m counted, not summed.
-    func addPending() {
-        guard pending >= 0 else { return }
-        let (below, shifted, n) = chunkSumsBelowReference(L.self, z + pending &* L.stride, reference: reference, scale: s2)
-        sumExp += below
-        sumShifted += shifted
-        ties += n
-        pending = -1
-    }
-    /// Moves the reference up to rawMaximum; false for +inf (an error, reported as NaN).
-    func recentre(on rawMaximum: Float) -> Bool {
+    /// Moves the reference up to rawMaximum, found in the chunk at `chunk` (-1: the tail);
+    /// false for +inf (an error, reported as NaN).
+    func recentre(on rawMaximum: Float, chunk: Int) -> Bool {
         guard rawMaximum < .infinity else { return false }
         if reference > -.infinity {
-            addPending()
+            if referenceChunk >= 0 {  // the chunk of the old maximum: its 1s are terms below the new one
+                sumExp += heldExp
+                sumShifted += heldShifted
+            }
             let delta = base2Scale * (Double(reference) - Double(rawMaximum))  // b - b' <= 0
             let factor = delta * ln2 < smallestExpArgument ? 0 : exp4(SIMD4(repeating: delta * ln2))[0]
-            sumExp[0] += ties  // the old maximum's terms are below the new one
-            ties = 0
             sumShifted = sumShifted.addingProduct(delta, sumExp) * factor
             sumExp *= factor
         }
         reference = rawMaximum
+        referenceChunk = chunk
         return true
     }
     var i = 0
@@ -175,7 +141,7 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
                 i += 64
                 continue
             }
-            guard recentre(on: chunkMaximum) else { return failed }
+            guard recentre(on: chunkMaximum, chunk: i) else { return failed }
         }
         let referenceLanes = SIMD8<Float>(repeating: reference), negativeReference = -referenceLanes
         var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), t0 = SIMD8<Float>(), t1 = SIMD8<Float>()
@@ -196,19 +162,21 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
             t1 = t1.addingProduct(u1, x1)
         }
         if any(chunkMaximum .> referenceLanes) {  // a new maximum: re-centre, then this chunk again
-            guard recentre(on: chunkMaximum.max()) else { return failed }
+            guard recentre(on: chunkMaximum.max(), chunk: i) else { return failed }
             continue
         }
-        if any(chunkMaximum .== referenceLanes) {  // the maximum: this chunk later, without its 1s
-            addPending()
-            pending = i
+        let chunkExp = widened(e0 + e1), chunkShifted = widened(t0 + t1)
+        if i == referenceChunk {  // the chunk of the maximum: held back
+            heldExp = chunkExp
+            heldShifted = chunkShifted
             i += 64
             continue
         }
-        sumExp += widened(e0 + e1)
-        sumShifted += widened(t0 + t1)
+        sumExp += chunkExp
+        sumShifted += chunkShifted
         i += 64
     }
+    var ties = 0.0  // logits equal to m, counted
     if i < count {  // the last logits, fewer than 64: in double
         var rawMaximum = -Float.infinity
         for k in i..<count {
@@ -217,11 +185,12 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
             rawMaximum = Swift.max(rawMaximum, v)
         }
         if rawMaximum > reference {
-            _ = recentre(on: rawMaximum)
+            _ = recentre(on: rawMaximum, chunk: -1)
         }
+        let holdsReference = rawMaximum == reference  // (then m is finite)
         for k in i..<count {
             let v = L.scalar(z, k)
-            if v == reference, v > -.infinity {
+            if holdsReference, v == reference {  // counted, not summed with the others
                 ties += 1
                 continue
             }
@@ -233,8 +202,38 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
             }
         }
     }
-    addPending()
     if reference == -.infinity { return LogitRowStatistics(-.infinity, 0, 0, 0) }  // every logit masked
+    if referenceChunk >= 0 {
+        // The chunk of the maximum. Its sums went into four double lanes, lane j holding the
+        // terms of logits j, j + 4, ..., j + 60 after a float32 sum in two lanes of eight; where
+        // one of them is m, the others were summed with its term 1, and terms below 6e-8 were
+        // lost. Such a lane is summed again without the terms at m, which are counted; the other
+        // lanes, and T's (the term at m is 0 there), are kept.
+        let chunk = z + referenceChunk &* L.stride
+        let referenceLanes = SIMD8<Float>(repeating: reference)
+        var holds = SIMDMask<SIMD8<Int32>>(repeating: false)
+        for k in stride(from: 0, to: 64, by: 8) { holds .|= L.load8(chunk + k &* L.stride) .== referenceLanes }
+        // 1.0 in the lanes where z == m, +0 elsewhere: the comparison's all-ones lanes and the
+        // bits of 1.0 (the term there is 2^0 = 1 exactly, so subtracting it leaves 0).
+        let oneBits = SIMD8<UInt32>(repeating: Float(1).bitPattern)
+        var kept = heldExp
+        for j in 0..<4 where holds[j] || holds[j + 4] {
+            var e = SIMD8<Float>(), n = SIMD8<Float>()
+            for half in 0..<2 {  // logits j + 4r, r = 8 half ..< 8 half + 8
+                var v = SIMD8<Float>()
+                for r in 0..<8 { v[r] = L.scalar(chunk, j &+ 32 &* half &+ 4 &* r) }
+                let x = exp2Float8(clamped: clampedExp2Argument((v - referenceLanes) * scaleLanes))
+                let one = unsafeBitCast(unsafeBitCast(v .== referenceLanes, to: SIMD8<UInt32>.self) & oneBits,
+                                        to: SIMD8<Float>.self)
+                e += x - one
+                n += one
+            }
+            kept[j] = Double(e.sum())
+            ties += Double(n.sum())
+        }
+        sumExp += kept
+        sumShifted += heldShifted
+    }
     let below = sumExp.sum(), shifted = sumShifted.sum()
     guard !below.isNaN, !shifted.isNaN else { return failed }  // a NaN logit
     return LogitRowStatistics(scale * Double(reference), ties, below, shifted * ln2)

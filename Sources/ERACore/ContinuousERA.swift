@@ -55,15 +55,12 @@ public struct ContinuousERA: Sendable {
     /// summed compensated.
     static func exactlyFeasible(_ target: Double, _ residual: Double, dim d: Double, logStdMax: Double) -> Bool {
         let top = d * logStdMax
-        let terms = [target, residual, -(d * Math.gaussianEntropyPerDim), -top, -((-top).addingProduct(d, logStdMax))]
-        var sum = 0.0
-        var compensation = 0.0
-        for value in terms {
-            let next = sum + value
-            compensation += abs(sum) >= abs(value) ? (sum - next) + value : (value - next) + sum
-            sum = next
+        var k = CompensatedSum()
+        for term in [target, residual, -(d * Math.gaussianEntropyPerDim), -top, -((-top).addingProduct(d, logStdMax))] {
+            k.add(term)
         }
-        return (sum + compensation) <= 0 && !(sum == 0 && compensation > 0)
+        // The pair's rounded sum keeps its sign (a sum that small is exact).
+        return k.value <= 0
     }
 
     /// The largest |log_std_min|, |log_std_max| accepted: std up to e^10000 is far beyond any

@@ -22,26 +22,19 @@ public enum Entropy {
 
     @inline(__always)
     static func gaussianRow<T: ERAReal>(_ logStd: UnsafePointer<T>, dim: Int) -> Double {
-        let parts = gaussianRowParts(logStd, dim: dim)
-        return parts.sum + parts.compensation
+        gaussianRowParts(logStd, dim: dim).value
     }
 
-    /// The Gaussian entropy of a row as an unevaluated sum `sum + compensation` (Neumaier):
-    /// with log stds up to 1e4 in thousands of dimensions a plain sum loses up to about 1e-7
-    /// nats, far more than the float64 bound tolerance (1e-10); compensated, the error stays
-    /// near one rounding of the result, and the pair keeps what that rounding drops.
+    /// The Gaussian entropy of a row, summed compensated: with log stds up to 1e4 in thousands
+    /// of dimensions a plain sum loses up to about 1e-7 nats, far more than the float64 bound
+    /// tolerance (1e-10); compensated, the error stays near one rounding of the result, and
+    /// the unevaluated pair keeps what that rounding drops.
     @inline(__always)
-    static func gaussianRowParts<T: ERAReal>(_ logStd: UnsafePointer<T>, dim: Int) -> (sum: Double, compensation: Double) {
-        var sum = 0.0
-        var compensation = 0.0
-        @inline(__always) func add(_ value: Double) {
-            let next = sum + value
-            compensation += abs(sum) >= abs(value) ? (sum - next) + value : (value - next) + sum
-            sum = next
-        }
-        for i in 0..<dim { add(Double(logStd[i])) }
-        add(Double(dim) * Math.gaussianEntropyPerDim)
-        return (sum, compensation)
+    static func gaussianRowParts<T: ERAReal>(_ logStd: UnsafePointer<T>, dim: Int) -> CompensatedSum {
+        var total = CompensatedSum()
+        for i in 0..<dim { total.add(Double(logStd[i])) }
+        total.add(Double(dim) * Math.gaussianEntropyPerDim)
+        return total
     }
 
     /// Entropy of tanh(x), x ~ N(mean, diag(exp(log_std)^2)) (math 1, "Squashing"):
@@ -244,4 +237,21 @@ public enum Entropy {
         }
         return 1 / (Double.pi.squareRoot() * fraction)
     }
+}
+
+/// A sum of doubles kept as an unevaluated pair `sum + compensation` (Neumaier's
+/// compensated summation): `compensation` collects what each addition rounds away.
+struct CompensatedSum {
+    var sum = 0.0
+    var compensation = 0.0
+
+    @inline(__always)
+    mutating func add(_ value: Double) {
+        let next = sum + value
+        compensation += abs(sum) >= abs(value) ? (sum - next) + value : (value - next) + sum
+        sum = next
+    }
+
+    /// The sum, rounded once.
+    var value: Double { sum + compensation }
 }

@@ -11,24 +11,16 @@
 #define _POSIX_C_SOURCE 200809L
 #include "era.h"
 
-#include <math.h>
+#include "test_support.h"
+
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static int passed, failed;
-
-static void report(int ok, const char *name) {
-    if (ok) passed++; else failed++;
-    printf("%s %d - %s\n", ok ? "ok" : "not ok", passed + failed, name);
-    fflush(stdout);
-}
 
 /* Small calls (just above the size libera splits across threads), so that the callers take
  * the pool's lock often and some forks land while it is held. */
@@ -37,12 +29,6 @@ enum { FORKS = 100, DR = 64, DC = 2048, LT = 8, LV = 16384, CHILD_SECONDS = 30 }
 static double *dz, *dref;      /* discrete logits and the serial output */
 static float *lz, *lref;       /* LLM logits and the serial token entropies */
 static era_discrete_params dparams;
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static double uniform(void) {
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
 
 static void *xmalloc(size_t bytes) {
     void *p = malloc(bytes);
@@ -92,6 +78,7 @@ static double now(void) {
 }
 
 int main(void) {
+    (void)normal;  /* test_support.h's normal generator is not needed here */
     era_discrete_params_init(&dparams);
     dparams.target_entropy = 0.5 * log((double)DC);
     dz = xmalloc(sizeof(double) * DR * DC);
@@ -121,6 +108,7 @@ int main(void) {
 
     int clean = 0, wrong = 0, single = 0, hung = 0, other = 0;
     double t0 = now(), slowest = 0;
+    fflush(stdout);  /* nothing buffered is inherited by the children */
     for (int f = 0; f < FORKS; f++) {
         /* Fork at a different moment of the callers' work each time. */
         struct timespec pause = {0, (long)(200000 + 1800000 * uniform())};

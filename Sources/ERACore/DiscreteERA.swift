@@ -179,9 +179,9 @@ public struct DiscreteERA: Sendable {
             let z = UnsafeRawPointer(input).assumingMemoryBound(to: Float.self)
             let out = UnsafeMutableRawPointer(output).assumingMemoryBound(to: Float.self)
             try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: discreteForwardScratch(count: d)) { range, scratch in
-                for row in range {
-                    discreteForwardRow(z + row * d, count: d, constants: constants, scratch: scratch!, out: out + row * d)
-                }
+                let first = range.lowerBound
+                discreteForwardRows(z + first * d, rows: range.count, count: d, constants: constants, scratch: scratch!,
+                                    out: out + first * d)
             }
             return
         }
@@ -212,10 +212,9 @@ public struct DiscreteERA: Sendable {
             let g = UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self)
             let out = UnsafeMutableRawPointer(gradInput).assumingMemoryBound(to: Float.self)
             try forEachRowBlock(rows: rows, workPerRow: workPerRow / 4, scratchPerBlock: discreteBackwardScratch(count: d)) { range, scratch in
-                for row in range {
-                    discreteBackwardRow(z + row * d, g + row * d, count: d, constants: constants, scratch: scratch!,
-                                        out: out + row * d)
-                }
+                let first = range.lowerBound
+                discreteBackwardRows(z + first * d, g + first * d, rows: range.count, count: d, constants: constants,
+                                     scratch: scratch!, out: out + first * d)
             }
             return
         }

@@ -41,17 +41,26 @@ func rowMaximum(_ z: UnsafePointer<Float>, count: Int) -> Float {
     return m
 }
 
-/// sqrt for four non-negative doubles without a call per lane (the scalar squareRoot calls
-/// the C library here): 1/sqrt(x) from the exponent-halving bit trick (3.4% off), four Newton
-/// steps y <- y (3/2 - x y^2 / 2) (relative error squared each time, below 1e-20), then
-/// s = x y corrected once, s <- s + y (x - s^2)/2. Exact to a few ulp; 0 gives 0.
+/// 1/sqrt for four positive normal doubles: the exponent-halving bit trick (3.4% off), then
+/// four Newton steps y <- y (3/2 - x y^2 / 2), each squaring the relative error (below 1e-20
+/// after the fourth): exact to a few ulp, with no division. 0 gives a huge finite value.
 @inline(__always)
-func squareRoot4(_ x: SIMD4<Double>) -> SIMD4<Double> {
+func inverseSquareRoot4(_ x: SIMD4<Double>) -> SIMD4<Double> {
     typealias V = SIMD4<Double>
     let bits = unsafeBitCast(x, to: SIMD4<Int64>.self)
     var y = unsafeBitCast(SIMD4<Int64>(repeating: 0x5FE6_EB50_C7B5_37A9) &- (bits &>> 1), to: V.self)
     let half = V(repeating: 0.5) * x
     for _ in 0..<4 { y = y * (V(repeating: 1.5) - half * y * y) }
+    return y
+}
+
+/// sqrt for four non-negative doubles without a call per lane (the scalar squareRoot calls
+/// the C library here): y = inverseSquareRoot4(x), then s = x y corrected once,
+/// s <- s + y (x - s^2)/2. Exact to a few ulp; 0 gives 0.
+@inline(__always)
+func squareRoot4(_ x: SIMD4<Double>) -> SIMD4<Double> {
+    typealias V = SIMD4<Double>
+    let y = inverseSquareRoot4(x)
     var s = x * y
     s = s.addingProduct(V(repeating: 0.5) * y, x - s * s)
     return s.replacing(with: V(repeating: 0), where: x .== V(repeating: 0))
@@ -186,36 +195,53 @@ func loadLanes(_ p: UnsafePointer<Double>) -> SIMD4<Double> {
     SIMD4(p[0], p[1], p[2], p[3])
 }
 
-/// The length of each row array of the kernels below: count rounded up to a multiple of 8.
+/// The length of each scratch array of the kernels below for `count` values: count plus the
+/// three rowExponentials may write past the last row, rounded up to a multiple of 8.
 @inline(__always)
-func discreteRowArrayLength(_ count: Int) -> Int { (count + 7) & ~7 }
+func discreteRowArrayLength(_ count: Int) -> Int { (count + 3 + 7) & ~7 }
 
-/// The scratch discreteForwardRow needs for rows of `count` classes: doubles (four row arrays of
-/// doubles and one of float32, as long).
-public func discreteForwardScratch(count: Int) -> Int { 5 * discreteRowArrayLength(count) }
+/// Rows per batch of the row kernels below: short rows are done many at a time, their values
+/// side by side in the scratch arrays, so that each pass runs over hundreds of values (for the
+/// processor to overlap many steps) and pads only the batch, not each row, to whole vectors.
+/// Rows of 256 classes or more go one at a time.
+public func discreteBatchRows(count: Int) -> Int { max(1, 256 / max(count, 1)) }
 
-/// The scratch discreteBackwardRow needs: one row array more than the forward (the s_i).
-public func discreteBackwardScratch(count: Int) -> Int { 6 * discreteRowArrayLength(count) }
+/// The scratch discreteForwardRows needs for rows of `count` classes: doubles (four arrays of
+/// doubles and one of float32, as long, over a batch).
+public func discreteForwardScratch(count: Int) -> Int { 5 * discreteRowArrayLength(discreteBatchRows(count: count) * count) }
 
-/// For every class of a row, given e_i = exp(z_i - max) in `es` and 1/sum e: y_i = a p_i + b
-/// clamped to [smallestY, up] into `ys`, log y_i into `logs`, and t_i = log h^-1(y_i) (or the
-/// reference mode's closed form) into `ts`; arrays of discreteRowArrayLength(count) doubles
-/// (the padding of `es` is set to 0 here), and `floats`, as many float32 values. Separate passes
+/// The scratch discreteBackwardRows needs: one array more than the forward (the s_i).
+public func discreteBackwardScratch(count: Int) -> Int { 6 * discreteRowArrayLength(discreteBatchRows(count: count) * count) }
+
+/// p = softmax(z) of every row of a batch, side by side into `ps` (`rows * count` values, and
+/// zeros after them to the array's end): e_i = exp(z_i - max) by rowExponentials, then each row
+/// times 1/sum e (the one rounding the single-row kernels made).
+@inline(__always)
+func batchProbabilities(_ z: UnsafePointer<Float>, rows: Int, count: Int, into ps: UnsafeMutablePointer<Double>) {
+    for r in 0..<rows {  // in order: a row's exponentials write up to three values past it
+        let row = ps + r * count
+        let inverseSum = 1 / rowExponentials(z + r * count, count: count, into: row)
+        for i in 0..<count { row[i] *= inverseSum }
+    }
+    for i in (rows * count)..<discreteRowArrayLength(rows * count) { ps[i] = 0 }
+}
+
+/// For every value p_i in `ps` (a batch's probabilities, padded with zeros): y_i = a p_i + b
+/// clamped to [smallestY, up] into `ys`, log y_i into `logs`, and t_i = log h^-1(y_i) into
+/// `ts` (exact and tight modes; the reference mode's rows take referenceForwardRows); arrays of
+/// discreteRowArrayLength(count) doubles, and `floats`, as many float32 values. Separate passes
 /// over the row, each with a short chain of work per step, so that the processor overlaps many
 /// steps (one pass doing all of it waits on a chain of three logs and three divisions per
 /// class): log y in double (and in float32, into `floats`); the start and a float32 Halley
 /// step, eight lanes loaded whole from `floats` (t back into `floats`); a double Halley step.
 @inline(never)
-func inverseRow(_ es: UnsafeMutablePointer<Double>, inverseSum: Double, count: Int, constants k: DiscreteRowConstants,
+func inverseRow(_ ps: UnsafePointer<Double>, count: Int, constants k: DiscreteRowConstants,
                 ys: UnsafeMutablePointer<Double>, logs: UnsafeMutablePointer<Double>, ts: UnsafeMutablePointer<Double>,
                 floats: UnsafeMutablePointer<Float>) {
-    typealias V = SIMD4<Double>
-    let n = discreteRowArrayLength(count)
-    for j in count..<n { es[j] = 0 }
-    let inverse = V(repeating: inverseSum)
+    let n = (count + 7) & ~7  // whole steps of eight, within discreteRowArrayLength(count)
     var i = 0
     while i < n {
-        let y = clampedY(loadLanes(es + i) * inverse, k)
+        let y = clampedY(loadLanes(ps + i), k)
         let logY = log4(y)
         storeLanes(y, ys + i)
         storeLanes(logY, logs + i)
@@ -223,16 +249,6 @@ func inverseRow(_ es: UnsafeMutablePointer<Double>, inverseSum: Double, count: I
         i += 4
     }
     i = 0
-    if k.reference {
-        // u = -1 - log y, t = -1 - sqrt(2u) - 0.75u.
-        let one = V(repeating: 1)
-        while i < n {
-            let u = -one - loadLanes(logs + i)
-            storeLanes(-one - squareRoot4(V(repeating: 2) * u) - V(repeating: 0.75) * u, ts + i)
-            i += 4
-        }
-        return
-    }
     while i < n {
         let logY = UnsafeRawPointer(floats + i).loadUnaligned(as: SIMD8<Float>.self)
         let t = startAndFloatStep(logY: logY, loadLanes(ys + i), loadLanes(ys + i + 4))
@@ -247,67 +263,133 @@ func inverseRow(_ es: UnsafeMutablePointer<Double>, inverseSum: Double, count: I
     }
 }
 
-/// Forward pass over one float32 row. `scratch` holds discreteForwardScratch(count) doubles;
-/// `out` may be `z`.
+/// The reference mode's outputs from a batch's probabilities `ps` (`count` values): y = a p + b
+/// clamped, u = -1 - log y into `logs` (discreteRowArrayLength(count) doubles), then
+/// t = -1 - sqrt(2u) - 0.75u (the official closed form; no cap) into `out`. Two passes, each a
+/// short chain per step (one pass waits on a log's division and then the square root's Newton
+/// steps: 40% slower measured).
 @inline(never)
-public func discreteForwardRow(_ z: UnsafePointer<Float>, count: Int, constants k: DiscreteRowConstants,
-                               scratch: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
-    let n = discreteRowArrayLength(count)
-    let es = scratch, ys = scratch + n, logs = scratch + 2 * n, ts = scratch + 3 * n
-    let floats = UnsafeMutableRawPointer(scratch + 4 * n).bindMemory(to: Float.self, capacity: n)
-    let inverseSum = 1 / rowExponentials(z, count: count, into: es)
-    inverseRow(es, inverseSum: inverseSum, count: count, constants: k, ys: ys, logs: logs, ts: ts, floats: floats)
-    let top = SIMD4<Double>(repeating: k.reference ? .infinity : k.topLogit)
+func referenceForwardRows(_ ps: UnsafePointer<Double>, count: Int, constants k: DiscreteRowConstants,
+                          logs: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD4<Double>
+    let one = V(repeating: 1), two = V(repeating: 2), threeQuarters = V(repeating: 0.75)
     var i = 0
+    while i < count {  // ps is padded with zeros to whole steps
+        storeLanes(-one - log4(clampedY(loadLanes(ps + i), k)), logs + i)
+        i += 4
+    }
+    i = 0
     while i < count {
-        let t = loadLanes(ts + i)
-        store4(t.replacing(with: top, where: t .> top), out, i, count)
+        let u = loadLanes(logs + i)
+        store4(-one - squareRoot4(two * u) - threeQuarters * u, out, i, count)
         i += 4
     }
 }
 
-/// Backward pass over one float32 row. `scratch` holds discreteBackwardScratch(count) doubles;
-/// `out` may be `z` or `g`.
+/// Forward pass over `rows` float32 rows of `count` classes, discreteBatchRows(count) rows at a
+/// time. `scratch` holds discreteForwardScratch(count) doubles; `out` may be `z` (a batch reads
+/// its logits before it writes).
 @inline(never)
-public func discreteBackwardRow(_ z: UnsafePointer<Float>, _ g: UnsafePointer<Float>, count: Int,
-                                constants k: DiscreteRowConstants, scratch: UnsafeMutablePointer<Double>,
-                                out: UnsafeMutablePointer<Float>) {
-    typealias V = SIMD4<Double>
-    let rawMaximum = rowMaximum(z, count: count)
-    let n = discreteRowArrayLength(count)
-    let probabilities = scratch, ys = scratch + n, logs = scratch + 2 * n, ts = scratch + 3 * n, s = scratch + 4 * n
-    let floats = UnsafeMutableRawPointer(scratch + 5 * n).bindMemory(to: Float.self, capacity: n)
-    let inverseSum = 1 / rowExponentials(z, count: count, into: probabilities)
-    inverseRow(probabilities, inverseSum: inverseSum, count: count, constants: k, ys: ys, logs: logs, ts: ts,
-               floats: floats)
-    let inverse = V(repeating: inverseSum), slope = V(repeating: k.slope), one = V(repeating: 1)
-    let zero = V(repeating: 0), smallest = V(repeating: smallestY), threeQuarters = V(repeating: 0.75)
-    var weighted = V()  // sum_i s_i
-    var i = 0
-    while i < count {  // past count, p and g are 0
-        let p = loadLanes(probabilities + i) * inverse
-        let y = loadLanes(ys + i)
-        // y dt/dy: t/(1 + t) (exact, tight), 1/sqrt(2u) + 0.75 with u = -1 - log y (reference);
-        // 0 where y was clamped at smallestY.
-        var elasticity: V
+public func discreteForwardRows(_ z: UnsafePointer<Float>, rows: Int, count: Int, constants k: DiscreteRowConstants,
+                                scratch: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Float>) {
+    let batch = discreteBatchRows(count: count)
+    let n = discreteRowArrayLength(batch * count)
+    let ps = scratch, ys = scratch + n, logs = scratch + 2 * n, ts = scratch + 3 * n
+    let floats = UnsafeMutableRawPointer(scratch + 4 * n).bindMemory(to: Float.self, capacity: n)
+    let top = SIMD4<Double>(repeating: k.topLogit)
+    var first = 0
+    while first < rows {
+        let batchRows = min(batch, rows - first), values = batchRows * count
+        let zb = z + first * count, outb = out + first * count
+        first += batchRows
+        batchProbabilities(zb, rows: batchRows, count: count, into: ps)
         if k.reference {
-            elasticity = one / squareRoot4(V(repeating: 2) * (-one - loadLanes(logs + i))) + threeQuarters
-        } else {
-            let t = loadLanes(ts + i)
-            elasticity = t / (t + one)
+            referenceForwardRows(ps, count: values, constants: k, logs: logs, out: outb)
+            continue
         }
-        elasticity.replace(with: zero, where: y .<= smallest)
-        let si = load4(g, i, count, padding: 0) * (slope * p / y) * elasticity
-        weighted += si
-        storeLanes(p, probabilities + i)
-        storeLanes(si, s + i)
+        inverseRow(ps, count: values, constants: k, ys: ys, logs: logs, ts: ts, floats: floats)
+        var i = 0
+        while i < values {
+            let t = loadLanes(ts + i)
+            store4(t.replacing(with: top, where: t .> top), outb, i, values)
+            i += 4
+        }
+    }
+}
+
+/// Backward pass over `rows` float32 rows of `count` classes, discreteBatchRows(count) rows at a
+/// time. `scratch` holds discreteBackwardScratch(count) doubles; `out` may be `z` or `g`.
+@inline(never)
+public func discreteBackwardRows(_ z: UnsafePointer<Float>, _ g: UnsafePointer<Float>, rows: Int, count: Int,
+                                 constants k: DiscreteRowConstants, scratch: UnsafeMutablePointer<Double>,
+                                 out: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD4<Double>
+    let batch = discreteBatchRows(count: count)
+    let n = discreteRowArrayLength(batch * count)
+    let ps = scratch, ys = scratch + n, logs = scratch + 2 * n, ts = scratch + 3 * n, s = scratch + 4 * n
+    let floats = UnsafeMutableRawPointer(scratch + 5 * n).bindMemory(to: Float.self, capacity: n)
+    let slope = V(repeating: k.slope), one = V(repeating: 1), zero = V(repeating: 0)
+    let smallest = V(repeating: smallestY), two = V(repeating: 2), threeQuarters = V(repeating: 0.75)
+    var first = 0
+    while first < rows {
+        let batchRows = min(batch, rows - first), values = batchRows * count
+        let zb = z + first * count, gb = g + first * count, outb = out + first * count
+        first += batchRows
+        batchProbabilities(zb, rows: batchRows, count: count, into: ps)
+        // y dt/dy: t/(1 + t) (exact, tight); 1/sqrt(2u) + 0.75 with u = -1 - log y > 0 (reference,
+        // y <= up < 1/e, where t itself is not needed); 0 where y was clamped at smallestY.
+        var i = 0
+        if k.reference {
+            while i < values {  // two passes, as in referenceForwardRows: y and 2u, then the rest
+                let y = clampedY(loadLanes(ps + i), k)
+                storeLanes(y, ys + i)
+                storeLanes(two * (-one - log4(y)), logs + i)
+                i += 4
+            }
+        } else {
+            inverseRow(ps, count: values, constants: k, ys: ys, logs: logs, ts: ts, floats: floats)
+        }
+        i = 0
+        while i < values {  // past the batch, p and g are 0
+            let p = loadLanes(ps + i), y = loadLanes(ys + i)
+            var elasticity: V
+            if k.reference {
+                elasticity = inverseSquareRoot4(loadLanes(logs + i)) + threeQuarters
+            } else {
+                let t = loadLanes(ts + i)
+                elasticity = t / (t + one)
+            }
+            elasticity.replace(with: zero, where: y .<= smallest)
+            storeLanes(load4(gb, i, values, padding: 0) * (slope * p / y) * elasticity, s + i)
+            i += 4
+        }
+        for r in 0..<batchRows {
+            let row = r * count
+            // The most probable class (the first maximum) gets minus the sum of the others.
+            let rawMaximum = rowMaximum(zb + row, count: count)
+            var top = 0
+            while zb[row + top] != rawMaximum { top += 1 }
+            discreteGradients(s + row, ps + row, count: count, weightedSum: rowSum(s + row, count: count), top: top,
+                              out: outb + row)
+        }
+    }
+}
+
+/// sum of `count` doubles, four lanes per step.
+@inline(__always)
+func rowSum(_ x: UnsafePointer<Double>, count: Int) -> Double {
+    var lanes = SIMD4<Double>()
+    var i = 0
+    while i + 4 <= count {
+        lanes += loadLanes(x + i)
         i += 4
     }
-    let w = weighted.sum()
-    // The most probable class (the first maximum) gets minus the sum of the others.
-    var top = 0
-    while z[top] != rawMaximum { top += 1 }
-    discreteGradients(s, probabilities, count: count, weightedSum: w, top: top, out: out)
+    var total = lanes.sum()
+    while i < count {
+        total += x[i]
+        i += 1
+    }
+    return total
 }
 
 /// out_j = s_j - p_j sum_i s_i, and for the top class minus the sum of the others; four lanes

@@ -144,28 +144,24 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
             guard recentre(on: chunkMaximum, chunk: i) else { return failed }
         }
         let referenceLanes = SIMD8<Float>(repeating: reference), negativeReference = -referenceLanes
-        var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), t0 = SIMD8<Float>(), t1 = SIMD8<Float>()
+        var e0 = SIMD8<Float>(), t0 = SIMD8<Float>()
         var chunkMaximum = SIMD8<Float>(repeating: -.infinity)
         var k = i
         while k < i &+ 64 {
-            let v0 = L.load8(z + k &* L.stride), v1 = L.load8(z + (k &+ 8) &* L.stride)
-            k &+= 16
+            let v0 = L.load8(z + k &* L.stride)
+            k &+= 8
             chunkMaximum.replace(with: v0, where: v0 .> chunkMaximum)
-            chunkMaximum.replace(with: v1, where: v1 .> chunkMaximum)
             // A NaN logit gives a NaN u, term and sums; +inf raises the chunk maximum.
             let u0 = clampedExp2Argument((v0 + negativeReference) * scaleLanes)
-            let u1 = clampedExp2Argument((v1 + negativeReference) * scaleLanes)
-            let x0 = exp2Float8(clamped: u0), x1 = exp2Float8(clamped: u1)
+            let x0 = exp2Float8(clamped: u0)
             e0 += x0
-            e1 += x1
             t0 = t0.addingProduct(u0, x0)
-            t1 = t1.addingProduct(u1, x1)
         }
         if any(chunkMaximum .> referenceLanes) {  // a new maximum: re-centre, then this chunk again
             guard recentre(on: chunkMaximum.max(), chunk: i) else { return failed }
             continue
         }
-        let chunkExp = widened(e0 + e1), chunkShifted = widened(t0 + t1)
+        let chunkExp = widened(e0), chunkShifted = widened(t0)
         if i == referenceChunk {  // the chunk of the maximum: held back
             heldExp = chunkExp
             heldShifted = chunkShifted
@@ -205,7 +201,7 @@ func statistics<L: LogitLanes>(_: L.Type, _ z: UnsafeRawPointer, count: Int, sca
     if reference == -.infinity { return LogitRowStatistics(-.infinity, 0, 0, 0) }  // every logit masked
     if referenceChunk >= 0 {
         // The chunk of the maximum. Its sums went into four double lanes, lane j holding the
-        // terms of logits j, j + 4, ..., j + 60 after a float32 sum in two lanes of eight; where
+        // terms of logits j, j + 4, ..., j + 60 (float32 lanes j and j + 4, each summed over the chunk); where
         // one of them is m, the others were summed with its term 1, and terms below 6e-8 were
         // lost. Such a lane is summed again without the terms at m, which are counted; the other
         // lanes, and T's (the term at m is 0 there), are kept.

@@ -93,6 +93,49 @@ final class SIMDKernelTests: XCTestCase {
         print("vector discrete rows vs portable double kernels (\(rows) rows): outputs within \(worstUlps) ulp, gradients within \(worstGradient) of the row's largest")
     }
 
+    /// Short rows run in batches of discreteBatchRows(count) rows side by side: every row's
+    /// outputs and gradients must be those of the row computed alone, bit for bit, wherever it
+    /// sits in a batch (first, middle, last, a partial last batch), in place too.
+    func testDiscreteBatchedRowsEqualRowsAlone() throws {
+        var rng = TestRandom(seed: 17)
+        for d in [2, 3, 7, 10, 13, 100, 255, 256, 300] {
+            let batch = discreteBatchRows(count: d)
+            let rows = 2 * batch + batch / 2 + 1  // two whole batches and a partial one
+            for mode in [Int32(0), 1, 2] {
+                let up = Glibc.log(4.0) / 4
+                let target = mode == 1 ? 0.5 * Glibc.log(Double(d)) : 1 + Glibc.log(up) + 0.5 * Glibc.log(Double(d))
+                let era = try DiscreteERA(targetEntropy: target, tau: 4, mode: mode, classes: Int64(d))
+                let z = (0..<(rows * d)).map { _ in Float(rng.normal() * 3) }
+                let g = (0..<(rows * d)).map { _ in Float(rng.normal()) }
+                var out = [Float](repeating: .nan, count: rows * d), grad = out
+                try era.forward(rows: rows, input: z, output: &out)
+                try era.backward(rows: rows, input: z, gradOutput: g, gradInput: &grad)
+                for r in 0..<rows {
+                    let zr = Array(z[(r * d)..<((r + 1) * d)]), gr = Array(g[(r * d)..<((r + 1) * d)])
+                    var o = [Float](repeating: .nan, count: d), gd = o
+                    try era.forward(rows: 1, input: zr, output: &o)
+                    try era.backward(rows: 1, input: zr, gradOutput: gr, gradInput: &gd)
+                    XCTAssertEqual(o.map(\.bitPattern), out[(r * d)..<((r + 1) * d)].map(\.bitPattern), "forward d \(d) mode \(mode) row \(r)")
+                    XCTAssertEqual(gd.map(\.bitPattern), grad[(r * d)..<((r + 1) * d)].map(\.bitPattern), "backward d \(d) mode \(mode) row \(r)")
+                }
+                // In place: the output over the logits, the gradient over the logits and over g.
+                var inPlace = z
+                try inPlace.withUnsafeMutableBufferPointer { try era.forward(rows: rows, input: $0.baseAddress!, output: $0.baseAddress!) }
+                XCTAssertEqual(inPlace.map(\.bitPattern), out.map(\.bitPattern), "forward in place d \(d) mode \(mode)")
+                var overZ = z
+                try overZ.withUnsafeMutableBufferPointer {
+                    try era.backward(rows: rows, input: $0.baseAddress!, gradOutput: g, gradInput: $0.baseAddress!)
+                }
+                XCTAssertEqual(overZ.map(\.bitPattern), grad.map(\.bitPattern), "backward over z d \(d) mode \(mode)")
+                var overG = g
+                try overG.withUnsafeMutableBufferPointer {
+                    try era.backward(rows: rows, input: z, gradOutput: $0.baseAddress!, gradInput: $0.baseAddress!)
+                }
+                XCTAssertEqual(overG.map(\.bitPattern), grad.map(\.bitPattern), "backward over g d \(d) mode \(mode)")
+            }
+        }
+    }
+
     /// max, S and T of scale*z in plain double, as the portable kernels define them.
     func plainStatistics(_ z: [Float], scale: Double) -> (Double, Double, Double) {
         if z.contains(where: { !($0 < .infinity) }) { return (.nan, 0, 0) }

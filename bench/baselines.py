@@ -11,9 +11,11 @@ the baselines differ only in the array library and in where the backward comes f
   discrete ERA (the precision libera computes them in) and in float32 for the
   vocabulary-sized LLM passes.
 
-Discrete ERA is the "exact" mode: C = exp(H0 - 1) and the inverse of h by Halley's method on
-``t + log(-t) = log y`` (era._formulas.log_inverse_entropy: the steps that reach the rounding
-of each type, 3 in float32 and 4 in float64).
+Discrete ERA takes the workload's mode: "exact" (C = exp(H0 - 1), the inverse of h by Halley's
+method on ``t + log(-t) = log y``: era._formulas.log_inverse_entropy, the steps that reach the
+rounding of each type, 3 in float32 and 4 in float64), "tight" (the same inverse, with the C
+that run.py takes from era.discrete_constant: one scalar solved per call, as the torch device
+path takes it) or "reference" (C = exp(H0 - 1) and the official closed-form inverse).
 
 Every function takes arrays of shape [rows, D] (D: classes, action dimensions or vocabulary)
 and per-row arrays of shape [rows].
@@ -22,6 +24,7 @@ and per-row arrays of shape [rows].
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -46,9 +49,10 @@ JNP = F.namespace(jnp) if jnp is not None else None
 # Constants, in double precision
 
 
-def discrete_slope_offset(classes: int, target_entropy: float, tau: float):
-    """(a, b) of ``y = a*p + b`` in the "exact" mode (math 2): C = exp(H0 - 1)."""
-    return F.discrete_slope_offset(classes, math.exp(target_entropy - 1), tau)
+def discrete_slope_offset(classes: int, target_entropy: float, tau: float, c: Optional[float] = None):
+    """(a, b) of ``y = a*p + b`` (math 2) for the constant c, by default the "exact" and
+    "reference" modes' C = exp(H0 - 1)."""
+    return F.discrete_slope_offset(classes, math.exp(target_entropy - 1) if c is None else c, tau)
 
 
 def continuous_offset(dim: int, target_entropy: float, log_std_max: float) -> float:
@@ -60,11 +64,11 @@ def continuous_offset(dim: int, target_entropy: float, log_std_max: float) -> fl
 # numpy: forward and analytic backward
 
 
-def numpy_discrete(z, g, a: float, b: float, tau: float):
+def numpy_discrete(z, g, a: float, b: float, tau: float, mode: str = "exact"):
     """Discrete ERA forward and backward in float64; (output logits, dL/dz) in z's dtype."""
     wide, g64 = z.astype(np.float64), g.astype(np.float64)
-    out = F.discrete_forward(NP, wide, a, b, tau, "exact")
-    grad = F.discrete_backward(NP, wide, g64, a, b, tau, "exact")
+    out = F.discrete_forward(NP, wide, a, b, tau, mode)
+    grad = F.discrete_backward(NP, wide, g64, a, b, tau, mode)
     return out.astype(z.dtype), grad.astype(z.dtype)
 
 
@@ -95,9 +99,9 @@ def numpy_scaled_logprob(x, labels, scale, glp):
 # PyTorch: forward, backward by autograd (run.py also compiles these)
 
 
-def torch_discrete(z, a: float, b: float, tau: float):
+def torch_discrete(z, a: float, b: float, tau: float, mode: str = "exact"):
     """Discrete ERA output logits, differentiable (math 2)."""
-    return F.discrete_forward(TORCH, z, a, b, tau, "exact")
+    return F.discrete_forward(TORCH, z, a, b, tau, mode)
 
 
 def torch_continuous(s, residual, offset: float, log_std_min: float, log_std_max: float):
@@ -119,8 +123,8 @@ def torch_scaled_logprob(x, labels, scale):
 # JAX: the same forward, jitted by the caller; the backward by jax.vjp
 
 
-def jax_discrete(z, a: float, b: float, tau: float):
-    return F.discrete_forward(JNP, z, a, b, tau, "exact")
+def jax_discrete(z, a: float, b: float, tau: float, mode: str = "exact"):
+    return F.discrete_forward(JNP, z, a, b, tau, mode)
 
 
 def jax_continuous(s, residual, offset: float, log_std_min: float, log_std_max: float):

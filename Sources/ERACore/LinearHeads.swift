@@ -54,9 +54,6 @@ struct LogitTiling {
     /// Floats in the largest tile.
     var tileCount: Int { min(tokens, LogitTiling.tokenBlock) * min(vocab, LogitTiling.vocabChunk) }
 
-    /// Doubles of scratch that hold one tile of floats.
-    var tileDoubles: Int { (tileCount + 1) / 2 }
-
     /// Element-operations of one tile's logits, for the thread split.
     var tileWork: Int { tileCount.multipliedReportingOverflow(by: dim).partialValue & Int.max }
 }
@@ -78,6 +75,22 @@ struct ProductGate: ~Copyable {
     }
 }
 
+/// What the statistics pass keeps of one token: everything the log-probability, the entropy
+/// and the gradient pass need of its logits, without the logits themselves.
+struct TokenStatistics {
+    /// Of s_t*z_t over the whole vocabulary: the maximum m, the count at m, S less those and
+    /// T (OnlineSoftmax), merged over the chunk groups in group order.
+    var softmax: OnlineSoftmax
+    /// z_t[a_t], the label's logit (not scaled), taken from the tile that holds it.
+    var labelLogit: Double
+
+    /// logp'_t = (s_t z_t[a_t] - m) - log S, as in LLMERA.logprobForward.
+    @inline(__always)
+    func logprob(scale s: Double) -> Double {
+        (s * labelLogit - softmax.maximum) - Math.log(softmax.sumExp)
+    }
+}
+
 public enum LinearHeads {
     /// Gradients are refused (.badParameter) when a bound on their magnitude exceeds this: a
     /// quarter of the float32 range, which leaves room for the rounding of long sums.
@@ -96,31 +109,30 @@ public enum LinearHeads {
                                       weight: UnsafePointer<Float>, labels: UnsafePointer<Int64>?,
                                       scales: UnsafePointer<Float>?, outLogprob: UnsafeMutablePointer<Float>?,
                                       outEntropy: UnsafeMutablePointer<Float>?) throws(ERAError) {
-        let scratch = try Scratch(blocks: 1, perBlock: 7 * tokens + vocab)
-        let perToken = scratch.base!  // never empty: vocab >= 1
-        let weightMagnitudes = perToken + 7 * tokens
-        guard rowMagnitudes(weight, rows: vocab, cols: dim, into: weightMagnitudes) else { throw .nonFinite }
+        let statisticsScratch = try TypedScratch<TokenStatistics>(perBlock: tokens)
+        // The row magnitudes only prove the inputs finite here: the weight's, then the hidden
+        // states' in the same place.
+        let magnitudeScratch = try TypedScratch<Double>(perBlock: max(tokens, vocab))
+        let magnitudes = magnitudeScratch.base!  // never empty: vocab >= 1
+        guard rowMagnitudes(weight, rows: vocab, cols: dim, into: magnitudes) else { throw .nonFinite }
         guard tokens > 0 else { return }
         guard let hidden, let labels, let outLogprob else { throw .nullPointer }
         try LLMERA.validate(tokens: tokens, vocab: vocab, labels: labels, scales: scales)
-        let hiddenMagnitudes = perToken + 5 * tokens
-        guard rowMagnitudes(hidden, rows: tokens, cols: dim, into: hiddenMagnitudes) else { throw .nonFinite }
+        guard rowMagnitudes(hidden, rows: tokens, cols: dim, into: magnitudes) else { throw .nonFinite }
 
         let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)
+        let perToken = statisticsScratch.base!
         try statistics(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales, perToken: perToken)
-        let results = perToken + 5 * tokens  // the magnitudes are no longer needed
+        // Every log-probability is checked before the first is written; the second loop
+        // computes them again (one logarithm per token) rather than keep them in scratch.
         for t in 0..<tokens {
-            let stats = tokenStatistics(perToken, t)
-            let s = scales.map { Double($0[t]) } ?? 1
-            // (s z_a - max) - log S, as in LLMERA.logprobForward.
-            let logprob = (s * perToken[5 * t + 4] - stats.maximum) - Math.log(stats.sumExp)
-            guard Float(logprob).isFinite else { throw .badParameter }
-            results[2 * t] = logprob
-            results[2 * t + 1] = stats.entropy
+            guard Float(perToken[t].logprob(scale: scales.map { Double($0[t]) } ?? 1)).isFinite else {
+                throw .badParameter
+            }
         }
         for t in 0..<tokens {
-            outLogprob[t] = Float(results[2 * t])
-            outEntropy?[t] = Float(results[2 * t + 1])
+            outLogprob[t] = Float(perToken[t].logprob(scale: scales.map { Double($0[t]) } ?? 1))
+            outEntropy?[t] = Float(perToken[t].softmax.entropy)
         }
     }
 
@@ -138,10 +150,11 @@ public enum LinearHeads {
                                        scales: UnsafePointer<Float>?, gradLogprob: UnsafePointer<Float>?,
                                        outGradHidden: UnsafeMutablePointer<Float>?,
                                        outGradWeight: UnsafeMutablePointer<Float>?) throws(ERAError) {
-        let scratch = try Scratch(blocks: 1, perBlock: 6 * tokens + vocab)
-        let perToken = scratch.base!  // never empty: vocab >= 1
-        let hiddenMagnitudes = perToken + 5 * tokens
-        let weightMagnitudes = perToken + 6 * tokens
+        let statisticsScratch = try TypedScratch<TokenStatistics>(perBlock: tokens)
+        // The largest magnitude of each row: the hidden states', then the weight's.
+        let magnitudeScratch = try TypedScratch<Double>(perBlock: tokens + vocab)
+        let hiddenMagnitudes = magnitudeScratch.base!  // never empty: vocab >= 1
+        let weightMagnitudes = hiddenMagnitudes + tokens
         guard rowMagnitudes(weight, rows: vocab, cols: dim, into: weightMagnitudes) else { throw .nonFinite }
         guard tokens > 0 else {
             // No tokens: the weight's gradient is a sum over nothing.
@@ -165,58 +178,48 @@ public enum LinearHeads {
         if outGradWeight != nil, weightGradientBound > gradientLimit { throw .badParameter }
 
         let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)
+        let perToken = statisticsScratch.base!
         try statistics(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales, perToken: perToken)
         guard outGradHidden != nil || outGradWeight != nil else { return }
         try gradients(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales,
-                      gradLogprob: gradLogprob, perToken: perToken,
+                      gradLogprob: gradLogprob, perToken: UnsafePointer(perToken),
                       outGradHidden: outGradHidden, outGradWeight: outGradWeight)
     }
 
-    /// The statistics of token t stored by `statistics`.
-    @inline(__always)
-    static func tokenStatistics(_ perToken: UnsafeMutablePointer<Double>, _ t: Int) -> OnlineSoftmax {
-        OnlineSoftmax(maximum: perToken[5 * t], maximumCount: perToken[5 * t + 1],
-                      sumExpBelowMaximum: perToken[5 * t + 2], sumShiftedTimesExp: perToken[5 * t + 3])
-    }
-
-    /// For every token t, the softmax statistics (max, count at the max, S less those, T;
-    /// OnlineSoftmax) of s_t*z_t over the whole vocabulary and the label's logit z_t[a_t], as
-    /// five doubles at perToken[5t...].
+    /// Fills perToken[t] for every token t: the softmax statistics of s_t*z_t over the whole
+    /// vocabulary and the label's logit z_t[a_t] (TokenStatistics).
     /// The tiles (token block, chunk group) run in parallel; each merges its chunks' statistics
     /// in chunk order into its own slot per token, and the slots are merged in group order.
     /// Throws .nonFinite when a logit overflows float32 (the inputs were checked finite).
     static func statistics(_ tiling: LogitTiling, hidden: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                            labels: UnsafePointer<Int64>, scales: UnsafePointer<Float>?,
-                           perToken: UnsafeMutablePointer<Double>) throws(ERAError) {
+                           perToken: UnsafeMutablePointer<TokenStatistics>) throws(ERAError) {
         let groups = tiling.groups, tiles = tiling.blocks * groups
-        let scratch = try Scratch(blocks: 1, perBlock: 4 * tiling.tokens * groups + tiles)
-        let groupStatistics = scratch.base!
-        let faults = groupStatistics + 4 * tiling.tokens * groups
+        // The statistics of token t over the chunks of group g, at t * groups + g.
+        let groupScratch = try TypedScratch<OnlineSoftmax>(perBlock: tiling.tokens * groups)
+        // What went wrong in each tile (.none when nothing did), by tile index.
+        let faultScratch = try TypedScratch<RowFault>(perBlock: tiles)
+        // One tile of logits per thread block.
+        let threadBlocks = Threads.blockCount(rows: tiles, workPerRow: tiling.tileWork * (tiling.chunks / groups))
+        let tileScratch = try TypedScratch<Float>(blocks: threadBlocks, perBlock: tiling.tileCount)
+        let groupStatistics = groupScratch.base!, faults = faultScratch.base!, tileBase = tileScratch.base!
         let gate = ProductGate()
-        try forEachRowBlock(rows: tiles, workPerRow: tiling.tileWork * (tiling.chunks / groups),
-                            scratchPerBlock: tiling.tileDoubles) { range, memory in
-            let tile = UnsafeMutableRawPointer(memory!).bindMemory(to: Float.self, capacity: tiling.tileCount)
+        Threads.forEachBlock(rows: tiles, blocks: threadBlocks) { threadBlock, range in
+            let tile = tileBase + threadBlock * tiling.tileCount
             for index in range {
                 faults[index] = statisticsTile(tiling, block: index / groups, group: index % groups, hidden: hidden,
                                                weight: weight, labels: labels, scales: scales, gate: gate,
-                                               tile: tile, groupStatistics: groupStatistics,
-                                               perToken: perToken).rawValue
+                                               tile: tile, groupStatistics: groupStatistics, perToken: perToken)
             }
         }
         for index in 0..<tiles {
-            if let error = RowFault(rawValue: faults[index])?.error { throw error }
+            if let error = faults[index].error { throw error }
         }
         for t in 0..<tiling.tokens {
-            func slot(_ group: Int) -> OnlineSoftmax {
-                let p = groupStatistics + 4 * (t * groups + group)
-                return OnlineSoftmax(maximum: p[0], maximumCount: p[1], sumExpBelowMaximum: p[2], sumShiftedTimesExp: p[3])
-            }
-            var total = slot(0)
-            for group in 1..<groups { total = total.merged(with: slot(group)) }
-            perToken[5 * t] = total.maximum
-            perToken[5 * t + 1] = total.maximumCount
-            perToken[5 * t + 2] = total.sumExpBelowMaximum
-            perToken[5 * t + 3] = total.sumShiftedTimesExp
+            let slots = groupStatistics + t * groups
+            var total = slots[0]
+            for group in 1..<groups { total = total.merged(with: slots[group]) }
+            perToken[t].softmax = total
         }
     }
 
@@ -225,8 +228,9 @@ public enum LinearHeads {
     static func statisticsTile(_ tiling: LogitTiling, block: Int, group: Int, hidden: UnsafePointer<Float>,
                                weight: UnsafePointer<Float>, labels: UnsafePointer<Int64>,
                                scales: UnsafePointer<Float>?, gate: borrowing ProductGate,
-                               tile: UnsafeMutablePointer<Float>, groupStatistics: UnsafeMutablePointer<Double>,
-                               perToken: UnsafeMutablePointer<Double>) -> RowFault {
+                               tile: UnsafeMutablePointer<Float>,
+                               groupStatistics: UnsafeMutablePointer<OnlineSoftmax>,
+                               perToken: UnsafeMutablePointer<TokenStatistics>) -> RowFault {
         let rows = tiling.tokenRange(block: block)
         let chunks = tiling.chunkRange(group: group)
         for chunk in chunks {
@@ -240,17 +244,10 @@ public enum LinearHeads {
                 guard allFinite(row, count: columns.count),
                       let stats = streamRow(UnsafePointer(row), count: columns.count,
                                             scale: scales.map { Double($0[t]) } ?? 1) else { return .nonFinite }
-                let slot = groupStatistics + 4 * (t * tiling.groups + group)
-                let merged = chunk == chunks.lowerBound
-                    ? stats
-                    : OnlineSoftmax(maximum: slot[0], maximumCount: slot[1], sumExpBelowMaximum: slot[2],
-                                    sumShiftedTimesExp: slot[3]).merged(with: stats)
-                slot[0] = merged.maximum
-                slot[1] = merged.maximumCount
-                slot[2] = merged.sumExpBelowMaximum
-                slot[3] = merged.sumShiftedTimesExp
+                let slot = groupStatistics + (t * tiling.groups + group)
+                slot.pointee = chunk == chunks.lowerBound ? stats : slot.pointee.merged(with: stats)
                 let label = Int(labels[t])
-                if columns.contains(label) { perToken[5 * t + 4] = Double(row[label - columns.lowerBound]) }
+                if columns.contains(label) { perToken[t].labelLogit = Double(row[label - columns.lowerBound]) }
             }
         }
         return .none
@@ -263,7 +260,7 @@ public enum LinearHeads {
     /// double, rounded once). All scratch is taken before the first write.
     static func gradients(_ tiling: LogitTiling, hidden: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                           labels: UnsafePointer<Int64>, scales: UnsafePointer<Float>?,
-                          gradLogprob: UnsafePointer<Float>, perToken: UnsafeMutablePointer<Double>,
+                          gradLogprob: UnsafePointer<Float>, perToken: UnsafePointer<TokenStatistics>,
                           outGradHidden: UnsafeMutablePointer<Float>?,
                           outGradWeight: UnsafeMutablePointer<Float>?) throws(ERAError) {
         let dim = tiling.dim, groups = tiling.groups
@@ -271,21 +268,21 @@ public enum LinearHeads {
         let products = (outGradHidden != nil ? 1 : 0) + (outGradWeight != nil ? 1 : 0)
         let threadBlocks = Threads.blockCount(rows: groups,
                                               workPerRow: tiling.tileWork * (1 + products) * (tiling.chunks / groups))
-        let tiles = try Scratch(blocks: threadBlocks, perBlock: tiling.tileDoubles)
+        // One tile of logits (then of dz) per thread block.
+        let tileScratch = try TypedScratch<Float>(blocks: threadBlocks, perBlock: tiling.tileCount)
+        // Each group's share of the block's hidden-state gradient (group-major, blockRows x dim
+        // each); none when there is one group, which writes the output directly.
         let partialCount = outGradHidden != nil && groups > 1 ? groups * blockRows * dim : 0
-        let partialScratch = try Scratch(blocks: 1, perBlock: (partialCount + 1) / 2)
-        let tileBase = UnsafeMutableRawPointer(tiles.base!).bindMemory(to: Float.self, capacity: 2 * threadBlocks * tiling.tileDoubles)
-        let partials = partialScratch.base.map {
-            UnsafeMutableRawPointer($0).bindMemory(to: Float.self, capacity: partialCount)
-        }
-        let tileStride = 2 * tiling.tileDoubles
+        let partialScratch = try TypedScratch<Float>(perBlock: partialCount)
+        let tileBase = tileScratch.base!
+        let partials = partialScratch.base
         let gate = ProductGate()
 
         for block in 0..<tiling.blocks {
             let rows = tiling.tokenRange(block: block)
             let blockHidden = hidden + rows.lowerBound * dim
             Threads.forEachBlock(rows: groups, blocks: threadBlocks) { threadBlock, groupRange in
-                let tile = tileBase + threadBlock * tileStride
+                let tile = tileBase + threadBlock * tiling.tileCount
                 for group in groupRange {
                     let chunks = tiling.chunkRange(group: group)
                     for chunk in chunks {
@@ -295,7 +292,7 @@ public enum LinearHeads {
                                            into: tile)
                         }
                         for t in rows {
-                            let stats = tokenStatistics(perToken, t)
+                            let stats = perToken[t].softmax
                             let s = scales.map { Double($0[t]) } ?? 1
                             let label = Int(labels[t])
                             gradientRow(tile + (t - rows.lowerBound) * columns.count, count: columns.count, scale: s,
@@ -399,8 +396,8 @@ public enum LinearHeads {
 
         // Floats: the logits, then the ERA logits, which become their gradient.
         let count = rows * classes
-        let floatScratch = try Scratch(blocks: 1, perBlock: count)
-        let logits = UnsafeMutableRawPointer(floatScratch.base!).bindMemory(to: Float.self, capacity: 2 * count)
+        let floatScratch = try TypedScratch<Float>(perBlock: 2 * count)
+        let logits = floatScratch.base!
         let gradients = logits + count
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(classes), Int32(dim), 1,
                     features, Int32(dim), weight, Int32(dim), 0, logits, Int32(classes))

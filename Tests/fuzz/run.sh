@@ -7,7 +7,8 @@
 #      arrays go unseen, and would give libFuzzer no feedback from libera's branches;
 #   2. builds the fuzzer with clang -O1 -g -fsanitize=fuzzer,address,undefined, linked
 #      against that library with an rpath;
-#   3. replays every input in Tests/fuzz/regressions/ once (crashes found earlier, kept);
+#   3. replays every input in Tests/fuzz/regressions/ (crashes found earlier, kept) twice:
+#      with the kernels the processor runs, and with the portable ones (ERA_SIMD=0);
 #   4. fuzzes for SECONDS seconds (default 60) from the seed corpus Tests/fuzz/corpus/, into
 #      a fresh temporary corpus directory, so the committed corpus never grows.
 #
@@ -84,24 +85,33 @@ regressions=("${regressions[@]/*README*/}")
 inputs=()
 for f in "${regressions[@]}"; do [ -f "$f" ] && inputs+=("$f"); done
 if [ ${#inputs[@]} -gt 0 ]; then
-    echo "fuzz: replaying ${#inputs[@]} regression inputs"
+    # Twice: with the kernels this processor runs (the vector ones where it has AVX2 and FMA),
+    # and with the portable kernels (ERA_SIMD=0), whose results the harness holds to the same
+    # references.
     : >"$out/regressions.log"
     bad=0
-    for f in "${inputs[@]}"; do
-        name=${f#"$here"/}
-        "$out/fuzz_era" "${common[@]}" -timeout=10 "$f" >"$out/regression.log" 2>&1
-        rc=$?
-        cat "$out/regression.log" >>"$out/regressions.log"
-        if [ $rc -eq 0 ]; then
-            echo "ok - $name"
-        else
-            bad=$((bad + 1))
-            why=$(grep -m1 -E "what: |ERROR: (AddressSanitizer|LeakSanitizer)|ALARM: working|runtime error:" "$out/regression.log")
-            echo "not ok - $name (exit $rc): ${why# *}"
-        fi
+    for kernels in default portable; do
+        echo "fuzz: replaying ${#inputs[@]} regression inputs, $kernels kernels"
+        for f in "${inputs[@]}"; do
+            name=${f#"$here"/}
+            if [ $kernels = portable ]; then
+                ERA_SIMD=0 "$out/fuzz_era" "${common[@]}" -timeout=10 "$f" >"$out/regression.log" 2>&1
+            else
+                (unset ERA_SIMD; "$out/fuzz_era" "${common[@]}" -timeout=10 "$f") >"$out/regression.log" 2>&1
+            fi
+            rc=$?
+            cat "$out/regression.log" >>"$out/regressions.log"
+            if [ $rc -eq 0 ]; then
+                echo "ok - $name ($kernels)"
+            else
+                bad=$((bad + 1))
+                why=$(grep -m1 -E "what: |ERROR: (AddressSanitizer|LeakSanitizer)|ALARM: working|runtime error:" "$out/regression.log")
+                echo "not ok - $name ($kernels, exit $rc): ${why# *}"
+            fi
+        done
     done
-    [ $bad -eq 0 ] || finish 1 "fuzz: $bad of ${#inputs[@]} regression inputs fail; log: $out/regressions.log"
-    echo "fuzz: ${#inputs[@]} regression inputs pass"
+    [ $bad -eq 0 ] || finish 1 "fuzz: $bad of $((2 * ${#inputs[@]})) regression replays fail; log: $out/regressions.log"
+    echo "fuzz: ${#inputs[@]} regression inputs pass with both kernel choices"
 fi
 
 # 2. Fuzzing from the seed corpus into a fresh directory.

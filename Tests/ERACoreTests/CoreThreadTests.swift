@@ -179,6 +179,38 @@ final class CoreThreadTests: XCTestCase {
         try forEachRowBlock(rows: 3, workPerRow: 1) { _, scratch in XCTAssertNil(scratch) }
     }
 
+    /// The cache of tight mode's solved C (TightConstantCache): threads constructing the
+    /// activation with alternating parameters at once (so that writers race readers and each
+    /// other) always get the C a fresh solve gives, bit for bit. Under ThreadSanitizer in
+    /// Tests/sanitize.sh.
+    func testTightConstantCacheAcrossThreads() throws {
+        let settings: [(Double, Double, Int64)] = [(0.3, 4, 10), (0.31, 4, 10), (0.3, 5, 10), (0.3, 4, 11), (2.5, 20, 1000)]
+        let solved = settings.map { h0, tau, d in
+            try! DiscreteERA.solveTightConstant(targetEntropy: h0, tau: tau, classes: Double(d), up: Glibc.log(tau) / tau)
+        }
+        let rounds = 4000
+        let mismatches = UnsafeMutablePointer<Int>.allocate(capacity: 8)
+        mismatches.initialize(repeating: 0, count: 8)
+        defer { mismatches.deallocate() }
+        try Threads.set(4)
+        Threads.forEachBlock(rows: 8, blocks: 4) { block, range in
+            for r in 0..<rounds {
+                let k = (r &* 7 &+ block &* 3) % settings.count
+                let (h0, tau, d) = settings[k]
+                let era = try! DiscreteERA(targetEntropy: h0, tau: tau, mode: 1, classes: d)
+                if era.c.bitPattern != solved[k].bitPattern { mismatches[range.lowerBound] += 1 }
+            }
+        }
+        try Threads.set(0)
+        XCTAssertEqual((0..<8).reduce(0) { $0 + mismatches[$1] }, 0)
+        // One thread, alternating: every construction still equals a solve.
+        for r in 0..<50 {
+            let k = r % settings.count
+            let (h0, tau, d) = settings[k]
+            XCTAssertEqual(try DiscreteERA(targetEntropy: h0, tau: tau, mode: 1, classes: d).c.bitPattern, solved[k].bitPattern)
+        }
+    }
+
     func testScratch() throws {
         let empty = try Scratch(blocks: 4, perBlock: 0)
         XCTAssertNil(empty.base)

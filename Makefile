@@ -7,7 +7,8 @@
 #   make demo       the main job: every example (C, PyTorch, JAX) in its short setting, with
 #                   plots and a summary in out/ (examples/demo.sh)
 #   make bench      libera against PyTorch, JAX and numpy (bench/run.py; bench/results.json)
-#   make install PREFIX=/usr/local   header, library and pkg-config file
+#   make install PREFIX=/usr/local   header, library (libera.so.X.Y.Z, its links and its debug
+#                   file), pkg-config file and CMake package
 
 PREFIX     ?= /usr/local
 SWIFT      ?= swift
@@ -15,10 +16,20 @@ CC         ?= cc
 BUILD      := build
 BIN         = $(shell $(SWIFT) build -c release --show-bin-path)
 VERSION    := $(shell awk '/define ERA_VERSION_(MAJOR|MINOR|PATCH) /{v=v sep $$3; sep="."} END{print v}' include/era.h)
+MAJOR      := $(shell awk '/define ERA_VERSION_MAJOR /{print $$3}' include/era.h)
+# libera as released (and installed): the file libera.so.MAJOR.MINOR.PATCH with the SONAME
+# libera.so.MAJOR, stripped, its debug information in a separate file that .gnu_debuglink names,
+# and the links libera.so.MAJOR and libera.so (for -lera). In $(RELEASE), made by `make lib`.
+# (.build/release/libera.so, SwiftPM's own output, stays as it is for the tests and benchmarks.)
+RELEASE    := $(BUILD)/lib
+REALNAME   := libera.so.$(VERSION)
+SONAME     := libera.so.$(MAJOR)
+LIBDIR      = $(PREFIX)/lib
 
 FUZZ_SECONDS ?= 300
 
-.PHONY: all setup lib test test-swift test-abi test-python sanitize fuzz test-fuzz install uninstall demo bench clean
+.PHONY: all setup lib release-lib test test-swift test-abi test-python sanitize fuzz test-fuzz install uninstall \
+        demo bench clean
 
 all: lib
 
@@ -27,6 +38,23 @@ setup:
 
 lib:
 	$(SWIFT) build -c release --product era
+	@$(MAKE) --no-print-directory release-lib
+
+release-lib: $(RELEASE)/$(REALNAME)
+
+# The SONAME is set on a copy (patchelf), so that SwiftPM's build is not relinked; then the
+# debug information goes to $(REALNAME).debug and the library keeps only what it needs to run.
+$(RELEASE)/$(REALNAME): $(BIN)/libera.so include/era.h
+	@mkdir -p $(RELEASE)
+	@rm -f $@ $@.debug
+	cp "$(BIN)/libera.so" $@.tmp
+	patchelf --set-soname $(SONAME) $@.tmp
+	objcopy --only-keep-debug $@.tmp $@.debug
+	chmod 644 $@.debug
+	cd $(RELEASE) && objcopy --strip-unneeded --add-gnu-debuglink=$(REALNAME).debug $(REALNAME).tmp
+	mv $@.tmp $@
+	ln -sf $(REALNAME) $(RELEASE)/$(SONAME)
+	ln -sf $(SONAME) $(RELEASE)/libera.so
 
 test: setup lib
 	$(MAKE) --no-print-directory test-swift
@@ -63,15 +91,29 @@ test-fuzz:
 test-python: lib
 	@bindings/python/ci-test.sh
 
+# The debug file goes to lib/.debug/, where gdb looks for the file .gnu_debuglink names.
+# The CMake package (lib/cmake/era) finds its prefix relative to itself.
 install: lib
-	install -d "$(DESTDIR)$(PREFIX)/include" "$(DESTDIR)$(PREFIX)/lib/pkgconfig"
+	install -d "$(DESTDIR)$(PREFIX)/include" "$(DESTDIR)$(LIBDIR)/pkgconfig" "$(DESTDIR)$(LIBDIR)/.debug" \
+	           "$(DESTDIR)$(LIBDIR)/cmake/era"
 	install -m 644 include/era.h "$(DESTDIR)$(PREFIX)/include/era.h"
-	install -m 755 "$(BIN)/libera.so" "$(DESTDIR)$(PREFIX)/lib/libera.so"
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' era.pc.in > "$(DESTDIR)$(PREFIX)/lib/pkgconfig/era.pc"
+	install -m 755 "$(RELEASE)/$(REALNAME)" "$(DESTDIR)$(LIBDIR)/$(REALNAME)"
+	install -m 644 "$(RELEASE)/$(REALNAME).debug" "$(DESTDIR)$(LIBDIR)/.debug/$(REALNAME).debug"
+	ln -sf $(REALNAME) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
+	ln -sf $(SONAME) "$(DESTDIR)$(LIBDIR)/libera.so"
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' era.pc.in > "$(DESTDIR)$(LIBDIR)/pkgconfig/era.pc"
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@REALNAME@|$(REALNAME)|' -e 's|@SONAME@|$(SONAME)|' \
+	    cmake/eraConfig.cmake.in > "$(DESTDIR)$(LIBDIR)/cmake/era/eraConfig.cmake"
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(MAJOR)|' \
+	    cmake/eraConfigVersion.cmake.in > "$(DESTDIR)$(LIBDIR)/cmake/era/eraConfigVersion.cmake"
 
 uninstall:
-	rm -f "$(DESTDIR)$(PREFIX)/include/era.h" "$(DESTDIR)$(PREFIX)/lib/libera.so" \
-	      "$(DESTDIR)$(PREFIX)/lib/pkgconfig/era.pc"
+	rm -f "$(DESTDIR)$(PREFIX)/include/era.h" "$(DESTDIR)$(LIBDIR)/libera.so" "$(DESTDIR)$(LIBDIR)/$(SONAME)" \
+	      "$(DESTDIR)$(LIBDIR)/$(REALNAME)" "$(DESTDIR)$(LIBDIR)/.debug/$(REALNAME).debug" \
+	      "$(DESTDIR)$(LIBDIR)/pkgconfig/era.pc" "$(DESTDIR)$(LIBDIR)/cmake/era/eraConfig.cmake" \
+	      "$(DESTDIR)$(LIBDIR)/cmake/era/eraConfigVersion.cmake"
+	-rmdir "$(DESTDIR)$(LIBDIR)/cmake/era" "$(DESTDIR)$(LIBDIR)/.debug" 2>/dev/null
+
 
 # The main job: builds and installs libera into build/prefix, installs the Python package and
 # the examples' packages when missing, runs each example in its short setting (each verifies

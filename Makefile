@@ -9,6 +9,8 @@
 #   make bench      libera against PyTorch, JAX and numpy (bench/run.py; bench/results.json)
 #   make install PREFIX=/usr/local   header, library (libera.so.X.Y.Z, its links and its debug
 #                   file), pkg-config file and CMake package
+#   make wheel      the Python package for PyPI: an sdist and, built from it, a manylinux wheel
+#                   (OpenBLAS bundled) for each CPython 3.10 to 3.13 found, in dist/
 
 PREFIX     ?= /usr/local
 SWIFT      ?= swift
@@ -28,8 +30,8 @@ LIBDIR      = $(PREFIX)/lib
 
 FUZZ_SECONDS ?= 300
 
-.PHONY: all setup lib release-lib test test-swift test-abi test-python sanitize fuzz test-fuzz install uninstall \
-        demo bench clean
+.PHONY: all setup lib release-lib test test-swift test-abi test-python sanitize fuzz test-fuzz install \
+        uninstall wheel demo bench clean
 
 all: lib
 
@@ -114,6 +116,12 @@ uninstall:
 	      "$(DESTDIR)$(LIBDIR)/cmake/era/eraConfigVersion.cmake"
 	-rmdir "$(DESTDIR)$(LIBDIR)/cmake/era" "$(DESTDIR)$(LIBDIR)/.debug" 2>/dev/null
 
+# The Python distribution era-activation (import era) in dist/: the sdist, and built from it
+# a wheel for each CPython 3.10 to 3.13 found (PYTHONS="python3.11 ..." to choose), repaired
+# by auditwheel into manylinux wheels that carry OpenBLAS (bindings/python/build-dist.sh;
+# its build tools live in a virtualenv under build/dist).
+wheel: setup lib
+	@bindings/python/build-dist.sh dist $(PYTHONS)
 
 # The main job: builds and installs libera into build/prefix, installs the Python package and
 # the examples' packages when missing, runs each example in its short setting (each verifies
@@ -129,4 +137,4 @@ bench: setup lib
 
 clean:
 	rm -rf .build .build-asan .build-tsan .build-ubsan Tests/fuzz/.build-fuzz $(BUILD) bindings/python/build \
-	       bindings/python/src/*.egg-info bench/build examples/c/build out
+	       bindings/python/src/*.egg-info bench/build examples/c/build out dist

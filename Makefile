@@ -2,7 +2,9 @@
 #   make            build libera.so (release)
 #   make test       install what is missing, build, run every test (what CI runs):
 #                   Swift unit tests, the C ABI checks, sanitizer runs, a 60 s fuzzing pass,
-#                   the Python tests
+#                   the Python tests, the distribution checks (release library, CMake and
+#                   pkg-config consumers, the wheel in a fresh virtualenv; last, so that its
+#                   torch and jax smoke tests find what test-python installed)
 #   make fuzz       the fuzz target for FUZZ_SECONDS (300) seconds
 #   make demo       the main job: every example (C, PyTorch, JAX) in its short setting, with
 #                   plots and a summary in out/ (examples/demo.sh)
@@ -30,7 +32,7 @@ LIBDIR      = $(PREFIX)/lib
 
 FUZZ_SECONDS ?= 300
 
-.PHONY: all setup lib release-lib test test-swift test-abi test-python sanitize fuzz test-fuzz install \
+.PHONY: all setup lib release-lib test test-swift test-abi test-dist test-python sanitize fuzz test-fuzz install \
         uninstall wheel demo bench clean
 
 all: lib
@@ -64,6 +66,7 @@ test: setup lib
 	$(MAKE) --no-print-directory sanitize
 	$(MAKE) --no-print-directory test-fuzz
 	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory test-dist
 
 # Swift unit tests of the core (XCTest).
 test-swift:
@@ -87,6 +90,13 @@ fuzz:
 
 test-fuzz:
 	@Tests/fuzz/run.sh 60
+
+# Distribution: the release library (SONAME, links, debug link, version), make install with
+# the CMake package (a C++ consumer built with CMake, a C consumer with pkg-config), and the
+# wheel for python3 (built from the sdist, repaired by auditwheel) installed into a fresh
+# virtualenv without Swift and without the system OpenBLAS (Tests/dist-checks.sh).
+test-dist: lib
+	@Tests/dist-checks.sh "$(BUILD)"
 
 # The Python package: installs the pip packages it needs when missing (numpy, torch, jax,
 # pytest, ...), builds and installs bindings/python, and runs the pytest suite in Tests/python.

@@ -124,7 +124,7 @@ uninstall:
 	      "$(DESTDIR)$(LIBDIR)/$(REALNAME)" "$(DESTDIR)$(LIBDIR)/.debug/$(REALNAME).debug" \
 	      "$(DESTDIR)$(LIBDIR)/pkgconfig/era.pc" "$(DESTDIR)$(LIBDIR)/cmake/era/eraConfig.cmake" \
 	      "$(DESTDIR)$(LIBDIR)/cmake/era/eraConfigVersion.cmake"
-	-rmdir "$(DESTDIR)$(LIBDIR)/cmake/era" "$(DESTDIR)$(LIBDIR)/.debug" 2>/dev/null
+	-rmdir "$(DESTDIR)$(LIBDIR)/cmake/era" "$(DESTDIR)$(LIBDIR)/cmake" "$(DESTDIR)$(LIBDIR)/.debug" 2>/dev/null
 
 # The Python distribution era-activation (import era) in dist/: the sdist, and built from it
 # a wheel for each CPython 3.10 to 3.13 found (PYTHONS="python3.11 ..." to choose), repaired

@@ -181,6 +181,11 @@ hidden() {
 }
 blas_hidden() {
     [ -n "$system_blas" ] || { echo "(no system libopenblas.so.0)"; return 0; }
+    unshare --mount --propagation private true 2>/dev/null ||
+        { echo "no private mount namespace here (unshare needs root): the system OpenBLAS stays visible"; return 1; }
+    case $blas_dir in /usr/lib/x86_64-linux-gnu | /lib/x86_64-linux-gnu)
+        echo "$system_blas is not in a directory of its own ($blas_dir): it cannot be hidden alone"; return 1 ;;
+    esac
     # with the directory hidden, the SwiftPM build's libera.so no longer finds OpenBLAS
     hidden ldd "$root/.build/release/libera.so" | grep -q "libopenblas.so.0 => not found"
 }

@@ -49,6 +49,7 @@ release-lib: $(RELEASE)/$(REALNAME)
 # The SONAME is set on a copy (patchelf), so that SwiftPM's build is not relinked; then the
 # debug information goes to $(REALNAME).debug and the library keeps only what it needs to run.
 $(RELEASE)/$(REALNAME): $(BIN)/libera.so include/era.h
+	@command -v patchelf >/dev/null || { echo "make: patchelf is missing (apt-get install patchelf, or make setup)" >&2; exit 1; }
 	@mkdir -p $(RELEASE)
 	@rm -f $@ $@.debug
 	cp "$(BIN)/libera.so" $@.tmp
@@ -95,7 +96,7 @@ test-fuzz:
 # the CMake package (a C++ consumer built with CMake, a C consumer with pkg-config), and the
 # wheel for python3 (built from the sdist, repaired by auditwheel) installed into a fresh
 # virtualenv without Swift and without the system OpenBLAS (Tests/dist-checks.sh).
-test-dist: lib
+test-dist: setup lib
 	@Tests/dist-checks.sh "$(BUILD)"
 
 # The Python package: installs the pip packages it needs when missing (numpy, torch, jax,

@@ -52,6 +52,9 @@
  *                 threads are inside libera no longer leaves the child with a pool whose
  *                 lock may be held and whose workers do not exist (hangs, single-threaded
  *                 calls). Callers that switch over era_status should handle the new code.
+ *                 The installed library is libera.so.0.1.0 with the SONAME libera.so.0
+ *                 (was libera.so without a SONAME): programs linked against it record
+ *                 libera.so.0; relink those linked against the old file. ABI unchanged.
  */
 #ifndef ERA_H
 #define ERA_H

@@ -75,11 +75,21 @@ func cString(_ text: StaticString) -> UnsafePointer<CChar> {
     UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
 }
 
+/// "MAJOR.MINOR.PATCH" from era.h's ERA_VERSION_* macros (the one place the version is
+/// written), formatted once into storage that lives as long as the library. A global `let` is
+/// initialised once, thread-safely, on first use.
+private let versionText: UnsafePointer<CChar> = {
+    let text = "\(ERA_VERSION_MAJOR).\(ERA_VERSION_MINOR).\(ERA_VERSION_PATCH)".utf8CString
+    let storage = UnsafeMutablePointer<CChar>.allocate(capacity: text.count)
+    text.withUnsafeBufferPointer { storage.initialize(from: $0.baseAddress!, count: text.count) }
+    return UnsafePointer(storage)
+}()
+
 @_cdecl("era_abi_version")
-public func era_abi_version() -> Int32 { 1 }
+public func era_abi_version() -> Int32 { Int32(ERA_ABI_VERSION) }
 
 @_cdecl("era_version_string")
-public func era_version_string() -> UnsafePointer<CChar> { cString("0.1.0") }
+public func era_version_string() -> UnsafePointer<CChar> { versionText }
 
 @_cdecl("era_status_string")
 public func era_status_string(_ code: era_status) -> UnsafePointer<CChar> {

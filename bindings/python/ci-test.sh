@@ -73,6 +73,11 @@ command -v swift >/dev/null || { echo "ci-test: swift is not on PATH (building l
 # A clean build directory, so that no module removed from the sources survives in the wheel.
 rm -rf bindings/python/build
 echo "ci-test: building libera and installing the era package"
+# The distribution was called libera before it became era-activation: remove that one, whose
+# files the new one replaces, so that pip does not keep two records of the era package.
+if "$python" -c "from importlib import metadata; metadata.version('libera')" 2>/dev/null; then
+    "$python" -m pip uninstall -q -y libera
+fi
 "$python" -m pip install -q --no-build-isolation ./bindings/python
 [ "${1:-}" = "--install" ] && exit 0
 

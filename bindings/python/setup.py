@@ -1,17 +1,23 @@
-"""Builds the era Python package: libera (Swift) first, then the pybind11 module era._era.
+"""Builds the era Python package (distribution era-activation): libera (Swift) first, then
+the pybind11 module era._era.
 
-`pip install ./bindings/python` (from the repository root) runs, in order:
-  1. `swift build -c release --product era` in the repository root (two levels up from this
-     file, or $ERA_SOURCE_DIR), giving libera.so;
-  2. a copy of libera.so into the package (era/libera.so);
+`pip install ./bindings/python` (from the repository root) or `pip install` of the sdist runs,
+in order:
+  1. `swift build -c release --product era` in the libera sources: $ERA_SOURCE_DIR, else this
+     directory (an sdist carries them), else the repository root two levels up; giving
+     libera.so;
+  2. a copy of libera.so into the package (era/libera.so), its debug information stripped
+     (except in an in-place build, a developer's);
   3. the compilation of csrc/era_module.cpp against include/era.h, linked with -lera and the
      run path $ORIGIN, so that era/_era*.so finds the libera.so next to it; and, when jax is
      installed, of csrc/era_xla.cpp (era.jax's XLA FFI handlers) against the XLA FFI headers
-     jaxlib ships (jax.ffi.include_dir()).
+     jaxlib ships (jax.ffi.include_dir()), or against $ERA_XLA_FFI_INCLUDE (the same headers,
+     when the building Python has no jax).
 The installed package needs neither Swift nor the repository at run time.
 
-Environment: SWIFT (the swift executable, default `swift`), ERA_SOURCE_DIR (the repository
-root, when this directory has been copied elsewhere).
+Environment: SWIFT (the swift executable, default `swift`), ERA_SOURCE_DIR (the libera
+sources, when this directory has been copied elsewhere), ERA_SWIFT_SCRATCH (SwiftPM's build
+directory, --scratch-path, to share one build between several wheels), ERA_XLA_FFI_INCLUDE.
 """
 
 import os
@@ -30,13 +36,13 @@ HERE = Path(__file__).resolve().parent
 
 def repository_root() -> Path:
     """The libera checkout whose include/era.h and Package.swift this package builds."""
-    candidates = [os.environ.get("ERA_SOURCE_DIR"), str(HERE.parent.parent)]
+    candidates = [os.environ.get("ERA_SOURCE_DIR"), str(HERE), str(HERE.parent.parent)]
     for candidate in candidates:
         if candidate and (Path(candidate) / "include" / "era.h").is_file() and (Path(candidate) / "Package.swift").is_file():
             return Path(candidate).resolve()
     sys.exit(
-        "era: cannot find the libera sources (include/era.h, Package.swift) two levels above "
-        f"{HERE}; build from a checkout of libera or set ERA_SOURCE_DIR to one"
+        "era: cannot find the libera sources (include/era.h, Package.swift) beside or two levels "
+        f"above {HERE}; build from a checkout of libera or its sdist, or set ERA_SOURCE_DIR to one"
     )
 
 
@@ -61,6 +67,8 @@ class BuildWithLibera(build_ext):
         for package_dir in package_dirs:
             package_dir.mkdir(parents=True, exist_ok=True)
             shutil.copy2(libera, package_dir / "libera.so")
+        if not self.inplace:
+            strip_debug_information(package_dirs[0] / "libera.so")
         # Link against the bundled copy, so the module's NEEDED entry is plain libera.so.
         link_dir = str(package_dirs[0])
         for ext in self.extensions:
@@ -70,12 +78,19 @@ class BuildWithLibera(build_ext):
     def build_libera(self) -> Path:
         swift = os.environ.get("SWIFT", "swift")
         if shutil.which(swift) is None:
-            sys.exit(f"era: `{swift}` was not found; building the era package needs Swift 5.9+ on PATH (or SWIFT=...)")
-        command = [swift, "build", "-c", "release", "--product", "era"]
+            sys.exit(
+                f"era: `{swift}` was not found. Building era from source compiles libera, which is "
+                "written in Swift: it needs a Swift toolchain 5.9 or newer on PATH (or SWIFT=/path/to/swift) "
+                "and OpenBLAS (libopenblas-dev). Where neither is wanted, install a prebuilt "
+                "era-activation wheel instead."
+            )
+        scratch = os.environ.get("ERA_SWIFT_SCRATCH")
+        options = ["-c", "release"] + (["--scratch-path", scratch] if scratch else [])
+        command = [swift, "build", *options, "--product", "era"]
         print("era: " + " ".join(command) + f"  (in {ROOT})", flush=True)
         subprocess.run(command, cwd=ROOT, check=True)
         bin_dir = subprocess.run(
-            [swift, "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True
+            [swift, "build", *options, "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True
         ).stdout.strip()
         libera = Path(bin_dir) / "libera.so"
         if not libera.is_file():
@@ -83,8 +98,24 @@ class BuildWithLibera(build_ext):
         return libera
 
 
+def strip_debug_information(library: Path) -> None:
+    """Strips the bundled libera (binutils' strip): the package needs no debug information,
+    and it is most of the file. Left as it is where strip is missing."""
+    strip = shutil.which("strip")
+    if strip is None:
+        print("era: strip was not found: bundling libera.so with its debug information", flush=True)
+        return
+    subprocess.run([strip, "--strip-unneeded", str(library)], check=True)
+
+
 def xla_ffi_include_dir():
-    """The XLA FFI headers jaxlib ships (jax.ffi.include_dir()), or None without jax."""
+    """The XLA FFI headers jaxlib ships (jax.ffi.include_dir()), or $ERA_XLA_FFI_INCLUDE, or
+    None without either."""
+    given = os.environ.get("ERA_XLA_FFI_INCLUDE")
+    if given:
+        if not (Path(given) / "xla" / "ffi" / "api" / "ffi.h").is_file():
+            sys.exit(f"era: ERA_XLA_FFI_INCLUDE={given} holds no xla/ffi/api/ffi.h")
+        return given
     try:
         import jax.ffi
     except ImportError:

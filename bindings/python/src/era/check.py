@@ -16,8 +16,8 @@ from numpy.typing import ArrayLike
 from . import _era
 from ._arrays import like, rows_of
 from ._errors import check
-from .continuous import LOG_STD_MAX, LOG_STD_MIN
-from .discrete import TAU, mode_number
+from .continuous import LOG_STD_MAX, LOG_STD_MIN, RESIDUAL
+from .discrete import DEFAULT_MODE, TAU, mode_number
 
 __all__ = ["BoundReport", "check_discrete", "check_continuous", "default_tolerance"]
 
@@ -93,7 +93,7 @@ def check_discrete(
     target_entropy: float,
     *,
     tau: float = TAU,
-    mode: str = "exact",
+    mode: str = DEFAULT_MODE,
     tol: Optional[float] = None,
 ) -> BoundReport:
     """Checks rows of discrete-ERA OUTPUT logits against the target entropy.
@@ -120,7 +120,7 @@ def check_continuous(
     log_std: ArrayLike,
     target_entropy: float,
     *,
-    residual: float = 0.0,
+    residual: float = RESIDUAL,
     log_std_min: float = LOG_STD_MIN,
     log_std_max: float = LOG_STD_MAX,
     mean: Optional[ArrayLike] = None,

@@ -22,8 +22,8 @@ from numpy.lib import format as npformat
 from . import __version__
 from ._errors import ERAError
 from .check import BoundReport
-from .continuous import LOG_STD_MAX, LOG_STD_MIN
-from .discrete import MODES, TAU
+from .continuous import LOG_STD_MAX, LOG_STD_MIN, RESIDUAL
+from .discrete import DEFAULT_MODE, MODES, TAU
 from .testing import check_entropy_bound, violating_rows, violation_lines
 
 try:
@@ -81,8 +81,8 @@ def parser() -> argparse.ArgumentParser:
                         "continuous: log stds")
     verify.add_argument("--target-entropy", required=True, type=float, metavar="H", help="target entropy H0, nats")
     verify.add_argument("--tau", type=float, default=TAU, help=f"discrete: tau (default {TAU})")
-    verify.add_argument("--mode", default="exact", choices=sorted(MODES), help="discrete: mode (default exact)")
-    verify.add_argument("--residual", type=float, default=0.0, help="continuous: residual delta (default 0)")
+    verify.add_argument("--mode", default=DEFAULT_MODE, choices=sorted(MODES), help=f"discrete: mode (default {DEFAULT_MODE})")
+    verify.add_argument("--residual", type=float, default=RESIDUAL, help=f"continuous: residual delta (default {RESIDUAL:g})")
     verify.add_argument("--log-std-min", type=float, default=LOG_STD_MIN, help=f"continuous (default {LOG_STD_MIN})")
     verify.add_argument("--log-std-max", type=float, default=LOG_STD_MAX, help=f"continuous (default {LOG_STD_MAX})")
     verify.add_argument("--tol", type=float, default=None, help="tolerance in nats (default 1e-5 for float32 data, "

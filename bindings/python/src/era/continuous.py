@@ -21,9 +21,12 @@ from ._errors import check
 
 __all__ = ["continuous_forward", "continuous_backward", "ContinuousGrads"]
 
-# The library's defaults (era_continuous_params_init); the tests check they still agree.
-LOG_STD_MIN = -8.0
-LOG_STD_MAX = 0.0
+# The library's defaults, read from libera (era_continuous_params_init), the one place they
+# are set; every default of this package's signatures refers to these.
+_DEFAULTS = _era.continuous_defaults()
+LOG_STD_MIN = float(_DEFAULTS["log_std_min"])
+LOG_STD_MAX = float(_DEFAULTS["log_std_max"])
+RESIDUAL = float(_DEFAULTS["residual"])
 
 
 def _context(shape, target_entropy, residual, log_std_min, log_std_max) -> str:
@@ -37,7 +40,7 @@ def continuous_forward(
     std_logits: ArrayLike,
     target_entropy: float,
     *,
-    residual: float = 0.0,
+    residual: float = RESIDUAL,
     log_std_min: float = LOG_STD_MIN,
     log_std_max: float = LOG_STD_MAX,
 ) -> np.ndarray:
@@ -79,7 +82,7 @@ def continuous_backward(
     grad_log_std: ArrayLike,
     target_entropy: float,
     *,
-    residual: float = 0.0,
+    residual: float = RESIDUAL,
     log_std_min: float = LOG_STD_MIN,
     log_std_max: float = LOG_STD_MAX,
     residual_grad: bool = True,

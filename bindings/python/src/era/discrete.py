@@ -35,7 +35,11 @@ __all__ = [
 ]
 
 MODES = {"exact": _era.DISCRETE_EXACT, "tight": _era.DISCRETE_TIGHT, "reference": _era.DISCRETE_REFERENCE}
-TAU = 4.0  # the library's default (era_discrete_params_init); the tests check it still agrees
+# The library's defaults, read from libera (era_discrete_params_init), the one place they are
+# set: tau, and the mode by its name.
+_DEFAULTS = _era.discrete_defaults()
+TAU = float(_DEFAULTS["tau"])
+DEFAULT_MODE = next(name for name, number in MODES.items() if number == _DEFAULTS["mode"])
 
 
 def mode_number(mode: str, where: str) -> int:
@@ -58,24 +62,24 @@ def _scalar(fn, name: str, classes: int, target_entropy: float, tau: float, mode
     return value
 
 
-def discrete_floor(classes: int, target_entropy: float, *, tau: float = TAU, mode: str = "exact") -> float:
+def discrete_floor(classes: int, target_entropy: float, *, tau: float = TAU, mode: str = DEFAULT_MODE) -> float:
     """The entropy floor (nats) these parameters guarantee for rows of `classes` logits:
     target_entropy for "exact" and "tight", NaN for "reference" (nothing guaranteed)."""
     return _scalar(_era.discrete_floor, "discrete_floor", classes, target_entropy, tau, mode)
 
 
-def discrete_infimum(classes: int, target_entropy: float, *, tau: float = TAU, mode: str = "exact") -> float:
+def discrete_infimum(classes: int, target_entropy: float, *, tau: float = TAU, mode: str = DEFAULT_MODE) -> float:
     """The infimum of the output entropy over all inputs (nats), reached as the input tends
     to one-hot: above target_entropy in "exact" mode, equal to it in "tight" mode."""
     return _scalar(_era.discrete_infimum, "discrete_infimum", classes, target_entropy, tau, mode)
 
 
-def discrete_constant(classes: int, target_entropy: float, *, tau: float = TAU, mode: str = "exact") -> float:
+def discrete_constant(classes: int, target_entropy: float, *, tau: float = TAU, mode: str = DEFAULT_MODE) -> float:
     """The constant C of the mode: exp(H0 - 1), or the solved value in "tight" mode."""
     return _scalar(_era.discrete_constant, "discrete_constant", classes, target_entropy, tau, mode)
 
 
-def discrete_forward(logits: ArrayLike, target_entropy: float, *, tau: float = TAU, mode: str = "exact") -> np.ndarray:
+def discrete_forward(logits: ArrayLike, target_entropy: float, *, tau: float = TAU, mode: str = DEFAULT_MODE) -> np.ndarray:
     """The ERA output logits for input logits.
 
     Args:
@@ -101,7 +105,7 @@ def discrete_forward(logits: ArrayLike, target_entropy: float, *, tau: float = T
 
 
 def discrete_backward(
-    logits: ArrayLike, grad_out: ArrayLike, target_entropy: float, *, tau: float = TAU, mode: str = "exact"
+    logits: ArrayLike, grad_out: ArrayLike, target_entropy: float, *, tau: float = TAU, mode: str = DEFAULT_MODE
 ) -> np.ndarray:
     """Vector-Jacobian product of discrete_forward at the input `logits`.
 

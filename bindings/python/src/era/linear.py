@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike
 from . import _era
 from ._arrays import INDEX_DTYPE, Rows, per_row, rows_of
 from ._errors import BadShapeError, check, python_error
-from .discrete import TAU, _context, mode_number
+from .discrete import DEFAULT_MODE, TAU, _context, mode_number
 from .llm import LLMLogprob
 
 __all__ = [
@@ -182,7 +182,7 @@ def linear_discrete_ce(
     target_entropy: float,
     *,
     tau: float = TAU,
-    mode: str = "exact",
+    mode: str = DEFAULT_MODE,
     grads: bool = True,
 ) -> LinearDiscreteCE:
     """A classification head in one call: linear layer, discrete ERA (era.discrete_forward),

@@ -39,11 +39,13 @@ __all__ = [
     "LLMLogprob",
 ]
 
-# The library's defaults (era_llm_params_init); the tests check they still agree.
-OMEGA_LOW = 0.45
-OMEGA_HIGH = 3.0
-K = 2.0
-TOP_FRACTION = 0.2
+# The library's defaults, read from libera (era_llm_params_init), the one place they are set.
+_DEFAULTS = _era.llm_defaults()
+OMEGA_LOW = float(_DEFAULTS["omega_low"])
+OMEGA_HIGH = float(_DEFAULTS["omega_high"])
+K = float(_DEFAULTS["k"])
+TOP_FRACTION = float(_DEFAULTS["top_fraction"])
+SCALE_ADVANTAGES = bool(_DEFAULTS["scale_advantages"])
 
 F32 = np.dtype(np.float32)
 LOGIT_DTYPES = (F32,)
@@ -126,7 +128,7 @@ def llm_scales(
     omega_low: float = OMEGA_LOW,
     omega_high: float = OMEGA_HIGH,
     k: float = K,
-    scale_advantages: bool = True,
+    scale_advantages: bool = SCALE_ADVANTAGES,
     top_fraction: float = TOP_FRACTION,
 ) -> LLMScales:
     """Per-token logit scale and advantage by the rule of the module docstring. Tokens of

@@ -17,8 +17,8 @@ from numpy.typing import ArrayLike
 
 from ._arrays import as_numpy
 from .check import BoundReport, check_continuous, check_discrete
-from .continuous import LOG_STD_MAX, LOG_STD_MIN
-from .discrete import TAU
+from .continuous import LOG_STD_MAX, LOG_STD_MIN, RESIDUAL
+from .discrete import DEFAULT_MODE, TAU
 from .entropy import gaussian_entropy, softmax_entropy, tanh_gaussian_entropy
 
 __all__ = ["assert_entropy_bound", "check_entropy_bound", "violating_rows", "violation_lines"]
@@ -32,8 +32,8 @@ def check_entropy_bound(
     kind: str,
     target_entropy: float,
     tau: float = TAU,
-    mode: str = "exact",
-    residual: float = 0.0,
+    mode: str = DEFAULT_MODE,
+    residual: float = RESIDUAL,
     log_std_min: float = LOG_STD_MIN,
     log_std_max: float = LOG_STD_MAX,
     mean: Optional[ArrayLike] = None,
@@ -108,8 +108,8 @@ def assert_entropy_bound(
     kind: str,
     target_entropy: float,
     tau: float = TAU,
-    mode: str = "exact",
-    residual: float = 0.0,
+    mode: str = DEFAULT_MODE,
+    residual: float = RESIDUAL,
     log_std_min: float = LOG_STD_MIN,
     log_std_max: float = LOG_STD_MAX,
     mean: Optional[ArrayLike] = None,

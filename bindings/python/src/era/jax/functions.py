@@ -130,7 +130,7 @@ def _continuous_jvp(target_entropy, log_std_min, log_std_max, backend, primals, 
 def continuous_era(
     std_logits,
     target_entropy: float,
-    residual=0.0,
+    residual=_continuous.RESIDUAL,
     *,
     log_std_min: float = _continuous.LOG_STD_MIN,
     log_std_max: float = _continuous.LOG_STD_MAX,
@@ -200,7 +200,7 @@ def _discrete_jvp(target_entropy, tau, mode, backend, primals, tangents):
     return out, tangent.astype(out.dtype)
 
 
-def discrete_era(logits, target_entropy: float, *, tau: float = _discrete.TAU, mode: str = "exact",
+def discrete_era(logits, target_entropy: float, *, tau: float = _discrete.TAU, mode: str = _discrete.DEFAULT_MODE,
                  backend: str = "auto"):
     """Discrete ERA output logits (docs/math.md section 2).
 

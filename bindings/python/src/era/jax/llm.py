@@ -82,7 +82,7 @@ def llm_scales(
     omega_low: float = _llm.OMEGA_LOW,
     omega_high: float = _llm.OMEGA_HIGH,
     k: float = _llm.K,
-    scale_advantages: bool = True,
+    scale_advantages: bool = _llm.SCALE_ADVANTAGES,
     top_fraction: float = _llm.TOP_FRACTION,
     backend: str = "auto",
 ):
@@ -145,7 +145,7 @@ def llm_era(
     omega_high: float = _llm.OMEGA_HIGH,
     k: float = _llm.K,
     top_fraction: float = _llm.TOP_FRACTION,
-    scale_advantages: bool = True,
+    scale_advantages: bool = _llm.SCALE_ADVANTAGES,
     backend: str = "auto",
 ) -> LLMERAOutput:
     """LLM ERA for one GRPO batch (layouts in the module docstring): ERA log-probs

@@ -143,7 +143,7 @@ def discrete_era(
     target_entropy: float,
     *,
     tau: float = _discrete.TAU,
-    mode: str = "exact",
+    mode: str = _discrete.DEFAULT_MODE,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Discrete ERA output logits (docs/math.md section 2), differentiable (twice).

@@ -94,7 +94,7 @@ def llm_linear_era(
     omega_high: float = _llm.OMEGA_HIGH,
     k: float = _llm.K,
     top_fraction: float = _llm.TOP_FRACTION,
-    scale_advantages: bool = True,
+    scale_advantages: bool = _llm.SCALE_ADVANTAGES,
     backend: str = "auto",
 ) -> LLMERAOutput:
     """era.torch.llm_era with hidden states ``[B, L, d]`` or ``[T, d]`` and the output weight
@@ -124,7 +124,7 @@ def linear_discrete_ce(
     target_entropy: float,
     *,
     tau: float = _discrete.TAU,
-    mode: str = "exact",
+    mode: str = _discrete.DEFAULT_MODE,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Mean cross-entropy of discrete ERA on the logits ``features @ weight.T + bias``, in one
@@ -190,7 +190,7 @@ class ERALinearCrossEntropy(nn.Module):
         target_entropy, tau, mode: as era.torch.ERADiscrete."""
 
     def __init__(self, in_features: int, num_classes: int, target_entropy: float, *, bias: bool = True,
-                 tau: float = _discrete.TAU, mode: str = "exact", backend: str = "auto", device=None, dtype=None):
+                 tau: float = _discrete.TAU, mode: str = _discrete.DEFAULT_MODE, backend: str = "auto", device=None, dtype=None):
         super().__init__()
         _discrete.mode_number(mode, "era.torch.ERALinearCrossEntropy")
         self.linear = nn.Linear(in_features, num_classes, bias=bias, device=device, dtype=dtype)

@@ -127,7 +127,7 @@ def llm_era(
     omega_high: float = _llm.OMEGA_HIGH,
     k: float = _llm.K,
     top_fraction: float = _llm.TOP_FRACTION,
-    scale_advantages: bool = True,
+    scale_advantages: bool = _llm.SCALE_ADVANTAGES,
     backend: str = "auto",
 ) -> LLMERAOutput:
     """LLM ERA for one GRPO batch (layouts in the module docstring).
@@ -138,7 +138,7 @@ def llm_era(
             views such as verl's ``logits[:, :-1]`` are read in place, never copied.
         labels: int64 or int32 sampled tokens. advantages: float32 or float64.
         omega_low, omega_high, k, top_fraction, scale_advantages: the rule of section 3
-            (defaults 0.45, 3.0, 2.0, 0.2, on).
+            (defaults: libera's, era.llm.OMEGA_LOW, OMEGA_HIGH, K, TOP_FRACTION, SCALE_ADVANTAGES).
         backend: "auto" (libera for CPU tensors, the device path elsewhere), "libera" or
             "native" (era.torch.functions).
     Returns:
@@ -183,7 +183,7 @@ class LLMERA(nn.Module):
         omega_high: float = _llm.OMEGA_HIGH,
         k: float = _llm.K,
         top_fraction: float = _llm.TOP_FRACTION,
-        scale_advantages: bool = True,
+        scale_advantages: bool = _llm.SCALE_ADVANTAGES,
         backend: str = "auto",
     ):
         super().__init__()

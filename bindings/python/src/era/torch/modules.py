@@ -69,7 +69,7 @@ class ERAContinuous(nn.Module):
         action_dim: int,
         target_entropy: Optional[float] = None,
         *,
-        residual: float = 0.0,
+        residual: float = _continuous.RESIDUAL,
         learn_residual: bool = False,
         log_std_min: float = _continuous.LOG_STD_MIN,
         log_std_max: float = _continuous.LOG_STD_MAX,
@@ -186,7 +186,7 @@ class ERADiscrete(nn.Module):
     """
 
     def __init__(
-        self, target_entropy: float, *, tau: float = _discrete.TAU, mode: str = "exact", backend: str = "auto"
+        self, target_entropy: float, *, tau: float = _discrete.TAU, mode: str = _discrete.DEFAULT_MODE, backend: str = "auto"
     ):
         super().__init__()
         _discrete.mode_number(mode, "era.torch.ERADiscrete")

@@ -1116,15 +1116,17 @@ def print_checks(row: dict) -> None:
         print(f"    {p}", flush=True)
 
 
-def pin_to_one_processor() -> None:
-    """Every thread of this process (and those it starts, bench_c included) on one processor:
-    XLA's CPU client runs a jitted function's loops on its own thread pool (2 threads here: 0.77
-    ms for discrete reference 256x1000 forward + backward, 1.17 ms on one core), which neither
-    jax nor XLA_FLAGS limit to one thread."""
-    cpu = min(os.sched_getaffinity(0))
+def set_affinity(cpus: set) -> None:
+    """Every thread of this process (and those it starts later, bench_c included) on `cpus`.
+    With --threads 1 the workloads run on one processor: XLA's CPU client runs a jitted
+    function's loops on its own thread pool (2 threads here: 0.77 ms for discrete reference
+    256x1000 forward + backward, 1.17 ms on one core), which neither jax nor XLA_FLAGS limit
+    to one thread. The sections run on every processor again: their OpenBLAS products keep
+    OpenBLAS's own threads, which would then share one core (the fused head took 2.5 s
+    instead of 1.95)."""
     for tid in os.listdir("/proc/self/task"):
         try:
-            os.sched_setaffinity(int(tid), {cpu})
+            os.sched_setaffinity(int(tid), cpus)
         except OSError:  # a thread that has just exited
             pass
 
@@ -1139,8 +1141,8 @@ def main() -> int:
                         help="the directory of the libera.so bench_c links (default $ERA_LIB_DIR, else .build/release)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="threads for libera (C and Python) and torch (default: each library's own; "
-                        "JAX keeps XLA's); 1 also pins the whole process to one processor, so that XLA's pool, "
-                        "which no setting limits, runs on one core too")
+                        "JAX keeps XLA's); 1 also pins the process to one processor for the workloads, so that "
+                        "XLA's pool, which no setting limits, runs on one core too")
     parser.add_argument("--reps", type=int, help=f"repetitions (default {REPS})")
     parser.add_argument("--min-ms", type=float, help=f"least duration of one repetition (default {MIN_MS:g})")
     args = parser.parse_args()
@@ -1159,8 +1161,9 @@ def main() -> int:
     et = None
     if torch is not None:
         import era.torch as et
+    all_cpus = os.sched_getaffinity(0)
     if args.threads == 1:
-        pin_to_one_processor()
+        set_affinity({min(all_cpus)})
     if args.threads is not None:
         era.set_num_threads(args.threads)
         if torch is not None and args.threads > 0:
@@ -1177,6 +1180,7 @@ def main() -> int:
     for w in workloads:
         rows.append(run_workload(w, exe, era, et, reps, min_ms, args.threads))
         print(f"    timed in {rows[-1]['seconds']:.1f} s", flush=True)
+    set_affinity(all_cpus)
 
     linear = []
     if "fused_linear_head" in sections:

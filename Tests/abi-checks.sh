@@ -18,16 +18,8 @@ bin=$1 build=$2
 lib="$bin/libera.so"
 mkdir -p "$build"
 strict=(-Wall -Wextra -Werror -pedantic)
-passed=0 failed=0
-
-check() {  # check NAME COMMAND...: runs the command, reports and counts the result
-    local name=$1; shift
-    if "$@"; then
-        echo "ok - $name"; passed=$((passed + 1))
-    else
-        echo "not ok - $name"; failed=$((failed + 1))
-    fi
-}
+# shellcheck source=Tests/checks.sh
+. "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 header_c99() { printf '#include "era.h"\nint main(void) { return era_abi_version() == ERA_ABI_VERSION ? 0 : 1; }\n' |
     ${CC:-cc} -std=c99 "${strict[@]}" -I include -x c - -c -o "$build/header_c99.o"; }

@@ -29,17 +29,8 @@ root=$(pwd)
 build=${1:-build}
 mkdir -p "$build"
 build=$(cd "$build" && pwd)
-passed=0 failed=0 skipped=0
-
-check() {  # check NAME COMMAND...: runs the command, reports and counts the result
-    local name=$1; shift
-    if "$@"; then
-        echo "ok - $name"; passed=$((passed + 1))
-    else
-        echo "not ok - $name"; failed=$((failed + 1))
-    fi
-}
-skip() { echo "skip - $1"; skipped=$((skipped + 1)); }
+# shellcheck source=Tests/checks.sh
+. "$root/Tests/checks.sh"
 
 macro() { awk -v name="ERA_$1" '$1 == "#define" && $2 == name {print $3}' include/era.h; }
 major=$(macro VERSION_MAJOR) version="$(macro VERSION_MAJOR).$(macro VERSION_MINOR).$(macro VERSION_PATCH)"

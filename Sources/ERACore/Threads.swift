@@ -223,31 +223,8 @@ final class ThreadPool: @unchecked Sendable {
     }
 }
 
-/// Scratch memory for a call: `perBlock` doubles for each of `blocks` blocks, taken with malloc
-/// so that a failure is an error the caller can report instead of a trap.
-public struct Scratch: ~Copyable {
-    public let base: UnsafeMutablePointer<Double>?
-    public let perBlock: Int
-
-    public init(blocks: Int, perBlock: Int) throws(ERAError) {
-        self.perBlock = perBlock
-        let (count, overflow) = blocks.multipliedReportingOverflow(by: perBlock)
-        guard !overflow, count < Int.max / MemoryLayout<Double>.stride else { throw .allocation }
-        if count == 0 {
-            base = nil
-            return
-        }
-        guard let raw = malloc(count * MemoryLayout<Double>.stride) else { throw .allocation }
-        base = raw.bindMemory(to: Double.self, capacity: count)
-    }
-
-    /// The block's own scratch.
-    public func block(_ index: Int) -> UnsafeMutablePointer<Double> {
-        base! + index * perBlock
-    }
-
-    deinit { free(base) }
-}
+/// Scratch memory for a call in doubles (TypedScratch.swift).
+public typealias Scratch = TypedScratch<Double>
 
 /// Runs `body(rowRange, scratch)` over 0..<rows split across the thread setting, each block
 /// with `scratchPerBlock` doubles of its own. The scratch is allocated before any block runs,

@@ -5,16 +5,16 @@ import Darwin
 #endif
 
 /// Scratch memory for a call: `perBlock` values of one type for each of `blocks` blocks, taken
-/// with malloc so that a failure is an error the caller can report instead of a trap. Scratch
-/// (Threads.swift) is the same for doubles; this one holds floats, small records or status
-/// codes as what they are. The memory starts uninitialised: only for trivial types (numbers,
+/// with malloc so that a failure is an error the caller can report instead of a trap (Scratch,
+/// in Threads.swift, is the double one). Floats, small records or status codes are held as
+/// what they are. The memory starts uninitialised: only for trivial types (numbers,
 /// payload-free enums and structs of those), each value written before it is read.
-struct TypedScratch<Element>: ~Copyable {
+public struct TypedScratch<Element>: ~Copyable {
     /// nil when there is nothing to hold.
-    let base: UnsafeMutablePointer<Element>?
-    let perBlock: Int
+    public let base: UnsafeMutablePointer<Element>?
+    public let perBlock: Int
 
-    init(blocks: Int = 1, perBlock: Int) throws(ERAError) {
+    public init(blocks: Int = 1, perBlock: Int) throws(ERAError) {
         self.perBlock = perBlock
         let (count, overflow) = blocks.multipliedReportingOverflow(by: perBlock)
         guard !overflow, count < Int.max / MemoryLayout<Element>.stride else { throw .allocation }
@@ -27,7 +27,7 @@ struct TypedScratch<Element>: ~Copyable {
     }
 
     /// The block's own scratch.
-    func block(_ index: Int) -> UnsafeMutablePointer<Element> {
+    public func block(_ index: Int) -> UnsafeMutablePointer<Element> {
         base! + index * perBlock
     }
 

@@ -54,23 +54,7 @@ venv() {
     if [ ! -x "$dir/bin/python" ]; then
         "$python" -m venv "$dir"
     fi
-    if ! "$dir/bin/python" - "$@" <<'EOF'
-import sys
-from importlib import metadata
-try:
-    from packaging.requirements import Requirement
-except ImportError:
-    from pip._vendor.packaging.requirements import Requirement
-for spec in sys.argv[1:]:
-    requirement = Requirement(spec)
-    try:
-        installed = metadata.version(requirement.name)
-    except metadata.PackageNotFoundError:
-        sys.exit(1)
-    if not requirement.specifier.contains(installed, prereleases=True):
-        sys.exit(1)
-EOF
-    then
+    if [ -n "$("$dir/bin/python" bindings/python/unmet_requirements.py "$@")" ]; then
         "$dir/bin/python" -m pip install -q "$@"
     fi
 }

@@ -42,24 +42,7 @@ if [ -n "${EXTRA_REQUIREMENTS:-}" ]; then
 fi
 
 # The specifiers not satisfied by what is installed (checked offline, with pip's packaging).
-missing=$("$python" - "${requirements[@]}" <<'EOF'
-import sys
-from importlib import metadata
-try:
-    from packaging.requirements import Requirement
-except ImportError:
-    from pip._vendor.packaging.requirements import Requirement
-for spec in sys.argv[1:]:
-    requirement = Requirement(spec)
-    try:
-        installed = metadata.version(requirement.name)
-    except metadata.PackageNotFoundError:
-        print(spec)
-        continue
-    if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
-        print(spec)
-EOF
-)
+missing=$("$python" bindings/python/unmet_requirements.py "${requirements[@]}")
 if [ -n "$missing" ]; then
     echo "ci-test: installing $(echo "$missing" | tr '\n' ' ')"
     # shellcheck disable=SC2086

@@ -213,7 +213,8 @@ def grpo(model: TinyLM, pairs: np.ndarray, steps: int, seed: int, use_era: bool)
     optimizer = torch.optim.Adam(model.parameters(), lr=RL_LR)
     rng = np.random.default_rng(seed + 1)
     generator = torch.Generator().manual_seed(seed + 2)
-    curves = {"token_entropy": [], "response_entropy": [], "reward": [], "below_omega_low": [], "scaled_k": []}
+    curves = {"token_entropy": [], "response_entropy": [], "reward": [], "below_omega_low": [], "scaled_k": [],
+              "int64_test_differs": [], "advantage_in_0_1": []}
     checks = {}
     for _ in range(steps):
         prompts, targets = encode(pairs[rng.integers(0, len(pairs), PROMPTS_PER_STEP)])
@@ -233,11 +234,28 @@ def grpo(model: TinyLM, pairs: np.ndarray, steps: int, seed: int, use_era: bool)
             for key, value in verify_llm_era(out, logits, labels, mask, advantages).items():
                 checks[key] = checks.get(key, 0) + value
             curves["scaled_k"].append(float(((out.logit_scale == LLM["k"]) & mask).sum() / mask.sum()))
+            differs, in_0_1 = official_advantage_test(out, logits, labels, mask, advantages)
+            curves["int64_test_differs"].append(differs)
+            curves["advantage_in_0_1"].append(in_0_1)
         curves["token_entropy"].append(float(token_h[mask].mean()))
         curves["response_entropy"].append(float(resp_h.mean()))
         curves["below_omega_low"].append(float((resp_h < LLM["omega_low"]).float().mean()))
         curves["reward"].append(float(reward.mean()))
     return curves, checks
+
+
+def official_advantage_test(out, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                            advantages: torch.Tensor):
+    """What the official ERA-LLM actor's integer advantage test would change on this batch
+    (docs/math.md §3, "The official code's advantage test"; era does not copy it): its A > 0
+    test reads advantages stored in a tensor made by zeros_like(input_ids), int64, so an
+    advantage in (0, 1) truncates to 0 and its response keeps scale 1. Returns the share of
+    response tokens whose logit scale that test changes, and the share of responses with
+    0 < A < 1."""
+    with torch.no_grad():
+        truncated = et.llm_era(logits, labels, advantages.trunc(), response_mask=mask, **LLM).logit_scale
+    differs = float(((truncated != out.logit_scale) & mask).sum() / mask.sum())
+    return differs, float(((advantages > 0) & (advantages < 1)).float().mean())
 
 
 def step_overhead(model: TinyLM, pairs: np.ndarray):
@@ -303,6 +321,15 @@ def main(argv=None) -> int:
           f"{'HOLDS' if holds else 'VIOLATED'}")
     print(f"  responses below omega_low {LLM['omega_low']}: {checks['below_omega_low']}; tokens scaled by k: "
           f"{checks['scaled_k']}, by 1/k: {checks['scaled_1_over_k']} (no entropy floor is promised by §3)")
+    era_curves = [r["curves"] for r in runs["GRPO-ERA"]]
+    differs = np.concatenate([c["int64_test_differs"] for c in era_curves])
+    in_0_1 = np.concatenate([c["advantage_in_0_1"] for c in era_curves])
+    official = {"tokens_mean": float(differs.mean()), "tokens_min": float(differs.min()),
+                "tokens_max": float(differs.max()), "responses_in_0_1_mean": float(in_0_1.mean())}
+    print(f"the official actor's int64 advantage test (A in (0, 1) truncated to 0; era keeps the float test) "
+          f"would change the logit scale of {official['tokens_mean']:.1%} of response tokens per GRPO-ERA step "
+          f"(range {official['tokens_min']:.1%} to {official['tokens_max']:.1%}); responses with 0 < A < 1: "
+          f"{official['responses_in_0_1_mean']:.1%}")
     print(f"GRPO step: {overhead_line(timing)}")
 
     tail = slice(-max(1, rl_steps // 10), None)
@@ -353,6 +380,11 @@ Check of the §3 rule on every GRPO-ERA update ({checks['tokens']} response toke
 float64 torch reference (tol {VERIFY_TOL}): mismatches {mismatches}; {checks['scaled_k']} tokens were scaled by k and
 {checks['scaled_1_over_k']} by 1/k. §3 promises this rule, not an entropy floor.
 
+The official ERA-LLM actor tests A > 0 on advantages stored as int64 (docs/math.md §3), which truncates A in (0, 1)
+to 0; on these batches that test would change the logit scale of {official['tokens_mean']:.1%} of response tokens per
+step ({official['tokens_min']:.1%} to {official['tokens_max']:.1%}); {official['responses_in_0_1_mean']:.1%} of the
+responses had 0 < A < 1. era keeps the paper's float test.
+
 GRPO step time (median of {timing['repeats']}, {PROMPTS_PER_STEP * GROUP} responses, one thread): {timing['era_ms']:.3f} ms with
 llm_era vs {timing['plain_ms']:.3f} ms with log_softmax: {timing['overhead_pct']:+.1f}%.
 
@@ -368,6 +400,7 @@ pass@{PASS_K} {fmt(with_era[f'pass{PASS_K}_after'])} vs {fmt(plain[f'pass{PASS_K
         "summary": summary,
         "runs": runs,
         "rule_check": checks,
+        "official_int64_advantage_test": official,
         "step_time": timing,
     })
     return finish(markdown, holds, "LLM ERA RULE VIOLATED")

@@ -18,33 +18,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-static void report(int ok, const char *name) {
-    if (ok) passed++; else failed++;
-    printf("%s %d - %s\n", ok ? "ok" : "not ok", passed + failed, name);
-    fflush(stdout);
-}
+#define ERA_TEST_SEED 0x2545F4914F6CDD1Dull
+#include "test_support.h"
 
 /* ---- deterministic inputs ----------------------------------------------------------- */
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static double uniform(void) {
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-static double normal(void) {
-    double u = uniform(), v = uniform();
-    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
-}
 static era_bf16 to_bf16(float f) {
     uint32_t bits;
     memcpy(&bits, &f, 4);
     return (era_bf16)(bits >> 16);
-}
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
-    return p;
 }
 
 /* Sizes: large enough that every kernel splits its rows (libera runs calls below about
@@ -330,12 +311,6 @@ static void *toggle(void *arg) {
         nanosleep(&pause, NULL);
     }
     return NULL;
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 int main(void) {

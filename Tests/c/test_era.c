@@ -18,7 +18,8 @@
 #include <string.h>
 #include <time.h>
 
-static int passed, failed;
+#define ERA_TEST_SEED 0x2545F4914F6CDD1Dull
+#include "test_support.h"
 
 static void check(int ok, const char *fmt, ...) {
     char name[400];
@@ -26,26 +27,10 @@ static void check(int ok, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    if (ok) passed++; else failed++;
-    printf("%s %d - %s\n", ok ? "ok" : "not ok", passed + failed, name);
+    report(ok, name);
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* ---- deterministic random numbers --------------------------------------------------- */
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static double uniform(void) { /* [0, 1) */
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-static double normal(void) {
-    double u = uniform(), v = uniform();
-    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
-}
+/* ---- deterministic random numbers (test_support.h), and integers from them ----------- */
 static int64_t irand(int64_t n) { return (int64_t)(uniform() * (double)n); }
 
 /* ---- the two float types behind one interface ----------------------------------------
@@ -54,11 +39,6 @@ static const char *const TN[2] = {"f32", "f64"};
 static const double TOL[2] = {1e-5, 1e-10};   /* accuracy and bound tolerance per type */
 
 static size_t tsize(int f64) { return f64 ? sizeof(double) : sizeof(float); }
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
-    return p;
-}
 static void *talloc(int f64, int64_t n) { return xmalloc((size_t)(n > 0 ? n : 1) * tsize(f64)); }
 static void tput(void *b, int f64, int64_t i, double v) {
     if (f64) ((double *)b)[i] = v; else ((float *)b)[i] = (float)v;
@@ -219,7 +199,7 @@ static void test_threads(void) {
 
     /* Bit-identical results with 1 and 2 threads (and 3, an uneven split). */
     const int64_t rows = 3000, d = 1000, cd = 61;
-    double t0 = now_seconds();
+    double t0 = now();
     for (int f64 = 0; f64 < 2; f64++) {
         void *z = talloc(f64, rows * d), *g = talloc(f64, rows * d);
         void *o[3], *b[3], *co[3], *cb[3], *cr[3];
@@ -259,7 +239,7 @@ static void test_threads(void) {
         for (int k = 0; k < 3; k++) { free(o[k]); free(b[k]); free(co[k]); free(cb[k]); free(cr[k]); }
         free(z); free(g);
     }
-    printf("# threads: bit-identity runs took %.2f s\n", now_seconds() - t0);
+    printf("# threads: bit-identity runs took %.2f s\n", now() - t0);
     check(era_set_num_threads(0) == ERA_OK && era_get_num_threads() == def, "thread setting restored with 0 (%d)", def);
 }
 
@@ -1182,7 +1162,7 @@ static void test_adversarial_discrete(void) {
     const double taus[5] = {4, 2.72, 3, 10, 1000};
     const double fr_exact[11] = {0, 1e-9, 0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98, 1 - 1e-9, 1};
     const double fr_tight[11] = {1e-9, 1e-4, 0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98, 0.9999, 1 - 1e-9};
-    double t0 = now_seconds();
+    double t0 = now();
     for (int mi = 0; mi < 2; mi++) {
         const int mode = mi ? ERA_DISCRETE_TIGHT : ERA_DISCRETE_EXACT;
         for (int f64 = 0; f64 < 2; f64++) {
@@ -1229,12 +1209,12 @@ static void test_adversarial_discrete(void) {
                   "with the reference forward (%.1e)", MODE_NAME[mode], TN[f64], st.worst_forward);
         }
     }
-    printf("# adversarial discrete took %.2f s\n", now_seconds() - t0);
+    printf("# adversarial discrete took %.2f s\n", now() - t0);
 }
 
 static void test_adversarial_continuous(void) {
     const struct { double lmin, lmax; } bounds[4] = {{-8, 0}, {-20, 2}, {-5, -1}, {-3, 0.1}};
-    double t0 = now_seconds();
+    double t0 = now();
     for (int f64 = 0; f64 < 2; f64++) {
         int64_t nrows = 0, viol = 0, check_viol = 0, out_of_bounds = 0, bad_status = 0;
         double worst = -INFINITY;
@@ -1287,7 +1267,7 @@ static void test_adversarial_continuous(void) {
               "adversarial continuous %s: %lld rows (dims 1..61, 4 bound pairs, K 0..-1e4, std logits 1e-9..1e30): "
               "Gaussian entropy >= H0 + delta - %.0e, log stds within bounds", TN[f64], (long long)nrows, TOL[f64]);
     }
-    printf("# adversarial continuous took %.2f s\n", now_seconds() - t0);
+    printf("# adversarial continuous took %.2f s\n", now() - t0);
 }
 
 /* ======================================================================================
@@ -1686,7 +1666,7 @@ static void test_fuzz_findings(void) {
 }
 
 int main(void) {
-    double t0 = now_seconds();
+    double t0 = now();
     test_versions();
     test_status_strings();
     test_params_init();
@@ -1707,7 +1687,7 @@ int main(void) {
     test_adversarial_continuous();
     test_bad_input();
     test_fuzz_findings();
-    printf("# total time %.2f s\n", now_seconds() - t0);
+    printf("# total time %.2f s\n", now() - t0);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -30,12 +30,6 @@ static double *dz, *dref;      /* discrete logits and the serial output */
 static float *lz, *lref;       /* LLM logits and the serial token entropies */
 static era_discrete_params dparams;
 
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes);
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
-    return p;
-}
-
 /* One discrete and one token-entropy call; 1 when both succeed and equal the serial run. */
 static int compute_and_compare(double *dout, float *lout) {
     if (era_discrete_forward_f64(&dparams, DR, DC, dz, dout) != ERA_OK) return 0;
@@ -71,14 +65,7 @@ static int thread_count(void) {
     return count;
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int main(void) {
-    (void)normal;  /* test_support.h's normal generator is not needed here */
     era_discrete_params_init(&dparams);
     dparams.target_entropy = 0.5 * log((double)DC);
     dz = xmalloc(sizeof(double) * DR * DC);

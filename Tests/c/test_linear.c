@@ -17,12 +17,6 @@
 
 #include "test_support.h"
 
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
-    return p;
-}
-
 /* Tolerances (float32 products of float32 inputs against float64 references):
  * per-token values |got - want| <= TOL_VALUE * (1 + |want|); arrays of gradients
  * max |got - want| <= TOL_GRAD * max |want|. */

@@ -22,7 +22,6 @@ enum { R = 6, D = 7, V = 33, T = 5, ARENA = 1 << 16 };
 static unsigned char *arena, *snapshot;
 
 static void fill_arena(void) {
-    (void)normal;  /* test_support.h's normal generator is not needed here */
     /* Every float and double slot of the arena holds a modest finite value (the same bytes
      * read as either type): so that any carving of it is valid input. */
     for (size_t i = 0; i + 8 <= ARENA; i += 8) {

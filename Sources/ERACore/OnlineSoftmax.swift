@@ -96,28 +96,12 @@ public struct OnlineSoftmax {
             if top > maximum { raiseMaximum(to: top) }
             if top > -Double.infinity {  // else every value of the block is masked
                 // A masked value gives shifted = -1000 (the maximum is finite) and e = 0.
-                var below = 0.0, shiftedSum = 0.0
-                if top == maximum {
-                    var ties = 0.0
-                    for i in start..<end {
-                        let shifted = max(scale * z[i].doubleValue - maximum, SoftmaxStatistics.lowestShift)
-                        let e = Math.exp(shifted)
-                        let isMaximum = shifted == 0
-                        ties += isMaximum ? 1 : 0
-                        below += isMaximum ? 0 : e
-                        shiftedSum += shifted * e
-                    }
-                    maximumCount += ties
-                } else {
-                    for i in start..<end {
-                        let shifted = max(scale * z[i].doubleValue - maximum, SoftmaxStatistics.lowestShift)
-                        let e = Math.exp(shifted)
-                        below += e
-                        shiftedSum += shifted * e
-                    }
+                let sums = SoftmaxStatistics.blockSums(start, end, maximum: maximum, countingTies: top == maximum) {
+                    scale * z[$0].doubleValue
                 }
-                sumExpBelowMaximum += below
-                sumShiftedTimesExp += shiftedSum
+                maximumCount += sums.ties
+                sumExpBelowMaximum += sums.below
+                sumShiftedTimesExp += sums.shifted
             }
             start = end
         }

@@ -63,29 +63,42 @@ public struct SoftmaxStatistics {
         start = 0
         while start < count {
             let end = min(start + block, count)
-            var blockBelow = 0.0, blockShifted = 0.0
-            if start == maximumBlock {
-                for i in start..<end {
-                    let shifted = max(Double(z[i]) - m, SoftmaxStatistics.lowestShift)
-                    let e = Math.exp(shifted)
-                    let isMaximum = shifted == 0
-                    ties += isMaximum ? 1 : 0
-                    blockBelow += isMaximum ? 0 : e
-                    blockShifted += shifted * e
-                }
-            } else {
-                for i in start..<end {
-                    let shifted = max(Double(z[i]) - m, SoftmaxStatistics.lowestShift)
-                    let e = Math.exp(shifted)
-                    blockBelow += e
-                    blockShifted += shifted * e
-                }
-            }
-            below += blockBelow
-            shiftedSum += blockShifted
+            let sums = blockSums(start, end, maximum: m, countingTies: start == maximumBlock) { Double(z[$0]) }
+            ties += sums.ties
+            below += sums.below
+            shiftedSum += sums.shifted
             start = end
         }
         return softmaxEntropy(maximumCount: ties, sumExpBelowMaximum: below, sumShiftedTimesExp: shiftedSum)
+    }
+
+    /// One block's sums against the maximum m, for values v(i), start <= i < end (clamped at
+    /// lowestShift below m): the sum of exp(v - m) and the sum of (v - m) exp(v - m). With
+    /// `countingTies` the values at m are counted (`ties`) rather than added to the first sum,
+    /// so that no small term is added to their 1; without, they are summed like the others.
+    /// The streaming statistics (OnlineSoftmax.add) and the entropy above share it.
+    @inline(__always)
+    static func blockSums(_ start: Int, _ end: Int, maximum m: Double, countingTies: Bool,
+                          _ value: (Int) -> Double) -> (ties: Double, below: Double, shifted: Double) {
+        var ties = 0.0, below = 0.0, shiftedSum = 0.0
+        if countingTies {
+            for i in start..<end {
+                let shifted = max(value(i) - m, lowestShift)
+                let e = Math.exp(shifted)
+                let isMaximum = shifted == 0
+                ties += isMaximum ? 1 : 0
+                below += isMaximum ? 0 : e
+                shiftedSum += shifted * e
+            }
+        } else {
+            for i in start..<end {
+                let shifted = max(value(i) - m, lowestShift)
+                let e = Math.exp(shifted)
+                below += e
+                shiftedSum += shifted * e
+            }
+        }
+        return (ties, below, shiftedSum)
     }
 }
 

@@ -25,6 +25,7 @@ from ._errors import (
     InternalError,
     NonFiniteError,
     NullPointerError,
+    PeerInputError,
 )
 from .check import BoundReport, check_continuous, check_discrete
 from .continuous import ContinuousGrads, continuous_backward, continuous_forward
@@ -75,6 +76,7 @@ __all__ = [
     "BadIndexError",
     "OverlapError",
     "DTypeError",
+    "PeerInputError",
     "softmax_entropy",
     "gaussian_entropy",
     "tanh_gaussian_entropy",

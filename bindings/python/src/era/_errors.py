@@ -95,6 +95,14 @@ class DTypeError(ERAError, TypeError):
     array yourself (e.g. ``x.astype(np.float32)``) if that is what you mean."""
 
 
+class PeerInputError(ERAError):
+    """A collective call (era.torch with a process group) was refused because another process
+    of the group refused its input: that process raised the specific error; this one computed
+    nothing, and no process is left waiting in a collective."""
+
+    prefix = "input refused on another process"
+
+
 _BY_STATUS = {
     cls.status: cls
     for cls in (
@@ -131,5 +139,5 @@ def check(status: int, where: str, context: Union[str, Callable[[], str]] = "") 
 def python_error(cls: type, where: str, detail: str) -> ERAError:
     """An error found by the Python layer before the call, worded like the library's."""
     status = getattr(cls, "status", None)
-    prefix = _era.status_string(status) if status is not None else "bad dtype"
+    prefix = getattr(cls, "prefix", None) or (_era.status_string(status) if status is not None else "bad dtype")
     return cls(f"{prefix}: {where}: {detail}")

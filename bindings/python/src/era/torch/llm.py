@@ -28,6 +28,7 @@ from torch import nn
 from .. import llm as _llm
 from .._errors import BadShapeError, python_error
 from . import _ops
+from . import distributed as _distributed
 from ._bridge import native_path
 from .functions import FLOATS, LABELS, labels_of, require, require_rows
 
@@ -129,6 +130,7 @@ def llm_era(
     top_fraction: float = _llm.TOP_FRACTION,
     scale_advantages: bool = _llm.SCALE_ADVANTAGES,
     backend: str = "auto",
+    process_group=None,
 ) -> LLMERAOutput:
     """LLM ERA for one GRPO batch (layouts in the module docstring).
 
@@ -141,30 +143,64 @@ def llm_era(
             (defaults: libera's, era.llm.OMEGA_LOW, OMEGA_HIGH, K, TOP_FRACTION, SCALE_ADVANTAGES).
         backend: "auto" (libera for CPU tensors, the device path elsewhere), "libera" or
             "native" (era.torch.functions).
+        process_group: a torch.distributed group whose processes each hold some of the
+            batch's tokens (sequence parallelism: a response's tokens may sit on several of
+            them), or None. Every process passes its own tokens with GLOBAL response ids
+            (response_ids with num_responses, cu_seqlens shifted by the share's first token,
+            or the [B, L] layout) and the same parameters; the response entropies, and so the
+            scales, are those of the whole batch (era.torch.distributed: R + 1 integers and
+            world_size * sum_b k_b entropies are exchanged, never per-token values). A process
+            whose input is refused raises its error and the others raise
+            era.PeerInputError; none is left waiting. Every process must call.
     Returns:
         LLMERAOutput. A policy-gradient loss then reads e.g.
         ``-(out.advantages * out.logprobs * mask).sum() / mask.sum()`` (or the clipped
         GRPO objective with ``out.logprobs`` in place of the log-probs).
     """
     where = "era.torch.llm_era"
-    require(logits, FLOATS, where, "logits")
-    require(advantages, (torch.float32, torch.float64), where, "advantages")
-    ids, adv, responses = _layout(logits, labels, advantages, response_mask, response_ids, num_responses, cu_seqlens,
-                                  where)
-    require_rows(logits, where, "logits")
-    labels = labels_of(labels, logits.shape[:-1], where)
-    device_path = native_path(logits, backend, where)
-    token_h = _ops.call(_ops.token_entropy, logits.detach(), device_path)
+
+    def local():
+        require(logits, FLOATS, where, "logits")
+        require(advantages, (torch.float32, torch.float64), where, "advantages")
+        if process_group is not None and logits.dim() == 2 and response_ids is not None and num_responses is None:
+            raise python_error(BadShapeError, where, "with a process_group, pass num_responses with response_ids "
+                               "(each process sees only its own ids)")
+        ids, adv, responses = _layout(logits, labels, advantages, response_mask, response_ids, num_responses,
+                                      cu_seqlens, where)
+        require_rows(logits, where, "logits")
+        checked = labels_of(labels, logits.shape[:-1], where)
+        device_path = native_path(logits, backend, where)
+        token_h = _ops.call(_ops.token_entropy, logits.detach(), device_path)
+        return ids, adv, responses, checked, device_path, token_h
+
+    if process_group is None:
+        ids, adv, responses, labels, device_path, token_h = local()
+        response_h = None
+    else:
+        def step():
+            _ops.native.check_llm_params(float(omega_low), float(omega_high), float(k), float(top_fraction))
+            batch = local()
+            ids, responses, token_h = batch[0].reshape(-1), batch[2], batch[5].reshape(-1)
+            _distributed.check_members(token_h, ids, responses, where)
+            return batch, _distributed.local_counts(ids, responses)
+
+        batch, totals = _distributed.agree_on_input(process_group, where, step)
+        ids, adv, responses, labels, device_path, token_h = batch
+        response_h = _distributed.response_entropy_across(token_h.reshape(-1), ids.reshape(-1), totals,
+                                                          float(top_fraction), process_group)
     return scaled_batch(
         token_h, ids, adv, responses, device_path, omega_low, omega_high, k, top_fraction, scale_advantages,
-        lambda scale: _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, scale, device_path))
+        lambda scale: _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, scale, device_path),
+        response_h)
 
 
 def scaled_batch(token_h, ids, advantages, responses, device_path, omega_low, omega_high, k, top_fraction,
-                 scale_advantages, logprobs) -> LLMERAOutput:
-    """The rest of llm_era once the token entropies are known: response entropies, scales,
-    and the scaled log-probs, which ``logprobs(logit_scale) -> (logprob, entropy)`` gives."""
-    response_h = _ops.call(_ops.llm_response_entropy, token_h, ids, responses, float(top_fraction), device_path)
+                 scale_advantages, logprobs, response_h=None) -> LLMERAOutput:
+    """The rest of llm_era once the token entropies are known: response entropies (unless
+    given), scales, and the scaled log-probs, which ``logprobs(logit_scale) -> (logprob,
+    entropy)`` gives."""
+    if response_h is None:
+        response_h = _ops.call(_ops.llm_response_entropy, token_h, ids, responses, float(top_fraction), device_path)
     logit_scale, new_adv = _ops.call(_ops.llm_scales, response_h, ids, advantages.detach(), float(omega_low),
                                      float(omega_high), float(k), bool(scale_advantages), device_path)
     logprob, entropy = logprobs(logit_scale)
@@ -173,8 +209,8 @@ def scaled_batch(token_h, ids, advantages, responses, device_path, omega_low, om
 
 class LLMERA(nn.Module):
     """llm_era with its parameters held by a module: ``forward(logits, labels, advantages,
-    response_mask=None, response_ids=None, num_responses=None, cu_seqlens=None) ->
-    LLMERAOutput``."""
+    response_mask=None, response_ids=None, num_responses=None, cu_seqlens=None,
+    process_group=None) -> LLMERAOutput``."""
 
     def __init__(
         self,
@@ -194,10 +230,10 @@ class LLMERA(nn.Module):
         _ops.native.check_llm_params(float(omega_low), float(omega_high), float(k), float(top_fraction))
 
     def forward(self, logits, labels, advantages, response_mask=None, response_ids=None, num_responses=None,
-                cu_seqlens=None):
+                cu_seqlens=None, process_group=None):
         return llm_era(
             logits, labels, advantages, response_mask=response_mask, response_ids=response_ids,
-            num_responses=num_responses, cu_seqlens=cu_seqlens, **self.params,
+            num_responses=num_responses, cu_seqlens=cu_seqlens, process_group=process_group, **self.params,
         )
 
     def extra_repr(self) -> str:

@@ -140,13 +140,49 @@ def _worker(rank: int, init_file: str, scenario: str):
             out = et.llm_era(logits[share], labels[share], advantages[share], response_ids=ids[share],
                              num_responses=responses, process_group=dist.group.WORLD)
             assert out.response_entropy.shape == (responses,)
+        elif scenario == "verl":
+            # verl_era, remove-padding layout, Ulysses-style shares of the real tokens (padded to
+            # a multiple of 2): equal per-token results on each share, the whole batch's loss
+            # value on both, and gradients that add up to the single-process one.
+            from test_torch_verl import verl_batch
+
+            b = verl_batch(seed=3)
+            real = b["attention_mask"].bool()
+            flat = b["logits"][real]
+            tokens = flat.shape[0]
+            share = -(-tokens // WORLD)
+            padded = torch.cat([flat, torch.zeros(share * WORLD - tokens, flat.shape[1])])
+            args = (b["responses"], b["response_mask"], b["advantages"], b["old_log_probs"])
+            layout = dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+            whole = flat.clone().requires_grad_(True)
+            single = et.verl_era(whole, *args, **layout)
+            single_loss = single.policy_loss(0.2, 0.28, 3.0)
+            single_grad = torch.autograd.grad(single_loss.loss, whole)[0]
+            x = padded[rank * share:(rank + 1) * share].clone().requires_grad_(True)
+            out = et.verl_era(x, *args, **layout, process_group=dist.group.WORLD)
+            mine = out.local_mask
+            assert mine.any() and not torch.equal(mine, single.local_mask)  # a response is split
+            for name in ("log_probs", "advantages", "logit_scale", "entropy"):
+                assert torch.equal(getattr(out, name)[mine], getattr(single, name)[mine]), name
+            torch.testing.assert_close(out.response_entropy, single.response_entropy, rtol=2e-7, atol=0,
+                                       equal_nan=True)
+            for mode in ("token-mean", "seq-mean-token-mean"):
+                loss = out.policy_loss(0.2, 0.28, 3.0, mode)
+                ref = single.policy_loss(0.2, 0.28, 3.0, mode)
+                torch.testing.assert_close(loss.loss, ref.loss, rtol=1e-6, atol=1e-7)
+                torch.testing.assert_close(loss.clipfrac, ref.clipfrac)
+            grad = torch.autograd.grad(out.policy_loss(0.2, 0.28, 3.0).loss, x)[0]
+            summed = torch.zeros(share * WORLD, flat.shape[1])
+            summed[rank * share:(rank + 1) * share] = grad
+            dist.all_reduce(summed)
+            torch.testing.assert_close(summed[:tokens], single_grad, rtol=1e-5, atol=1e-8)
         else:
             raise AssertionError(scenario)
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("scenario", ["packed", "padded", "refused"])
+@pytest.mark.parametrize("scenario", ["packed", "padded", "refused", "verl"])
 def test_two_processes(scenario, tmp_path):
     init_file = str(tmp_path / "init")
     context = mp.start_processes(_worker, args=(init_file, scenario), nprocs=WORLD, join=False, start_method="spawn")

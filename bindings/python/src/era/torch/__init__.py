@@ -13,7 +13,10 @@ check_device_errors for how it reports bad input.
   learnable residual and its tuning loss.
 - discrete_era / ERADiscrete: softmax policies and classifiers (modes exact, tight,
   reference).
-- llm_era / LLMERA: a GRPO batch to ERA log-probs, entropies and rescaled advantages.
+- llm_era / LLMERA: a GRPO batch to ERA log-probs, entropies and rescaled advantages, also
+  with a response's tokens on several processes (process_group).
+- verl_era: the same on the tensors verl's actor holds (padded or remove-padding layout,
+  sequence parallelism), with verl's clipped policy loss.
 - llm_linear_logprob / ERALinearLogprob, llm_linear_era, linear_discrete_ce /
   ERALinearCrossEntropy: the fused linear heads (the logits never formed).
 - softmax_entropy, gaussian_entropy, tanh_gaussian_entropy, truncated_normal_entropy,
@@ -36,6 +39,7 @@ from .functions import (
 from .linear import ERALinearCrossEntropy, ERALinearLogprob, linear_discrete_ce, llm_linear_era, llm_linear_logprob
 from .llm import LLMERA, LLMERAOutput, llm_era
 from .modules import ERAContinuous, ERADiscrete
+from .verl import PolicyLoss, VerlERAOutput, verl_era
 
 __all__ = [
     "native",
@@ -58,6 +62,9 @@ __all__ = [
     "LLMERA",
     "LLMERAOutput",
     "llm_era",
+    "verl_era",
+    "VerlERAOutput",
+    "PolicyLoss",
     "llm_linear_logprob",
     "llm_linear_era",
     "linear_discrete_ce",

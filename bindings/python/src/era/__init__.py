@@ -54,7 +54,7 @@ from .linear import (
     llm_linear_logprob_forward,
 )
 from .library import abi_version, get_num_threads, set_num_threads, version
-from . import testing  # numpy only; era.torch and era.jax are imported on demand
+from . import presets, testing  # numpy only; era.torch and era.jax are imported on demand
 
 if _era.abi_version() != _era.HEADER_ABI_VERSION:
     raise ImportError(

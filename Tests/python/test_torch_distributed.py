@@ -95,6 +95,15 @@ def _worker(rank: int, init_file: str, scenario: str):
                 slots = int(torch.clamp(torch.floor(0.2 * totals.double()), min=1).sum())
                 assert record == [("all_reduce", 3), ("all_reduce", responses), ("all_gather", slots)], record
                 assert slots < tokens / 4
+            # The device path (what CUDA tensors take), on CPU: the same merge.
+            share = slice(0, 17) if rank == 0 else slice(17, tokens)
+            out = et.llm_era(logits[share], labels[share], advantages[share], response_ids=ids[share],
+                             num_responses=responses, process_group=dist.group.WORLD, backend="native")
+            native = et.llm_era(logits, labels, advantages, response_ids=ids, num_responses=responses,
+                                backend="native")
+            torch.testing.assert_close(out.response_entropy, native.response_entropy, rtol=2e-7, atol=0,
+                                       equal_nan=True)
+            assert torch.equal(out.logit_scale, native.logit_scale[share])
             # The scales must differ from 1 somewhere, or the test would not test the rule.
             assert (full.logit_scale == 2.0).any() and (full.logit_scale == 0.5).any()
         elif scenario == "padded":

@@ -3,13 +3,13 @@
 #   header    era.h compiles warning-free as C99 and C++17 (-Wall -Wextra -Werror -pedantic)
 #   symbols   libera.so exports every era_* function of the header and nothing else
 #   runtime   libera.so needs no Swift runtime library (static Swift runtime)
-#   c-tests   Tests/c/test_era.c, test_llm.c and test_linear.c: every entry point against
+#   c-tests   Tests/c/test_era.c, test_llm.c, test_linear.c and test_topk.c: every entry point against
 #             float64 references;
 #             test_concurrency.c: concurrent calls give the serial results bit for bit;
 #             test_overlap.c: overlapping arrays refused, in-place calls as before;
 #             test_fork.c: forks while other threads are inside libera: each child computes
 #             on worker threads of its own, bit for bit, and none hangs;
-#             test_era and test_llm again with ERA_SIMD=0 (the portable kernels, which a
+#             test_era, test_llm and test_topk again with ERA_SIMD=0 (the portable kernels, which a
 #             processor without AVX2 and FMA runs)
 #   install   make install + pkg-config build the README examples, which run
 # Ends with the line "abi checks: N passed, M failed".
@@ -72,8 +72,10 @@ check "libera.so needs no Swift runtime library" no_swift_runtime
 check "C tests of the core entry points (Tests/c/test_era.c)" c_test test_era
 check "C tests of the LLM entry points (Tests/c/test_llm.c)" c_test test_llm
 check "C tests of the fused linear heads (Tests/c/test_linear.c)" c_test test_linear
+check "C tests of the top-k log-probabilities (Tests/c/test_topk.c)" c_test test_topk
 check "C tests of the core entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_era
 check "C tests of the LLM entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_llm
+check "C tests of the top-k log-probabilities, portable kernels (ERA_SIMD=0)" c_test_portable test_topk
 check "eight threads calling every kernel while the thread setting changes (Tests/c/test_concurrency.c)" c_test test_concurrency
 check "overlapping arrays refused with ERA_ERR_OVERLAP, in-place calls unchanged (Tests/c/test_overlap.c)" c_test test_overlap
 check "100 forks while two threads are inside libera: children compute with threads of their own (Tests/c/test_fork.c)" c_test test_fork

@@ -55,6 +55,9 @@
  *                 The installed library is libera.so.0.1.0 with the SONAME libera.so.0
  *                 (was libera.so without a SONAME): programs linked against it record
  *                 libera.so.0; relink those linked against the old file. ABI unchanged.
+ *  0.1.0, later:  top-k log-probabilities (era_llm_topk_logprob_forward/backward_f32/_bf16,
+ *                 era_llm_linear_topk_logprob_forward/backward_f32) -- additions, ABI
+ *                 unchanged.
  */
 #ifndef ERA_H
 #define ERA_H
@@ -427,6 +430,46 @@ era_status era_llm_logprob_backward_bf16(int64_t tokens, int64_t vocab, const er
                                          const int64_t *labels, const float *logit_scale,
                                          const float *grad_logprob, era_bf16 *out_grad_logits);
 
+/* Top-k ERA log-probabilities, as the official ERA-LLM actor computes them (verl's
+ * logprobs_from_logits_topk; k = 20 in the published runs; docs/math.md, "Top-k
+ * log-probabilities"). With u = s_t*z_t and K_t the top_k largest entries of u:
+ *   out_logprob[t] = u[a_t] - logsumexp over K_t of u     if a_t is in K_t
+ *                  = -1e4                                   otherwise
+ *   out_entropy[t] = entropy of softmax(u) over the FULL vocabulary (when not NULL).
+ * K_t is chosen on z_t (the same order as u, s_t > 0). Ties at the k-th value: the lower
+ * index wins. -inf logits (masks) are never selected: a row with fewer than top_k finite
+ * logits selects all its finite ones. top_k >= vocab gives exactly the results of
+ * era_llm_logprob_forward_*. One pass over each row (softmax statistics and a top_k-entry
+ * selection); scratch memory is 2 * top_k numbers per token.
+ * Reads logits[tokens*vocab], labels[tokens], logit_scale[tokens] (NULL: s = 1); writes
+ * out_logprob[tokens] and out_entropy[tokens].
+ * Errors: BAD_PARAMETER if top_k < 1 (checked first); otherwise as
+ * era_llm_logprob_forward_f32 (a -inf label logit is BAD_INDEX, also outside K_t). */
+era_status era_llm_topk_logprob_forward_f32(int64_t tokens, int64_t vocab, const float *logits,
+                                            const int64_t *labels, const float *logit_scale, int64_t top_k,
+                                            float *out_logprob, float *out_entropy);
+era_status era_llm_topk_logprob_forward_bf16(int64_t tokens, int64_t vocab, const era_bf16 *logits,
+                                             const int64_t *labels, const float *logit_scale, int64_t top_k,
+                                             float *out_logprob, float *out_entropy);
+
+/* Gradient of sum_t grad_logprob[t] * out_logprob[t] of the top-k forward with respect to the
+ * UNSCALED logits (s_t is a constant):
+ *   out_grad_logits[t, j] = grad_logprob[t] * s_t * (1{j == a_t} - softmax over K_t of u_j)
+ * for j in K_t, and 0 for every other j; the whole row is 0 when a_t is outside K_t (the
+ * constant -1e4 has no gradient). K_t is selected again (same rule as the forward); each
+ * output element is written once, computed in double and rounded once (bf16: to nearest
+ * even). top_k >= vocab gives exactly the results of era_llm_logprob_backward_*.
+ * Reads logits, labels, logit_scale (NULL: s = 1), grad_logprob[tokens]; writes
+ * out_grad_logits[tokens*vocab]. In place allowed (out_grad_logits == logits).
+ * Errors: BAD_PARAMETER if top_k < 1 (checked first); otherwise as
+ * era_llm_logprob_backward_f32. */
+era_status era_llm_topk_logprob_backward_f32(int64_t tokens, int64_t vocab, const float *logits,
+                                             const int64_t *labels, const float *logit_scale, int64_t top_k,
+                                             const float *grad_logprob, float *out_grad_logits);
+era_status era_llm_topk_logprob_backward_bf16(int64_t tokens, int64_t vocab, const era_bf16 *logits,
+                                              const int64_t *labels, const float *logit_scale, int64_t top_k,
+                                              const float *grad_logprob, era_bf16 *out_grad_logits);
+
 /* ---------------------------------------------------------------------------------------
  * Bound verification (math 4)
  * A violation is a result, not an error: the status is ERA_OK and the report counts it.
@@ -539,6 +582,36 @@ era_status era_llm_linear_logprob_backward_f32(int64_t tokens, int64_t dim, int6
                                                const float *weight, const int64_t *labels, const float *logit_scale,
                                                const float *grad_logprob, float *out_grad_hidden,
                                                float *out_grad_weight);
+
+/* era_llm_topk_logprob_forward_f32 on the logits z = hidden . weight^T, without forming them:
+ * the top_k selection of each token is carried across the vocabulary tiles (one selection per
+ * group of tiles, merged in vocabulary order, so the tie rule -- lower index wins -- and the
+ * results do not depend on the thread setting). out_entropy is the full-vocabulary entropy.
+ * top_k >= vocab gives exactly the results of era_llm_linear_logprob_forward_f32.
+ * Reads and writes as era_llm_linear_logprob_forward_f32.
+ * Errors: BAD_PARAMETER if top_k < 1 (checked first); otherwise as
+ * era_llm_linear_logprob_forward_f32. */
+era_status era_llm_linear_topk_logprob_forward_f32(int64_t tokens, int64_t dim, int64_t vocab, const float *hidden,
+                                                   const float *weight, const int64_t *labels,
+                                                   const float *logit_scale, int64_t top_k, float *out_logprob,
+                                                   float *out_entropy);
+
+/* Gradients of sum_t grad_logprob[t] * logp'_t of the top-k head with respect to hidden and
+ * weight (s_t constant): dz[t, j] = grad_logprob[t] * s_t * (1{j == a_t} - softmax over K_t
+ * of u_j) for j in K_t, 0 elsewhere (and 0 for the whole row when a_t is outside K_t), then
+ * out_grad_hidden = dz . weight and out_grad_weight = dz^T . hidden, each written when not
+ * NULL. One pass over the tiles selects K_t; as dz has at most top_k entries per token, the
+ * two products are sums over those entries (dz rounded to float32 first; the weight's
+ * gradient summed in token order): about one product's worth of work, not four.
+ * top_k >= vocab gives exactly the results of era_llm_linear_logprob_backward_f32.
+ * Reads and writes as era_llm_linear_logprob_backward_f32.
+ * Errors: BAD_PARAMETER if top_k < 1 (checked first); otherwise as
+ * era_llm_linear_logprob_backward_f32 (same gradient bounds). */
+era_status era_llm_linear_topk_logprob_backward_f32(int64_t tokens, int64_t dim, int64_t vocab,
+                                                    const float *hidden, const float *weight,
+                                                    const int64_t *labels, const float *logit_scale, int64_t top_k,
+                                                    const float *grad_logprob, float *out_grad_hidden,
+                                                    float *out_grad_weight);
 
 /* A classification head: linear layer, discrete ERA (math 2), cross-entropy, in one call.
  *   logits_r = features_r . weight^T + bias        (cblas_sgemm, float32)

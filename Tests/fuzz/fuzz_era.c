@@ -644,6 +644,13 @@ static era_llm_params lparams;
 static const era_discrete_params *dp;
 static const era_continuous_params *cpp;
 static const era_llm_params *lp;
+/* The top-k variants (era_llm_topk_logprob_*, era_llm_linear_topk_logprob_*): with topk_on the
+ * logprob and LLM-head inputs call them with top_k = n_topk (see gen_topk). */
+static int topk_on;
+static int64_t n_topk;
+/* top_k selects a strict subset of the vocabulary (below it, the top-k formulas; at or above
+ * it, the full log-softmax) */
+static int topk_active(void) { return topk_on && n_topk >= 1 && n_topk < n_cols; }
 
 static era_status invoke(void) {
     switch (fn) {
@@ -675,13 +682,27 @@ static era_status invoke(void) {
     case FN_TOK_BF16: return era_token_entropy_bf16(n_rows, n_cols, A[0], A[1]);
     case FN_RESP: return era_llm_response_entropy_f32(lp, n_rows, A[0], A[1], n_resp, A[2]);
     case FN_SCALES: return era_llm_scales_f32(lp, n_rows, A[0], n_resp, A[1], A[2], A[3], A[4]);
-    case FN_LPF_F32: return era_llm_logprob_forward_f32(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
-    case FN_LPF_BF16: return era_llm_logprob_forward_bf16(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
-    case FN_LPB_F32: return era_llm_logprob_backward_f32(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
-    case FN_LPB_BF16: return era_llm_logprob_backward_bf16(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_LPF_F32:
+        if (topk_on) return era_llm_topk_logprob_forward_f32(n_rows, n_cols, A[0], A[1], A[2], n_topk, A[3], A[4]);
+        return era_llm_logprob_forward_f32(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_LPF_BF16:
+        if (topk_on) return era_llm_topk_logprob_forward_bf16(n_rows, n_cols, A[0], A[1], A[2], n_topk, A[3], A[4]);
+        return era_llm_logprob_forward_bf16(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_LPB_F32:
+        if (topk_on) return era_llm_topk_logprob_backward_f32(n_rows, n_cols, A[0], A[1], A[2], n_topk, A[3], A[4]);
+        return era_llm_logprob_backward_f32(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_LPB_BF16:
+        if (topk_on) return era_llm_topk_logprob_backward_bf16(n_rows, n_cols, A[0], A[1], A[2], n_topk, A[3], A[4]);
+        return era_llm_logprob_backward_bf16(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
     case FN_LINF:
+        if (topk_on)
+            return era_llm_linear_topk_logprob_forward_f32(n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], n_topk, A[4],
+                                                           A[5]);
         return era_llm_linear_logprob_forward_f32(n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], A[4], A[5]);
     case FN_LINB:
+        if (topk_on)
+            return era_llm_linear_topk_logprob_backward_f32(n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], n_topk, A[4],
+                                                            A[5], A[6]);
         return era_llm_linear_logprob_backward_f32(n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], A[4], A[5], A[6]);
     case FN_LCE:
         return era_linear_discrete_ce_f32(dp, n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], A[4], A[5], A[6], A[7]);
@@ -1553,6 +1574,46 @@ static void grad_logprob_array(int slot, int64_t tokens) {
     }
 }
 
+/* Whether this logprob or LLM-head call goes to the top-k variant, and its top_k: one byte
+ * read after the arrays (so that the inputs written before the top-k variants decode to the
+ * same arrays), top-k in about 1 call in 5; top_k mostly 1..vocab+1, sometimes 20, 0,
+ * negative or huge. top_k < 1 is BAD_PARAMETER, checked before everything else (era.h). */
+static void gen_topk(void) {
+    static const int64_t specials[] = {0, -1, INT64_MIN, INT64_MAX, 20, 1, 2};
+    topk_on = byte() >= 205;
+    if (!topk_on) return;
+    uint8_t b = byte();
+    n_topk = b < 40 ? PICK(specials) : n_cols > 0 ? 1 + (int64_t)(u16() % (uint64_t)(n_cols + 1)) : 1 + b % 4;
+}
+
+/* The faults of a top-k call with top_k < 1: that one, whatever else is wrong. */
+static int topk_parameter_fault(void) {
+    if (!topk_on || n_topk >= 1) return 0;
+    faults = F(ERA_ERR_BAD_PARAMETER);
+    maybe = 0;
+    return 1;
+}
+
+/* The float64 reference selection of one row (long double values): chosen[i] for the n_topk
+ * largest finite values, the lower index winning a tie; returns logsumexp over them of s*z. */
+static long double topk_reference(const void *z, int type, int64_t off, int64_t n, double s, char *chosen) {
+    memset(chosen, 0, (size_t)n);
+    long double m = -INFINITY, sum = 0;
+    for (int64_t r = 0; r < n_topk && r < n; r++) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < n; i++) {
+            double v = get(z, type, off + i);
+            if (!chosen[i] && v > -INFINITY && (best < 0 || v > get(z, type, off + best))) best = i;
+        }
+        if (best < 0) break;
+        chosen[best] = 1;
+        if (r == 0) m = (long double)s * get(z, type, off + best);
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (chosen[i]) sum += expl((long double)s * get(z, type, off + i) - m);
+    return m + logl(sum);
+}
+
 static int setup_logprob(int vt) {
     int backward = fn == FN_LPB_F32 || fn == FN_LPB_BF16;
     n_rows = gen_size(64);
@@ -1576,7 +1637,8 @@ static int setup_logprob(int vt) {
         if (byte() < 64) alias(4, 0);
         maybe_null(5);
     }
-    if (!shape_bad) {
+    gen_topk();
+    if (!topk_parameter_fault() && !shape_bad) {
         if (n_rows > 0 && (!A[0] || !A[1] || !A[3] || (backward && !A[4]))) faults |= F(ERA_ERR_NULL_POINTER);
         llm_logit_faults(0, vt, n_rows, n_cols);
         const int64_t *lab = A[1];
@@ -1602,16 +1664,18 @@ static int setup_logprob(int vt) {
                 double zl = get(A[0], vt, t * n_cols + lab[t]);
                 if (st.unmasked && isfinite(zl) && isfinite((double)st.m)) {
                     long double lpv = fabsl((long double)s * zl - stats_lse(st));
-                    if (near_boundary((double)(lpv / FLT_MAX), 1, 1e-6) || fabsl(st.m) > 1e20)
+                    /* top-k: the log-probability is smaller in magnitude (or -1e4) */
+                    if (near_boundary((double)(lpv / FLT_MAX), 1, 1e-6) || fabsl(st.m) > 1e20 ||
+                        (topk_active() && lpv > FLT_MAX))
                         maybe |= F(ERA_ERR_BAD_PARAMETER);
                     else if (lpv > FLT_MAX) faults |= F(ERA_ERR_BAD_PARAMETER);
                 }
             }
         }
     }
-    describe("%s(tokens=%lld, vocab=%lld, scales=%s, entropy_out=%s, in_place=%d)", fn_name[fn], (long long)n_rows,
-             (long long)n_cols, A[2] ? "given" : "NULL", backward ? "-" : A[4] ? "given" : "NULL",
-             backward && A[4] && A[4] == A[0]);
+    describe("%s%s(tokens=%lld, vocab=%lld, scales=%s, entropy_out=%s, in_place=%d, top_k=%lld)", fn_name[fn],
+             topk_on ? " [top-k variant]" : "", (long long)n_rows, (long long)n_cols, A[2] ? "given" : "NULL",
+             backward ? "-" : A[4] ? "given" : "NULL", backward && A[4] && A[4] == A[0], (long long)n_topk);
     return 1;
 }
 
@@ -1620,13 +1684,22 @@ static void checks_logprob(int vt) {
     const void *z = input(0);
     const int64_t *lab = input(1);
     const float *sc = B[2].before && A[2] ? input(2) : NULL;
+    char *chosen = topk_active() ? malloc((size_t)n_cols) : NULL;
     for (int64_t t = 0; t < n_rows; t++) {
         double s = sc ? sc[t] : 1.0;
         row_stats st = stats_of(z, vt, t * n_cols, n_cols, s);
         long double lse = stats_lse(st);
+        int outside = 0;
+        if (chosen) { /* top-k: the logsumexp over the selection; a label outside gives -1e4 */
+            lse = topk_reference(z, vt, t * n_cols, n_cols, s, chosen);
+            outside = !chosen[lab[t]];
+        }
         if (!backward) {
             double lpv = ((const float *)A[3])[t];
-            long double want = (long double)s * get(z, vt, t * n_cols + lab[t]) - lse;
+            long double want = outside ? -1e4L : (long double)s * get(z, vt, t * n_cols + lab[t]) - lse;
+            if (outside && lpv != -1e4f)
+                violation("log-probability [%lld] = %.9g, label outside the top %lld: expected -1e4", (long long)t, lpv,
+                          (long long)n_topk);
             double tol = LLM_STATS_ERR * (1 + fabsl(want)) + 4e-16 * (double)(fabsl(st.m) + fabsl(lse) + 1);
             if (lpv > 0) violation("log-probability [%lld] = %.9g > 0", (long long)t, lpv);
             expect_close(lpv, want, tol, TY_F32, "log-probability", t);
@@ -1647,8 +1720,10 @@ static void checks_logprob(int vt) {
             if (!isfinite(got))
                 violation("gradient [%lld,%lld] = %g (grad_logprob*scale = %g fits the output type)", (long long)t,
                           (long long)i, got, gs);
-            if (zi == -INFINITY) {
-                if (got != 0) violation("gradient [%lld,%lld] of a masked logit = %g, expected 0", (long long)t, (long long)i, got);
+            if (zi == -INFINITY || (chosen && (outside || !chosen[i]))) {
+                if (got != 0)
+                    violation("gradient [%lld,%lld] of a masked logit or one outside the top k = %g, expected 0",
+                              (long long)t, (long long)i, got);
                 continue;
             }
             long double p = expl((long double)s * zi - lse);
@@ -1662,6 +1737,7 @@ static void checks_logprob(int vt) {
             expect_close(got, want, tol, vt == TY_BF16 ? TY_BF16 : TY_F32, "gradient", t * n_cols + i);
         }
     }
+    free(chosen);
 }
 
 /* ---- fused linear heads ---------------------------------------------------------------
@@ -1894,7 +1970,8 @@ static void linear_llm_faults(int backward) {
             lstats st = llm_stats(z, V, s);
             long double lp = fabsl((long double)s * z[lab[t]] - st.m - logl(st.S));
             long double err = 2.0L * s * zerr + 1e-9L * lp;
-            if (lp - err >= F32_OVERFLOW) faults |= F(ERA_ERR_BAD_PARAMETER);
+            /* top-k: the log-probability is smaller in magnitude (or -1e4) */
+            if (lp - err >= F32_OVERFLOW && !topk_active()) faults |= F(ERA_ERR_BAD_PARAMETER);
             else if (lp + err >= F32_OVERFLOW) maybe |= F(ERA_ERR_BAD_PARAMETER);
         }
         free(z);
@@ -1943,14 +2020,17 @@ static int setup_linear_llm(void) {
         else if (o < 112) A[5] = A[6] = NULL;
     }
     maybe_null(5);
-    if (!shape_bad) linear_llm_faults(backward);
+    gen_topk();
+    if (!topk_parameter_fault() && !shape_bad) linear_llm_faults(backward);
     if (!backward)
-        describe("%s(tokens=%lld, dim=%lld, vocab=%lld, scales=%s, entropy_out=%s)", fn_name[fn], (long long)n_rows,
-                 (long long)n_dim, (long long)n_cols, A[3] ? "given" : "NULL", A[5] ? "given" : "NULL");
+        describe("%s%s(tokens=%lld, dim=%lld, vocab=%lld, scales=%s, entropy_out=%s, top_k=%lld)", fn_name[fn],
+                 topk_on ? " [top-k variant]" : "", (long long)n_rows, (long long)n_dim, (long long)n_cols,
+                 A[3] ? "given" : "NULL", A[5] ? "given" : "NULL", (long long)n_topk);
     else
-        describe("%s(tokens=%lld, dim=%lld, vocab=%lld, scales=%s, grad_hidden=%s, grad_weight=%s)", fn_name[fn],
-                 (long long)n_rows, (long long)n_dim, (long long)n_cols, A[3] ? "given" : "NULL",
-                 A[5] ? "given" : "NULL", A[6] ? "given" : "NULL");
+        describe("%s%s(tokens=%lld, dim=%lld, vocab=%lld, scales=%s, grad_hidden=%s, grad_weight=%s, top_k=%lld)",
+                 fn_name[fn], topk_on ? " [top-k variant]" : "", (long long)n_rows, (long long)n_dim,
+                 (long long)n_cols, A[3] ? "given" : "NULL", A[5] ? "given" : "NULL", A[6] ? "given" : "NULL",
+                 (long long)n_topk);
     return 1;
 }
 
@@ -2012,7 +2092,14 @@ static void checks_linear_llm(void) {
             /* logsumexp is 1-Lipschitz in the max norm: |error| <= 2 s zerr, then libera's
              * statistics (LLM_STATS_ERR) and the rounding to float */
             double tol = 2.0001 * s * zerr + LLM_STATS_ERR * (1 + fabsl(want)) + 1e-15 * (double)(fabsl(st.m) + 1);
-            expect_close(lp[t], want, tol, TY_F32, "log-probability (reference)", t);
+            if (topk_active()) {
+                /* the selection of float32 logits within rounding of a tie is not predicted:
+                 * -1e4, or a log-probability between the full one and 0 */
+                if (lp[t] != -1e4f && !(lp[t] >= want - tol))
+                    violation("top-k log-probability [%lld] = %.9g below the full one %.9Lg", (long long)t, lp[t], want);
+            } else {
+                expect_close(lp[t], want, tol, TY_F32, "log-probability (reference)", t);
+            }
             if (ent) {
                 long double hw = logl(st.S) - st.T / st.S;
                 /* the entropy of softmax(x) is (2 log V)-Lipschitz in the max norm of x */
@@ -2024,7 +2111,9 @@ static void checks_linear_llm(void) {
         /* the log-probabilities do not depend on whether entropies are asked for */
         if (ent && byte() < 64) {
             float *again = malloc(sizeof(float) * (size_t)T);
-            era_status st = era_llm_linear_logprob_forward_f32(T, d, V, A[0], A[1], A[2], A[3], again, NULL);
+            era_status st = topk_on
+                ? era_llm_linear_topk_logprob_forward_f32(T, d, V, A[0], A[1], A[2], A[3], n_topk, again, NULL)
+                : era_llm_linear_logprob_forward_f32(T, d, V, A[0], A[1], A[2], A[3], again, NULL);
             if (st != ERA_OK) violation("the same call without out_entropy: status '%s'", status_name(st));
             if (memcmp(again, lp, sizeof(float) * (size_t)T) != 0)
                 violation("log-probabilities differ with and without out_entropy");
@@ -2064,8 +2153,10 @@ static void checks_linear_llm(void) {
             }
     /* the reference: dz = g s (onehot - p), dL/dH = dz W, dL/dW = dz^T H, with the error
      * bounds carried alongside (|p - p'|_1 <= 2 s zerr, then the float32 sums) */
-    int full = T * V * d <= REFERENCE_WORK;
-    int64_t count = full ? T : reference_tokens(T, T * V * d, pick);
+    /* top-k: the bounds above hold (the top-k softmax sums to 1 too); the dense reference
+     * below does not apply */
+    int full = T * V * d <= REFERENCE_WORK && !topk_active();
+    int64_t count = topk_active() ? 0 : full ? T : reference_tokens(T, T * V * d, pick);
     if (full) for (int64_t t = 0; t < T; t++) pick[t] = t;
     double *rw = NULL, *rw_tol = NULL, *rw_mag = NULL;
     if (full && gw) {
@@ -2586,6 +2677,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     faults = maybe = 0;
     shape_bad = 0;
+    topk_on = 0;
+    n_topk = 0;
     n_rows = n_cols = n_resp = n_dim = 0;
     lo_arg = hi_arg = tol_arg = 0;
     dp = NULL; cpp = NULL; lp = NULL;

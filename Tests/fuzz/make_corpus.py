@@ -11,7 +11,9 @@ linear heads (entry points 36..38) get four more each, aimed at their edges: a v
 across the 2048-entry tile chunks, dim above INT32_MAX, huge values (logits beyond float32),
 tokens across the 128-token block (classification: more classes, dim above INT32_MAX, huge
 values, rows across 128), and for the LLM heads a fifth: 33769 entries, 17 chunks in 16 groups. The seeds of the first 36 entry points are the same bytes as
-before: the stream is drawn in the same order, and the new seeds come after it.
+before: the stream is drawn in the same order, and the new seeds come after it. Last, the
+top-k variants: six encoded calls per LLM head (top_k 20, 1, 5, vocab, across 128 tokens,
+and 0) and four random streams per logprob entry point (seed-topk-*).
 """
 import os
 import random
@@ -125,4 +127,33 @@ for fn in LINEAR_HEADS:
         with open(os.path.join(out, "seed-%02d-%d" % (fn, k)), "wb") as f:
             f.write(data)
     written += len(seeds)
+# The top-k variants (fuzz_era.c, gen_topk: one byte after the arrays, >= 205 switches the
+# logprob and LLM-head inputs to era_llm_topk_logprob_* / era_llm_linear_topk_logprob_*, then
+# top_k). After the streams above, so that every earlier seed keeps its bytes.
+def topk_bytes(k, vocab):
+    """gen_topk: on, then (byte >= 40) a u16 with 1 + u16 % (vocab + 1) == k."""
+    return bytes([255, 60]) + struct.pack("<H", k - 1)
+
+
+for fn in (36, 37):
+    seeds = []
+    for k, vocab in ((20, 21), (1, 21), (5, 21), (21, 21)):  # 21 = vocab: the full log-softmax
+        call = plain_call(fn, 3, 3, vocab)
+        seeds.append(call[:-16] + topk_bytes(k, vocab) + call[-16:])
+    call = plain_call(fn, 130, 2, 7, tokens_bytes=(3, 255, 10))  # across the 128-token block
+    seeds.append(call[:-16] + topk_bytes(3, 7) + call[-16:])
+    call = plain_call(fn, 3, 3, 21)
+    seeds.append(call[:-16] + bytes([255, 0]) + call[-16:])  # top_k = 0: BAD_PARAMETER
+    for k, data in enumerate(seeds):
+        with open(os.path.join(out, "seed-topk-%02d-%d" % (fn, k)), "wb") as f:
+            f.write(data)
+    written += len(seeds)
+# The logprob entry points (28..31): random streams, about one call in five of them top-k.
+for fn in range(28, 32):
+    for k in range(4):
+        n = rng.randrange(96, 400)
+        data = bytes([fn, rng.randrange(256)]) + bytes(rng.randrange(256) for _ in range(n - 2))
+        with open(os.path.join(out, "seed-topk-%02d-%d" % (fn, k)), "wb") as f:
+            f.write(data)
+        written += 1
 print("wrote %d seeds to %s" % (written, out))

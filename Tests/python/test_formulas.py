@@ -164,3 +164,23 @@ def test_response_entropy_and_scales(lib, rng):
     want = era.llm_scales(resp, ids, adv)
     np.testing.assert_array_equal(back(scale), want.logit_scale)
     np.testing.assert_array_equal(back(new), want.advantages)
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 20, 299, 300])
+def test_topk_passes(lib, rng, top_k):
+    """The top-k formulas select exactly libera's entries (ties: the lower index) on rows full
+    of ties, masks and fewer finite logits than k, and agree with its values."""
+    z, labels, scale = llm_batch(rng)
+    z[3] = np.round(z[3])  # many ties, also at the k-th value
+    z[4, 7:] = -np.inf  # seven finite logits
+    labels[4] = 2
+    g = rng.normal(size=len(labels)).astype(np.float32)
+    lp, h = F.topk_logprob_forward(lib.ops, lib(z), lib(labels), lib(scale), top_k)
+    want = era.llm_logprob_forward(z, labels, scale, top_k=top_k)
+    np.testing.assert_allclose(back(lp), want.logprob, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(back(h), want.entropy, rtol=2e-6, atol=2e-6)
+    grad = back(F.topk_logprob_backward(lib.ops, lib(z), lib(labels), lib(scale), lib(g), top_k))
+    libera = era.llm_logprob_backward(z, labels, scale, g, top_k=top_k)
+    # the same selection, entry for entry (entries that underflow float32 in one of them aside)
+    np.testing.assert_array_equal(np.abs(grad) > 1e-30, np.abs(libera) > 1e-30)
+    np.testing.assert_allclose(grad, libera, rtol=2e-6, atol=2e-7)

@@ -60,9 +60,13 @@ def opcheck_cases():
                      (x, residual, g, -3.0, -8.0, 0.0, native_path)),
                     (f"discrete_forward-{tag}", _ops.discrete_forward, (x, 1.0, 4.0, "exact", native_path)),
                     (f"discrete_backward-{tag}", _ops.discrete_backward, (x, g, 1.0, 4.0, "tight", native_path)),
-                    (f"llm_logprob_forward-{tag}", _ops.llm_logprob_forward, (x, labels, scale, native_path)),
+                    (f"llm_logprob_forward-{tag}", _ops.llm_logprob_forward, (x, labels, scale, native_path, 0)),
                     (f"llm_logprob_backward-{tag}", _ops.llm_logprob_backward,
-                     (x, labels, None, torch.randn(rows), native_path)),
+                     (x, labels, None, torch.randn(rows), native_path, 0)),
+                    # top-k log-probs (top_k = 2 of 4 or 5 logits)
+                    (f"llm_logprob_forward-topk-{tag}", _ops.llm_logprob_forward, (x, labels, scale, native_path, 2)),
+                    (f"llm_logprob_backward-topk-{tag}", _ops.llm_logprob_backward,
+                     (x, labels, None, torch.randn(rows), native_path, 2)),
                     # metrics take no gradient: their inputs are detached by era.torch
                     (f"token_entropy-{tag}", _ops.token_entropy, (x.detach(), native_path)),
                     (f"softmax_entropy-{tag}", _ops.softmax_entropy, (x.detach(), native_path)),
@@ -75,9 +79,13 @@ def opcheck_cases():
             bias = torch.randn(7, dtype=dtype, requires_grad=True)
             cases += [
                 (f"llm_linear_logprob_forward-{tag}", _ops.llm_linear_logprob_forward,
-                 (hidden, weight, tokens, torch.full((2, 3), 0.5), native_path)),
+                 (hidden, weight, tokens, torch.full((2, 3), 0.5), native_path, 0)),
                 (f"llm_linear_logprob_backward-{tag}", _ops.llm_linear_logprob_backward,
-                 (hidden, weight, tokens, None, torch.randn(2, 3), True, True, native_path)),
+                 (hidden, weight, tokens, None, torch.randn(2, 3), True, True, native_path, 0)),
+                (f"llm_linear_logprob_forward-topk-{tag}", _ops.llm_linear_logprob_forward,
+                 (hidden, weight, tokens, torch.full((2, 3), 0.5), native_path, 3)),
+                (f"llm_linear_logprob_backward-topk-{tag}", _ops.llm_linear_logprob_backward,
+                 (hidden, weight, tokens, None, torch.randn(2, 3), True, True, native_path, 3)),
                 (f"linear_discrete_ce-{tag}", _ops.linear_discrete_ce,
                  (features, weight, bias, classes, 1.0, 4.0, "exact", True, native_path)),
             ]

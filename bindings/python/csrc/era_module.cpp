@@ -408,6 +408,87 @@ int llm_linear_logprob_backward(int64_t tokens, int64_t dim, int64_t vocab, py::
                                                static_cast<float *>(oh), static_cast<float *>(ow));
 }
 
+// ---------------------------------------------------------------------------------------
+// Top-k log-probabilities: as the four functions above, with top_k (>= 1; era.h).
+
+int llm_topk_logprob_forward(int64_t tokens, int64_t vocab, py::object logits, py::object labels,
+                             py::object logit_scale, int64_t top_k, py::object out_logprob, py::object out_entropy) {
+    const Elem e = float_elem(logits, "logits", false, true);
+    const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
+    void *x = checked_pointer(logits, e, n, "logits", false);
+    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
+    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
+    void *ol = checked_pointer(out_logprob, Elem::f32, t, "out_logprob", true);
+    void *oh = checked_pointer(out_entropy, Elem::f32, t, "out_entropy", true);
+    released_gil nogil;
+    if (e == Elem::f32) {
+        return era_llm_topk_logprob_forward_f32(tokens, vocab, static_cast<const float *>(x),
+                                                static_cast<const int64_t *>(lab), static_cast<const float *>(s), top_k,
+                                                static_cast<float *>(ol), static_cast<float *>(oh));
+    }
+    return era_llm_topk_logprob_forward_bf16(tokens, vocab, static_cast<const era_bf16 *>(x),
+                                             static_cast<const int64_t *>(lab), static_cast<const float *>(s), top_k,
+                                             static_cast<float *>(ol), static_cast<float *>(oh));
+}
+
+int llm_topk_logprob_backward(int64_t tokens, int64_t vocab, py::object logits, py::object labels,
+                              py::object logit_scale, int64_t top_k, py::object grad_logprob, py::object out_grad) {
+    const Elem e = float_elem(logits, "logits", false, true);
+    const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
+    void *x = checked_pointer(logits, e, n, "logits", false);
+    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
+    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
+    void *g = checked_pointer(grad_logprob, Elem::f32, t, "grad_logprob", false);
+    void *o = checked_pointer(out_grad, e, n, "out_grad_logits", true);
+    released_gil nogil;
+    if (e == Elem::f32) {
+        return era_llm_topk_logprob_backward_f32(tokens, vocab, static_cast<const float *>(x),
+                                                 static_cast<const int64_t *>(lab), static_cast<const float *>(s),
+                                                 top_k, static_cast<const float *>(g), static_cast<float *>(o));
+    }
+    return era_llm_topk_logprob_backward_bf16(tokens, vocab, static_cast<const era_bf16 *>(x),
+                                              static_cast<const int64_t *>(lab), static_cast<const float *>(s), top_k,
+                                              static_cast<const float *>(g), static_cast<era_bf16 *>(o));
+}
+
+int llm_linear_topk_logprob_forward(int64_t tokens, int64_t dim, int64_t vocab, py::object hidden, py::object weight,
+                                    py::object labels, py::object logit_scale, int64_t top_k, py::object out_logprob,
+                                    py::object out_entropy) {
+    const int64_t t = tokens < 0 ? 0 : tokens;
+    void *h = checked_pointer(hidden, Elem::f32, count_or_zero(tokens, dim), "hidden", false);
+    void *w = checked_pointer(weight, Elem::f32, count_or_zero(vocab, dim), "weight", false);
+    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
+    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
+    void *ol = checked_pointer(out_logprob, Elem::f32, t, "out_logprob", true);
+    void *oh = checked_pointer(out_entropy, Elem::f32, t, "out_entropy", true);
+    released_gil nogil;
+    return era_llm_linear_topk_logprob_forward_f32(tokens, dim, vocab, static_cast<const float *>(h),
+                                                   static_cast<const float *>(w), static_cast<const int64_t *>(lab),
+                                                   static_cast<const float *>(s), top_k, static_cast<float *>(ol),
+                                                   static_cast<float *>(oh));
+}
+
+int llm_linear_topk_logprob_backward(int64_t tokens, int64_t dim, int64_t vocab, py::object hidden, py::object weight,
+                                     py::object labels, py::object logit_scale, int64_t top_k,
+                                     py::object grad_logprob, py::object out_grad_hidden,
+                                     py::object out_grad_weight) {
+    const int64_t t = tokens < 0 ? 0 : tokens;
+    const int64_t nh = count_or_zero(tokens, dim), nw = count_or_zero(vocab, dim);
+    void *h = checked_pointer(hidden, Elem::f32, nh, "hidden", false);
+    void *w = checked_pointer(weight, Elem::f32, nw, "weight", false);
+    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
+    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
+    void *g = checked_pointer(grad_logprob, Elem::f32, t, "grad_logprob", false);
+    void *oh = checked_pointer(out_grad_hidden, Elem::f32, nh, "out_grad_hidden", true);
+    void *ow = checked_pointer(out_grad_weight, Elem::f32, nw, "out_grad_weight", true);
+    released_gil nogil;
+    return era_llm_linear_topk_logprob_backward_f32(tokens, dim, vocab, static_cast<const float *>(h),
+                                                    static_cast<const float *>(w), static_cast<const int64_t *>(lab),
+                                                    static_cast<const float *>(s), top_k,
+                                                    static_cast<const float *>(g), static_cast<float *>(oh),
+                                                    static_cast<float *>(ow));
+}
+
 int linear_discrete_ce(double target, double tau, int32_t mode, int64_t rows, int64_t dim, int64_t classes,
                        py::object features, py::object weight, py::object bias, py::object labels,
                        py::object out_loss, py::object out_grad_features, py::object out_grad_weight,
@@ -555,4 +636,8 @@ PYBIND11_MODULE(_era, m) {
     m.def("linear_discrete_ce", &linear_discrete_ce);
     m.def("check_discrete", &check_discrete);
     m.def("check_continuous", &check_continuous);
+    m.def("llm_topk_logprob_forward", &llm_topk_logprob_forward);
+    m.def("llm_topk_logprob_backward", &llm_topk_logprob_backward);
+    m.def("llm_linear_topk_logprob_forward", &llm_linear_topk_logprob_forward);
+    m.def("llm_linear_topk_logprob_backward", &llm_linear_topk_logprob_backward);
 }

@@ -274,6 +274,43 @@ Error ScalesImpl(AnyBuffer response_entropy, AnyBuffer response_id, AnyBuffer ad
                  where);
 }
 
+// Top-k log-probabilities (era.h): as the two handlers above, with top_k >= 1.
+Error TopKLogprobForwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logit_scale, Result<AnyBuffer> logprob,
+                             Result<AnyBuffer> entropy, bool has_scale, int32_t top_k) {
+    const char *where = "era.jax.llm_logprob (top_k)";
+    if (!is_index(labels)) return refuse(where, "labels must be int32 or int64");
+    const Rows r = rows_of(logits);
+    const Indices a = indices_of(labels);
+    const float *s = has_scale ? in<float>(logit_scale) : nullptr;
+    if (is(logits, DataType::F32))
+        return check(era_llm_topk_logprob_forward_f32(r.rows, r.cols, in<float>(logits), a.data, s, top_k,
+                                                      out<float>(logprob), out<float>(entropy)),
+                     where);
+    if (is(logits, DataType::BF16))
+        return check(era_llm_topk_logprob_forward_bf16(r.rows, r.cols, in<era_bf16>(logits), a.data, s, top_k,
+                                                       out<float>(logprob), out<float>(entropy)),
+                     where);
+    return refuse(where, "this kernel takes float32 or bfloat16 logits");
+}
+
+Error TopKLogprobBackwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logit_scale, AnyBuffer grad_logprob,
+                              Result<AnyBuffer> grad, bool has_scale, int32_t top_k) {
+    const char *where = "era.jax.llm_logprob (top_k, backward)";
+    if (!is_index(labels)) return refuse(where, "labels must be int32 or int64");
+    const Rows r = rows_of(logits);
+    const Indices a = indices_of(labels);
+    const float *s = has_scale ? in<float>(logit_scale) : nullptr;
+    if (is(logits, DataType::F32))
+        return check(era_llm_topk_logprob_backward_f32(r.rows, r.cols, in<float>(logits), a.data, s, top_k,
+                                                       in<float>(grad_logprob), out<float>(grad)),
+                     where);
+    if (is(logits, DataType::BF16))
+        return check(era_llm_topk_logprob_backward_bf16(r.rows, r.cols, in<era_bf16>(logits), a.data, s, top_k,
+                                                        in<float>(grad_logprob), out<era_bf16>(grad)),
+                     where);
+    return refuse(where, "this kernel takes float32 or bfloat16 logits");
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EraSoftmaxEntropy, SoftmaxEntropyImpl,
@@ -342,6 +379,24 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EraScales, ScalesImpl,
                                   .Attr<double>("k")
                                   .Attr<double>("top_fraction")
                                   .Attr<bool>("scale_advantages"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTopKLogprobForward, TopKLogprobForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<bool>("has_scale")
+                                  .Attr<int32_t>("top_k"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTopKLogprobBackward, TopKLogprobBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<bool>("has_scale")
+                                  .Attr<int32_t>("top_k"));
 
 PYBIND11_MODULE(_era_xla, m) {
     m.doc() = "libera's kernels as XLA FFI handlers for era.jax (registered by era/jax/_ffi.py).";
@@ -361,6 +416,8 @@ PYBIND11_MODULE(_era_xla, m) {
         add("era_llm_logprob_backward", EraLogprobBackward);
         add("era_llm_response_entropy", EraResponseEntropy);
         add("era_llm_scales", EraScales);
+        add("era_llm_topk_logprob_forward", EraTopKLogprobForward);
+        add("era_llm_topk_logprob_backward", EraTopKLogprobBackward);
         return d;
     });
 }

@@ -108,4 +108,8 @@ __all__ = [
     "get_num_threads",
     "version",
     "abi_version",
+    "TOPK_OUTSIDE_LOGPROB",
 ]
+
+# Top-k log-probabilities (top_k= in the log-prob functions): a label outside the top k.
+from .llm import TOPK_OUTSIDE_LOGPROB  # noqa: E402

@@ -516,3 +516,70 @@ def softmax_entropy(ops: ArrayOps, x):
 def gaussian_entropy(ops: ArrayOps, log_std):
     """``sum(log_std) + D*0.5*log(2*pi*e)`` per row."""
     return ops.sum(log_std, keepdims=False) + log_std.shape[-1] * GAUSSIAN_ENTROPY_PER_DIM
+
+
+# ---------------------------------------------------------------------------------------
+# Top-k log-probabilities (docs/math.md, "Top-k log-probabilities"; spec 6.1)
+
+TOPK_OUTSIDE_LOGPROB = -1.0e4
+
+
+def _kth_largest(ops: ArrayOps, x, k: int):
+    """The k-th largest value of each row, ``[..., 1]`` (1 <= k < x.shape[-1]); NaN sorts
+    where its library puts it (a row with NaN is refused by llm_faults anyway)."""
+    if ops.is_torch:
+        return ops.xp.topk(x, k, dim=-1).values[..., k - 1:k]
+    vocab = x.shape[-1]
+    return ops.xp.sort(x, axis=-1)[..., vocab - k:vocab - k + 1]
+
+
+def topk_selection(ops: ArrayOps, x, k: int):
+    """The top-k mask of each row of x, as libera selects: the k largest finite entries, and
+    at a tie at the k-th value the lower indices first (the values above the k-th, then the
+    first ``k - count above`` of the values equal to it, by a running count). Masked (-inf)
+    entries are never selected: a row with fewer than k finite entries selects those. The
+    order of s*x is the order of x (s > 0), so x is compared unscaled, exactly."""
+    kth = _kth_largest(ops, x, k)
+    above = x > kth
+    tied = (x == kth) & (x > -math.inf)
+    room = k - ops.sum(ops.astype(above, ops.xp.int32))
+    rank = ops.xp.cumsum(ops.astype(tied, ops.xp.int32), -1) if ops.is_torch else ops.xp.cumsum(
+        ops.astype(tied, ops.xp.int32), axis=-1)
+    return above | (tied & (rank <= room))
+
+
+def _topk_statistics(ops: ArrayOps, x, labels, scale, k: int):
+    """(selected, u, m, S_K, label selected) for u = s*x: m the row maximum (the largest
+    selected value), S_K = sum over the selection of exp(u - m)."""
+    selected = topk_selection(ops, x, k)
+    u = x if scale is None else x * scale[..., None]
+    m = ops.max(u)
+    m = ops.where(ops.isfinite(m), m, 0.0)
+    total = ops.sum(ops.where(selected, ops.exp(u - m), 0.0))
+    inside = ops.take(ops.astype(selected, ops.xp.int32), labels) != 0
+    return selected, u, m, total, inside
+
+
+def topk_logprob_forward(ops: ArrayOps, x, labels, scale, k: int):
+    """(logp'_t, full-vocabulary entropy of softmax(s_t x_t)): ``(s x[a] - m) - log S_K`` when
+    a_t is among the k largest logits, else -1e4. k >= V: logprob_forward."""
+    if k >= x.shape[-1]:
+        return logprob_forward(ops, x, labels, scale)
+    _, entropy = logprob_forward(ops, x, labels, scale)
+    _, u, m, total, inside = _topk_statistics(ops, x, labels, scale, k)
+    value = (ops.take(u, labels) - m[..., 0]) - ops.log(total[..., 0])
+    return ops.where(inside, value, TOPK_OUTSIDE_LOGPROB), entropy
+
+
+def topk_logprob_backward(ops: ArrayOps, x, labels, scale, grad_logprob, k: int):
+    """dL/dx of ``sum_t g_t logp'_t`` for the top-k log-probability: ``g_t s_t (onehot(a_t) -
+    softmax over the top k)`` on the top k entries, 0 elsewhere, and 0 for the whole row
+    when a_t is outside. k >= V: logprob_backward."""
+    if k >= x.shape[-1]:
+        return logprob_backward(ops, x, labels, scale, grad_logprob)
+    selected, u, m, total, inside = _topk_statistics(ops, x, labels, scale, k)
+    p = ops.where(selected, ops.exp(u - m) / total, 0.0)
+    gs = (grad_logprob if scale is None else grad_logprob * scale)[..., None]
+    gs = ops.where(inside[..., None], gs, 0.0)
+    onehot = ops.is_index(labels, x.shape[-1], x)
+    return ops.where(onehot, gs * (1 - p), -gs * p)

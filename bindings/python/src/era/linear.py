@@ -29,7 +29,7 @@ from . import _era
 from ._arrays import INDEX_DTYPE, Rows, per_row, rows_of
 from ._errors import BadShapeError, check, python_error
 from .discrete import DEFAULT_MODE, TAU, _context, mode_number
-from .llm import LLMLogprob
+from .llm import LLMLogprob, _top_k
 
 __all__ = [
     "llm_linear_logprob_forward",
@@ -75,6 +75,7 @@ def llm_linear_logprob_forward(
     logit_scale: Optional[ArrayLike] = None,
     *,
     with_entropy: bool = True,
+    top_k: Optional[int] = None,
 ) -> LLMLogprob:
     """era.llm_logprob_forward on the logits ``z = hidden @ weight.T``, without forming them::
 
@@ -88,6 +89,10 @@ def llm_linear_logprob_forward(
         labels: ``[...]`` int64 sampled tokens a_t in 0..V-1, the shape of hidden's leading axes.
         logit_scale: ``[...]`` float32 s_t > 0 (era.llm_scales), or None for s = 1.
         with_entropy: also return the entropy of softmax(s_t*z_t).
+        top_k: None (the full log-softmax), or k >= 1: the top-k log-probability as in
+            era.llm_logprob_forward (-1e4 for a label outside the k largest logits, the lower
+            index winning a tie; the entropy stays the full-vocabulary one), with each
+            token's selection carried across the vocabulary tiles.
     Returns:
         LLMLogprob(logprob ``[...]``, entropy ``[...]`` or None), float32, nats.
     Raises:
@@ -101,9 +106,14 @@ def llm_linear_logprob_forward(
     h, w, lab, scale = _logprob_inputs(where, hidden, weight, labels, logit_scale)
     out_logprob = np.empty(h.rows, np.float32)
     out_entropy = np.empty(h.rows, np.float32) if with_entropy else None
-    status = _era.llm_linear_logprob_forward(h.rows, h.cols, w.rows, h.array, w.array, lab, scale, out_logprob,
-                                             out_entropy)
-    check(status, where, _shapes(h, w))
+    k = _top_k(top_k)
+    if k is None:
+        status = _era.llm_linear_logprob_forward(h.rows, h.cols, w.rows, h.array, w.array, lab, scale, out_logprob,
+                                                 out_entropy)
+    else:
+        status = _era.llm_linear_topk_logprob_forward(h.rows, h.cols, w.rows, h.array, w.array, lab, scale, k,
+                                                      out_logprob, out_entropy)
+    check(status, where, _shapes(h, w) + ("" if k is None else f", top_k={k}"))
     entropy = None if out_entropy is None else out_entropy.reshape(h.batch_shape)
     return LLMLogprob(out_logprob.reshape(h.batch_shape), entropy)
 
@@ -125,6 +135,7 @@ def llm_linear_logprob_backward(
     *,
     grad_hidden: bool = True,
     grad_weight: bool = True,
+    top_k: Optional[int] = None,
 ) -> LinearLogprobGrads:
     """Gradients of ``sum_t grad_logprob[t] * logp'_t`` with respect to hidden and weight
     (s_t held constant), through the same tiles as the forward pass::
@@ -141,6 +152,9 @@ def llm_linear_logprob_backward(
         hidden, weight, labels, logit_scale: as for llm_linear_logprob_forward.
         grad_logprob: ``[...]`` float32 dL/d(logp'), the tokens' shape.
         grad_hidden, grad_weight: which gradients to compute and return.
+        top_k: as for llm_linear_logprob_forward: dz is the top-k gradient (at most k
+            entries per token, 0 for a label outside the top k), and the products are sums
+            over those entries (one pass over the tiles, not two).
     Returns:
         LinearLogprobGrads(hidden ``[..., d]`` or None, weight ``[V, d]`` or None), float32,
         fresh arrays (add them to your own gradient buffers yourself).
@@ -156,9 +170,14 @@ def llm_linear_logprob_backward(
     grad = per_row(grad_logprob, where, "grad_logprob", F32, h.batch_shape)
     out_hidden = np.empty_like(h.array) if grad_hidden else None
     out_weight = np.empty_like(w.array) if grad_weight else None
-    status = _era.llm_linear_logprob_backward(h.rows, h.cols, w.rows, h.array, w.array, lab, scale, grad,
-                                              out_hidden, out_weight)
-    check(status, where, _shapes(h, w))
+    k = _top_k(top_k)
+    if k is None:
+        status = _era.llm_linear_logprob_backward(h.rows, h.cols, w.rows, h.array, w.array, lab, scale, grad,
+                                                  out_hidden, out_weight)
+    else:
+        status = _era.llm_linear_topk_logprob_backward(h.rows, h.cols, w.rows, h.array, w.array, lab, scale, k, grad,
+                                                       out_hidden, out_weight)
+    check(status, where, _shapes(h, w) + ("" if k is None else f", top_k={k}"))
     return LinearLogprobGrads(out_hidden, out_weight)
 
 

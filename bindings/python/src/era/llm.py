@@ -20,6 +20,7 @@ or uint16 raw bits); token_entropy also takes float64. Per-token results are flo
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "llm_logprob_backward",
     "LLMScales",
     "LLMLogprob",
+    "TOPK_OUTSIDE_LOGPROB",
 ]
 
 # The library's defaults, read from libera (era_llm_params_init), the one place they are set.
@@ -49,6 +51,22 @@ SCALE_ADVANTAGES = bool(_DEFAULTS["scale_advantages"])
 
 F32 = np.dtype(np.float32)
 LOGIT_DTYPES = (F32,)
+
+#: The log-probability of a label outside the top k with ``top_k`` set (the constant of the
+#: official ERA-LLM actor, verl's ``logprobs_from_logits_topk``); its gradient is zero.
+TOPK_OUTSIDE_LOGPROB = -1.0e4
+
+
+def _top_k(top_k) -> Optional[int]:
+    """None (off) or top_k as an int64 (a Python int beyond int64 is capped: it is >= vocab
+    anyway, the full log-softmax). Values < 1 go to libera, which refuses them
+    (BadParameterError). Non-integers: TypeError."""
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool):
+        raise TypeError("top_k must be an int or None, not bool")
+    k = operator.index(top_k)
+    return min(k, np.iinfo(np.int64).max)
 
 
 def _params(omega_low, omega_high, k, top_fraction, scale_advantages):
@@ -180,6 +198,7 @@ def llm_logprob_forward(
     with_entropy: bool = True,
     out_logprob: Optional[np.ndarray] = None,
     out_entropy: Optional[np.ndarray] = None,
+    top_k: Optional[int] = None,
 ) -> LLMLogprob:
     """``logp'_t = s_t*z_t[a_t] - logsumexp(s_t*z_t)`` from one pass per row; the scaled
     logits are never formed.
@@ -190,6 +209,12 @@ def llm_logprob_forward(
         logit_scale: ``[...]`` float32 s_t > 0 (llm_scales), or None for s = 1.
         with_entropy: also return the entropy of softmax(s_t*z_t).
         out_logprob, out_entropy: optionally, the float32 ``[...]`` arrays to write.
+        top_k: None (the full log-softmax), or k >= 1: the top-k log-probability of the
+            official ERA-LLM actor (docs/math.md, "Top-k log-probabilities"):
+            ``s_t*z_t[a_t] - logsumexp over the k largest s_t*z_t`` when a_t is among them
+            (a tie at the k-th value: the lower index wins), else TOPK_OUTSIDE_LOGPROB
+            (-1e4). The entropy stays the full-vocabulary one. k >= V gives exactly the
+            full log-softmax; k < 1 raises BadParameterError.
     Returns:
         LLMLogprob(logprob ``[...]``, entropy ``[...]`` or None), float32, nats.
     """
@@ -197,9 +222,14 @@ def llm_logprob_forward(
     x, lab, scale = _logprob_inputs(where, logits, labels, logit_scale)
     logprob = output(out_logprob, x.batch_shape, F32, where, "out_logprob")
     entropy = output(out_entropy, x.batch_shape, F32, where, "out_entropy") if with_entropy else None
-    status = _era.llm_logprob_forward(x.rows, x.cols, x.array, lab, scale, logprob.reshape(-1),
-                                      None if entropy is None else entropy.reshape(-1))
-    check(status, where, lambda: f"logits shape {x.array.shape}")
+    k = _top_k(top_k)
+    if k is None:
+        status = _era.llm_logprob_forward(x.rows, x.cols, x.array, lab, scale, logprob.reshape(-1),
+                                          None if entropy is None else entropy.reshape(-1))
+    else:
+        status = _era.llm_topk_logprob_forward(x.rows, x.cols, x.array, lab, scale, k, logprob.reshape(-1),
+                                               None if entropy is None else entropy.reshape(-1))
+    check(status, where, lambda: f"logits shape {x.array.shape}" + ("" if k is None else f", top_k={k}"))
     return LLMLogprob(logprob, entropy)
 
 
@@ -210,6 +240,7 @@ def llm_logprob_backward(
     grad_logprob: ArrayLike,
     *,
     out: Optional[np.ndarray] = None,
+    top_k: Optional[int] = None,
 ) -> np.ndarray:
     """Gradient of ``sum_t grad_logprob[t] * logp'_t`` with respect to the UNSCALED logits
     (s_t held constant): ``grad_logprob[t] * s_t * (onehot(a_t) - softmax(s_t*z_t))``;
@@ -220,6 +251,9 @@ def llm_logprob_backward(
         grad_logprob: ``[...]`` float32 dL/d(logp').
         out: optionally, the array to write (the logits' shape and dtype; bfloat16 as
             ml_dtypes bfloat16 or uint16 bits).
+        top_k: as for llm_logprob_forward: with k set, the gradient of the top-k
+            log-probability, ``grad_logprob[t] * s_t * (onehot(a_t) - softmax over the top
+            k)`` on the top k entries and 0 elsewhere; the whole row 0 when a_t is outside.
     Returns:
         ``[..., V]`` dL/d(logits): float32 for float32 logits; for bfloat16 logits the
         bfloat16 gradient (rounded to nearest even) with the representation of the input
@@ -230,8 +264,12 @@ def llm_logprob_backward(
     grad = per_row(grad_logprob, where, "grad_logprob", F32, x.batch_shape)
     also = (x.source_dtype,) if is_bfloat16(x.source_dtype) else ()
     result = output(out, x.array.shape, x.dtype, where, "out", also)
-    status = _era.llm_logprob_backward(x.rows, x.cols, x.array, lab, scale, grad, result)
-    check(status, where, lambda: f"logits shape {x.array.shape}")
+    k = _top_k(top_k)
+    if k is None:
+        status = _era.llm_logprob_backward(x.rows, x.cols, x.array, lab, scale, grad, result)
+    else:
+        status = _era.llm_topk_logprob_backward(x.rows, x.cols, x.array, lab, scale, k, grad, result)
+    check(status, where, lambda: f"logits shape {x.array.shape}" + ("" if k is None else f", top_k={k}"))
     if out is not None:
         return out
     return result.view(x.source_dtype) if is_bfloat16(x.source_dtype) else result

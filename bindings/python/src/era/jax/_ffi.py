@@ -40,6 +40,7 @@ HANDLERS = _era_xla.handlers()
 ROW_WISE = (
     "era_softmax_entropy", "era_gaussian_entropy", "era_tanh_gaussian_entropy", "era_truncated_normal_entropy",
     "era_discrete_forward", "era_token_entropy", "era_llm_logprob_forward", "era_llm_logprob_backward",
+    "era_llm_topk_logprob_forward", "era_llm_topk_logprob_backward",
 )
 
 for _name, _capsule in HANDLERS.items():

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Tuple
+from typing import Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,7 @@ from .. import discrete as _discrete
 from .. import entropy as _entropy
 from .. import llm as _llm
 from .._arrays import is_bfloat16
-from .._errors import BadShapeError, DTypeError, python_error
+from .._errors import BadParameterError, BadShapeError, DTypeError, python_error
 from . import _ffi
 
 __all__ = [
@@ -229,64 +229,78 @@ def _int64(a: np.ndarray) -> np.ndarray:
     return a if a.dtype == np.int64 else a.astype(np.int64)
 
 
-def _logprob_forward(logits, labels, logit_scale, has_scale, backend):
+def _logprob_forward(logits, labels, logit_scale, has_scale, backend, top_k=0):
     if backend != "jnp" and _ffi.concrete_on_cpu(logits, labels, logit_scale):
         def host(z, a, s):
-            result = _llm.llm_logprob_forward(z, _int64(a), s if has_scale else None)
+            result = _llm.llm_logprob_forward(z, _int64(a), s if has_scale else None, top_k=top_k or None)
             return result.logprob, result.entropy
 
         return _numpy(host, logits, labels, logit_scale)
     spec = ShapeDtypeStruct(labels.shape, jnp.float32)
 
     def ffi(z, a, s):
+        if top_k:
+            return _ffi.call("era_llm_topk_logprob_forward", (spec, spec), z, a, s, has_scale=has_scale, top_k=top_k)
         return _ffi.call("era_llm_logprob_forward", (spec, spec), z, a, s, has_scale=has_scale)
 
     def formula(z, a, s):
         wide, scale = z.astype(jnp.float32), s if has_scale else None
-        logprob, entropy = F.logprob_forward(JNP, wide, F.safe_labels(JNP, a, z.shape[-1]), scale)
+        if top_k:
+            logprob, entropy = F.topk_logprob_forward(JNP, wide, F.safe_labels(JNP, a, z.shape[-1]), scale, top_k)
+        else:
+            logprob, entropy = F.logprob_forward(JNP, wide, F.safe_labels(JNP, a, z.shape[-1]), scale)
         faults = F.llm_faults(JNP, wide, a, scale)
         return poisoned(logprob, faults), poisoned(entropy, faults)
 
     return _ffi.select(backend, (logits, labels, logit_scale), ffi, formula)
 
 
-def _logprob_backward(logits, labels, logit_scale, grad_logprob, has_scale, backend):
+def _logprob_backward(logits, labels, logit_scale, grad_logprob, has_scale, backend, top_k=0):
     if backend != "jnp" and _ffi.concrete_on_cpu(logits, labels, logit_scale, grad_logprob):
-        return _numpy(lambda z, a, s, g: _llm.llm_logprob_backward(z, _int64(a), s if has_scale else None, g),
+        return _numpy(lambda z, a, s, g: _llm.llm_logprob_backward(z, _int64(a), s if has_scale else None, g,
+                                                                   top_k=top_k or None),
                       logits, labels, logit_scale, grad_logprob)
 
     def ffi(z, a, s, g):
+        if top_k:
+            return _ffi.call("era_llm_topk_logprob_backward", ShapeDtypeStruct(z.shape, z.dtype), z, a, s, g,
+                             has_scale=has_scale, top_k=top_k)
         return _ffi.call("era_llm_logprob_backward", ShapeDtypeStruct(z.shape, z.dtype), z, a, s, g,
                          has_scale=has_scale)
 
     def formula(z, a, s, g):
         wide, scale = z.astype(jnp.float32), s if has_scale else None
-        grad = F.logprob_backward(JNP, wide, F.safe_labels(JNP, a, z.shape[-1]), scale, g)
+        if top_k:
+            grad = F.topk_logprob_backward(JNP, wide, F.safe_labels(JNP, a, z.shape[-1]), scale, g, top_k)
+        else:
+            grad = F.logprob_backward(JNP, wide, F.safe_labels(JNP, a, z.shape[-1]), scale, g)
         return poisoned(grad, F.llm_faults(JNP, wide, a, scale, g)).astype(z.dtype)
 
     return _ffi.select(backend, (logits, labels, logit_scale, grad_logprob), ffi, formula)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _logprob(logits, labels, logit_scale, has_scale, backend):
-    return _logprob_forward(logits, labels, logit_scale, has_scale, backend)
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _logprob(logits, labels, logit_scale, has_scale, backend, top_k):
+    return _logprob_forward(logits, labels, logit_scale, has_scale, backend, top_k)
 
 
-def _logprob_fwd(logits, labels, logit_scale, has_scale, backend):
-    return _logprob_forward(logits, labels, logit_scale, has_scale, backend), (logits, labels, logit_scale)
+def _logprob_fwd(logits, labels, logit_scale, has_scale, backend, top_k):
+    return _logprob_forward(logits, labels, logit_scale, has_scale, backend, top_k), (logits, labels, logit_scale)
 
 
-def _logprob_bwd(has_scale, backend, saved, cotangents):
+def _logprob_bwd(has_scale, backend, top_k, saved, cotangents):
     logits, labels, logit_scale = saved
     grad_logprob, _ = cotangents  # the entropy is not differentiated
-    grad = _logprob_backward(logits, labels, logit_scale, grad_logprob.astype(jnp.float32), has_scale, backend)
+    grad = _logprob_backward(logits, labels, logit_scale, grad_logprob.astype(jnp.float32), has_scale, backend,
+                             top_k)
     return grad, None, None
 
 
 _logprob.defvjp(_logprob_fwd, _logprob_bwd)
 
 
-def llm_logprob(logits, labels, logit_scale=None, *, backend: str = "auto") -> Tuple[jax.Array, jax.Array]:
+def llm_logprob(logits, labels, logit_scale=None, *, backend: str = "auto",
+                top_k: Optional[int] = None) -> Tuple[jax.Array, jax.Array]:
     """ERA log-probabilities ``s_t*z_t[a_t] - logsumexp(s_t*z_t)`` and the entropy of
     softmax(s_t*z_t), a custom_vjp over libera (reverse mode only).
 
@@ -295,11 +309,16 @@ def llm_logprob(logits, labels, logit_scale=None, *, backend: str = "auto") -> T
         labels: ``[...]`` integer sampled tokens (int32 or int64).
         logit_scale: ``[...]`` float32 scales, or None for 1; held constant.
         backend: "auto", "ffi" or "jnp" (era/jax/_ffi.py).
+        top_k: None, or k >= 1 (a static Python int): the top-k log-prob of the official
+            ERA-LLM actor (era.llm_logprob_forward: -1e4 with zero gradient for a label
+            outside the k largest logits, the lower index winning a tie; the entropy stays
+            the full-vocabulary one). k < 1: BadParameterError.
     Returns:
         (logprob, entropy), float32 ``[...]``; the gradient flows to `logits` through
         logprob only.
     """
     where = "era.jax.llm_logprob"
+    k = _top_k(top_k, where)
     _ffi.check_backend(backend, where)
     logits = _float_rows(logits, where, "logits", allowed=(np.dtype(np.float32),), bf16=True)
     labels = jnp.asarray(labels)
@@ -315,7 +334,20 @@ def llm_logprob(logits, labels, logit_scale=None, *, backend: str = "auto") -> T
         raise python_error(DTypeError if logit_scale.dtype != jnp.float32 else BadShapeError, where,
                            f"logit_scale must be float32 of shape {labels.shape}, got "
                            f"{logit_scale.dtype}{list(logit_scale.shape)}")
-    return _logprob(logits, labels, logit_scale, has_scale, backend)
+    return _logprob(logits, labels, logit_scale, has_scale, backend, k)
+
+
+def _top_k(top_k, where: str) -> int:
+    """0 for None (off), else k >= 1, capped at the int32 range of the custom call's
+    attribute (any k >= V is the full log-softmax); BadParameterError below 1."""
+    if top_k is None:
+        return 0
+    if isinstance(top_k, bool):
+        raise TypeError(f"{where}: top_k must be an int or None, not bool")
+    k = int(top_k.__index__())
+    if k < 1:
+        raise python_error(BadParameterError, where, f"top_k={k} (must be >= 1, or None for the full log-softmax)")
+    return min(k, 2**31 - 1)
 
 
 # ---------------------------------------------------------------------------------------

@@ -147,6 +147,7 @@ def llm_era(
     top_fraction: float = _llm.TOP_FRACTION,
     scale_advantages: bool = _llm.SCALE_ADVANTAGES,
     backend: str = "auto",
+    top_k: Optional[int] = None,
 ) -> LLMERAOutput:
     """LLM ERA for one GRPO batch (layouts in the module docstring): ERA log-probs
     (differentiable w.r.t. the logits), entropies, scales and rescaled advantages.
@@ -156,6 +157,8 @@ def llm_era(
             sampling temperature; -inf masks a token.
         labels: integer sampled tokens; advantages: float32.
         backend: "auto", "ffi" or "jnp" (era/jax/_ffi.py).
+        top_k: None, or k >= 1 for the official ERA-LLM actor's top-k log-probs
+            (era.jax.llm_logprob); the entropies and scales stay the full-vocabulary ones.
     """
     where = "era.jax.llm_era"
     logits = jnp.asarray(logits)
@@ -188,7 +191,7 @@ def llm_era(
     token_h = token_entropy(flat_logits, backend=backend)
     response_h = llm_response_entropy(token_h, flat_ids, responses, **params)
     scale, new_adv = llm_scales(response_h, flat_ids, advantages.reshape(-1), scale_advantages=scale_advantages, **params)
-    logprobs, entropy = llm_logprob(flat_logits, labels.reshape(-1), scale, backend=backend)
+    logprobs, entropy = llm_logprob(flat_logits, labels.reshape(-1), scale, backend=backend, top_k=top_k)
     return LLMERAOutput(
         logprobs.reshape(shape),
         new_adv.reshape(shape),

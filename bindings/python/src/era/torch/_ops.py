@@ -326,15 +326,16 @@ def _at(t: Optional[Tensor], index) -> Optional[np.ndarray]:
 @torch.library.custom_op("era::llm_logprob_forward", mutates_args=())
 @_device_kernel
 def llm_logprob_forward(logits: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
-                        native_path: bool) -> Tuple[Tensor, Tensor]:
-    """(logp'_t, entropy of softmax(s_t z_t)) per token (math 3)."""
-    return native.logprob_forward(logits, labels, logit_scale)
+                        native_path: bool, top_k: int) -> Tuple[Tensor, Tensor]:
+    """(logp'_t, entropy of softmax(s_t z_t)) per token (math 3); top_k >= 1: the top-k
+    log-prob (0: off)."""
+    return native.logprob_forward(logits, labels, logit_scale, top_k)
 
 
 @_cpu_kernel(llm_logprob_forward)
-def _llm_logprob_forward_cpu(logits, labels, logit_scale, native_path):
+def _llm_logprob_forward_cpu(logits, labels, logit_scale, native_path, top_k):
     if native_path or logits.dtype == torch.float64:
-        return native.logprob_forward(logits, labels, logit_scale)
+        return native.logprob_forward(logits, labels, logit_scale, top_k)
     if logits.dtype == torch.float16:
         logits = logits.float()
     scale = None if logit_scale is None else _cast(logit_scale, torch.float32)
@@ -342,27 +343,28 @@ def _llm_logprob_forward_cpu(logits, labels, logit_scale, native_path):
     entropy = torch.empty(logits.shape[:-1], dtype=torch.float32)
     for index, block in row_blocks(logits):
         _llm.llm_logprob_forward(to_numpy(block), _at(labels, index), _at(scale, index),
-                                 out_logprob=_at(logprob, index), out_entropy=_at(entropy, index))
+                                 out_logprob=_at(logprob, index), out_entropy=_at(entropy, index),
+                                 top_k=top_k or None)
     return logprob, entropy
 
 
 @llm_logprob_forward.register_fake
-def _(logits, labels, logit_scale, native_path):
+def _(logits, labels, logit_scale, native_path, top_k):
     return _rows_fake(logits, _llm_float(logits)), _rows_fake(logits, _llm_float(logits))
 
 
 @torch.library.custom_op("era::llm_logprob_backward", mutates_args=())
 @_device_kernel
 def llm_logprob_backward(logits: Tensor, labels: Tensor, logit_scale: Optional[Tensor], grad_logprob: Tensor,
-                         native_path: bool) -> Tensor:
+                         native_path: bool, top_k: int) -> Tensor:
     """dL/d logits of ``sum_t grad_logprob[t] * logp'_t`` (s_t constant), the logits' dtype."""
-    return native.logprob_backward(logits, labels, logit_scale, grad_logprob)
+    return native.logprob_backward(logits, labels, logit_scale, grad_logprob, top_k)
 
 
 @_cpu_kernel(llm_logprob_backward)
-def _llm_logprob_backward_cpu(logits, labels, logit_scale, grad_logprob, native_path):
+def _llm_logprob_backward_cpu(logits, labels, logit_scale, grad_logprob, native_path, top_k):
     if native_path or logits.dtype == torch.float64:
-        return native.logprob_backward(logits, labels, logit_scale, grad_logprob)
+        return native.logprob_backward(logits, labels, logit_scale, grad_logprob, top_k)
     source = logits
     if logits.dtype == torch.float16:
         logits = logits.float()
@@ -372,12 +374,12 @@ def _llm_logprob_backward_cpu(logits, labels, logit_scale, grad_logprob, native_
     for index, block in row_blocks(logits):
         out = to_numpy(_sub(grad, index)).reshape(block.shape)
         _llm.llm_logprob_backward(to_numpy(block), _at(labels, index), _at(scale, index), _at(grad_logprob, index),
-                                  out=out)
+                                  out=out, top_k=top_k or None)
     return _cast(grad, source.dtype)
 
 
 @llm_logprob_backward.register_fake
-def _(logits, labels, logit_scale, grad_logprob, native_path):
+def _(logits, labels, logit_scale, grad_logprob, native_path, top_k):
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
@@ -448,22 +450,23 @@ def _numpy32(t: Optional[Tensor]) -> Optional[np.ndarray]:
 @torch.library.custom_op("era::llm_linear_logprob_forward", mutates_args=())
 @_device_kernel
 def llm_linear_logprob_forward(hidden: Tensor, weight: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
-                               native_path: bool) -> Tuple[Tensor, Tensor]:
-    """(logp'_t, entropy of softmax(s_t z_t)) for z = hidden @ weight.T, without the logits."""
-    return native.linear_logprob_forward(hidden, weight, labels, logit_scale)
+                               native_path: bool, top_k: int) -> Tuple[Tensor, Tensor]:
+    """(logp'_t, entropy of softmax(s_t z_t)) for z = hidden @ weight.T, without the logits;
+    top_k >= 1: the top-k log-prob (0: off)."""
+    return native.linear_logprob_forward(hidden, weight, labels, logit_scale, top_k)
 
 
 @_cpu_kernel(llm_linear_logprob_forward)
-def _llm_linear_logprob_forward_cpu(hidden, weight, labels, logit_scale, native_path):
+def _llm_linear_logprob_forward_cpu(hidden, weight, labels, logit_scale, native_path, top_k):
     if native_path or _linear_native(hidden, weight):
-        return native.linear_logprob_forward(hidden, weight, labels, logit_scale)
+        return native.linear_logprob_forward(hidden, weight, labels, logit_scale, top_k)
     result = _linear.llm_linear_logprob_forward(_numpy32(hidden), _numpy32(weight), to_numpy(labels),
-                                                _numpy32(logit_scale))
+                                                _numpy32(logit_scale), top_k=top_k or None)
     return from_numpy(result.logprob), from_numpy(result.entropy)
 
 
 @llm_linear_logprob_forward.register_fake
-def _(hidden, weight, labels, logit_scale, native_path):
+def _(hidden, weight, labels, logit_scale, native_path, top_k):
     return _rows_fake(hidden, _llm_float(hidden)), _rows_fake(hidden, _llm_float(hidden))
 
 
@@ -471,28 +474,30 @@ def _(hidden, weight, labels, logit_scale, native_path):
 @_device_kernel
 def llm_linear_logprob_backward(hidden: Tensor, weight: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
                                 grad_logprob: Tensor, grad_hidden: bool, grad_weight: bool,
-                                native_path: bool) -> Tuple[Tensor, Tensor]:
+                                native_path: bool, top_k: int) -> Tuple[Tensor, Tensor]:
     """(dL/d hidden, dL/d weight) of ``sum_t grad_logprob[t] * logp'_t``, each in its input's
     dtype, or an empty tensor where not asked for."""
-    return native.linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight)
+    return native.linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight,
+                                          top_k)
 
 
 @_cpu_kernel(llm_linear_logprob_backward)
 def _llm_linear_logprob_backward_cpu(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight,
-                                     native_path):
+                                     native_path, top_k):
     if native_path or _linear_native(hidden, weight):
         return native.linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden,
-                                              grad_weight)
+                                              grad_weight, top_k)
     grads = _linear.llm_linear_logprob_backward(_numpy32(hidden), _numpy32(weight), to_numpy(labels),
                                                 _numpy32(logit_scale), _numpy32(grad_logprob),
-                                                grad_hidden=grad_hidden, grad_weight=grad_weight)
+                                                grad_hidden=grad_hidden, grad_weight=grad_weight,
+                                                top_k=top_k or None)
     out_h = hidden.new_empty(0) if grads.hidden is None else _cast(from_numpy(grads.hidden), hidden.dtype)
     out_w = weight.new_empty(0) if grads.weight is None else _cast(from_numpy(grads.weight), weight.dtype)
     return out_h, out_w
 
 
 @llm_linear_logprob_backward.register_fake
-def _(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, native_path):
+def _(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, native_path, top_k):
     return (torch.empty_like(hidden, memory_format=torch.contiguous_format) if grad_hidden else hidden.new_empty(0),
             torch.empty_like(weight, memory_format=torch.contiguous_format) if grad_weight else weight.new_empty(0))
 
@@ -799,27 +804,29 @@ class LLMLogprobFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(logits, labels, logit_scale, native_path):
-        return llm_logprob_forward(logits, labels, logit_scale, native_path)
+    def forward(logits, labels, logit_scale, native_path, top_k=0):
+        return llm_logprob_forward(logits, labels, logit_scale, native_path, top_k)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        logits, labels, logit_scale, native_path = inputs
+        logits, labels, logit_scale, native_path = inputs[:4]
         ctx.save_for_backward(logits, labels, logit_scale)
         ctx.native_path = native_path
+        ctx.top_k = inputs[4] if len(inputs) > 4 else 0
         ctx.mark_non_differentiable(output[1])
 
     @staticmethod
     def backward(ctx, grad_logprob, _grad_entropy):
         logits, labels, logit_scale = ctx.saved_tensors
-        return _logprob_backward(logits, labels, logit_scale, grad_logprob, ctx.native_path), None, None, None
+        grad = _logprob_backward(logits, labels, logit_scale, grad_logprob, ctx.native_path, ctx.top_k)
+        return grad, None, None, None, None
 
 
 class EagerLLMLogprob(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, labels, logit_scale, native_path):
-        output = run(llm_logprob_forward, logits, labels, logit_scale, native_path)
-        LLMLogprobFunction.setup_context(ctx, (logits, labels, logit_scale, native_path), output)
+    def forward(ctx, logits, labels, logit_scale, native_path, top_k=0):
+        output = run(llm_logprob_forward, logits, labels, logit_scale, native_path, top_k)
+        LLMLogprobFunction.setup_context(ctx, (logits, labels, logit_scale, native_path, top_k), output)
         return output
 
     backward = staticmethod(LLMLogprobFunction.backward)
@@ -829,25 +836,29 @@ class LLMLogprobBackwardFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(logits, labels, logit_scale, grad_logprob, native_path):
-        return llm_logprob_backward(logits, labels, logit_scale, grad_logprob, native_path)
+    def forward(logits, labels, logit_scale, grad_logprob, native_path, top_k):
+        return llm_logprob_backward(logits, labels, logit_scale, grad_logprob, native_path, top_k)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        logits, labels, logit_scale, grad_logprob, _ = inputs
+        logits, labels, logit_scale, grad_logprob, _, top_k = inputs
         ctx.save_for_backward(logits, labels, logit_scale, grad_logprob)
+        ctx.top_k = top_k
 
     @staticmethod
     def backward(ctx, v):
         logits, labels, logit_scale, grad_logprob = ctx.saved_tensors
+        top_k = ctx.top_k
 
         def formula(x, g):
             wide = x.to(F.compute_dtype(native.OPS, x, llm=True))
             scale = None if logit_scale is None else logit_scale.to(wide.dtype)
+            if top_k >= 1:
+                return F.topk_logprob_backward(native.OPS, wide, labels, scale, g.to(wide.dtype), top_k).to(x.dtype)
             return F.logprob_backward(native.OPS, wide, labels, scale, g.to(wide.dtype)).to(x.dtype)
 
         dx, dg = _vjp(formula, (logits, grad_logprob), v)
-        return dx, None, None, dg, None
+        return dx, None, None, dg, None, None
 
 
 def _linear_logprob_backward(*args):
@@ -862,14 +873,15 @@ class LinearLogprobFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(hidden, weight, labels, logit_scale, native_path):
-        return llm_linear_logprob_forward(hidden, weight, labels, logit_scale, native_path)
+    def forward(hidden, weight, labels, logit_scale, native_path, top_k=0):
+        return llm_linear_logprob_forward(hidden, weight, labels, logit_scale, native_path, top_k)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        hidden, weight, labels, logit_scale, native_path = inputs
+        hidden, weight, labels, logit_scale, native_path = inputs[:5]
         ctx.save_for_backward(hidden, weight, labels, logit_scale)
         ctx.native_path = native_path
+        ctx.top_k = inputs[5] if len(inputs) > 5 else 0
         ctx.mark_non_differentiable(output[1])
 
     @staticmethod
@@ -877,15 +889,15 @@ class LinearLogprobFunction(torch.autograd.Function):
         hidden, weight, labels, logit_scale = ctx.saved_tensors
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h, grad_w = _linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, want_h, want_w,
-                                                  ctx.native_path)
-        return grad_h if want_h else None, grad_w if want_w else None, None, None, None
+                                                  ctx.native_path, ctx.top_k)
+        return grad_h if want_h else None, grad_w if want_w else None, None, None, None, None
 
 
 class EagerLinearLogprob(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, labels, logit_scale, native_path):
-        output = run(llm_linear_logprob_forward, hidden, weight, labels, logit_scale, native_path)
-        LinearLogprobFunction.setup_context(ctx, (hidden, weight, labels, logit_scale, native_path), output)
+    def forward(ctx, hidden, weight, labels, logit_scale, native_path, top_k=0):
+        output = run(llm_linear_logprob_forward, hidden, weight, labels, logit_scale, native_path, top_k)
+        LinearLogprobFunction.setup_context(ctx, (hidden, weight, labels, logit_scale, native_path, top_k), output)
         return output
 
     backward = staticmethod(LinearLogprobFunction.backward)
@@ -895,26 +907,32 @@ class LinearLogprobBackwardFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, native_path):
+    def forward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, native_path, top_k):
         return llm_linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden,
-                                           grad_weight, native_path)
+                                           grad_weight, native_path, top_k)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, _ = inputs
+        hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, _, top_k = inputs
         ctx.save_for_backward(hidden, weight, labels, logit_scale, grad_logprob)
         ctx.wanted = (grad_hidden, grad_weight)
+        ctx.top_k = top_k
 
     @staticmethod
     def backward(ctx, v_hidden, v_weight):
         hidden, weight, labels, logit_scale, grad_logprob = ctx.saved_tensors
         want_h, want_w = ctx.wanted
+        top_k = ctx.top_k
 
         def formula(h, w, g):
             wide = _llm_float(h)
             x, m = h.reshape(-1, h.shape[-1]).to(wide), w.to(wide)
             scale = None if logit_scale is None else logit_scale.reshape(-1).to(wide)
-            dz = F.logprob_backward(native.OPS, x @ m.T, labels.reshape(-1), scale, g.reshape(-1).to(wide))
+            if top_k >= 1:
+                dz = F.topk_logprob_backward(native.OPS, x @ m.T, labels.reshape(-1), scale, g.reshape(-1).to(wide),
+                                             top_k)
+            else:
+                dz = F.logprob_backward(native.OPS, x @ m.T, labels.reshape(-1), scale, g.reshape(-1).to(wide))
             grads = []
             if want_h:
                 grads.append((dz @ m).to(h.dtype).reshape(h.shape))
@@ -924,7 +942,7 @@ class LinearLogprobBackwardFunction(torch.autograd.Function):
 
         cotangents = tuple(v for v, wanted in ((v_hidden, want_h), (v_weight, want_w)) if wanted)
         dh, dw, dg = _vjp(formula, (hidden, weight, grad_logprob), cotangents)
-        return dh, dw, None, None, dg, None, None, None
+        return dh, dw, None, None, dg, None, None, None, None
 
 
 class LinearCEFunction(torch.autograd.Function):

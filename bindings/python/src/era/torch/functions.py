@@ -176,6 +176,7 @@ def llm_logprob(
     logit_scale: Optional[torch.Tensor] = None,
     *,
     backend: str = "auto",
+    top_k: Optional[int] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """ERA log-probabilities ``logp'_t = s_t*z_t[a_t] - logsumexp(s_t*z_t)`` and the entropy
     of softmax(s_t*z_t), per token.
@@ -186,6 +187,10 @@ def llm_logprob(
         labels: ``[...]`` int64 or int32 sampled tokens.
         logit_scale: ``[...]`` scales s_t (llm_scales), or None for 1; a constant.
         backend: "auto", "libera" or "native".
+        top_k: None (the full log-softmax), or k >= 1: the top-k log-prob of the official
+            ERA-LLM actor (era.llm_logprob_forward: -1e4 with zero gradient for a label
+            outside the k largest logits, the lower index winning a tie; the entropy stays
+            the full-vocabulary one). k < 1: BadParameterError.
     Returns:
         (logprob ``[...]`` differentiable in `logits`, entropy ``[...]`` in nats, no grad);
         float32 (float64 for float64 logits).
@@ -196,7 +201,22 @@ def llm_logprob(
     labels = labels_of(labels, logits.shape[:-1], where)
     logit_scale = scale_of(logit_scale, labels, where)
     native = native_path(logits, backend, where)
-    return _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, logit_scale, native)
+    k = top_k_of(top_k, where)
+    return _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, logit_scale, native, k)
+
+
+def top_k_of(top_k: Optional[int], where: str) -> int:
+    """The top_k of the log-prob operators: 0 for None (off), else k >= 1 (capped at the int64
+    range: any k >= V is the full log-softmax); BadParameterError below 1, TypeError for a
+    non-integer."""
+    if top_k is None:
+        return 0
+    if isinstance(top_k, bool):
+        raise TypeError(f"{where}: top_k must be an int or None, not bool")
+    k = int(top_k.__index__())
+    if k < 1:
+        raise python_error(BadParameterError, where, f"top_k={k} (must be >= 1, or None for the full log-softmax)")
+    return min(k, 2**63 - 1)
 
 
 # ---------------------------------------------------------------------------------------

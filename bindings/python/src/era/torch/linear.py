@@ -30,7 +30,7 @@ from .. import llm as _llm
 from .._errors import BadShapeError, python_error
 from . import _ops
 from ._bridge import native_path
-from .functions import FLOATS, labels_of, require, scale_of
+from .functions import FLOATS, labels_of, require, scale_of, top_k_of
 from .llm import LLMERAOutput, _layout, scaled_batch
 
 __all__ = [
@@ -59,6 +59,7 @@ def llm_linear_logprob(
     logit_scale: Optional[torch.Tensor] = None,
     *,
     backend: str = "auto",
+    top_k: Optional[int] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """era.torch.llm_logprob on the logits ``hidden @ weight.T``, without forming them.
 
@@ -68,6 +69,7 @@ def llm_linear_logprob(
         labels: ``[...]`` int64 or int32 sampled tokens.
         logit_scale: ``[...]`` s_t (llm_scales), or None for 1; a constant.
         backend: "auto", "libera" or "native".
+        top_k: None, or k >= 1: the top-k log-prob (era.torch.llm_logprob).
     Returns:
         (logprob ``[...]``, differentiable in hidden and weight; entropy of softmax(s_t z_t)
         ``[...]``, no grad), float32 (float64 for float64 inputs).
@@ -77,7 +79,9 @@ def llm_linear_logprob(
     labels = labels_of(labels, hidden.shape[:-1], where)
     logit_scale = scale_of(logit_scale, labels, where)
     native = native_path(hidden, backend, where)
-    return _ops.apply(_ops.LinearLogprobFunction, _ops.EagerLinearLogprob, hidden, weight, labels, logit_scale, native)
+    k = top_k_of(top_k, where)
+    return _ops.apply(_ops.LinearLogprobFunction, _ops.EagerLinearLogprob, hidden, weight, labels, logit_scale, native,
+                      k)
 
 
 def llm_linear_era(
@@ -96,6 +100,7 @@ def llm_linear_era(
     top_fraction: float = _llm.TOP_FRACTION,
     scale_advantages: bool = _llm.SCALE_ADVANTAGES,
     backend: str = "auto",
+    top_k: Optional[int] = None,
 ) -> LLMERAOutput:
     """era.torch.llm_era with hidden states ``[B, L, d]`` or ``[T, d]`` and the output weight
     ``[V, d]`` in place of the logits (same layouts and results). Two passes through the head:
@@ -108,12 +113,13 @@ def llm_linear_era(
                                   where)
     labels = labels_of(labels, hidden.shape[:-1], where)
     device_path = native_path(hidden, backend, where)
+    topk = top_k_of(top_k, where)
     h, w = hidden.detach(), weight.detach()
-    _, token_h = _ops.call(_ops.llm_linear_logprob_forward, h, w, labels, None, device_path)
+    _, token_h = _ops.call(_ops.llm_linear_logprob_forward, h, w, labels, None, device_path, 0)
     return scaled_batch(
         token_h, ids, adv, responses, device_path, omega_low, omega_high, k, top_fraction, scale_advantages,
         lambda scale: _ops.apply(_ops.LinearLogprobFunction, _ops.EagerLinearLogprob, hidden, weight, labels, scale,
-                                 device_path))
+                                 device_path, topk))
 
 
 def linear_discrete_ce(

@@ -30,7 +30,7 @@ from .._errors import BadShapeError, python_error
 from . import _ops
 from . import distributed as _distributed
 from ._bridge import native_path
-from .functions import FLOATS, LABELS, labels_of, require, require_rows
+from .functions import FLOATS, LABELS, labels_of, require, require_rows, top_k_of
 
 __all__ = ["LLMERAOutput", "llm_era", "LLMERA"]
 
@@ -130,6 +130,7 @@ def llm_era(
     top_fraction: float = _llm.TOP_FRACTION,
     scale_advantages: bool = _llm.SCALE_ADVANTAGES,
     backend: str = "auto",
+    top_k: Optional[int] = None,
     process_group=None,
 ) -> LLMERAOutput:
     """LLM ERA for one GRPO batch (layouts in the module docstring).
@@ -143,6 +144,11 @@ def llm_era(
             (defaults: libera's, era.llm.OMEGA_LOW, OMEGA_HIGH, K, TOP_FRACTION, SCALE_ADVANTAGES).
         backend: "auto" (libera for CPU tensors, the device path elsewhere), "libera" or
             "native" (era.torch.functions).
+        top_k: None, or k >= 1 for the official ERA-LLM actor's top-k log-probs (k = 20 in
+            its runs): ``logprobs`` is then ``s_t z_t[a_t] - logsumexp`` over the k largest
+            scaled logits, -1e4 with zero gradient for a label outside them (the lower index
+            wins a tie at the k-th value). The token and response entropies, hence the
+            scales, stay the full-vocabulary ones (era.torch.llm_logprob).
         process_group: a torch.distributed group whose processes each hold some of the
             batch's tokens (sequence parallelism: a response's tokens may sit on several of
             them), or None. Every process passes its own tokens with GLOBAL response ids
@@ -170,11 +176,12 @@ def llm_era(
         require_rows(logits, where, "logits")
         checked = labels_of(labels, logits.shape[:-1], where)
         device_path = native_path(logits, backend, where)
+        topk = top_k_of(top_k, where)
         token_h = _ops.call(_ops.token_entropy, logits.detach(), device_path)
-        return ids, adv, responses, checked, device_path, token_h
+        return ids, adv, responses, checked, device_path, token_h, topk
 
     if process_group is None:
-        ids, adv, responses, labels, device_path, token_h = local()
+        ids, adv, responses, labels, device_path, token_h, topk = local()
         response_h = None
     else:
         def step():
@@ -185,12 +192,13 @@ def llm_era(
             return batch, _distributed.local_counts(ids, responses)
 
         batch, totals = _distributed.agree_on_input(process_group, where, step)
-        ids, adv, responses, labels, device_path, token_h = batch
+        ids, adv, responses, labels, device_path, token_h, topk = batch
         response_h = _distributed.response_entropy_across(token_h.reshape(-1), ids.reshape(-1), totals,
                                                           float(top_fraction), process_group)
     return scaled_batch(
         token_h, ids, adv, responses, device_path, omega_low, omega_high, k, top_fraction, scale_advantages,
-        lambda scale: _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, scale, device_path),
+        lambda scale: _ops.apply(_ops.LLMLogprobFunction, _ops.EagerLLMLogprob, logits, labels, scale, device_path,
+                                 topk),
         response_h)
 
 
@@ -221,13 +229,15 @@ class LLMERA(nn.Module):
         top_fraction: float = _llm.TOP_FRACTION,
         scale_advantages: bool = _llm.SCALE_ADVANTAGES,
         backend: str = "auto",
+        top_k: Optional[int] = None,
     ):
         super().__init__()
         self.params = dict(
             omega_low=omega_low, omega_high=omega_high, k=k, top_fraction=top_fraction,
-            scale_advantages=scale_advantages, backend=backend,
+            scale_advantages=scale_advantages, backend=backend, top_k=top_k,
         )
         _ops.native.check_llm_params(float(omega_low), float(omega_high), float(k), float(top_fraction))
+        top_k_of(top_k, "era.torch.LLMERA")
 
     def forward(self, logits, labels, advantages, response_mask=None, response_ids=None, num_responses=None,
                 cu_seqlens=None, process_group=None):

@@ -257,13 +257,27 @@ def _scale_in(scale, x):
     return None if scale is None else scale.to(x.dtype)
 
 
+def _logprob_forward(x, labels, scale, top_k: int):
+    """F.logprob_forward, or with top_k >= 1 F.topk_logprob_forward (the top-k log-prob)."""
+    if top_k >= 1:
+        return F.topk_logprob_forward(OPS, x, labels, scale, top_k)
+    return F.logprob_forward(OPS, x, labels, scale)
+
+
+def _logprob_backward(x, labels, scale, g, top_k: int):
+    if top_k >= 1:
+        return F.topk_logprob_backward(OPS, x, labels, scale, g, top_k)
+    return F.logprob_backward(OPS, x, labels, scale, g)
+
+
 def _overflow(value, status):
     return (~torch.isfinite(value)).to(torch.int32) * status
 
 
-def logprob_forward(logits, labels, logit_scale):
+def logprob_forward(logits, labels, logit_scale, top_k: int = 0):
     """(logp'_t, entropy of softmax(s_t z_t)) per token, float32 (float64 for float64 logits).
-    A log-probability the output dtype cannot hold is BAD_PARAMETER, as in libera."""
+    A log-probability the output dtype cannot hold is BAD_PARAMETER, as in libera. top_k >= 1:
+    the top-k log-probability (F.topk_logprob_forward; 0: off)."""
     where = "era.torch.native.llm_logprob_forward"
     _need_rows(logits, where, "logits")
     lead, vocab = logits.shape[:-1], logits.shape[-1]
@@ -276,7 +290,7 @@ def logprob_forward(logits, labels, logit_scale):
         labels, scale = ins
         x = _wide(x, llm=True)
         scale = _scale_in(scale, x)
-        lp, h = F.logprob_forward(OPS, x, F.safe_labels(OPS, labels, vocab), scale)
+        lp, h = _logprob_forward(x, F.safe_labels(OPS, labels, vocab), scale, top_k)
         code = F.llm_faults(OPS, x, labels, scale)
         code = torch.where(code != 0, code, _overflow(lp, F.BAD_PARAMETER))
         return (lp, h, code), ()
@@ -286,7 +300,7 @@ def logprob_forward(logits, labels, logit_scale):
     return _poison(logprob, faults), _poison(entropy, faults)
 
 
-def logprob_backward(logits, labels, logit_scale, grad_logprob):
+def logprob_backward(logits, labels, logit_scale, grad_logprob, top_k: int = 0):
     """dL/d logits of ``sum_t g_t logp'_t`` in the logits' dtype. A g_t s_t that the logits'
     dtype cannot hold (the bound on the gradient) is BAD_PARAMETER, as in libera."""
     where = "era.torch.native.llm_logprob_backward"
@@ -303,7 +317,7 @@ def logprob_backward(logits, labels, logit_scale, grad_logprob):
         code = F.llm_faults(OPS, x, labels, scale, g)
         bound = g.double() if scale is None else g.double() * scale.double()
         code = torch.where(code != 0, code, _overflow(bound.to(logits.dtype), F.BAD_PARAMETER))
-        return (code,), (F.logprob_backward(OPS, x, F.safe_labels(OPS, labels, vocab), scale, g),)
+        return (code,), (_logprob_backward(x, F.safe_labels(OPS, labels, vocab), scale, g, top_k),)
 
     _for_row_chunks(logits, [labels, logit_scale, grad_logprob], [faults], [grad], body)
     _checks.record(faults, where)
@@ -364,7 +378,7 @@ def _logit_faults(z: torch.Tensor) -> torch.Tensor:
     return (~torch.isfinite(z)).any(-1).to(torch.int32) * F.NON_FINITE
 
 
-def linear_logprob_forward(hidden, weight, labels, logit_scale):
+def linear_logprob_forward(hidden, weight, labels, logit_scale, top_k: int = 0):
     """(logp'_t, entropy of softmax(s_t z_t)) for z = hidden @ weight.T: float32 (float64
     for float64 inputs), the shape of hidden's leading axes."""
     where = "era.torch.native.llm_linear_logprob_forward"
@@ -381,7 +395,7 @@ def linear_logprob_forward(hidden, weight, labels, logit_scale):
         s = _scale_in(None if scale is None else scale[part], z)
         code = F.llm_faults(OPS, z, labels[part], s)
         code = torch.where(code != 0, code, _logit_faults(z))
-        lp, ent = F.logprob_forward(OPS, z, F.safe_labels(OPS, labels[part], vocab), s)
+        lp, ent = _logprob_forward(z, F.safe_labels(OPS, labels[part], vocab), s, top_k)
         faults[part] = torch.where(code != 0, code, _overflow(lp, F.BAD_PARAMETER))
         logprob[part], entropy[part] = lp, ent
     _checks.record(faults, where)
@@ -389,7 +403,8 @@ def linear_logprob_forward(hidden, weight, labels, logit_scale):
     return _poison(logprob, faults).reshape(lead), _poison(entropy, faults).reshape(lead)
 
 
-def linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight):
+def linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight,
+                            top_k: int = 0):
     """(dL/d hidden, dL/d weight) of ``sum_t g_t logp'_t`` for z = hidden @ weight.T; an
     empty tensor for a gradient not asked for. dL/d weight accumulates over the chunks in
     float32 (float64 for float64 inputs)."""
@@ -410,7 +425,7 @@ def linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, g
         code = torch.where(code != 0, code, _logit_faults(z))
         bound = gs.double() if s is None else gs.double() * s.double()
         faults[part] = torch.where(code != 0, code, _overflow(bound.to(torch.float32), F.BAD_PARAMETER))
-        dz = F.logprob_backward(OPS, z, F.safe_labels(OPS, labels[part], vocab), s, gs)
+        dz = _logprob_backward(z, F.safe_labels(OPS, labels[part], vocab), s, gs, top_k)
         del z
         if grad_hidden:
             out_h[part] = dz.to(weight.dtype) @ weight

@@ -99,3 +99,25 @@ def test_jax_in_one_line():
     z = rng.normal(size=(8, 10))
     got = ej.discrete_era(jax.numpy.asarray(z), **presets.RESNET_ERA.kwargs())
     np.testing.assert_allclose(log_softmax(np.asarray(got)), official_resnet_era(z), atol=1e-12)
+
+
+@pytest.mark.parametrize("preset", [presets.ERA_LLM_TOPK, presets.ERA_LLM_TOPK_SCALE])
+def test_era_llm_in_one_line(preset):
+    """verl_era with an ERA-LLM preset and its policy loss match the official rule with the
+    script's settings (top-20 log-probs, adv_scale, clip ratios 1.0 / 1.0 / 10.0, token-mean)."""
+    torch = pytest.importorskip("torch")
+    import era.torch as et
+    from test_torch_verl import reference, reference_loss, verl_batch
+
+    b = verl_batch(seed=4, length=14)
+    b["logits"] = b["logits"] * 0.5  # several tokens' labels inside and outside the top 20 of 48
+    lp, adv, _, _, mask = reference(b, scale_adv=preset.scale_advantages, top_k=preset.top_k)
+    assert (lp[mask] == -1e4).any() and (lp[mask] > -1e4).any()
+    b["old_log_probs"] = (lp + 0.3).float().clamp(min=-30)
+    out = et.verl_era(b["logits"][:, -15:-1], b["responses"], b["response_mask"], b["advantages"],
+                      b["old_log_probs"], **preset.kwargs())
+    torch.testing.assert_close(out.log_probs[mask].double(), lp[mask], rtol=1e-5, atol=2e-5)
+    torch.testing.assert_close(out.advantages[mask].double(), adv[mask], rtol=1e-6, atol=0)
+    loss = out.policy_loss(**preset.loss_kwargs()).loss
+    want = reference_loss(lp, b["old_log_probs"].double(), adv, mask, 1.0, 1.0, 10.0, "token-mean")
+    torch.testing.assert_close(loss.double(), want, rtol=2e-5, atol=1e-6)

@@ -39,10 +39,12 @@ def verl_batch(seed=0, batch=5, prompt=9, length=14):
                 length=length)
 
 
-def reference(b, k=2.0, low=0.45, high=3.0, scale_adv=True):
+def reference(b, k=2.0, low=0.45, high=3.0, scale_adv=True, top_k=None):
     """The rule of docs/math.md 3 in float64, plainly: token entropies, the mean of each
     response's top max(1, floor(0.2 L)) entropies, the scales (float advantages test), and the
-    log-softmax of the scaled logits at the sampled token."""
+    log-softmax of the scaled logits at the sampled token; with top_k, verl's
+    logprobs_from_logits_topk rule: log-softmax over the k largest scaled logits, -1e4 for a
+    label outside them."""
     length = b["length"]
     z = b["logits"][:, -length - 1:-1].double()
     mask = b["response_mask"].bool()
@@ -62,7 +64,14 @@ def reference(b, k=2.0, low=0.45, high=3.0, scale_adv=True):
     s = torch.ones_like(adv)
     s = torch.where((rh < low) & (adv > 0), torch.full_like(s, k), s)
     s = torch.where((rh > high) & (adv > 0), torch.full_like(s, 1 / k), s)
-    lp = torch.log_softmax(s.unsqueeze(-1) * z, -1).gather(-1, b["responses"].unsqueeze(-1)).squeeze(-1)
+    u = s.unsqueeze(-1) * z
+    if top_k is None:
+        lp = torch.log_softmax(u, -1).gather(-1, b["responses"].unsqueeze(-1)).squeeze(-1)
+    else:
+        values, index = torch.topk(u, top_k, dim=-1)
+        inside = index == b["responses"].unsqueeze(-1)
+        picked = (torch.log_softmax(values, -1) * inside).sum(-1)
+        lp = torch.where(inside.any(-1), picked, torch.full_like(picked, -1e4))
     new_adv = adv / s if scale_adv else adv
     return lp, new_adv, s, resp_h, mask
 
@@ -93,11 +102,13 @@ def run(b, layout, **kw):
 
 
 @pytest.mark.parametrize("layout", ["padded", "remove-padding"])
-@pytest.mark.parametrize("scale_adv", [True, False])
-def test_matches_reference(layout, scale_adv):
+@pytest.mark.parametrize("scale_adv,top_k", [(True, None), (False, None), (True, 5)])
+def test_matches_reference(layout, scale_adv, top_k):
     b = verl_batch()
-    out = run(b, layout, scale_advantages=scale_adv)
-    lp, adv, s, resp_h, mask = reference(b, scale_adv=scale_adv)
+    out = run(b, layout, scale_advantages=scale_adv, top_k=top_k)
+    lp, adv, s, resp_h, mask = reference(b, scale_adv=scale_adv, top_k=top_k)
+    if top_k is not None:  # labels outside the top k occur, and get -1e4
+        assert (lp[mask] == -1e4).any() and (lp[mask] > -1e4).any()
     assert torch.equal(out.local_mask, mask)
     torch.testing.assert_close(out.response_entropy.double(), resp_h, rtol=2e-6, atol=1e-6, equal_nan=True)
     assert torch.equal(out.logit_scale[mask].double(), s[mask])

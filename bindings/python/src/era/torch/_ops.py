@@ -326,14 +326,14 @@ def _at(t: Optional[Tensor], index) -> Optional[np.ndarray]:
 @torch.library.custom_op("era::llm_logprob_forward", mutates_args=())
 @_device_kernel
 def llm_logprob_forward(logits: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
-                        native_path: bool, top_k: int) -> Tuple[Tensor, Tensor]:
+                        native_path: bool, top_k: int = 0) -> Tuple[Tensor, Tensor]:
     """(logp'_t, entropy of softmax(s_t z_t)) per token (math 3); top_k >= 1: the top-k
     log-prob (0: off)."""
     return native.logprob_forward(logits, labels, logit_scale, top_k)
 
 
 @_cpu_kernel(llm_logprob_forward)
-def _llm_logprob_forward_cpu(logits, labels, logit_scale, native_path, top_k):
+def _llm_logprob_forward_cpu(logits, labels, logit_scale, native_path, top_k=0):
     if native_path or logits.dtype == torch.float64:
         return native.logprob_forward(logits, labels, logit_scale, top_k)
     if logits.dtype == torch.float16:
@@ -349,20 +349,20 @@ def _llm_logprob_forward_cpu(logits, labels, logit_scale, native_path, top_k):
 
 
 @llm_logprob_forward.register_fake
-def _(logits, labels, logit_scale, native_path, top_k):
+def _(logits, labels, logit_scale, native_path, top_k=0):
     return _rows_fake(logits, _llm_float(logits)), _rows_fake(logits, _llm_float(logits))
 
 
 @torch.library.custom_op("era::llm_logprob_backward", mutates_args=())
 @_device_kernel
 def llm_logprob_backward(logits: Tensor, labels: Tensor, logit_scale: Optional[Tensor], grad_logprob: Tensor,
-                         native_path: bool, top_k: int) -> Tensor:
+                         native_path: bool, top_k: int = 0) -> Tensor:
     """dL/d logits of ``sum_t grad_logprob[t] * logp'_t`` (s_t constant), the logits' dtype."""
     return native.logprob_backward(logits, labels, logit_scale, grad_logprob, top_k)
 
 
 @_cpu_kernel(llm_logprob_backward)
-def _llm_logprob_backward_cpu(logits, labels, logit_scale, grad_logprob, native_path, top_k):
+def _llm_logprob_backward_cpu(logits, labels, logit_scale, grad_logprob, native_path, top_k=0):
     if native_path or logits.dtype == torch.float64:
         return native.logprob_backward(logits, labels, logit_scale, grad_logprob, top_k)
     source = logits
@@ -379,7 +379,7 @@ def _llm_logprob_backward_cpu(logits, labels, logit_scale, grad_logprob, native_
 
 
 @llm_logprob_backward.register_fake
-def _(logits, labels, logit_scale, grad_logprob, native_path, top_k):
+def _(logits, labels, logit_scale, grad_logprob, native_path, top_k=0):
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
@@ -450,14 +450,14 @@ def _numpy32(t: Optional[Tensor]) -> Optional[np.ndarray]:
 @torch.library.custom_op("era::llm_linear_logprob_forward", mutates_args=())
 @_device_kernel
 def llm_linear_logprob_forward(hidden: Tensor, weight: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
-                               native_path: bool, top_k: int) -> Tuple[Tensor, Tensor]:
+                               native_path: bool, top_k: int = 0) -> Tuple[Tensor, Tensor]:
     """(logp'_t, entropy of softmax(s_t z_t)) for z = hidden @ weight.T, without the logits;
     top_k >= 1: the top-k log-prob (0: off)."""
     return native.linear_logprob_forward(hidden, weight, labels, logit_scale, top_k)
 
 
 @_cpu_kernel(llm_linear_logprob_forward)
-def _llm_linear_logprob_forward_cpu(hidden, weight, labels, logit_scale, native_path, top_k):
+def _llm_linear_logprob_forward_cpu(hidden, weight, labels, logit_scale, native_path, top_k=0):
     if native_path or _linear_native(hidden, weight):
         return native.linear_logprob_forward(hidden, weight, labels, logit_scale, top_k)
     result = _linear.llm_linear_logprob_forward(_numpy32(hidden), _numpy32(weight), to_numpy(labels),
@@ -466,7 +466,7 @@ def _llm_linear_logprob_forward_cpu(hidden, weight, labels, logit_scale, native_
 
 
 @llm_linear_logprob_forward.register_fake
-def _(hidden, weight, labels, logit_scale, native_path, top_k):
+def _(hidden, weight, labels, logit_scale, native_path, top_k=0):
     return _rows_fake(hidden, _llm_float(hidden)), _rows_fake(hidden, _llm_float(hidden))
 
 
@@ -474,7 +474,7 @@ def _(hidden, weight, labels, logit_scale, native_path, top_k):
 @_device_kernel
 def llm_linear_logprob_backward(hidden: Tensor, weight: Tensor, labels: Tensor, logit_scale: Optional[Tensor],
                                 grad_logprob: Tensor, grad_hidden: bool, grad_weight: bool,
-                                native_path: bool, top_k: int) -> Tuple[Tensor, Tensor]:
+                                native_path: bool, top_k: int = 0) -> Tuple[Tensor, Tensor]:
     """(dL/d hidden, dL/d weight) of ``sum_t grad_logprob[t] * logp'_t``, each in its input's
     dtype, or an empty tensor where not asked for."""
     return native.linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight,
@@ -483,7 +483,7 @@ def llm_linear_logprob_backward(hidden: Tensor, weight: Tensor, labels: Tensor, 
 
 @_cpu_kernel(llm_linear_logprob_backward)
 def _llm_linear_logprob_backward_cpu(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight,
-                                     native_path, top_k):
+                                     native_path, top_k=0):
     if native_path or _linear_native(hidden, weight):
         return native.linear_logprob_backward(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden,
                                               grad_weight, top_k)
@@ -497,7 +497,7 @@ def _llm_linear_logprob_backward_cpu(hidden, weight, labels, logit_scale, grad_l
 
 
 @llm_linear_logprob_backward.register_fake
-def _(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, native_path, top_k):
+def _(hidden, weight, labels, logit_scale, grad_logprob, grad_hidden, grad_weight, native_path, top_k=0):
     return (torch.empty_like(hidden, memory_format=torch.contiguous_format) if grad_hidden else hidden.new_empty(0),
             torch.empty_like(weight, memory_format=torch.contiguous_format) if grad_weight else weight.new_empty(0))
 

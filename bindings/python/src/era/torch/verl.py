@@ -165,6 +165,7 @@ def verl_era(
     k: float = _llm.K,
     top_fraction: float = _llm.TOP_FRACTION,
     scale_advantages: bool = _llm.SCALE_ADVANTAGES,
+    top_k: Optional[int] = None,
     backend: str = "auto",
 ) -> VerlERAOutput:
     """LLM ERA on verl's tensors (layouts in the module docstring).
@@ -178,7 +179,9 @@ def verl_era(
         input_ids, attention_mask: ``[B, S]``, the remove-padding layout's.
         process_group: sequence parallelism (remove-padding layout only): see the module
             docstring. Every process of the group must call.
-        omega_low, omega_high, k, top_fraction, scale_advantages, backend: as llm_era.
+        omega_low, omega_high, k, top_fraction, scale_advantages, top_k, backend: as llm_era
+            (top_k=20 with scale_advantages=False is the official README run:
+            era.presets.ERA_LLM_TOPK.kwargs()).
     Returns:
         VerlERAOutput; ``out.policy_loss(clip_ratio_low, clip_ratio_high, clip_ratio_c,
         loss_agg_mode)`` is the loss to minimise.
@@ -201,7 +204,7 @@ def verl_era(
         raise python_error(BadShapeError, where, f"old_log_probs {tuple(old_log_probs.shape)} must be "
                            f"{(batch, length)}")
     params = dict(omega_low=omega_low, omega_high=omega_high, k=k, top_fraction=top_fraction,
-                  scale_advantages=scale_advantages, backend=backend)
+                  scale_advantages=scale_advantages, top_k=top_k, backend=backend)
     mask = response_mask.to(torch.bool)
 
     if logits.dim() == 3:

@@ -48,12 +48,28 @@ struct TopKSelection {
     }
 
     /// Streams z[0..<count] (row indices offset + i) through the selection: each block of 64
-    /// values is first reduced to its maximum, and skipped when that is not above the
-    /// threshold. Returns false when a value is NaN or +inf (the selection is then incomplete).
+    /// values is first tested against the threshold (eight float32 lanes where the vector
+    /// kernels run, else the block's maximum in double), and skipped when nothing in it is
+    /// above. Returns false when a value is NaN or +inf (the selection is then incomplete).
     @inline(__always)
     mutating func add<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, offset: Int) -> Bool {
         let block = 64
         var start = 0
+        // The vector kernels find the next eight logits worth reading; those go in one by one.
+        while let next = VectorKernels.firstBlockAbove(z, count: count, from: start, threshold: threshold) {
+            guard next >= 0 else { return false }  // a NaN in a block passed over
+            guard next + 8 <= count else {
+                start = next
+                break
+            }
+            for j in next..<next + 8 {
+                let v = z[j].doubleValue
+                guard v < Double.infinity else { return false }  // NaN or +inf
+                if v > threshold { insert(v, offset + j) }
+            }
+            start = next + 8
+        }
+        // The rest (all of it where no vector kernel runs): each block's maximum first.
         while start < count {
             let end = min(start + block, count)
             // v > m ? v : m skips NaN; NaN is counted apart (v != v).

@@ -70,4 +70,24 @@ public enum VectorKernels {
         }
         return false
     }
+
+    /// The start of the next block of 64 logits from `from` on that holds a value above
+    /// `threshold` (ERASIMD.firstBlockAbove), -1 for a NaN in a block passed over, or nil when
+    /// no vector kernel applies (disabled, or double storage). `threshold` is a logit of the
+    /// same storage (or -inf), so its float32 value is exact.
+    @inline(__always)
+    static func firstBlockAbove<S: LogitStorage>(_ z: UnsafePointer<S>, count: Int, from: Int,
+                                                 threshold: Double) -> Int? {
+        guard enabled else { return nil }
+        let raw = UnsafeRawPointer(z)
+        if S.self == Float.self {
+            return ERASIMD.firstBlockAbove(raw.assumingMemoryBound(to: Float.self), count: count, from: from,
+                                           threshold: Float(threshold))
+        }
+        if S.self == BFloat16.self {
+            return ERASIMD.firstBlockAbove(bfloat16: raw.assumingMemoryBound(to: UInt16.self), count: count,
+                                           from: from, threshold: Float(threshold))
+        }
+        return nil
+    }
 }

@@ -72,6 +72,7 @@ check "libera.so needs no Swift runtime library" no_swift_runtime
 check "C tests of the core entry points (Tests/c/test_era.c)" c_test test_era
 check "C tests of the LLM entry points (Tests/c/test_llm.c)" c_test test_llm
 check "C tests of the fused linear heads (Tests/c/test_linear.c)" c_test test_linear
+check "C tests of the truncated-normal policy (Tests/c/test_truncnorm.c)" c_test test_truncnorm
 check "C tests of the core entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_era
 check "C tests of the LLM entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_llm
 check "eight threads calling every kernel while the thread setting changes (Tests/c/test_concurrency.c)" c_test test_concurrency

@@ -53,6 +53,14 @@ from .linear import (
     llm_linear_logprob_forward,
 )
 from .library import abi_version, get_num_threads, set_num_threads, version
+from .truncnorm import (
+    TruncatedNormalLogProbGrads,
+    TruncatedNormalSampleGrads,
+    truncated_normal_log_prob,
+    truncated_normal_log_prob_backward,
+    truncated_normal_sample,
+    truncated_normal_sample_backward,
+)
 from . import testing  # numpy only; era.torch and era.jax are imported on demand
 
 if _era.abi_version() != _era.HEADER_ABI_VERSION:
@@ -106,4 +114,10 @@ __all__ = [
     "get_num_threads",
     "version",
     "abi_version",
+    "truncated_normal_sample",
+    "truncated_normal_sample_backward",
+    "truncated_normal_log_prob",
+    "truncated_normal_log_prob_backward",
+    "TruncatedNormalSampleGrads",
+    "TruncatedNormalLogProbGrads",
 ]

@@ -36,6 +36,7 @@ from .functions import (
 from .linear import ERALinearCrossEntropy, ERALinearLogprob, linear_discrete_ce, llm_linear_era, llm_linear_logprob
 from .llm import LLMERA, LLMERAOutput, llm_era
 from .modules import ERAContinuous, ERADiscrete
+from .distributions import TruncatedNormal
 
 __all__ = [
     "native",
@@ -63,4 +64,5 @@ __all__ = [
     "linear_discrete_ce",
     "ERALinearLogprob",
     "ERALinearCrossEntropy",
+    "TruncatedNormal",
 ]

@@ -2562,8 +2562,9 @@ static void run_misc(void) {
  * hi - lo finite: BAD_PARAMETER), the shape, NULL arrays, an output on an input (OVERLAP),
  * non-finite inputs, a uniform outside (0, 1) and a sample outside [lo, hi] in the sample
  * backward (BAD_PARAMETER). An element whose scale or standardised bounds are extreme, or
- * an f32 call, may report BAD_PARAMETER (a result beyond the output type); moderate elements
- * of f64 calls may not, and their values are checked against long-double references. */
+ * an upstream gradient near the type's largest value, may report BAD_PARAMETER (a result
+ * beyond the output type); moderate elements may not, and in f64 calls their values are
+ * checked against long-double references. */
 static int tn_outputs(void) {
     return fn == FN_TNSB_F32 || fn == FN_TNSB_F64 ? 2 : fn == FN_TNLPB_F32 || fn == FN_TNLPB_F64 ? 3 : 1;
 }
@@ -2623,6 +2624,8 @@ static int setup_truncnorm(int vt) {
             for (int64_t k = 0; k < n; k++) {
                 double m = get(A[0], vt, k), ls = get(A[1], vt, k), t = get(A[2], vt, k);
                 if (!tn_moderate(m, ls)) extreme = 1;
+                /* an upstream gradient within 1e6 of the type's largest value may overflow */
+                if (ins == 4 && fabs(get(A[3], vt, k)) > type_max(vt) * 1e-6) extreme = 1;
                 if ((fn == FN_TNS_F32 || fn == FN_TNS_F64) && !(t > 0 && t < 1)) domain = 1;
                 if ((fn == FN_TNSB_F32 || fn == FN_TNSB_F64) && !(t >= lo_arg && t <= hi_arg)) domain = 1;
             }

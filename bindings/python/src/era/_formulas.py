@@ -522,9 +522,9 @@ def gaussian_entropy(ops: ArrayOps, log_std):
 # The truncated-normal policy (math 6.2): element-wise, any shape. The caller casts to
 # float64 first. libera evaluates the far tails with offsets from the nearer bound (exact
 # cancellation of exp(-alpha^2/2)); this device path uses the library's log_ndtr / ndtri and
-# keeps to the same reflection (the location at or below the interval's midpoint), so it
-# agrees with libera wherever |alpha| and |beta| stay below a few hundred; beyond, its
-# log-density loses about alpha^2 * 1e-16 absolute. An element outside the domain gives NaN.
+# keeps to the same reflection (the location at or below the interval's midpoint), without
+# libera's exact cancellation in the tails: its error grows like 1e-16 * alpha^2. An element
+# outside the domain gives NaN.
 
 
 def _normal_special(ops: ArrayOps):

@@ -73,6 +73,7 @@ check "C tests of the core entry points (Tests/c/test_era.c)" c_test test_era
 check "C tests of the LLM entry points (Tests/c/test_llm.c)" c_test test_llm
 check "C tests of the fused linear heads (Tests/c/test_linear.c)" c_test test_linear
 check "C tests of the top-k log-probabilities (Tests/c/test_topk.c)" c_test test_topk
+check "C tests of the truncated-normal policy (Tests/c/test_truncnorm.c)" c_test test_truncnorm
 check "C tests of the core entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_era
 check "C tests of the LLM entry points, portable kernels (ERA_SIMD=0)" c_test_portable test_llm
 check "C tests of the top-k log-probabilities, portable kernels (ERA_SIMD=0)" c_test_portable test_topk

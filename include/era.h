@@ -58,6 +58,9 @@
  *  0.1.0, later:  top-k log-probabilities (era_llm_topk_logprob_forward/backward_f32/_bf16,
  *                 era_llm_linear_topk_logprob_forward/backward_f32) -- additions, ABI
  *                 unchanged.
+ *                 Truncated-normal policy (era_truncated_normal_sample_*,
+ *                 era_truncated_normal_sample_backward_*, era_truncated_normal_log_prob_*,
+ *                 era_truncated_normal_log_prob_backward_*): additions, ABI unchanged.
  */
 #ifndef ERA_H
 #define ERA_H
@@ -469,6 +472,78 @@ era_status era_llm_topk_logprob_backward_f32(int64_t tokens, int64_t vocab, cons
 era_status era_llm_topk_logprob_backward_bf16(int64_t tokens, int64_t vocab, const era_bf16 *logits,
                                               const int64_t *labels, const float *logit_scale, int64_t top_k,
                                               const float *grad_logprob, era_bf16 *out_grad_logits);
+
+/* ---------------------------------------------------------------------------------------
+ * Truncated-normal policy (math 6.2)
+ * The normal with location loc and scale sg = exp(log_std), truncated to [lo, hi] (the
+ * official SAC-ERA policy samples it with loc = tanh(mean) on [-1, 1]); element-wise over
+ * rows x dim independent elements, computed in double precision with tail-stable normal
+ * probabilities. With alpha = (lo-loc)/sg, beta = (hi-loc)/sg, Z = Phi(beta) - Phi(alpha):
+ *   sample     x = loc + sg * Phi^-1(Phi(alpha) + u*Z),   u ~ U(0, 1) supplied by the caller
+ *   log p(x)   = -((x-loc)/sg)^2/2 - log(sqrt(2*pi) * sg * Z)
+ * Checks shared by these functions: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1;
+ * BAD_PARAMETER unless lo < hi, both finite, with hi - lo finite; NON_FINITE for a
+ * non-finite value in any input array; BAD_PARAMETER when an element's scale or standardised
+ * bounds are not finite and positive (exp(log_std) overflows or underflows, or loc lies so
+ * many scales away that alpha or beta overflows), and when a result cannot be represented in
+ * the output type (NaN, +inf, or a gradient beyond the float range). No output may overlap
+ * an input or another output (OVERLAP).
+ * ------------------------------------------------------------------------------------- */
+
+/* One sample per element by inversion of the truncated CDF at uniform[i]: deterministic, the
+ * caller's random numbers drive it. Every sample lies in [lo, hi], also after rounding to
+ * float (f32: the nearest float inside). Reads loc, log_std, uniform[rows*dim]; writes
+ * out_sample[rows*dim].
+ * Errors: the checks above; BAD_PARAMETER if a uniform is not in the open interval (0, 1), or
+ * (f32) no float lies in [lo, hi]. */
+era_status era_truncated_normal_sample_f32(int64_t rows, int64_t dim, const float *loc, const float *log_std,
+                                           double lo, double hi, const float *uniform, float *out_sample);
+era_status era_truncated_normal_sample_f64(int64_t rows, int64_t dim, const double *loc, const double *log_std,
+                                           double lo, double hi, const double *uniform, double *out_sample);
+
+/* Reparameterisation gradient (vector-Jacobian product) of the sample at the sample x itself
+ * (the forward output), by implicit differentiation of F(x; loc, sg) = u, F the truncated
+ * CDF, xi = (x - loc)/sg:
+ *   dx/dloc     = 1  - [phi(alpha)(1-F) + phi(beta)F] / phi(xi)
+ *   dx/dlog_std = sg * (xi - [alpha*phi(alpha)(1-F) + beta*phi(beta)F] / phi(xi))
+ *   out_grad_loc = grad_sample * dx/dloc,  out_grad_log_std = grad_sample * dx/dlog_std.
+ * Reads loc, log_std, sample, grad_sample[rows*dim]; writes out_grad_loc and
+ * out_grad_log_std[rows*dim].
+ * Errors: the checks above; BAD_PARAMETER if a sample lies outside [lo, hi]. */
+era_status era_truncated_normal_sample_backward_f32(int64_t rows, int64_t dim, const float *loc,
+                                                    const float *log_std, double lo, double hi, const float *sample,
+                                                    const float *grad_sample, float *out_grad_loc,
+                                                    float *out_grad_log_std);
+era_status era_truncated_normal_sample_backward_f64(int64_t rows, int64_t dim, const double *loc,
+                                                    const double *log_std, double lo, double hi, const double *sample,
+                                                    const double *grad_sample, double *out_grad_loc,
+                                                    double *out_grad_log_std);
+
+/* log p(x) per element (no sum over dim: a distribution with event shape ()). A value
+ * outside [lo, hi] is not an error: its log-density is -inf (as torch.distributions gives
+ * outside the support), and -inf is also written where the density underflows double.
+ * Reads loc, log_std, x[rows*dim]; writes out_log_prob[rows*dim].
+ * Errors: the checks above. */
+era_status era_truncated_normal_log_prob_f32(int64_t rows, int64_t dim, const float *loc, const float *log_std,
+                                             double lo, double hi, const float *x, float *out_log_prob);
+era_status era_truncated_normal_log_prob_f64(int64_t rows, int64_t dim, const double *loc, const double *log_std,
+                                             double lo, double hi, const double *x, double *out_log_prob);
+
+/* Vector-Jacobian product of era_truncated_normal_log_prob: with g = grad_log_prob,
+ *   out_grad_x       = g * -xi/sg
+ *   out_grad_loc     = g * (xi - [phi(alpha) - phi(beta)]/Z) / sg
+ *   out_grad_log_std = g * (xi^2 - 1 - [alpha*phi(alpha) - beta*phi(beta)]/Z)
+ * and 0 for all three where x lies outside [lo, hi]. Reads loc, log_std, x,
+ * grad_log_prob[rows*dim]; writes out_grad_x, out_grad_loc, out_grad_log_std[rows*dim].
+ * Errors: the checks above. */
+era_status era_truncated_normal_log_prob_backward_f32(int64_t rows, int64_t dim, const float *loc,
+                                                      const float *log_std, double lo, double hi, const float *x,
+                                                      const float *grad_log_prob, float *out_grad_x,
+                                                      float *out_grad_loc, float *out_grad_log_std);
+era_status era_truncated_normal_log_prob_backward_f64(int64_t rows, int64_t dim, const double *loc,
+                                                      const double *log_std, double lo, double hi, const double *x,
+                                                      const double *grad_log_prob, double *out_grad_x,
+                                                      double *out_grad_loc, double *out_grad_log_std);
 
 /* ---------------------------------------------------------------------------------------
  * Bound verification (math 4)

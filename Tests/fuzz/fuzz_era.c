@@ -605,7 +605,10 @@ enum {
     FN_STATUS, FN_VERSION, FN_INIT,
     /* appended after the first 36 so that older inputs keep decoding to the same entry point
      * (see fn_of_byte) */
-    FN_LINF, FN_LINB, FN_LCE, FN_COUNT
+    FN_LINF, FN_LINB, FN_LCE,
+    /* the truncated-normal policy: bytes 210..222 and 225..231 (see fn_of_byte) */
+    FN_TNS_F32, FN_TNS_F64, FN_TNSB_F32, FN_TNSB_F64, FN_TNLP_F32, FN_TNLP_F64, FN_TNLPB_F32, FN_TNLPB_F64,
+    FN_COUNT
 };
 static const char *const fn_name[] = {
     "era_softmax_entropy_f32", "era_softmax_entropy_f64", "era_gaussian_entropy_f32", "era_gaussian_entropy_f64",
@@ -618,7 +621,10 @@ static const char *const fn_name[] = {
     "era_llm_response_entropy_f32", "era_llm_scales_f32", "era_llm_logprob_forward_f32",
     "era_llm_logprob_forward_bf16", "era_llm_logprob_backward_f32", "era_llm_logprob_backward_bf16",
     "era_set_num_threads", "era_status_string", "era_version_string", "era_*_params_init",
-    "era_llm_linear_logprob_forward_f32", "era_llm_linear_logprob_backward_f32", "era_linear_discrete_ce_f32"};
+    "era_llm_linear_logprob_forward_f32", "era_llm_linear_logprob_backward_f32", "era_linear_discrete_ce_f32",
+    "era_truncated_normal_sample_f32", "era_truncated_normal_sample_f64", "era_truncated_normal_sample_backward_f32",
+    "era_truncated_normal_sample_backward_f64", "era_truncated_normal_log_prob_f32", "era_truncated_normal_log_prob_f64",
+    "era_truncated_normal_log_prob_backward_f32", "era_truncated_normal_log_prob_backward_f64"};
 
 /* The entry point of an input's first byte. Inputs written before the fused linear heads
  * were added picked it as byte % 36; byte % 39 would move most of them (151 % 36 = 7 but
@@ -627,10 +633,15 @@ static const char *const fn_name[] = {
  * functions get the bytes 36..38 (where byte % 39 gives them) and the window 232..255 (24
  * values, 8 each): about 3.5% of inputs per new function, against 2.8% per old one. Only
  * inputs whose first byte is 36..38 or 232..255 decode differently than before this change;
- * no committed input has one (Tests/fuzz/make_corpus.py checks the corpus). */
+ * no committed input has one (Tests/fuzz/make_corpus.py checks the corpus).
+ * The eight truncated-normal entry points took the bytes 210..222 and 225..231, which no
+ * committed input starts with (209, 223 and 224 do, and keep their byte % 36): 2 or 3 bytes
+ * each, about 1% of inputs per function. */
 static int fn_of_byte(uint8_t b) {
     if (b < 39) return b;
     if (b >= 232) return FN_LINF + (b - 232) % 3;
+    if (b >= 210 && b <= 222) return FN_TNS_F32 + (b - 210) % 8;
+    if (b >= 225 && b <= 231) return FN_TNS_F32 + (b - 225 + 5) % 8;
     return b % 36;
 }
 
@@ -706,6 +717,20 @@ static era_status invoke(void) {
         return era_llm_linear_logprob_backward_f32(n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], A[4], A[5], A[6]);
     case FN_LCE:
         return era_linear_discrete_ce_f32(dp, n_rows, n_dim, n_cols, A[0], A[1], A[2], A[3], A[4], A[5], A[6], A[7]);
+    case FN_TNS_F32: return era_truncated_normal_sample_f32(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3]);
+    case FN_TNS_F64: return era_truncated_normal_sample_f64(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3]);
+    case FN_TNSB_F32:
+        return era_truncated_normal_sample_backward_f32(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3], A[4], A[5]);
+    case FN_TNSB_F64:
+        return era_truncated_normal_sample_backward_f64(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3], A[4], A[5]);
+    case FN_TNLP_F32: return era_truncated_normal_log_prob_f32(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3]);
+    case FN_TNLP_F64: return era_truncated_normal_log_prob_f64(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3]);
+    case FN_TNLPB_F32:
+        return era_truncated_normal_log_prob_backward_f32(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3], A[4],
+                                                          A[5], A[6]);
+    case FN_TNLPB_F64:
+        return era_truncated_normal_log_prob_backward_f64(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3], A[4],
+                                                          A[5], A[6]);
     }
     abort();
 }
@@ -737,6 +762,7 @@ static int vt_of(int f) {
     switch (f) {
     case FN_SOFTMAX_F64: case FN_GAUSS_F64: case FN_TANH_F64: case FN_TRUNC_F64: case FN_CFWD_F64: case FN_CBWD_F64:
     case FN_DFWD_F64: case FN_DBWD_F64: case FN_CHKD_F64: case FN_CHKC_F64: case FN_TOK_F64: return TY_F64;
+    case FN_TNS_F64: case FN_TNSB_F64: case FN_TNLP_F64: case FN_TNLPB_F64: return TY_F64;
     case FN_TOK_BF16: case FN_LPF_BF16: case FN_LPB_BF16: return TY_BF16;
     default: return TY_F32;
     }
@@ -2620,6 +2646,156 @@ static void run_misc(void) {
     }
 }
 
+/* ---- the truncated-normal policy (era.h, "Truncated-normal policy") ---------------------
+ * Slots: 0 loc, 1 log_std, 2 the third input (uniform / sample / x), then for the backward
+ * passes 3 the upstream gradient, and the outputs after them (sample: 3; sample backward:
+ * 4, 5; log_prob: 3; log_prob backward: 4, 5, 6). Faults: the interval (lo < hi, finite,
+ * hi - lo finite: BAD_PARAMETER), the shape, NULL arrays, an output on an input (OVERLAP),
+ * non-finite inputs, a uniform outside (0, 1) and a sample outside [lo, hi] in the sample
+ * backward (BAD_PARAMETER). An element whose scale or standardised bounds are extreme, or
+ * an upstream gradient near the type's largest value, may report BAD_PARAMETER (a result
+ * beyond the output type); moderate elements may not, and in f64 calls their values are
+ * checked against long-double references. */
+static int tn_outputs(void) {
+    return fn == FN_TNSB_F32 || fn == FN_TNSB_F64 ? 2 : fn == FN_TNLPB_F32 || fn == FN_TNLPB_F64 ? 3 : 1;
+}
+static int tn_inputs(void) { return fn == FN_TNS_F32 || fn == FN_TNS_F64 || fn == FN_TNLP_F32 || fn == FN_TNLP_F64 ? 3 : 4; }
+
+/* An element the entry points must handle without BAD_PARAMETER in f64 (and are checked
+ * on): a moderate scale and location and a moderate interval. */
+static int tn_moderate(double m, double ls) {
+    return fabs(ls) <= 3 && fabs(m) <= 10 && fabs(lo_arg) <= 10 && fabs(hi_arg) <= 10 && hi_arg - lo_arg >= 1e-3;
+}
+
+static int setup_truncnorm(int vt) {
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 1, es, NULL);
+    if (too_big(n_rows, n_cols)) return 0;
+    static const double bounds[][2] = {{-1, 1}, {-1, 1}, {-1, 1}, {0, 1}, {-0.1, 0.3}, {5, 6}, {-1e-8, 1e-8},
+                                       {-1e300, 1e300}, {-DBL_MAX, DBL_MAX}, {1, 1}, {1, -1}, {NAN, 1},
+                                       {-INFINITY, 1}, {0, INFINITY}, {1e8, 1e8 + 1}, {0.1000000001, 0.1000000002}};
+    uint8_t b = byte();
+    if (b < 220) { lo_arg = bounds[b % 16][0]; hi_arg = bounds[b % 16][1]; }
+    else { lo_arg = (int8_t)byte() / 8.0; hi_arg = lo_arg + byte() / 64.0; }
+    if (!(isfinite(lo_arg) && isfinite(hi_arg) && lo_arg < hi_arg && isfinite(hi_arg - lo_arg))) {
+        if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER); else faults |= F(ERA_ERR_BAD_PARAMETER);
+    }
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    int ins = tn_inputs(), outs = tn_outputs();
+    for (int i = 0; i < ins; i++) {
+        void *p = new_array(i, vt, n, 0);
+        fill_values(p, vt, shape_bad ? 0 : n_rows, n_cols);
+        uint8_t mode = byte();
+        for (int64_t k = 0; k < n && mode < 176; k++) { /* mostly policy-like values */
+            double v = get(p, vt, k);
+            if (!isfinite(v)) continue;
+            if (i == 0) put(p, vt, k, tanh(v));
+            else if (i == 1) put(p, vt, k, fmod(v, 12.0) - 3);
+            else if (i == 2 && (fn == FN_TNS_F32 || fn == FN_TNS_F64)) put(p, vt, k, (fabs(fmod(v, 1.0)) + 1e-7) / (1 + 2e-7));
+            else if (i == 2) put(p, vt, k, lo_arg + (hi_arg - lo_arg) * fabs(fmod(v, 1.0)));
+        }
+    }
+    for (int j = 0; j < outs; j++) new_array(ins + j, vt, n, 1);
+    uint8_t a = byte();
+    if (a < 12 && n > 0) { A[ins + a % outs] = A[a % ins]; faults |= F(ERA_ERR_OVERLAP); }
+    else if (a < 16 && outs > 1 && n > 0) { A[ins + 1] = A[ins]; faults |= F(ERA_ERR_OVERLAP); }
+    maybe_null(ins + outs);
+    if (!shape_bad) {
+        int null = 0;
+        for (int i = 0; i < ins + outs; i++) null |= n > 0 && !A[i];
+        if (null) faults |= F(ERA_ERR_NULL_POINTER);
+        int nonfinite = 0;
+        for (int i = 0; i < ins; i++) nonfinite |= B[i].p && A[i] == B[i].p && !all_finite(i, vt, n);
+        if (nonfinite) faults |= F(ERA_ERR_NON_FINITE);
+        /* an aliased output slot passes an input's pointer: its values are that input's */
+        if (!null && !nonfinite && n > 0) {
+            int domain = 0, extreme = 0;
+            for (int64_t k = 0; k < n; k++) {
+                double m = get(A[0], vt, k), ls = get(A[1], vt, k), t = get(A[2], vt, k);
+                if (!tn_moderate(m, ls)) extreme = 1;
+                /* an upstream gradient within 1e6 of the type's largest value may overflow */
+                if (ins == 4 && fabs(get(A[3], vt, k)) > type_max(vt) * 1e-6) extreme = 1;
+                if ((fn == FN_TNS_F32 || fn == FN_TNS_F64) && !(t > 0 && t < 1)) domain = 1;
+                if ((fn == FN_TNSB_F32 || fn == FN_TNSB_F64) && !(t >= lo_arg && t <= hi_arg)) domain = 1;
+            }
+            if (domain) faults |= F(ERA_ERR_BAD_PARAMETER);
+            if (extreme) maybe |= F(ERA_ERR_BAD_PARAMETER);
+        }
+    }
+    describe("%s(rows=%lld, dim=%lld, lo=%.17g, hi=%.17g)", fn_name[fn], (long long)n_rows, (long long)n_cols, lo_arg,
+             hi_arg);
+    return 1;
+}
+
+/* Long-double references for moderate elements: Z, the CDF, phi. */
+static long double tn_cdf_std(long double x) { return 0.5L * erfcl(-x / sqrtl(2.0L)); }
+static long double tn_pdf_std(long double x) { return expl(-0.5L * x * x) / sqrtl(2 * 3.14159265358979323846L); }
+
+static void checks_truncnorm(int vt) {
+    int ins = tn_inputs();
+    int64_t n = n_rows * n_cols;
+    for (int64_t k = 0; k < n; k++) {
+        double m = get(input(0), vt, k), ls = get(input(1), vt, k), t = get(input(2), vt, k);
+        double g = ins == 4 ? get(input(3), vt, k) : 1;
+        long double sg = expl(ls), a = (lo_arg - m) / sg, bb = (hi_arg - m) / sg;
+        long double z = a > 0 ? tn_cdf_std(-a) - tn_cdf_std(-bb) : tn_cdf_std(bb) - tn_cdf_std(a);
+        int check_values = tn_moderate(m, ls) && vt == TY_F64 && z > 1e-30L;
+        double tol = 1e-9;
+        if (fn == FN_TNS_F32 || fn == FN_TNS_F64) {
+            double x = get(A[3], vt, k);
+            if (!(x >= lo_arg && x <= hi_arg)) violation("sample[%lld] = %.17g outside [lo, hi]", (long long)k, x);
+            long double xi = (x - m) / sg;
+            long double f = a > 0 ? (tn_cdf_std(-a) - tn_cdf_std(-xi)) / z : (tn_cdf_std(xi) - tn_cdf_std(a)) / z;
+            /* the sample is rounded: F moves by the density times half an ulp */
+            double slack = 1e-10 + (double)(tn_pdf_std(0) / (sg * z)) * 2.3e-16 * fmax(1, fabs(x));
+            if (check_values && fabsl(f - t) > slack)
+                violation("sample[%lld] = %.17g: F(x) = %.17Lg, u = %.17g", (long long)k, x, f, t);
+            continue;
+        }
+        long double xi = (t - m) / sg;
+        int inside = t >= lo_arg && t <= hi_arg;
+        if (fn == FN_TNLP_F32 || fn == FN_TNLP_F64) {
+            double got = get(A[3], vt, k);
+            if (!inside) {
+                if (got != -INFINITY) violation("log_prob[%lld] = %.17g for x outside [lo, hi]", (long long)k, got);
+                continue;
+            }
+            if (isnan(got) || got == INFINITY) violation("log_prob[%lld] = %g", (long long)k, got);
+            if (check_values) {
+                long double want = -0.5L * xi * xi - logl(sqrtl(2 * 3.14159265358979323846L) * sg * z);
+                expect_close(got, want, tol * fmax(1, fabsl(want)), vt, "log_prob", k);
+            }
+            continue;
+        }
+        for (int j = 0; j < tn_outputs(); j++) {
+            double v = get(A[ins + j], vt, k);
+            if (!isfinite(v)) violation("gradient %d [%lld] = %g with status ok", j, (long long)k, v);
+        }
+        if (!check_values) continue;
+        long double pa = tn_pdf_std(a), pb = tn_pdf_std(bb);
+        if (fn == FN_TNLPB_F32 || fn == FN_TNLPB_F64) {
+            if (!inside) continue;
+            long double wx = -g * xi / sg, wm = g * (xi - (pa - pb) / z) / sg, wl = g * (xi * xi - 1 - (a * pa - bb * pb) / z);
+            expect_close(get(A[4], vt, k), wx, tol * fmaxl(1, fabsl(wx)), vt, "grad_x", k);
+            expect_close(get(A[5], vt, k), wm, tol * fmaxl(1, fabsl(wm)) + 1e-9 * fabsl(g) / sg, vt, "grad_loc", k);
+            expect_close(get(A[6], vt, k), wl, tol * fmaxl(1, fabsl(wl) + fabsl(g) * xi * xi), vt, "grad_log_std", k);
+        } else {
+            long double f = a > 0 ? (tn_cdf_std(-a) - tn_cdf_std(-xi)) / z : (tn_cdf_std(xi) - tn_cdf_std(a)) / z;
+            long double px = tn_pdf_std(xi);
+            if (px < 1e-200L) continue;
+            long double dm = 1 - (pa * (1 - f) + pb * f) / px, dl = sg * (xi - (a * pa * (1 - f) + bb * pb * f) / px);
+            /* the long-double F loses digits near the ends; the scale of the terms bounds the error */
+            long double scale = (pa + pb + fabsl(a) * pa + fabsl(bb) * pb) / px * 1e-9L + 1e-9L;
+            /* DBL_MIN: an upstream gradient near the subnormals gives products that round to 0 */
+            expect_close(get(A[4], vt, k), g * dm, (double)(fabsl(g) * scale) + DBL_MIN, vt, "grad_loc", k);
+            expect_close(get(A[5], vt, k), g * dl, (double)(fabsl(g) * sg * (scale + 1e-9L * fabsl(xi))) + DBL_MIN, vt,
+                         "grad_log_std", k);
+        }
+    }
+}
+
 /* ---- one input ------------------------------------------------------------------------ */
 
 static int setup(void) {
@@ -2636,6 +2812,8 @@ static int setup(void) {
     case FN_SCALES: return setup_scales();
     case FN_LINF: case FN_LINB: return setup_linear_llm();
     case FN_LCE: return setup_linear_ce();
+    case FN_TNS_F32: case FN_TNS_F64: case FN_TNSB_F32: case FN_TNSB_F64: case FN_TNLP_F32: case FN_TNLP_F64:
+    case FN_TNLPB_F32: case FN_TNLPB_F64: return setup_truncnorm(vt);
     default: return setup_logprob(vt);
     }
 }
@@ -2654,6 +2832,8 @@ static void checks(void) {
     case FN_SCALES: checks_scales(); break;
     case FN_LINF: case FN_LINB: checks_linear_llm(); break;
     case FN_LCE: checks_linear_ce(); break;
+    case FN_TNS_F32: case FN_TNS_F64: case FN_TNSB_F32: case FN_TNSB_F64: case FN_TNLP_F32: case FN_TNLP_F64:
+    case FN_TNLPB_F32: case FN_TNLPB_F64: checks_truncnorm(vt); break;
     default: checks_logprob(vt); break;
     }
 }

@@ -4,7 +4,9 @@
 The first byte of an input picks the entry point (fn_of_byte in fuzz_era.c: the FN_ enum's
 order; byte % 36 for the first 36 entry points, as before the fused linear heads were added,
 and the bytes 36..38 and 232..255 for those three), the second the thread count and whether
-the call is repeated with another one; the rest drives sizes, parameters and values.
+the call is repeated with another one; the rest drives sizes, parameters and values. The
+eight truncated-normal entry points (39..46) start with the bytes 210..222 and 225..231,
+which no committed input used; their seeds start with 210..217.
 Four seeds per entry point, 96..400 bytes each: one plain (small sizes, default-like
 parameters, moderate values), three from a fixed pseudo-random stream. The three fused
 linear heads (entry points 36..38) get four more each, aimed at their edges: a vocabulary
@@ -26,12 +28,19 @@ out = os.path.join(here, "corpus")
 os.makedirs(out, exist_ok=True)
 
 
+TRUNCATED_NORMAL = range(39, 47)  # FN_TNS_F32 .. FN_TNLPB_F64, first bytes 210..217
+
+
 def fn_of_byte(b):
     """fuzz_era.c's fn_of_byte."""
     if b < 39:
         return b
     if b >= 232:
         return 36 + (b - 232) % 3
+    if 210 <= b <= 222:
+        return 39 + (b - 210) % 8
+    if 225 <= b <= 231:
+        return 39 + (b - 225 + 5) % 8
     return b % 36
 
 
@@ -156,4 +165,18 @@ for fn in range(28, 32):
         with open(os.path.join(out, "seed-topk-%02d-%d" % (fn, k)), "wb") as f:
             f.write(data)
         written += 1
+# The truncated-normal policy, after the stream of the fused linear heads: a plain seed
+# (small sizes, the interval [-1, 1], policy-like values) and three from the stream each.
+for fn in TRUNCATED_NORMAL:
+    first = 210 + fn - 39
+    plain = bytes([first, 0x01, 70, 5, 0, 70, 40, 1, 0]) + bytes(rng.randrange(0, 128) for _ in range(300))
+    seeds = [plain]
+    for k in range(3):
+        n = rng.randrange(96, 400)
+        seeds.append(bytes([first, rng.randrange(256)]) + bytes(rng.randrange(256) for _ in range(n - 2)))
+    for k, data in enumerate(seeds):
+        assert fn_of_byte(data[0]) == fn
+        with open(os.path.join(out, "seed-%02d-%d" % (fn, k)), "wb") as f:
+            f.write(data)
+    written += len(seeds)
 print("wrote %d seeds to %s" % (written, out))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python package's CI, from a fresh clone (run as root or in a virtualenv; idempotent):
 #   1. pip-installs what is missing: build tools, numpy, torch, jax[cpu] (pinned), pytest,
-#      hypothesis, ml_dtypes;
+#      hypothesis, ml_dtypes, and scipy and mpmath (the truncated-normal references);
 #   2. builds libera with swift and installs the era package (pip --no-build-isolation);
 #   3. runs pytest over Tests/python. pytest's own summary line is the last line printed,
 #      and its exit status is the script's, except that 5 (no test collected) is a failure.
@@ -32,6 +32,8 @@ requirements=(
     "jax[cpu]==0.10.2"
     "jaxlib==0.10.2"
     "flatbuffers>=24"
+    "scipy>=1.9"
+    "mpmath>=1.2"
 )
 if [ -n "${EXTRA_REQUIREMENTS:-}" ]; then
     while read -r line; do

@@ -14,6 +14,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -550,6 +551,108 @@ py::tuple check_continuous(double target, double residual, double log_std_min, d
 
 }  // namespace
 
+// ---------------------------------------------------------------------------------------
+// Truncated-normal policy: element-wise over rows x dim, inputs then outputs, all of the
+// float type of `loc`.
+
+namespace {
+
+template <int Inputs, int Outputs, typename F32, typename F64>
+int truncated_normal_elementwise(F32 f32, F64 f64, int64_t rows, int64_t dim, double lo, double hi,
+                                 const std::array<py::object, Inputs + Outputs> &arrays,
+                                 const std::array<const char *, Inputs + Outputs> &names) {
+    const Elem e = float_elem(arrays[0], names[0], true, false);
+    const int64_t n = count_or_zero(rows, dim);
+    std::array<void *, Inputs + Outputs> p{};
+    for (int i = 0; i < Inputs + Outputs; i++) p[i] = checked_pointer(arrays[i], e, n, names[i], i >= Inputs);
+    released_gil nogil;
+    return e == Elem::f32 ? f32(rows, dim, lo, hi, p) : f64(rows, dim, lo, hi, p);
+}
+
+#define ERA_TN_F(T, i) static_cast<const T *>(p[i])
+#define ERA_TN_O(T, i) static_cast<T *>(p[i])
+
+int truncated_normal_sample(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo, double hi,
+                            py::object uniform, py::object out) {
+    using P = std::array<void *, 4>;
+    return truncated_normal_elementwise<3, 1>(
+        [](int64_t r, int64_t d, double a, double b, const P &p) {
+            return era_truncated_normal_sample_f32(r, d, ERA_TN_F(float, 0), ERA_TN_F(float, 1), a, b, ERA_TN_F(float, 2),
+                                                   ERA_TN_O(float, 3));
+        },
+        [](int64_t r, int64_t d, double a, double b, const P &p) {
+            return era_truncated_normal_sample_f64(r, d, ERA_TN_F(double, 0), ERA_TN_F(double, 1), a, b,
+                                                   ERA_TN_F(double, 2), ERA_TN_O(double, 3));
+        },
+        rows, dim, lo, hi, {loc, log_std, uniform, out}, {"loc", "log_std", "uniform", "out_sample"});
+}
+
+int truncated_normal_sample_backward(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo,
+                                     double hi, py::object sample, py::object grad_sample, py::object out_loc,
+                                     py::object out_log_std) {
+    using P = std::array<void *, 6>;
+    return truncated_normal_elementwise<4, 2>(
+        [](int64_t r, int64_t d, double a, double b, const P &p) {
+            return era_truncated_normal_sample_backward_f32(r, d, ERA_TN_F(float, 0), ERA_TN_F(float, 1), a, b,
+                                                            ERA_TN_F(float, 2), ERA_TN_F(float, 3), ERA_TN_O(float, 4),
+                                                            ERA_TN_O(float, 5));
+        },
+        [](int64_t r, int64_t d, double a, double b, const P &p) {
+            return era_truncated_normal_sample_backward_f64(r, d, ERA_TN_F(double, 0), ERA_TN_F(double, 1), a, b,
+                                                            ERA_TN_F(double, 2), ERA_TN_F(double, 3),
+                                                            ERA_TN_O(double, 4), ERA_TN_O(double, 5));
+        },
+        rows, dim, lo, hi, {loc, log_std, sample, grad_sample, out_loc, out_log_std},
+        {"loc", "log_std", "sample", "grad_sample", "out_grad_loc", "out_grad_log_std"});
+}
+
+int truncated_normal_log_prob(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo, double hi,
+                              py::object x, py::object out) {
+    using P = std::array<void *, 4>;
+    return truncated_normal_elementwise<3, 1>(
+        [](int64_t r, int64_t d, double a, double b, const P &p) {
+            return era_truncated_normal_log_prob_f32(r, d, ERA_TN_F(float, 0), ERA_TN_F(float, 1), a, b,
+                                                     ERA_TN_F(float, 2), ERA_TN_O(float, 3));
+        },
+        [](int64_t r, int64_t d, double a, double b, const P &p) {
+            return era_truncated_normal_log_prob_f64(r, d, ERA_TN_F(double, 0), ERA_TN_F(double, 1), a, b,
+                                                     ERA_TN_F(double, 2), ERA_TN_O(double, 3));
+        },
+        rows, dim, lo, hi, {loc, log_std, x, out}, {"loc", "log_std", "x", "out_log_prob"});
+}
+
+int truncated_normal_log_prob_backward(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo,
+                                       double hi, py::object x, py::object grad_log_prob, py::object out_x,
+                                       py::object out_loc, py::object out_log_std) {
+    using P = std::array<void *, 7>;
+    return truncated_normal_elementwise<4, 3>(
+        [](int64_t r, int64_t d, double a, double b, const P &p) {
+            return era_truncated_normal_log_prob_backward_f32(r, d, ERA_TN_F(float, 0), ERA_TN_F(float, 1), a, b,
+                                                              ERA_TN_F(float, 2), ERA_TN_F(float, 3), ERA_TN_O(float, 4),
+                                                              ERA_TN_O(float, 5), ERA_TN_O(float, 6));
+        },
+        [](int64_t r, int64_t d, double a, double b, const P &p) {
+            return era_truncated_normal_log_prob_backward_f64(r, d, ERA_TN_F(double, 0), ERA_TN_F(double, 1), a, b,
+                                                              ERA_TN_F(double, 2), ERA_TN_F(double, 3),
+                                                              ERA_TN_O(double, 4), ERA_TN_O(double, 5),
+                                                              ERA_TN_O(double, 6));
+        },
+        rows, dim, lo, hi, {loc, log_std, x, grad_log_prob, out_x, out_loc, out_log_std},
+        {"loc", "log_std", "x", "grad_log_prob", "out_grad_x", "out_grad_loc", "out_grad_log_std"});
+}
+
+#undef ERA_TN_F
+#undef ERA_TN_O
+
+}  // namespace
+
+void register_truncated_normal(py::module_ &m) {
+    m.def("truncated_normal_sample", &truncated_normal_sample);
+    m.def("truncated_normal_sample_backward", &truncated_normal_sample_backward);
+    m.def("truncated_normal_log_prob", &truncated_normal_log_prob);
+    m.def("truncated_normal_log_prob_backward", &truncated_normal_log_prob_backward);
+}
+
 PYBIND11_MODULE(_era, m) {
     m.doc() = "libera's C ABI (include/era.h), one function per entry point; use the era package, not this module.";
 
@@ -640,4 +743,5 @@ PYBIND11_MODULE(_era, m) {
     m.def("llm_topk_logprob_backward", &llm_topk_logprob_backward);
     m.def("llm_linear_topk_logprob_forward", &llm_linear_topk_logprob_forward);
     m.def("llm_linear_topk_logprob_backward", &llm_linear_topk_logprob_backward);
+    register_truncated_normal(m);
 }

@@ -398,6 +398,120 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTopKLogprobBackward, TopKLogprobBackwardImpl,
                                   .Attr<bool>("has_scale")
                                   .Attr<int32_t>("top_k"));
 
+// ---------------------------------------------------------------------------------------
+// Truncated-normal policy: element-wise, every operand of one shape and float type; the
+// interval as attributes.
+
+namespace {
+
+int64_t elements(const AnyBuffer &x) { return static_cast<int64_t>(x.element_count()); }
+
+Error TruncatedNormalSampleImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer uniform, Result<AnyBuffer> x, double lo,
+                                double hi) {
+    const char *where = "era.jax.truncated_normal_sample";
+    const int64_t n = elements(loc);
+    if (is(loc, DataType::F32))
+        return check(era_truncated_normal_sample_f32(n, 1, in<float>(loc), in<float>(log_std), lo, hi, in<float>(uniform),
+                                                     out<float>(x)),
+                     where);
+    if (is(loc, DataType::F64))
+        return check(era_truncated_normal_sample_f64(n, 1, in<double>(loc), in<double>(log_std), lo, hi,
+                                                     in<double>(uniform), out<double>(x)),
+                     where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+Error TruncatedNormalSampleBackwardImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer sample, AnyBuffer grad,
+                                        Result<AnyBuffer> grad_loc, Result<AnyBuffer> grad_log_std, double lo,
+                                        double hi) {
+    const char *where = "era.jax.truncated_normal_sample (gradient)";
+    const int64_t n = elements(loc);
+    if (is(loc, DataType::F32))
+        return check(era_truncated_normal_sample_backward_f32(n, 1, in<float>(loc), in<float>(log_std), lo, hi,
+                                                              in<float>(sample), in<float>(grad), out<float>(grad_loc),
+                                                              out<float>(grad_log_std)),
+                     where);
+    if (is(loc, DataType::F64))
+        return check(era_truncated_normal_sample_backward_f64(n, 1, in<double>(loc), in<double>(log_std), lo, hi,
+                                                              in<double>(sample), in<double>(grad),
+                                                              out<double>(grad_loc), out<double>(grad_log_std)),
+                     where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+Error TruncatedNormalLogProbImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer x, Result<AnyBuffer> log_prob, double lo,
+                                 double hi) {
+    const char *where = "era.jax.truncated_normal_log_prob";
+    const int64_t n = elements(loc);
+    if (is(loc, DataType::F32))
+        return check(era_truncated_normal_log_prob_f32(n, 1, in<float>(loc), in<float>(log_std), lo, hi, in<float>(x),
+                                                       out<float>(log_prob)),
+                     where);
+    if (is(loc, DataType::F64))
+        return check(era_truncated_normal_log_prob_f64(n, 1, in<double>(loc), in<double>(log_std), lo, hi,
+                                                       in<double>(x), out<double>(log_prob)),
+                     where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+Error TruncatedNormalLogProbBackwardImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer x, AnyBuffer grad,
+                                         Result<AnyBuffer> grad_x, Result<AnyBuffer> grad_loc,
+                                         Result<AnyBuffer> grad_log_std, double lo, double hi) {
+    const char *where = "era.jax.truncated_normal_log_prob (gradient)";
+    const int64_t n = elements(loc);
+    if (is(loc, DataType::F32))
+        return check(era_truncated_normal_log_prob_backward_f32(n, 1, in<float>(loc), in<float>(log_std), lo, hi,
+                                                                in<float>(x), in<float>(grad), out<float>(grad_x),
+                                                                out<float>(grad_loc), out<float>(grad_log_std)),
+                     where);
+    if (is(loc, DataType::F64))
+        return check(era_truncated_normal_log_prob_backward_f64(n, 1, in<double>(loc), in<double>(log_std), lo, hi,
+                                                                in<double>(x), in<double>(grad), out<double>(grad_x),
+                                                                out<double>(grad_loc), out<double>(grad_log_std)),
+                     where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTruncatedNormalSample, TruncatedNormalSampleImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("lo")
+                                  .Attr<double>("hi"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTruncatedNormalSampleBackward, TruncatedNormalSampleBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("lo")
+                                  .Attr<double>("hi"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTruncatedNormalLogProb, TruncatedNormalLogProbImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("lo")
+                                  .Attr<double>("hi"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTruncatedNormalLogProbBackward, TruncatedNormalLogProbBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("lo")
+                                  .Attr<double>("hi"));
+
 PYBIND11_MODULE(_era_xla, m) {
     m.doc() = "libera's kernels as XLA FFI handlers for era.jax (registered by era/jax/_ffi.py).";
     m.def("handlers", []() {
@@ -418,6 +532,10 @@ PYBIND11_MODULE(_era_xla, m) {
         add("era_llm_scales", EraScales);
         add("era_llm_topk_logprob_forward", EraTopKLogprobForward);
         add("era_llm_topk_logprob_backward", EraTopKLogprobBackward);
+        add("era_truncated_normal_sample", EraTruncatedNormalSample);
+        add("era_truncated_normal_sample_backward", EraTruncatedNormalSampleBackward);
+        add("era_truncated_normal_log_prob", EraTruncatedNormalLogProb);
+        add("era_truncated_normal_log_prob_backward", EraTruncatedNormalLogProbBackward);
         return d;
     });
 }

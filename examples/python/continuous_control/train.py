@@ -8,7 +8,8 @@ Three agents, same networks and hyper-parameters:
   with its residual delta learned by residual_loss, actions a = tanh(x). The Gaussian entropy
   of every state is at least H0 + delta; delta is tuned until the squashed entropy reaches H0.
 - SAC-ERA truncnorm: the same with the official SAC-ERA code's action distribution, a normal
-  with location tanh(mean) truncated to [-1, 1].
+  with location tanh(mean) truncated to [-1, 1] (era.torch.TruncatedNormal: libera samples it
+  and takes its log-probabilities).
 
 Pendulum has dim(A) = 1. With one action dimension the softmax inside continuous ERA has one
 entry, so ERA sets log std = H0 + delta - 0.5*log(2*pi*e) for every state: the policy's
@@ -119,16 +120,15 @@ class Agent:
         return mean, log_std
 
     def sample(self, obs: torch.Tensor):
-        """A reparameterised action in [-1, 1]^D, log pi(a|s) (tanh only), mean, log_std."""
+        """A reparameterised action in [-1, 1]^D, log pi(a|s), mean, log_std."""
         mean, log_std = self.policy(obs)
         std = log_std.exp()
-        if self.squash == "truncated_normal":  # inverse-CDF sample of N(tanh(mean), std) on [-1, 1]
-            loc = torch.tanh(mean)
-            normal = torch.distributions.Normal(0.0, 1.0)
-            lo, hi = normal.cdf((-1 - loc) / std), normal.cdf((1 - loc) / std)
-            u = torch.rand(mean.shape, generator=self.noise)
-            p = (lo + u * (hi - lo)).clamp(1e-6, 1 - 1e-6)
-            return (loc + std * torch.special.ndtri(p)).clamp(-1, 1), None, mean, log_std
+        if self.squash == "truncated_normal":
+            # The official SAC-ERA policy: N(tanh(mean), std^2) truncated to [-1, 1], sampled by
+            # libera from uniforms of the torch RNG, reparameterised (docs/math.md 6.2).
+            policy = et.TruncatedNormal(torch.tanh(mean), std, -1.0, 1.0)
+            action = policy.rsample()
+            return action, policy.log_prob(action).sum(-1), mean, log_std
         eps = torch.randn(mean.shape, generator=self.noise)
         x = mean + std * eps
         # log N(x) - sum log(1 - tanh(x)^2), the latter in its stable form (docs/math.md §1)

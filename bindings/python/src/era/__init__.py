@@ -54,6 +54,14 @@ from .linear import (
     llm_linear_logprob_forward,
 )
 from .library import abi_version, get_num_threads, set_num_threads, version
+from .truncnorm import (
+    TruncatedNormalLogProbGrads,
+    TruncatedNormalSampleGrads,
+    truncated_normal_log_prob,
+    truncated_normal_log_prob_backward,
+    truncated_normal_sample,
+    truncated_normal_sample_backward,
+)
 from . import presets, testing  # numpy only; era.torch and era.jax are imported on demand
 
 if _era.abi_version() != _era.HEADER_ABI_VERSION:
@@ -109,6 +117,12 @@ __all__ = [
     "version",
     "abi_version",
     "TOPK_OUTSIDE_LOGPROB",
+    "truncated_normal_sample",
+    "truncated_normal_sample_backward",
+    "truncated_normal_log_prob",
+    "truncated_normal_log_prob_backward",
+    "TruncatedNormalSampleGrads",
+    "TruncatedNormalLogProbGrads",
 ]
 
 # Top-k log-probabilities (top_k= in the log-prob functions): a label outside the top k.

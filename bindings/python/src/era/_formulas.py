@@ -583,3 +583,103 @@ def topk_logprob_backward(ops: ArrayOps, x, labels, scale, grad_logprob, k: int)
     gs = ops.where(inside[..., None], gs, 0.0)
     onehot = ops.is_index(labels, x.shape[-1], x)
     return ops.where(onehot, gs * (1 - p), -gs * p)
+
+
+# The truncated-normal policy (math 6.2): element-wise, any shape. The caller casts to
+# float64 first. libera evaluates the far tails with offsets from the nearer bound (exact
+# cancellation of exp(-alpha^2/2)); this device path uses the library's log_ndtr / ndtri and
+# keeps to the same reflection (the location at or below the interval's midpoint), without
+# libera's exact cancellation in the tails: its error grows like 1e-16 * alpha^2. An element
+# outside the domain gives NaN.
+
+
+def _normal_special(ops: ArrayOps):
+    """(ndtr, log_ndtr, ndtri) of the array library."""
+    if ops.is_torch:
+        return ops.xp.special.ndtr, ops.xp.special.log_ndtr, ops.xp.special.ndtri
+    if ops.name == "numpy":
+        from scipy import special
+    else:
+        from jax.scipy import special
+    return special.ndtr, special.log_ndtr, special.ndtri
+
+
+def _log1mexp(ops: ArrayOps, x):
+    """log(1 - e^x) for x <= 0."""
+    return ops.where(x > -0.6931471805599453, ops.log(-ops.expm1(ops.clamp_max(x, -1e-300))),
+                     ops.log1p(-ops.exp(ops.clamp_max(x, -0.6931471805599453))))
+
+
+def _logaddexp(ops: ArrayOps, a, b):
+    high = ops.maximum(a, b)
+    return high + ops.log1p(ops.exp(ops.minimum(a, b) - high))
+
+
+def _truncated_frame(ops: ArrayOps, loc, log_std, lo: float, hi: float):
+    """Reflection flag, the reflected location and bounds, scale, alpha, beta, log Q(alpha),
+    log Q(beta), log Z."""
+    _, log_ndtr, _ = _normal_special(ops)
+    mirrored = loc > 0.5 * lo + 0.5 * hi
+    m = ops.where(mirrored, -loc, loc)
+    lo_r = ops.where(mirrored, ops.full_like(loc, -hi), ops.full_like(loc, lo))
+    hi_r = ops.where(mirrored, ops.full_like(loc, -lo), ops.full_like(loc, hi))
+    sg = ops.exp(log_std)
+    alpha, beta = (lo_r - m) / sg, (hi_r - m) / sg
+    log_qa, log_qb = log_ndtr(-alpha), log_ndtr(-beta)
+    log_z = log_qa + _log1mexp(ops, log_qb - log_qa)
+    return mirrored, m, lo_r, hi_r, sg, alpha, beta, log_qa, log_qb, log_z
+
+
+def truncated_normal_sample(ops: ArrayOps, loc, log_std, u, lo: float, hi: float):
+    """x = loc + sg * Phi^-1(Phi(alpha) + u Z), inside [lo, hi] (math 6.2)."""
+    _, log_ndtr, ndtri = _normal_special(ops)
+    mirrored, m, lo_r, hi_r, sg, alpha, beta, log_qa, log_qb, log_z = _truncated_frame(ops, loc, log_std, lo, hi)
+    u_r = ops.where(mirrored, 1 - u, u)
+    v_r = ops.where(mirrored, u, 1 - u)
+    lower = _logaddexp(ops, log_ndtr(alpha), ops.log(u_r) + log_z)  # log Phi(xi)
+    upper = _logaddexp(ops, log_qb, ops.log(v_r) + log_z)  # log Q(xi)
+    xi = ops.where(lower <= upper, ndtri(ops.exp(lower)), -ndtri(ops.exp(upper)))
+    x = ops.minimum(ops.maximum(m + sg * xi, lo_r), hi_r)
+    return ops.where(mirrored, -x, x)
+
+
+def truncated_normal_log_prob(ops: ArrayOps, loc, log_std, x, lo: float, hi: float):
+    """log p(x) = -xi^2/2 - log(sqrt(2 pi) sg Z); -inf outside [lo, hi]."""
+    mirrored, m, lo_r, hi_r, sg, alpha, beta, log_qa, log_qb, log_z = _truncated_frame(ops, loc, log_std, lo, hi)
+    xr = ops.where(mirrored, -x, x)
+    xi = (xr - m) / sg
+    value = -0.5 * xi * xi - 0.5 * math.log(2 * math.pi) - log_std - log_z
+    inside = (x >= lo) & (x <= hi)
+    return ops.where(inside, value, ops.full_like(value, -math.inf))
+
+
+def truncated_normal_log_prob_backward(ops: ArrayOps, loc, log_std, x, g, lo: float, hi: float):
+    """(g dlogp/dx, g dlogp/dloc, g dlogp/dlog_std), 0 outside [lo, hi]."""
+    mirrored, m, lo_r, hi_r, sg, alpha, beta, log_qa, log_qb, log_z = _truncated_frame(ops, loc, log_std, lo, hi)
+    xi = (ops.where(mirrored, -x, x) - m) / sg
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    ratio_a = ops.exp(-0.5 * alpha * alpha - half_log_2pi - log_z)  # phi(alpha)/Z
+    ratio_b = ops.exp(-0.5 * beta * beta - half_log_2pi - log_z)
+    sign = ops.where(mirrored, -ops.ones_like(x), ops.ones_like(x))
+    inside = (x >= lo) & (x <= hi)
+    zero = ops.zeros_like(x)
+    dx = ops.where(inside, g * sign * -xi / sg, zero)
+    dm = ops.where(inside, g * sign * (xi - ratio_a + ratio_b) / sg, zero)
+    dl = ops.where(inside, g * (xi * xi - 1 - (alpha * ratio_a - beta * ratio_b)), zero)
+    return dx, dm, dl
+
+
+def truncated_normal_sample_backward(ops: ArrayOps, loc, log_std, x, g, lo: float, hi: float):
+    """(g dx/dloc, g dx/dlog_std) at the sample x (implicit differentiation of F(x) = u)."""
+    _, log_ndtr, _ = _normal_special(ops)
+    mirrored, m, lo_r, hi_r, sg, alpha, beta, log_qa, log_qb, log_z = _truncated_frame(ops, loc, log_std, lo, hi)
+    xi = (ops.where(mirrored, -x, x) - m) / sg
+    log_qx = log_ndtr(-xi)
+    log_below = log_qa + _log1mexp(ops, log_qx - log_qa) - log_z  # log F
+    log_above = log_qx + _log1mexp(ops, log_qb - log_qx) - log_z  # log(1 - F)
+    lower = ops.exp(0.5 * (xi - alpha) * (xi + alpha) + log_above)  # phi(alpha)(1-F)/phi(xi)
+    upper = ops.exp(0.5 * (xi - beta) * (xi + beta) + log_below)  # phi(beta)F/phi(xi)
+    dm = 1 - lower - upper
+    dsg = xi - alpha * lower - beta * upper
+    sign = ops.where(mirrored, -ops.ones_like(x), ops.ones_like(x))
+    return g * dm, g * sign * dsg * sg

@@ -29,6 +29,7 @@ from .functions import (
     truncated_normal_entropy,
 )
 from .llm import LLMERAOutput, llm_era, llm_response_entropy, llm_scales
+from .truncnorm import truncated_normal_log_prob, truncated_normal_sample
 
 __all__ = [
     "export_checks",
@@ -44,4 +45,6 @@ __all__ = [
     "llm_scales",
     "llm_era",
     "LLMERAOutput",
+    "truncated_normal_sample",
+    "truncated_normal_log_prob",
 ]

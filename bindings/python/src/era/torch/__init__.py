@@ -40,6 +40,7 @@ from .linear import ERALinearCrossEntropy, ERALinearLogprob, linear_discrete_ce,
 from .llm import LLMERA, LLMERAOutput, llm_era
 from .modules import ERAContinuous, ERADiscrete
 from .verl import PolicyLoss, VerlERAOutput, verl_era
+from .distributions import TruncatedNormal
 
 __all__ = [
     "native",
@@ -70,4 +71,5 @@ __all__ = [
     "linear_discrete_ce",
     "ERALinearLogprob",
     "ERALinearCrossEntropy",
+    "TruncatedNormal",
 ]

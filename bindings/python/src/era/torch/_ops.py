@@ -1082,3 +1082,148 @@ OPERATORS = (
     llm_logprob_backward, llm_response_entropy, llm_scales, llm_linear_logprob_forward, llm_linear_logprob_backward,
     linear_discrete_ce,
 )
+
+
+# ---------------------------------------------------------------------------------------
+# The truncated-normal policy (math 6.2): element-wise operators over tensors of one shape.
+# CPU: libera (float32 and float64 kernels; half precision through float32); other devices,
+# or native_path: the formulas of era._formulas in float64. The sample's gradient is the
+# reparameterisation gradient at the sample itself; the backward operators have no
+# derivatives of their own (no double backward).
+from .. import truncnorm as _truncnorm  # noqa: E402
+
+
+def _tn_numpy(t: Tensor, dtype: torch.dtype) -> np.ndarray:
+    return to_numpy(t.to(dtype).contiguous())
+
+
+def _tn_compute_dtype(t: Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _tn_native(fn, *tensors: Tensor, lo: float, hi: float):
+    out = fn(native.OPS, *[t.to(torch.float64) for t in tensors], lo, hi)
+    dtype = tensors[0].dtype
+    return out.to(dtype) if isinstance(out, Tensor) else tuple(o.to(dtype) for o in out)
+
+
+@torch.library.custom_op("era::truncated_normal_sample", mutates_args=())
+@_device_kernel
+def truncated_normal_sample(loc: Tensor, log_std: Tensor, uniform: Tensor, lo: float, hi: float,
+                            native_path: bool) -> Tensor:
+    """Samples of N(loc, exp(log_std)^2) truncated to [lo, hi] at the uniforms (0 < u < 1)."""
+    return _tn_native(F.truncated_normal_sample, loc, log_std, uniform, lo=lo, hi=hi)
+
+
+@_cpu_kernel(truncated_normal_sample)
+def _truncated_normal_sample_cpu(loc, log_std, uniform, lo, hi, native_path):
+    if native_path:
+        return _tn_native(F.truncated_normal_sample, loc, log_std, uniform, lo=lo, hi=hi)
+    dt = _tn_compute_dtype(loc)
+    out = _truncnorm.truncated_normal_sample(_tn_numpy(loc, dt), _tn_numpy(log_std, dt), _tn_numpy(uniform, dt), lo, hi)
+    return from_numpy(np.ascontiguousarray(out)).to(loc.dtype)
+
+
+@truncated_normal_sample.register_fake
+def _(loc, log_std, uniform, lo, hi, native_path):
+    return torch.empty_like(loc, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("era::truncated_normal_sample_backward", mutates_args=())
+@_device_kernel
+def truncated_normal_sample_backward(loc: Tensor, log_std: Tensor, sample: Tensor, grad_sample: Tensor, lo: float,
+                                     hi: float, native_path: bool) -> Tuple[Tensor, Tensor]:
+    """(dL/dloc, dL/dlog_std) of truncated_normal_sample at its output."""
+    return _tn_native(F.truncated_normal_sample_backward, loc, log_std, sample, grad_sample, lo=lo, hi=hi)
+
+
+@_cpu_kernel(truncated_normal_sample_backward)
+def _truncated_normal_sample_backward_cpu(loc, log_std, sample, grad_sample, lo, hi, native_path):
+    if native_path:
+        return _tn_native(F.truncated_normal_sample_backward, loc, log_std, sample, grad_sample, lo=lo, hi=hi)
+    dt = _tn_compute_dtype(loc)
+    grads = _truncnorm.truncated_normal_sample_backward(_tn_numpy(loc, dt), _tn_numpy(log_std, dt),
+                                                        _tn_numpy(sample, dt), _tn_numpy(grad_sample, dt), lo, hi)
+    return tuple(from_numpy(np.ascontiguousarray(g)).to(loc.dtype) for g in grads)
+
+
+@truncated_normal_sample_backward.register_fake
+def _(loc, log_std, sample, grad_sample, lo, hi, native_path):
+    return (torch.empty_like(loc, memory_format=torch.contiguous_format),
+            torch.empty_like(loc, memory_format=torch.contiguous_format))
+
+
+@torch.library.custom_op("era::truncated_normal_log_prob", mutates_args=())
+@_device_kernel
+def truncated_normal_log_prob(loc: Tensor, log_std: Tensor, x: Tensor, lo: float, hi: float,
+                              native_path: bool) -> Tensor:
+    """log p(x) per element, -inf outside [lo, hi]."""
+    return _tn_native(F.truncated_normal_log_prob, loc, log_std, x, lo=lo, hi=hi)
+
+
+@_cpu_kernel(truncated_normal_log_prob)
+def _truncated_normal_log_prob_cpu(loc, log_std, x, lo, hi, native_path):
+    if native_path:
+        return _tn_native(F.truncated_normal_log_prob, loc, log_std, x, lo=lo, hi=hi)
+    dt = _tn_compute_dtype(loc)
+    out = _truncnorm.truncated_normal_log_prob(_tn_numpy(loc, dt), _tn_numpy(log_std, dt), _tn_numpy(x, dt), lo, hi)
+    return from_numpy(np.ascontiguousarray(out)).to(loc.dtype)
+
+
+@truncated_normal_log_prob.register_fake
+def _(loc, log_std, x, lo, hi, native_path):
+    return torch.empty_like(loc, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("era::truncated_normal_log_prob_backward", mutates_args=())
+@_device_kernel
+def truncated_normal_log_prob_backward(loc: Tensor, log_std: Tensor, x: Tensor, grad_log_prob: Tensor, lo: float,
+                                       hi: float, native_path: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """(dL/dx, dL/dloc, dL/dlog_std) of truncated_normal_log_prob."""
+    return _tn_native(F.truncated_normal_log_prob_backward, loc, log_std, x, grad_log_prob, lo=lo, hi=hi)
+
+
+@_cpu_kernel(truncated_normal_log_prob_backward)
+def _truncated_normal_log_prob_backward_cpu(loc, log_std, x, grad_log_prob, lo, hi, native_path):
+    if native_path:
+        return _tn_native(F.truncated_normal_log_prob_backward, loc, log_std, x, grad_log_prob, lo=lo, hi=hi)
+    dt = _tn_compute_dtype(loc)
+    grads = _truncnorm.truncated_normal_log_prob_backward(_tn_numpy(loc, dt), _tn_numpy(log_std, dt), _tn_numpy(x, dt),
+                                                          _tn_numpy(grad_log_prob, dt), lo, hi)
+    return tuple(from_numpy(np.ascontiguousarray(g)).to(loc.dtype) for g in (grads.x, grads.loc, grads.log_std))
+
+
+@truncated_normal_log_prob_backward.register_fake
+def _(loc, log_std, x, grad_log_prob, lo, hi, native_path):
+    return tuple(torch.empty_like(loc, memory_format=torch.contiguous_format) for _ in range(3))
+
+
+def _tn_sample_setup(ctx, inputs, output):
+    loc, log_std, _, lo, hi, native_path = inputs
+    ctx.save_for_backward(loc, log_std, output)
+    ctx.args = (lo, hi, native_path)
+
+
+def _tn_sample_backward(ctx, grad):
+    loc, log_std, sample = ctx.saved_tensors
+    grad_loc, grad_log_std = truncated_normal_sample_backward(loc, log_std, sample, grad.contiguous(), *ctx.args)
+    return grad_loc, grad_log_std, None, None, None, None
+
+
+def _tn_log_prob_setup(ctx, inputs, output):
+    loc, log_std, x, lo, hi, native_path = inputs
+    ctx.save_for_backward(loc, log_std, x)
+    ctx.args = (lo, hi, native_path)
+
+
+def _tn_log_prob_backward(ctx, grad):
+    loc, log_std, x = ctx.saved_tensors
+    grad_x, grad_loc, grad_log_std = truncated_normal_log_prob_backward(loc, log_std, x, grad.contiguous(), *ctx.args)
+    return grad_loc, grad_log_std, grad_x, None, None, None
+
+
+torch.library.register_autograd(truncated_normal_sample, _tn_sample_backward, setup_context=_tn_sample_setup)
+torch.library.register_autograd(truncated_normal_log_prob, _tn_log_prob_backward, setup_context=_tn_log_prob_setup)
+
+TRUNCATED_NORMAL_OPERATORS = (truncated_normal_sample, truncated_normal_sample_backward, truncated_normal_log_prob,
+                              truncated_normal_log_prob_backward)

@@ -184,3 +184,28 @@ def test_topk_passes(lib, rng, top_k):
     # the same selection, entry for entry (entries that underflow float32 in one of them aside)
     np.testing.assert_array_equal(np.abs(grad) > 1e-30, np.abs(libera) > 1e-30)
     np.testing.assert_allclose(grad, libera, rtol=2e-6, atol=2e-7)
+
+
+def test_truncated_normal(lib, rng):
+    """The truncated-normal policy's sample, log-density and their gradients, policy-like
+    values (loc = tanh(mean) inside [-1, 1], log stds from -6 to 1, uniforms over (0, 1))
+    and moderate tails (the device path keeps to 1e-16 * alpha^2, docs/math.md)."""
+    n = 200
+    loc = np.tanh(rng.normal(size=n) * 1.5)
+    log_std = rng.uniform(-6, 1, size=n)
+    u = rng.uniform(1e-9, 1 - 1e-9, size=n)
+    g = rng.normal(size=n)
+    x = era.truncated_normal_sample(loc, log_std, u)
+    np.testing.assert_allclose(back(F.truncated_normal_sample(lib.ops, lib(loc), lib(log_std), lib(u), -1.0, 1.0)),
+                               x, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(back(F.truncated_normal_log_prob(lib.ops, lib(loc), lib(log_std), lib(x), -1.0,
+                                                                1.0)),
+                               era.truncated_normal_log_prob(loc, log_std, x), rtol=1e-10, atol=1e-10)
+    want = era.truncated_normal_log_prob_backward(loc, log_std, x, g)
+    got = F.truncated_normal_log_prob_backward(lib.ops, lib(loc), lib(log_std), lib(x), lib(g), -1.0, 1.0)
+    for a, b in zip(got, (want.x, want.loc, want.log_std)):
+        np.testing.assert_allclose(back(a), b, rtol=1e-8, atol=1e-8)
+    want = era.truncated_normal_sample_backward(loc, log_std, x, g)
+    got = F.truncated_normal_sample_backward(lib.ops, lib(loc), lib(log_std), lib(x), lib(g), -1.0, 1.0)
+    for a, b in zip(got, (want.loc, want.log_std)):
+        np.testing.assert_allclose(back(a), b, rtol=1e-8, atol=1e-8)

@@ -168,3 +168,43 @@ def test_errors_raise_library_exceptions():
         et.TruncatedNormal(torch.tensor([0.0, math.nan]), torch.ones(2)).log_prob(torch.zeros(2))
     with pytest.raises(era.BadParameterError):
         _ops.truncated_normal_sample(torch.zeros(2), torch.zeros(2), torch.tensor([0.5, 1.0]), -1.0, 1.0, False)
+
+
+def test_device_path_reports_bad_values_as_libera_does():
+    """backend="native" (the path CUDA tensors take) on CPU tensors: a NaN location, a uniform
+    outside (0, 1) and a bad interval raise the classes libera's path raises."""
+    loc, log_std = torch.zeros(3, dtype=torch.float64), torch.full((3,), -1.0, dtype=torch.float64)
+    u = torch.tensor([0.2, 0.5, 0.7], dtype=torch.float64)
+    for native in (False, True):
+        with pytest.raises(era.NonFiniteError):
+            _ops.truncated_normal_sample(torch.tensor([0.0, math.nan, 0.0], dtype=torch.float64), log_std, u,
+                                         -1.0, 1.0, native)
+        with pytest.raises(era.BadParameterError):
+            _ops.truncated_normal_sample(loc, log_std, torch.tensor([0.2, 1.0, 0.7], dtype=torch.float64), -1.0,
+                                         1.0, native)
+        with pytest.raises(era.BadParameterError):
+            _ops.truncated_normal_log_prob(loc, log_std, u, 1.0, -1.0, native)
+        with pytest.raises(era.BadParameterError):
+            _ops.truncated_normal_sample_backward(loc, log_std, torch.tensor([0.2, 1.5, 0.0], dtype=torch.float64),
+                                                  torch.ones(3, dtype=torch.float64), -1.0, 1.0, native)
+
+
+def test_vmap_and_jacobian():
+    """torch.func through era.torch.TruncatedNormal: vmap of log_prob over a batch of
+    locations equals the rows one by one, and jacrev of the reparameterised sample (diagonal:
+    element-wise) equals the backward operator's gradient."""
+    from torch.func import jacrev, vmap
+
+    loc = torch.tanh(torch.randn(4, 3, dtype=torch.float64))
+    scale = (torch.randn(4, 3, dtype=torch.float64) - 1).exp()
+    x = et.TruncatedNormal(loc[0], scale[0]).sample()
+    batched = vmap(lambda m, s: et.TruncatedNormal(m, s).log_prob(x))(loc, scale)
+    for r in range(4):
+        assert torch.equal(batched[r], et.TruncatedNormal(loc[r], scale[r]).log_prob(x))
+    u = torch.rand(3, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+    log_std = scale[0].log()
+    jac = jacrev(lambda m: _ops.TruncatedNormalSampleFunction.apply(m, log_std, u, -1.0, 1.0, False))(loc[0])
+    sample = _ops.truncated_normal_sample(loc[0], log_std, u, -1.0, 1.0, False)
+    grad_loc, _ = _ops.truncated_normal_sample_backward(loc[0], log_std, sample, torch.ones(3, dtype=torch.float64),
+                                                        -1.0, 1.0, False)
+    torch.testing.assert_close(jac, torch.diag(grad_loc))

@@ -29,6 +29,7 @@ the device path on CPU too.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -41,7 +42,8 @@ from .. import discrete as _discrete
 from .. import entropy as _entropy
 from .. import linear as _linear
 from .. import llm as _llm
-from . import native
+from .. import truncnorm as _truncnorm
+from . import _checks, native
 from ._bridge import cast as _cast
 from ._bridge import from_numpy, row_blocks, to_numpy
 
@@ -1090,7 +1092,6 @@ OPERATORS = (
 # or native_path: the formulas of era._formulas in float64. The sample's gradient is the
 # reparameterisation gradient at the sample itself; the backward operators have no
 # derivatives of their own (no double backward).
-from .. import truncnorm as _truncnorm  # noqa: E402
 
 
 def _tn_numpy(t: Tensor, dtype: torch.dtype) -> np.ndarray:
@@ -1101,10 +1102,33 @@ def _tn_compute_dtype(t: Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def _tn_native(fn, *tensors: Tensor, lo: float, hi: float):
-    out = fn(native.OPS, *[t.to(torch.float64) for t in tensors], lo, hi)
+def _tn_native(fn, *tensors: Tensor, lo: float, hi: float, third: Optional[str] = None):
+    """The device path of a truncated-normal operator. The interval is checked on the host by
+    libera (on no elements), as every device path checks its parameters; the values on the
+    device, without a host read: an element with a non-finite input gets NON_FINITE, a uniform
+    outside (0, 1) (third="uniform") or a sample outside [lo, hi] (third="sample")
+    BAD_PARAMETER, as libera would answer; their outputs are NaN and the codes go to
+    era.torch._checks (raised at once for CPU tensors, deferred on other devices)."""
+    where = f"era.torch.native.{fn.__name__}"
+    empty = np.zeros(0)
+    _truncnorm.truncated_normal_log_prob(empty, empty, empty, lo, hi)  # BadParameterError for the interval
+    wide = [t.to(torch.float64) for t in tensors]
+    finite = torch.ones_like(wide[0], dtype=torch.bool)
+    for t in wide:
+        finite = finite & torch.isfinite(t)
+    faults = torch.where(finite, 0, F.NON_FINITE).to(torch.int32)
+    if third is not None:
+        v = wide[2]
+        outside = (v <= 0) | (v >= 1) if third == "uniform" else (v < lo) | (v > hi)
+        faults = torch.where((faults == 0) & outside, F.BAD_PARAMETER, faults).to(torch.int32)
+    _checks.record(faults, where)
+    out = fn(native.OPS, *wide, lo, hi)
     dtype = tensors[0].dtype
-    return out.to(dtype) if isinstance(out, Tensor) else tuple(o.to(dtype) for o in out)
+
+    def poisoned(o):
+        return torch.where(faults != 0, torch.full_like(o, math.nan), o).to(dtype)
+
+    return poisoned(out) if isinstance(out, Tensor) else tuple(poisoned(o) for o in out)
 
 
 @torch.library.custom_op("era::truncated_normal_sample", mutates_args=())
@@ -1112,13 +1136,13 @@ def _tn_native(fn, *tensors: Tensor, lo: float, hi: float):
 def truncated_normal_sample(loc: Tensor, log_std: Tensor, uniform: Tensor, lo: float, hi: float,
                             native_path: bool) -> Tensor:
     """Samples of N(loc, exp(log_std)^2) truncated to [lo, hi] at the uniforms (0 < u < 1)."""
-    return _tn_native(F.truncated_normal_sample, loc, log_std, uniform, lo=lo, hi=hi)
+    return _tn_native(F.truncated_normal_sample, loc, log_std, uniform, lo=lo, hi=hi, third="uniform")
 
 
 @_cpu_kernel(truncated_normal_sample)
 def _truncated_normal_sample_cpu(loc, log_std, uniform, lo, hi, native_path):
     if native_path:
-        return _tn_native(F.truncated_normal_sample, loc, log_std, uniform, lo=lo, hi=hi)
+        return _tn_native(F.truncated_normal_sample, loc, log_std, uniform, lo=lo, hi=hi, third="uniform")
     dt = _tn_compute_dtype(loc)
     out = _truncnorm.truncated_normal_sample(_tn_numpy(loc, dt), _tn_numpy(log_std, dt), _tn_numpy(uniform, dt), lo, hi)
     return from_numpy(np.ascontiguousarray(out)).to(loc.dtype)
@@ -1134,13 +1158,15 @@ def _(loc, log_std, uniform, lo, hi, native_path):
 def truncated_normal_sample_backward(loc: Tensor, log_std: Tensor, sample: Tensor, grad_sample: Tensor, lo: float,
                                      hi: float, native_path: bool) -> Tuple[Tensor, Tensor]:
     """(dL/dloc, dL/dlog_std) of truncated_normal_sample at its output."""
-    return _tn_native(F.truncated_normal_sample_backward, loc, log_std, sample, grad_sample, lo=lo, hi=hi)
+    return _tn_native(F.truncated_normal_sample_backward, loc, log_std, sample, grad_sample, lo=lo, hi=hi,
+                      third="sample")
 
 
 @_cpu_kernel(truncated_normal_sample_backward)
 def _truncated_normal_sample_backward_cpu(loc, log_std, sample, grad_sample, lo, hi, native_path):
     if native_path:
-        return _tn_native(F.truncated_normal_sample_backward, loc, log_std, sample, grad_sample, lo=lo, hi=hi)
+        return _tn_native(F.truncated_normal_sample_backward, loc, log_std, sample, grad_sample, lo=lo, hi=hi,
+                      third="sample")
     dt = _tn_compute_dtype(loc)
     grads = _truncnorm.truncated_normal_sample_backward(_tn_numpy(loc, dt), _tn_numpy(log_std, dt),
                                                         _tn_numpy(sample, dt), _tn_numpy(grad_sample, dt), lo, hi)
@@ -1225,5 +1251,37 @@ def _tn_log_prob_backward(ctx, grad):
 torch.library.register_autograd(truncated_normal_sample, _tn_sample_backward, setup_context=_tn_sample_setup)
 torch.library.register_autograd(truncated_normal_log_prob, _tn_log_prob_backward, setup_context=_tn_log_prob_setup)
 
+
+class TruncatedNormalSampleFunction(torch.autograd.Function):
+    """truncated_normal_sample with the same backward, as era.torch.TruncatedNormal calls it:
+    an autograd.Function with setup_context, so that torch.func (grad, vmap, jacrev) works."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(loc, log_std, uniform, lo, hi, native_path):
+        return truncated_normal_sample(loc, log_std, uniform, lo, hi, native_path)
+
+    setup_context = staticmethod(_tn_sample_setup)
+    backward = staticmethod(_tn_sample_backward)
+
+
+class TruncatedNormalLogProbFunction(torch.autograd.Function):
+    """truncated_normal_log_prob with the same backward (see TruncatedNormalSampleFunction)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(loc, log_std, x, lo, hi, native_path):
+        return truncated_normal_log_prob(loc, log_std, x, lo, hi, native_path)
+
+    setup_context = staticmethod(_tn_log_prob_setup)
+    backward = staticmethod(_tn_log_prob_backward)
+
 TRUNCATED_NORMAL_OPERATORS = (truncated_normal_sample, truncated_normal_sample_backward, truncated_normal_log_prob,
                               truncated_normal_log_prob_backward)
+# Element-wise: under vmap every tensor argument takes the vmapped axis in front.
+_register_rowwise_vmap(truncated_normal_sample, rows=(0, 1, 2))
+_register_rowwise_vmap(truncated_normal_sample_backward, rows=(0, 1, 2, 3))
+_register_rowwise_vmap(truncated_normal_log_prob, rows=(0, 1, 2))
+_register_rowwise_vmap(truncated_normal_log_prob_backward, rows=(0, 1, 2, 3))

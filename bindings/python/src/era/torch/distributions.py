@@ -14,6 +14,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
 from .. import _formulas as F
+from .._errors import BadParameterError, DTypeError, python_error
 from . import _ops, native
 from ._bridge import native_path
 from .functions import truncated_normal_entropy
@@ -21,11 +22,12 @@ from .functions import truncated_normal_entropy
 __all__ = ["TruncatedNormal"]
 
 
-def _invoke(op, *args):
-    """`op` through the dispatcher (and its registered autograd) when a gradient is wanted,
-    else its kernel directly where era.torch's eager shortcut allows."""
-    if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
-        return op(*args)
+def _invoke(function, op, *args):
+    """The operator through its autograd.Function when a gradient may be wanted (also under
+    torch.func's transforms), else its kernel directly where era.torch's eager shortcut
+    allows."""
+    if torch.is_grad_enabled():
+        return function.apply(*args)
     return _ops.call(op, *args)
 
 
@@ -54,9 +56,11 @@ class TruncatedNormal(Distribution):
         self.loc, self.scale = broadcast_all(loc, scale)
         self.low, self.high = float(low), float(high)
         if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
-            raise ValueError(f"TruncatedNormal: need finite low < high, got [{low}, {high}]")
+            raise python_error(BadParameterError, "era.torch.TruncatedNormal",
+                               f"need finite low < high, got [{low}, {high}]")
         if self.loc.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"TruncatedNormal: loc and scale must be float32 or float64, got {self.loc.dtype}")
+            raise python_error(DTypeError, "era.torch.TruncatedNormal",
+                               f"loc and scale must be float32 or float64, got {self.loc.dtype}")
         self.backend = backend
         batch_shape = torch.Size() if isinstance(loc, Number) and isinstance(scale, Number) else self.loc.size()
         super().__init__(batch_shape, validate_args=validate_args)
@@ -83,15 +87,16 @@ class TruncatedNormal(Distribution):
         u = u.clamp(min=torch.finfo(u.dtype).tiny)  # torch.rand may give 0; libera needs 0 < u < 1
         loc = self.loc.expand(shape).contiguous()
         log_std = self.scale.log().expand(shape).contiguous()
-        return _invoke(_ops.truncated_normal_sample, loc, log_std, u, self.low, self.high, self._native())
+        return _invoke(_ops.TruncatedNormalSampleFunction, _ops.truncated_normal_sample, loc, log_std, u, self.low,
+                       self.high, self._native())
 
     def log_prob(self, value) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         value = torch.as_tensor(value, dtype=self.loc.dtype, device=self.loc.device)
         loc, log_std, value = broadcast_all(self.loc, self.scale.log(), value)
-        return _invoke(_ops.truncated_normal_log_prob, loc.contiguous(), log_std.contiguous(), value.contiguous(),
-                         self.low, self.high, self._native())
+        return _invoke(_ops.TruncatedNormalLogProbFunction, _ops.truncated_normal_log_prob, loc.contiguous(),
+                       log_std.contiguous(), value.contiguous(), self.low, self.high, self._native())
 
     def entropy(self) -> torch.Tensor:
         """Per element, in nats (libera's closed form; its value only)."""

@@ -226,7 +226,8 @@ COVERED = {
     "discrete_infimum", "discrete_constant", "token_entropy", "llm_response_entropy", "llm_scales",
     "llm_logprob_forward", "llm_logprob_backward", "llm_linear_logprob_forward", "llm_linear_logprob_backward",
     "linear_discrete_ce", "check_discrete", "check_continuous", "set_num_threads", "get_num_threads", "version",
-    "abi_version",
+    "abi_version", "truncated_normal_sample", "truncated_normal_sample_backward", "truncated_normal_log_prob",
+    "truncated_normal_log_prob_backward",
 }
 
 
@@ -355,6 +356,103 @@ def test_truncated_normal_bad_interval(lo, hi):
     snap = snapshot(x)
     raises(era.BadParameterError, era.truncated_normal_entropy, x, x, lo, hi)
     assert_unchanged(snap)
+
+
+# ---------------------------------------------------------------------------------------
+# The truncated-normal policy (docs/math.md, "Truncated-normal policy")
+
+
+@st.composite
+def truncated_normal_inputs(draw):
+    """(loc, log_std, lo, hi, dtype) of one shape: intervals of several widths, locations
+    inside and up to 3 widths outside, scales from 1e-3 to 20 widths."""
+    shape = draw(shapes(max_batch_dim=3))
+    dtype = draw(st.sampled_from(FLOATS))
+    lo = draw(st.sampled_from([-1.0, 0.0]) | st.floats(-3, 2))
+    hi = lo + draw(st.sampled_from([2.0]) | st.floats(0.05, 5))
+    width = hi - lo
+    loc = draw(arrays(shape, dtype, scale=draw(st.sampled_from([0.3, 1.0, 3.0])) * width, specials=SMALL_SPECIALS,
+                      lo=lo - 3 * width, hi=hi + 3 * width))
+    log_std = draw(arrays(shape, dtype, scale=2.0, specials=SMALL_SPECIALS, lo=math.log(1e-3 * width),
+                          hi=math.log(20 * width)))
+    return loc, log_std, lo, hi, dtype
+
+
+@props(30)
+@given(st.data())
+def test_truncated_normal_sample_and_log_prob(data):
+    """Samples lie in [lo, hi] and are the inverse CDF: increasing in u, and the log-density
+    at a sample is finite; the log-density integrates the CDF (F(x2) - F(x1) from the
+    uniforms agrees with a quadrature of exp(log p) over [x1, x2]); bad uniforms are refused;
+    inputs are never written, and every layout gives the same bits."""
+    loc, log_std, lo, hi, dtype = data.draw(truncated_normal_inputs())
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(0.02, 0.98, size=loc.shape).astype(dtype)
+    snap = snapshot(loc, log_std, u)
+    x = era.truncated_normal_sample(loc, log_std, u, lo, hi)
+    assert x.shape == loc.shape and x.dtype == dtype
+    assert np.all((x >= lo) & (x <= hi))
+    assert_unchanged(snap)
+    assert_layout_independent(lambda *a: era.truncated_normal_sample(*a, lo, hi), loc, log_std, u)
+    u2 = np.minimum(u + dtype.type(0.01), dtype.type(0.99))
+    x2 = era.truncated_normal_sample(loc, log_std, u2, lo, hi)
+    assert np.all(x2 >= x)
+    logp = era.truncated_normal_log_prob(loc, log_std, x, lo, hi)
+    assert np.all(np.isfinite(logp))
+    assert_layout_independent(lambda *a: era.truncated_normal_log_prob(*a, lo, hi), loc, log_std, x)
+    if dtype == F64 and loc.size:
+        # F(x2) - F(x1) = u2 - u1: Simpson's rule on the density between the two samples.
+        flat = [a.reshape(-1) for a in (loc, log_std, x, x2, u, u2)]
+        for m, s, a, b, ua, ub in list(zip(*flat))[:8]:
+            if b - a < 1e-9 * (hi - lo):
+                continue
+            grid = np.linspace(a, b, 2001)
+            dens = np.exp(era.truncated_normal_log_prob(np.full_like(grid, m), np.full_like(grid, s), grid, lo, hi))
+            area = (b - a) / 6000 * (dens[0] + dens[-1] + 4 * dens[1:-1:2].sum() + 2 * dens[2:-1:2].sum())
+            assert abs(area - (ub - ua)) <= 1e-6 + 1e-4 * (ub - ua)
+    for bad in (0.0, 1.0, -0.5, 1.5):
+        if loc.size:
+            v = u.copy()
+            v.reshape(-1)[0] = bad
+            raises(era.BadParameterError, era.truncated_normal_sample, loc, log_std, v, lo, hi)
+    raises(era.BadParameterError, era.truncated_normal_log_prob, loc, log_std, x, hi, lo)
+
+
+@props(20)
+@given(st.data())
+def test_truncated_normal_gradients(data):
+    """float64: the reparameterisation gradient and the log-density's gradients against
+    central differences of the forward functions (steps relative to the scale), away from the
+    interval's ends (where the difference would step outside)."""
+    loc, log_std, lo, hi, _ = data.draw(truncated_normal_inputs())
+    loc, log_std = loc.astype(np.float64), log_std.astype(np.float64)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    u = rng.uniform(0.05, 0.95, size=loc.shape)
+    g = rng.normal(size=loc.shape)
+    x = era.truncated_normal_sample(loc, log_std, u, lo, hi)
+    snap = snapshot(loc, log_std, x, g)
+    sample_grads = era.truncated_normal_sample_backward(loc, log_std, x, g, lo, hi)
+    logp_grads = era.truncated_normal_log_prob_backward(loc, log_std, x, g, lo, hi)
+    assert_unchanged(snap)
+    scale = np.exp(log_std)
+    h = 1e-6
+    def sample_at(m, s):
+        return era.truncated_normal_sample(m, s, u, lo, hi)
+    def logp_at(m, s, v):
+        return era.truncated_normal_log_prob(m, s, v, lo, hi)
+    d_loc = (sample_at(loc + h * scale, log_std) - sample_at(loc - h * scale, log_std)) / (2 * h * scale)
+    d_ls = (sample_at(loc, log_std + h) - sample_at(loc, log_std - h)) / (2 * h)
+    inner = (x - lo > 1e-3 * (hi - lo)) & (hi - x > 1e-3 * (hi - lo))
+    tol = lambda ref: 1e-4 * (np.abs(ref) + scale)  # noqa: E731
+    assert np.all(np.abs(sample_grads.loc - g * d_loc)[inner] <= tol(g * d_loc)[inner])
+    assert np.all(np.abs(sample_grads.log_std - g * d_ls)[inner] <= tol(g * d_ls)[inner])
+    d_x = (logp_at(loc, log_std, np.minimum(x + h * scale, hi)) - logp_at(loc, log_std, np.maximum(x - h * scale, lo)))
+    d_x = d_x / (np.minimum(x + h * scale, hi) - np.maximum(x - h * scale, lo))
+    ok = inner & (x + h * scale < hi) & (x - h * scale > lo)
+    assert np.all(np.abs(logp_grads.x - g * d_x)[ok] <= 1e-4 * (np.abs(g * d_x) + np.abs(g) / scale)[ok])
+    d_m = (logp_at(loc + h * scale, log_std, x) - logp_at(loc - h * scale, log_std, x)) / (2 * h * scale)
+    assert np.all(np.abs(logp_grads.loc - g * d_m) <= 1e-4 * (np.abs(g * d_m) + np.abs(g) / scale))
 
 
 # ---------------------------------------------------------------------------------------

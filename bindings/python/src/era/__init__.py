@@ -53,6 +53,14 @@ from .linear import (
     llm_linear_logprob_forward,
 )
 from .library import abi_version, get_num_threads, set_num_threads, version
+from .sampled_floor import (
+    ContinuousTruncatedGrads,
+    TruncatedNormalEntropyGrads,
+    check_continuous_truncated,
+    continuous_truncated_backward,
+    continuous_truncated_forward,
+    truncated_normal_entropy_backward,
+)
 from . import testing  # numpy only; era.torch and era.jax are imported on demand
 
 if _era.abi_version() != _era.HEADER_ABI_VERSION:
@@ -106,4 +114,10 @@ __all__ = [
     "get_num_threads",
     "version",
     "abi_version",
+    "truncated_normal_entropy_backward",
+    "TruncatedNormalEntropyGrads",
+    "continuous_truncated_forward",
+    "continuous_truncated_backward",
+    "ContinuousTruncatedGrads",
+    "check_continuous_truncated",
 ]

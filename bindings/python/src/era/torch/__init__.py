@@ -25,6 +25,7 @@ from ._checks import check_device_errors, get_device_checks, set_device_checks
 from ._ops import ContinuousERAFunction, DiscreteERAFunction, LLMLogprobFunction
 from .functions import (
     continuous_era,
+    continuous_era_truncated,
     discrete_era,
     gaussian_entropy,
     llm_logprob,
@@ -38,6 +39,7 @@ from .llm import LLMERA, LLMERAOutput, llm_era
 from .modules import ERAContinuous, ERADiscrete
 
 __all__ = [
+    "continuous_era_truncated",
     "native",
     "set_device_checks",
     "get_device_checks",

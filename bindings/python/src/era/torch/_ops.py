@@ -1064,3 +1064,100 @@ OPERATORS = (
     llm_logprob_backward, llm_response_entropy, llm_scales, llm_linear_logprob_forward, llm_linear_logprob_backward,
     linear_discrete_ce,
 )
+
+
+# ---------------------------------------------------------------------------------------
+# The truncated-normal entropy gradient and the sampled floor (docs/math.md, "The sampled
+# floor"). Both run libera on the CPU; tensors on other devices are copied to the CPU for it
+# (no device formula yet). Their backward operators have no derivative of their own.
+
+from .. import sampled_floor as _sampled  # noqa: E402
+
+
+@torch.library.custom_op("era::truncated_normal_entropy_backward", mutates_args=())
+def truncated_normal_entropy_backward(loc: Tensor, log_std: Tensor, grad_entropy: Tensor, lo: float,
+                                      hi: float) -> Tuple[Tensor, Tensor]:
+    """(dL/d loc, dL/d log_std) of truncated_normal_entropy, by libera."""
+    x = _float32_copy(log_std.detach().cpu())
+    grads = _sampled.truncated_normal_entropy_backward(
+        to_numpy(_cast(loc.detach().cpu(), x.dtype)), to_numpy(x), to_numpy(_cast(grad_entropy.detach().cpu(), x.dtype)),
+        lo, hi)
+    back = lambda a: from_numpy(a).to(device=log_std.device, dtype=log_std.dtype)  # noqa: E731
+    return back(grads.loc), back(grads.log_std)
+
+
+@truncated_normal_entropy_backward.register_fake
+def _(loc, log_std, grad_entropy, lo, hi):
+    return torch.empty_like(log_std, memory_format=torch.contiguous_format), \
+        torch.empty_like(log_std, memory_format=torch.contiguous_format)
+
+
+def _truncated_entropy_setup(ctx, inputs, output):
+    loc, log_std, lo, hi = inputs
+    ctx.save_for_backward(loc, log_std)
+    ctx.interval = (lo, hi)
+
+
+def _truncated_entropy_backward(ctx, grad):
+    loc, log_std = ctx.saved_tensors
+    grad_loc, grad_log_std = truncated_normal_entropy_backward(loc, log_std, grad.contiguous(), *ctx.interval)
+    return _cast(grad_loc, loc.dtype), grad_log_std, None, None
+
+
+torch.library.register_autograd(truncated_normal_entropy, _truncated_entropy_backward,
+                                setup_context=_truncated_entropy_setup)
+
+
+@torch.library.custom_op("era::continuous_truncated_forward", mutates_args=())
+def continuous_truncated_forward(std_logits: Tensor, loc: Tensor, target_entropy: float, lo: float, hi: float,
+                                 log_std_min: float, log_std_max: float) -> Tensor:
+    """Sampled-floor log stds: the continuous ERA output plus the smallest per-row offset that
+    lifts the truncated-normal entropy to target_entropy (H0 + delta)."""
+    x = _float32_copy(std_logits.detach().cpu())
+    out = _sampled.continuous_truncated_forward(to_numpy(x), to_numpy(_cast(loc.detach().cpu(), x.dtype)),
+                                                target_entropy, lo=lo, hi=hi, log_std_min=log_std_min,
+                                                log_std_max=log_std_max)
+    return from_numpy(out).to(device=std_logits.device, dtype=std_logits.dtype)
+
+
+@continuous_truncated_forward.register_fake
+def _(std_logits, loc, target_entropy, lo, hi, log_std_min, log_std_max):
+    return torch.empty_like(std_logits, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("era::continuous_truncated_backward", mutates_args=())
+def continuous_truncated_backward(std_logits: Tensor, loc: Tensor, grad_log_std: Tensor, target_entropy: float,
+                                  lo: float, hi: float, log_std_min: float,
+                                  log_std_max: float) -> Tuple[Tensor, Tensor]:
+    """(dL/d std_logits, dL/d loc) of continuous_truncated_forward (implicit function theorem)."""
+    x = _float32_copy(std_logits.detach().cpu())
+    grads = _sampled.continuous_truncated_backward(
+        to_numpy(x), to_numpy(_cast(loc.detach().cpu(), x.dtype)), to_numpy(_cast(grad_log_std.detach().cpu(), x.dtype)),
+        target_entropy, lo=lo, hi=hi, log_std_min=log_std_min, log_std_max=log_std_max, residual_grad=False)
+    back = lambda a: from_numpy(a).to(device=std_logits.device, dtype=std_logits.dtype)  # noqa: E731
+    return back(grads.std_logits), back(grads.loc)
+
+
+@continuous_truncated_backward.register_fake
+def _(std_logits, loc, grad_log_std, target_entropy, lo, hi, log_std_min, log_std_max):
+    return torch.empty_like(std_logits, memory_format=torch.contiguous_format), \
+        torch.empty_like(std_logits, memory_format=torch.contiguous_format)
+
+
+def _continuous_truncated_setup(ctx, inputs, output):
+    std_logits, loc, *params = inputs
+    ctx.save_for_backward(std_logits, loc)
+    ctx.params = params
+
+
+def _continuous_truncated_vjp(ctx, grad):
+    std_logits, loc = ctx.saved_tensors
+    grad_s, grad_loc = continuous_truncated_backward(std_logits, loc, grad.contiguous(), *ctx.params)
+    return grad_s, _cast(grad_loc, loc.dtype), None, None, None, None, None
+
+
+torch.library.register_autograd(continuous_truncated_forward, _continuous_truncated_vjp,
+                                setup_context=_continuous_truncated_setup)
+
+OPERATORS = OPERATORS + (truncated_normal_entropy_backward, continuous_truncated_forward,
+                         continuous_truncated_backward)

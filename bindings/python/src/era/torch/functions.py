@@ -33,6 +33,7 @@ from . import _ops
 from ._bridge import native_path
 
 __all__ = [
+    "continuous_era_truncated",
     "continuous_era",
     "discrete_era",
     "llm_logprob",
@@ -234,11 +235,15 @@ def truncated_normal_entropy(
     loc: torch.Tensor, log_std: torch.Tensor, lo: float = -1.0, hi: float = 1.0
 ) -> torch.Tensor:
     """Entropy of N(loc, exp(log_std)^2) truncated to [lo, hi] per row, ``[..., D] -> [...]``
-    nats, by libera (tensors on other devices are copied to the CPU for it)."""
+    nats, by libera (tensors on other devices are copied to the CPU for it). Unlike the other
+    entropies it is differentiable in loc and log_std (first derivatives only)."""
     where = "era.torch.truncated_normal_entropy"
     require(loc, FLOATS, where, "loc")
     require(log_std, FLOATS, where, "log_std")
     require_rows(log_std, where, "log_std")
+    if torch.is_grad_enabled() and (loc.requires_grad or log_std.requires_grad):
+        # Differentiable: the gradient is libera's era_truncated_normal_entropy_backward.
+        return _ops.truncated_normal_entropy(loc, log_std, float(lo), float(hi))
     return _ops.call(_ops.truncated_normal_entropy, loc.detach(), log_std.detach(), float(lo), float(hi))
 
 
@@ -249,3 +254,38 @@ def token_entropy(logits: torch.Tensor, *, backend: str = "auto") -> torch.Tenso
     require(logits, FLOATS, where, "logits")
     require_rows(logits, where, "logits")
     return _ops.call(_ops.token_entropy, logits.detach(), native_path(logits, backend, where))
+
+
+def continuous_era_truncated(
+    std_logits: torch.Tensor,
+    loc: torch.Tensor,
+    target_entropy: float,
+    *,
+    lo: float = -1.0,
+    hi: float = 1.0,
+    residual: float = _continuous.RESIDUAL,
+    log_std_min: float = _continuous.LOG_STD_MIN,
+    log_std_max: float = _continuous.LOG_STD_MAX,
+) -> torch.Tensor:
+    """The sampled floor (docs/math.md, "The sampled floor"): continuous ERA log stds plus the
+    smallest per-row offset c >= 0 that lifts the entropy of the normal truncated to [lo, hi]
+    with location `loc` (``tanh(mean)`` in SAC-ERA) to ``target_entropy + residual``.
+
+    Differentiable in std_logits and loc (implicit function theorem). The output may exceed
+    log_std_max. Tensors on other devices are copied to the CPU for libera.
+
+    Args:
+        std_logits: ``[..., D]`` float raw scale outputs; loc: same shape.
+    Returns:
+        ``[..., D]`` log stds, the dtype of std_logits.
+    Raises:
+        InfeasibleTargetError if ``target_entropy + residual >= D log(hi - lo)`` or K > 0.
+    """
+    where = "era.torch.continuous_era_truncated"
+    require(std_logits, FLOATS, where, "std_logits")
+    require(loc, FLOATS, where, "loc")
+    require_rows(std_logits, where, "std_logits")
+    if loc.shape != std_logits.shape:
+        raise BadShapeError(f"{where}: loc shape {tuple(loc.shape)} differs from std_logits {tuple(std_logits.shape)}")
+    return _ops.continuous_truncated_forward(std_logits, loc, float(target_entropy) + float(residual), float(lo),
+                                             float(hi), float(log_std_min), float(log_std_max))

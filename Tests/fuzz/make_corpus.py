@@ -3,7 +3,8 @@
 
 The first byte of an input picks the entry point (fn_of_byte in fuzz_era.c: the FN_ enum's
 order; byte % 36 for the first 36 entry points, as before the fused linear heads were added,
-and the bytes 36..38 and 232..255 for those three), the second the thread count and whether
+the bytes 36..38 and 232..255 for those three, the bytes 39..62 for the eight entry points of
+the truncated-normal entropy gradient and the sampled floor), the second the thread count and whether
 the call is repeated with another one; the rest drives sizes, parameters and values.
 Four seeds per entry point, 96..400 bytes each: one plain (small sizes, default-like
 parameters, moderate values), three from a fixed pseudo-random stream. The three fused
@@ -28,6 +29,8 @@ def fn_of_byte(b):
     """fuzz_era.c's fn_of_byte."""
     if b < 39:
         return b
+    if b < 63:
+        return 39 + (b - 39) % 8
     if b >= 232:
         return 36 + (b - 232) % 3
     return b % 36
@@ -120,6 +123,34 @@ for fn in LINEAR_HEADS:
     if fn != 38:  # 33769 entries, 17 chunks in 16 groups (2 tokens, dim 1)
         seeds.append(header(fn, tokens=(2, 0), dim=(0,), outputs=(200, 240, 0xE8, 0x03)) + values(2) +
                      bytes(rng.randrange(0, 128) for _ in range(100)))
+    for k, data in enumerate(seeds):
+        assert fn_of_byte(data[0]) == fn
+        with open(os.path.join(out, "seed-%02d-%d" % (fn, k)), "wb") as f:
+            f.write(data)
+    written += len(seeds)
+
+# The truncated-normal entropy gradient and the sampled floor (entry points 39..46: the
+# gradient f32/f64, forward f32/f64, backward f32/f64, check f32/f64), after the stream of the
+# linear heads. The plain seeds decode to a successful call (3 rows, 2 dims, [-1, 1], the
+# defaults with H0 = -0.5 dim, values within +-2); a second one puts the target 1e-3 below
+# the supremum 2 log 2 (the offset's solve near saturation); three from the stream.
+SAMPLED = range(39, 47)
+for fn in SAMPLED:
+    sizes = bytes([fn, 0x01, 3, 2])
+    if fn in (39, 40):  # setup_tn_backward: interval, loc, log_std, grad_entropy, alias, NULL
+        plain = sizes + bytes([0]) + values(6) + values(6) + values(3) + bytes([100, 200])
+        near = sizes + bytes([3]) + values(6) + values(6) + values(3) + bytes([0, 200])  # [0, 1], in place
+    elif fn in (45, 46):  # setup_sampled_check: params, interval, params given, tol, loc, log_std, report
+        plain = sizes + bytes([0, 0, 0, 0, 100, 0]) + values(6) + values(6) + bytes([200])
+        near = sizes + bytes([0, 0, 0, 16, 100, 0]) + values(6) + values(6) + bytes([200])  # [-2, 2]
+    else:  # setup_sampled: params, interval, target byte, params given, std logits, loc, ...
+        tail = (values(6) + bytes([100, 200])) if fn in (43, 44) else bytes([100, 200])
+        plain = sizes + bytes([0, 0, 0, 0, 0, 100]) + values(6) + values(6) + tail
+        near = sizes + bytes([0, 0, 0, 0, 202, 2, 100]) + values(6) + values(6) + tail  # target 1e-3 below 2 log 2
+    seeds = [plain + bytes(rng.randrange(0, 256) for _ in range(40)), near + bytes(rng.randrange(0, 256) for _ in range(40))]
+    for k in range(3):
+        n = rng.randrange(96, 400)
+        seeds.append(bytes([fn, rng.randrange(256)]) + bytes(rng.randrange(256) for _ in range(n - 2)))
     for k, data in enumerate(seeds):
         assert fn_of_byte(data[0]) == fn
         with open(os.path.join(out, "seed-%02d-%d" % (fn, k)), "wb") as f:

@@ -2581,16 +2581,19 @@ static double log_span(void) { return log(0.5 * hi_arg - 0.5 * lo_arg) + log(2.0
  * long double from erfc (math 1: H = ls + c + log Z + (alpha phi(alpha) - beta phi(beta))/(2Z),
  * dh/dalpha = a (M - 1 - alpha^2)/2, dh/dbeta = b (1 + beta^2 - M)/2 with a = phi(alpha)/Z,
  * b = phi(beta)/Z, M = alpha a - beta b). Returns 0 where this plain form is not accurate
- * (|ls| > 30, an interval narrower than 1e-3 sd, both bounds beyond 38 sd on one side, or Z
+ * (|ls| > 30, an interval narrower than 1e-3 sd, both bounds beyond 30 sd on one side, or Z
  * below 1e-4 of the tail it is taken from). */
 static long double ref_q(long double x) { return 0.5L * erfcl(x * 0.70710678118654752440L); }
-static long double ref_phi(long double x) { return fabsl(x) > 38 ? 0 : expl(-0.5L * x * x) * 0.39894228040143267794L; }
+static long double ref_phi(long double x) { return fabsl(x) > 140 ? 0 : expl(-0.5L * x * x) * 0.39894228040143267794L; }
 static int ref_trunc_normal(double m, double ls, long double *h, long double *dm, long double *dl) {
     if (!(fabs(ls) <= 30)) return 0;
     long double sd = expl(ls), a = ((long double)lo_arg - m) / sd, b = ((long double)hi_arg - m) / sd;
-    if (!(b - a >= 1e-3L) || a > 38 || b < -38 || !isfinite(a) || !isfinite(b)) return 0;
+    if (!(b - a >= 1e-3L) || a > 100 || b < -100 || !isfinite(a) || !isfinite(b)) return 0;
     long double lo = a, hi = b;
     if (hi <= 0) { lo = -b; hi = -a; } /* Z(a, b) = Z(-b, -a): take it on the side away from the mass */
+    /* beyond 30 sd the rounding of the long-double argument of erfc (relative 1e-19 x^2) is
+     * amplified by about x^4 in the derivatives: no reference there */
+    if (lo > 30) return 0;
     long double z = lo < 0 ? 1 - ref_q(-lo) - ref_q(hi) : ref_q(lo) - ref_q(hi);
     if (lo >= 0 && !(z >= 1e-4L * ref_q(lo))) return 0;
     long double pa = ref_phi(a), pb = ref_phi(b);

@@ -43,7 +43,9 @@ for name in sorted(os.listdir(os.path.join(here, "regressions"))):
         continue
     with open(path, "rb") as f:
         first = f.read(1)
-    assert not first or fn_of_byte(first[0]) == first[0] % 36, "regression input %s changes entry point" % name
+    # (inputs of the sampled floor's entry points, bytes 39..62, were written after that mapping)
+    assert not first or fn_of_byte(first[0]) == first[0] % 36 or 39 <= first[0] < 63, \
+        "regression input %s changes entry point" % name
 
 rng = random.Random(20251008)
 for fn in range(ENTRY_POINTS):

@@ -122,3 +122,69 @@ def test_torch_gradcheck_and_compile():
     value = compiled(st, mt)
     value.backward()
     assert st.grad is not None and mt.grad is not None and torch.isfinite(st.grad).all()
+
+
+# The device path (era._formulas through era.torch.native), taken on the CPU with
+# backend="native", and a tensor residual with its gradient.
+
+
+def _batch(seed=3, rows=12, d=5):
+    gen = torch.Generator().manual_seed(seed)
+    s = (3 * torch.randn(rows, d, generator=gen, dtype=torch.float64)).requires_grad_()
+    m = torch.tanh(2 * torch.randn(rows, d, generator=gen, dtype=torch.float64)).requires_grad_()
+    return s, m, torch.randn(rows, d, generator=gen, dtype=torch.float64)
+
+
+def test_native_backend_agrees_with_libera():
+    s, m, g = _batch()
+    results = []
+    for backend in ("libera", "native"):
+        residual = torch.tensor(0.25, dtype=torch.float64, requires_grad=True)
+        out = et.continuous_era_truncated(s, m, -2.75, residual=residual, backend=backend)
+        grads = torch.autograd.grad((out * g).sum(), (s, m, residual))
+        results.append((out.detach(), *grads))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-10)
+
+
+def test_tensor_residual_gradient_against_differences():
+    s, m, g = _batch(seed=5)
+    residual = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    out = et.continuous_era_truncated(s, m, -3.0, residual=residual)
+    (grad,) = torch.autograd.grad((out * g).sum(), residual)
+    h = 1e-6
+    value = lambda r: float((et.continuous_era_truncated(s.detach(), m.detach(), -3.0, residual=r) * g).sum())  # noqa
+    fd = (value(0.5 + h) - value(0.5 - h)) / (2 * h)
+    assert abs(float(grad) - fd) <= 1e-6 * (1 + abs(fd))
+
+
+def test_native_float32_and_compile():
+    s, m, _ = _batch(seed=7)
+    s32, m32 = s.detach().float(), m.detach().float()
+    native = et.continuous_era_truncated(s32, m32, -2.0, backend="native")
+    libera = et.continuous_era_truncated(s32, m32, -2.0)
+    np.testing.assert_allclose(native.numpy(), libera.numpy(), rtol=0, atol=4e-6)
+    assert era.check_continuous_truncated(m32.numpy(), native.numpy(), -2.0, tol=0.0).violations == 0
+    residual = torch.tensor(0.5, dtype=torch.float64)
+    compiled = torch.compile(lambda a, b, r: et.continuous_era_truncated(a, b, -2.5, residual=r), fullgraph=True)
+    np.testing.assert_array_equal(compiled(s.detach(), m.detach(), residual).numpy(),
+                                  et.continuous_era_truncated(s.detach(), m.detach(), -2.5, residual=residual).numpy())
+
+
+def test_native_faults():
+    s, m, _ = _batch(seed=9, rows=3, d=2)
+    s, m = s.detach(), m.detach()
+    with pytest.raises(era.InfeasibleTargetError):  # H0 + delta above 2 log 2: data, checked on the device
+        et.continuous_era_truncated(s, m, 1.0, residual=torch.tensor(0.5, dtype=torch.float64), backend="native")
+    with pytest.raises(era.BadParameterError):
+        et.continuous_era_truncated(s, m, -1.0, residual=torch.tensor(-0.5, dtype=torch.float64), backend="native")
+    bad = m.clone()
+    bad[1, 0] = float("nan")
+    with pytest.raises(era.NonFiniteError):
+        et.continuous_era_truncated(s, bad, -1.0, backend="native")
+    far = torch.zeros_like(m)
+    far[2, 0] = 1e300
+    with pytest.raises(era.InfeasibleTargetError):  # no offset reaches the target in double
+        et.continuous_era_truncated(torch.zeros_like(s), far, 2 * np.log(2.0) - 1e-3, backend="native")
+    with pytest.raises(era.InfeasibleTargetError):  # a parameter: checked by libera on the host
+        et.continuous_era_truncated(s, m, 2.0, backend="native")

@@ -102,9 +102,18 @@ def opcheck_cases():
         ("truncated_normal_entropy_backward", _ops.truncated_normal_entropy_backward,
          (loc.detach(), log_std.detach(), torch.randn(3, dtype=torch.float64), -1.0, 1.0)),
         ("continuous_truncated_forward", _ops.continuous_truncated_forward,
-         (log_std, loc, -2.0, -1.0, 1.0, -8.0, 0.0)),
+         (log_std, loc, None, -2.0, -1.0, 1.0, -8.0, 0.0, False)),
+        ("continuous_truncated_forward-native", _ops.continuous_truncated_forward,
+         (log_std, loc, None, -2.0, -1.0, 1.0, -8.0, 0.0, True)),
+        ("continuous_truncated_forward-residual", _ops.continuous_truncated_forward,
+         (log_std, loc, torch.tensor(0.5, dtype=torch.float64, requires_grad=True), -2.5, -1.0, 1.0, -8.0, 0.0,
+          False)),
         ("continuous_truncated_backward", _ops.continuous_truncated_backward,
-         (log_std.detach(), loc.detach(), torch.randn(3, 4, dtype=torch.float64), -2.0, -1.0, 1.0, -8.0, 0.0)),
+         (log_std.detach(), loc.detach(), None, torch.randn(3, 4, dtype=torch.float64), -2.0, -1.0, 1.0, -8.0, 0.0,
+          False)),
+        ("continuous_truncated_backward-native", _ops.continuous_truncated_backward,
+         (log_std.detach(), loc.detach(), torch.tensor(0.5, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64),
+          -2.5, -1.0, 1.0, -8.0, 0.0, True)),
     ]
     return cases
 

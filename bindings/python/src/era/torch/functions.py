@@ -263,19 +263,23 @@ def continuous_era_truncated(
     *,
     lo: float = -1.0,
     hi: float = 1.0,
-    residual: float = _continuous.RESIDUAL,
+    residual: Union[float, torch.Tensor] = _continuous.RESIDUAL,
     log_std_min: float = _continuous.LOG_STD_MIN,
     log_std_max: float = _continuous.LOG_STD_MAX,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """The sampled floor (docs/math.md, "The sampled floor"): continuous ERA log stds plus the
     smallest per-row offset c >= 0 that lifts the entropy of the normal truncated to [lo, hi]
     with location `loc` (``tanh(mean)`` in SAC-ERA) to ``target_entropy + residual``.
 
-    Differentiable in std_logits and loc (implicit function theorem). The output may exceed
-    log_std_max. Tensors on other devices are copied to the CPU for libera.
+    Differentiable in std_logits, loc and a tensor residual (implicit function theorem). The
+    output may exceed log_std_max. CPU tensors go to libera, others to the device path
+    (era._formulas; ``backend="native"`` takes it on the CPU too).
 
     Args:
         std_logits: ``[..., D]`` float raw scale outputs; loc: same shape.
+        residual: delta >= 0: a float, or a one-element tensor (its value is data; its
+            gradient is the sum over rows of dL/d(H0 + delta)).
     Returns:
         ``[..., D]`` log stds, the dtype of std_logits.
     Raises:
@@ -287,5 +291,19 @@ def continuous_era_truncated(
     require_rows(std_logits, where, "std_logits")
     if loc.shape != std_logits.shape:
         raise BadShapeError(f"{where}: loc shape {tuple(loc.shape)} differs from std_logits {tuple(std_logits.shape)}")
-    return _ops.continuous_truncated_forward(std_logits, loc, float(target_entropy) + float(residual), float(lo),
-                                             float(hi), float(log_std_min), float(log_std_max))
+    native = native_path(std_logits, backend, where)
+    target = float(target_entropy)
+    if isinstance(residual, torch.Tensor):
+        if residual.numel() != 1:
+            raise python_error(BadShapeError, where, f"residual must hold one value, got shape {tuple(residual.shape)}")
+        require(residual, FLOATS, where, "residual")
+        if residual.dim():
+            residual = residual.reshape(())
+        tensor_residual = residual
+    else:
+        delta = float(residual)
+        if not (math.isfinite(delta) and delta >= 0):
+            raise python_error(BadParameterError, where, f"residual={delta} must be finite and >= 0")
+        target, tensor_residual = target + delta, None
+    return _ops.continuous_truncated_forward(std_logits, loc, tensor_residual, target, float(lo), float(hi),
+                                             float(log_std_min), float(log_std_max), native)

@@ -230,7 +230,9 @@ def test_sampled_floor(lib, rng, target):
     assert not infeasible.any()
     # the floor and the minimal offset, in entropy: within 2e-12 (1 + |target|) above the target
     h = era.truncated_normal_entropy(m, out)
-    assert np.all(h >= target - 1e-13 * (1 + abs(target)))
+    # held as the formulas evaluate the entropy, which agrees with libera's to about 1e-13 a
+    # dimension (XLA's fused sums differ from numpy's in the last bits)
+    assert np.all(h >= target - 1e-12 * (1 + abs(target)))
     assert np.all((c == 0) | (h - target <= 2e-12 * (1 + abs(target))))
     np.testing.assert_array_equal(c == 0, offset == 0)
     np.testing.assert_allclose(out[c == 0], want[offset == 0], rtol=0, atol=1e-13)  # the continuous output

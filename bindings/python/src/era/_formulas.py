@@ -146,6 +146,17 @@ class ArrayOps:
         """The next representable value above x, in x's dtype."""
         return self.xp.nextafter(x, self.full_like(x, math.inf))
 
+    def repeat(self, steps: int, body, state):
+        """``state = body(state)`` `steps` times: a Python loop, or jax.lax.fori_loop in JAX
+        (one traced body instead of `steps` unrolled copies: XLA compiles it in a fraction)."""
+        if self.name == "jax.numpy":
+            import jax
+
+            return jax.lax.fori_loop(0, steps, lambda _, carry: body(carry), state)
+        for _ in range(steps):
+            state = body(state)
+        return state
+
 
 @lru_cache(maxsize=None)
 def _cached_ops(xp) -> ArrayOps:
@@ -723,8 +734,9 @@ def sampled_floor_offset(ops: ArrayOps, l, m, target, lo: float, hi: float, step
     infeasible = (f0 < 0) & ~(f_limit >= 0)
     a = ops.astype(ops.full_like(f0, 0.0), f0.dtype)
     b = limit
-    x, fx, slope = a, f0, slope0
-    for _ in range(steps):
+
+    def newton(state):
+        a, b, x, fx, slope = state
         step = -fx / slope
         # a step from below already within the tolerance is doubled to land on the feasible side
         push = (fx < 0) & (-fx <= tolerance)
@@ -738,7 +750,9 @@ def sampled_floor_offset(ops: ArrayOps, l, m, target, lo: float, hi: float, step
         up = value >= 0
         b = ops.where(up, candidate, b)
         a = ops.where(up, a, candidate)
-        x, fx = candidate, value
+        return a, b, candidate, value, slope
+
+    b = ops.repeat(steps, newton, (a, b, a, f0, slope0))[1]
     c = ops.where(f0 >= 0, 0.0, b)
     return ops.where(infeasible, math.nan, c), infeasible
 

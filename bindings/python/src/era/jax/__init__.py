@@ -26,9 +26,10 @@ from .functions import (
     softmax_entropy,
     tanh_gaussian_entropy,
     token_entropy,
-    truncated_normal_entropy,
 )
 from .llm import LLMERAOutput, llm_era, llm_response_entropy, llm_scales
+# the sampled floor; truncated_normal_entropy here is differentiable (custom_vjp)
+from .sampled_floor import continuous_era_truncated, truncated_normal_entropy
 
 __all__ = [
     "export_checks",
@@ -44,4 +45,5 @@ __all__ = [
     "llm_scales",
     "llm_era",
     "LLMERAOutput",
+    "continuous_era_truncated",
 ]

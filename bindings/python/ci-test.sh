@@ -32,6 +32,7 @@ requirements=(
     "jax[cpu]==0.10.2"
     "jaxlib==0.10.2"
     "flatbuffers>=24"
+    "scipy>=1.7"  # erf/erfc of era._formulas' truncated normal on numpy arrays (Tests/python/test_formulas.py)
 )
 if [ -n "${EXTRA_REQUIREMENTS:-}" ]; then
     while read -r line; do

@@ -61,6 +61,9 @@
  *                 Truncated-normal policy (era_truncated_normal_sample_*,
  *                 era_truncated_normal_sample_backward_*, era_truncated_normal_log_prob_*,
  *                 era_truncated_normal_log_prob_backward_*): additions, ABI unchanged.
+ *                 Additions, ABI unchanged: era_truncated_normal_entropy_backward_*, the
+ *                 sampled floor era_continuous_truncated_forward_* / _backward_* and its
+ *                 check era_check_continuous_truncated_*.
  */
 #ifndef ERA_H
 #define ERA_H
@@ -176,6 +179,25 @@ era_status era_truncated_normal_entropy_f32(int64_t rows, int64_t dim, const flo
 era_status era_truncated_normal_entropy_f64(int64_t rows, int64_t dim, const double *loc, const double *log_std,
                                             double lo, double hi, double *out_entropy);
 
+/* Gradient of era_truncated_normal_entropy (docs/math.md, "Truncated-normal entropy
+ * gradient"): with H the entropy of dimension (r, i),
+ *   out_grad_loc[r, i]     = grad_entropy[r] * dH/dloc
+ *   out_grad_log_std[r, i] = grad_entropy[r] * dH/dlog_std
+ * computed in double with the tail-stable normal probabilities of the entropy itself.
+ * Reads loc[rows*dim], log_std[rows*dim], grad_entropy[rows]; writes out_grad_loc[rows*dim],
+ * out_grad_log_std[rows*dim]. In place allowed: out_grad_loc == loc, out_grad_log_std == log_std.
+ * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; BAD_PARAMETER unless lo < hi, both
+ * finite, and when a gradient cannot be represented in the output type (dH/dloc grows like
+ * exp(-log_std) for a location on a bound); NON_FINITE for non-finite loc, log_std or
+ * grad_entropy. */
+era_status era_truncated_normal_entropy_backward_f32(int64_t rows, int64_t dim, const float *loc, const float *log_std,
+                                                     double lo, double hi, const float *grad_entropy,
+                                                     float *out_grad_loc, float *out_grad_log_std);
+era_status era_truncated_normal_entropy_backward_f64(int64_t rows, int64_t dim, const double *loc,
+                                                     const double *log_std, double lo, double hi,
+                                                     const double *grad_entropy, double *out_grad_loc,
+                                                     double *out_grad_log_std);
+
 /* ---------------------------------------------------------------------------------------
  * Continuous ERA: bounded Gaussian policies (math 1)
  *
@@ -228,6 +250,57 @@ era_status era_continuous_backward_f32(const era_continuous_params *params, int6
 era_status era_continuous_backward_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
                                        const double *std_logits, const double *grad_log_std,
                                        double *out_grad_std_logits, double *out_grad_residual);
+
+/* The sampled floor (docs/math.md, "The sampled floor"): a floor on the entropy of the normal
+ * truncated to [lo, hi] that the policy samples, with location loc, instead of the Gaussian's.
+ * With l the forward pass above (era_continuous_forward, bit for bit) and H_TN the truncated
+ * entropy (era_truncated_normal_entropy):
+ *   c[r]             = the smallest c >= 0 with sum_i H_TN(loc[r, i], l[r, i] + c) >= H0 + residual
+ *   out_log_std[r, i] = l[r, i] + c[r]
+ * found per row in double by safeguarded Newton iteration (to within 1e-12 * (1 + |H0 + residual|)
+ * nats above the target). Rows whose truncated entropy already reaches the target keep c = 0
+ * and equal the continuous output. The offset is not clipped at log_std_max: out_log_std may
+ * exceed it (the sampled floor is the point); it never falls below l. float32 outputs are
+ * rounded towards +inf, so the floor holds for the stored values.
+ * Feasible iff H0 + residual < dim * log(hi - lo), the supremum of the truncated entropy, and
+ * the continuous parameter checks pass (K <= 0).
+ * Reads std_logits[rows*dim], loc[rows*dim]; writes out_log_std[rows*dim] and, when
+ * out_offset is not NULL, out_offset[rows] (c per row). In place allowed:
+ * out_log_std == std_logits.
+ * Errors: the continuous parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1;
+ * BAD_PARAMETER unless lo < hi, both finite; INFEASIBLE_TARGET if H0 + residual >=
+ * dim * log(hi - lo), or when a row's offset cannot reach the target in double (a target
+ * within rounding of that supremum); NON_FINITE for non-finite std_logits or loc. */
+era_status era_continuous_truncated_forward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                                const float *std_logits, const float *loc, double lo, double hi,
+                                                float *out_log_std, float *out_offset);
+era_status era_continuous_truncated_forward_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                                const double *std_logits, const double *loc, double lo, double hi,
+                                                double *out_log_std, double *out_offset);
+
+/* Backward pass of the sampled floor, by the implicit function theorem. With g = grad_log_std,
+ * G = sum_i g_i, H_L,i and H_m,i the derivatives of H_TN(loc_i, out_log_std_i) with respect
+ * to log std and location, and S = sum_i H_L,i, on a row with c > 0:
+ *   dL/dl_i   = g_i - G * H_L,i / S
+ *   dL/dloc_i = -G * H_m,i / S
+ *   dL/d(H0 + residual) = G / S + the continuous backward's residual gradient of dL/dl
+ * and on a row with c = 0: dL/dl = g, dL/dloc = 0 (the continuous gradient unchanged).
+ * out_grad_std_logits is the continuous backward pass (era_continuous_backward) of dL/dl.
+ * Reads std_logits[rows*dim], loc[rows*dim], grad_log_std[rows*dim]; writes
+ * out_grad_std_logits[rows*dim], out_grad_loc[rows*dim] and, when out_grad_residual is not
+ * NULL, out_grad_residual[rows] (also the gradient w.r.t. target_entropy).
+ * In place allowed: out_grad_std_logits may be std_logits or grad_log_std; out_grad_loc may
+ * be loc.
+ * Errors: as the forward pass; NON_FINITE also for grad_log_std; BAD_PARAMETER when a
+ * gradient cannot be represented in the output type. */
+era_status era_continuous_truncated_backward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                                 const float *std_logits, const float *loc, double lo, double hi,
+                                                 const float *grad_log_std, float *out_grad_std_logits,
+                                                 float *out_grad_loc, float *out_grad_residual);
+era_status era_continuous_truncated_backward_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                                 const double *std_logits, const double *loc, double lo, double hi,
+                                                 const double *grad_log_std, double *out_grad_std_logits,
+                                                 double *out_grad_loc, double *out_grad_residual);
 
 /* ---------------------------------------------------------------------------------------
  * Discrete ERA: softmax policies and classifiers (math 2)
@@ -591,6 +664,22 @@ era_status era_check_continuous_f32(const era_continuous_params *params, int64_t
 era_status era_check_continuous_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
                                     const double *mean, const double *log_std, double tol,
                                     era_bound_report *report);
+
+/* Checks rows of log stds against the sampled floor: the truncated-normal entropy
+ * (era_truncated_normal_entropy, summed compensated) of each row, location loc on [lo, hi],
+ * against H0 + residual (report->target == report->floor == H0 + residual, which
+ * era_continuous_truncated_forward guarantees).
+ * Reads loc[rows*dim], log_std[rows*dim]; writes *report.
+ * Errors: the continuous parameter checks and the sampled floor's (BAD_PARAMETER unless
+ * lo < hi, both finite; INFEASIBLE_TARGET if H0 + residual >= dim * log(hi - lo));
+ * NULL_POINTER (loc, log_std, report); BAD_SHAPE if rows < 0 or dim < 1; BAD_PARAMETER for a bad
+ * tol or a row entropy that is not a finite double; NON_FINITE. */
+era_status era_check_continuous_truncated_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                              const float *loc, const float *log_std, double lo, double hi,
+                                              double tol, era_bound_report *report);
+era_status era_check_continuous_truncated_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                              const double *loc, const double *log_std, double lo, double hi,
+                                              double tol, era_bound_report *report);
 
 /* ---------------------------------------------------------------------------------------
  * Fused linear heads (docs/linear-heads.md)

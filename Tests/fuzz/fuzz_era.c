@@ -608,7 +608,8 @@ enum {
     FN_LINF, FN_LINB, FN_LCE,
     /* the truncated-normal policy: bytes 210..222 and 225..231 (see fn_of_byte) */
     FN_TNS_F32, FN_TNS_F64, FN_TNSB_F32, FN_TNSB_F64, FN_TNLP_F32, FN_TNLP_F64, FN_TNLPB_F32, FN_TNLPB_F64,
-    FN_COUNT
+    /* the truncated-normal entropy gradient and the sampled floor: bytes 39..62 (see fn_of_byte) */
+    FN_TNB_F32, FN_TNB_F64, FN_SFF_F32, FN_SFF_F64, FN_SFB_F32, FN_SFB_F64, FN_CHKT_F32, FN_CHKT_F64, FN_COUNT
 };
 static const char *const fn_name[] = {
     "era_softmax_entropy_f32", "era_softmax_entropy_f64", "era_gaussian_entropy_f32", "era_gaussian_entropy_f64",
@@ -624,7 +625,11 @@ static const char *const fn_name[] = {
     "era_llm_linear_logprob_forward_f32", "era_llm_linear_logprob_backward_f32", "era_linear_discrete_ce_f32",
     "era_truncated_normal_sample_f32", "era_truncated_normal_sample_f64", "era_truncated_normal_sample_backward_f32",
     "era_truncated_normal_sample_backward_f64", "era_truncated_normal_log_prob_f32", "era_truncated_normal_log_prob_f64",
-    "era_truncated_normal_log_prob_backward_f32", "era_truncated_normal_log_prob_backward_f64"};
+    "era_truncated_normal_log_prob_backward_f32", "era_truncated_normal_log_prob_backward_f64",
+    "era_truncated_normal_entropy_backward_f32", "era_truncated_normal_entropy_backward_f64",
+    "era_continuous_truncated_forward_f32", "era_continuous_truncated_forward_f64",
+    "era_continuous_truncated_backward_f32", "era_continuous_truncated_backward_f64",
+    "era_check_continuous_truncated_f32", "era_check_continuous_truncated_f64"};
 
 /* The entry point of an input's first byte. Inputs written before the fused linear heads
  * were added picked it as byte % 36; byte % 39 would move most of them (151 % 36 = 7 but
@@ -636,9 +641,12 @@ static const char *const fn_name[] = {
  * no committed input has one (Tests/fuzz/make_corpus.py checks the corpus).
  * The eight truncated-normal entry points took the bytes 210..222 and 225..231, which no
  * committed input starts with (209, 223 and 224 do, and keep their byte % 36): 2 or 3 bytes
- * each, about 1% of inputs per function. */
+ * each, about 1% of inputs per function.
+ * The sampled floor's eight entry points took the bytes 39..62 in the same way (3 each, about
+ * 1.2% of inputs per function): no committed input starts with one of them. */
 static int fn_of_byte(uint8_t b) {
     if (b < 39) return b;
+    if (b < 63) return FN_TNB_F32 + (b - 39) % 8;
     if (b >= 232) return FN_LINF + (b - 232) % 3;
     if (b >= 210 && b <= 222) return FN_TNS_F32 + (b - 210) % 8;
     if (b >= 225 && b <= 231) return FN_TNS_F32 + (b - 225 + 5) % 8;
@@ -731,6 +739,24 @@ static era_status invoke(void) {
     case FN_TNLPB_F64:
         return era_truncated_normal_log_prob_backward_f64(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3], A[4],
                                                           A[5], A[6]);
+    case FN_TNB_F32:
+        return era_truncated_normal_entropy_backward_f32(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3], A[4]);
+    case FN_TNB_F64:
+        return era_truncated_normal_entropy_backward_f64(n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3], A[4]);
+    case FN_SFF_F32:
+        return era_continuous_truncated_forward_f32(cpp, n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3]);
+    case FN_SFF_F64:
+        return era_continuous_truncated_forward_f64(cpp, n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3]);
+    case FN_SFB_F32:
+        return era_continuous_truncated_backward_f32(cpp, n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3], A[4],
+                                                     A[5]);
+    case FN_SFB_F64:
+        return era_continuous_truncated_backward_f64(cpp, n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, A[2], A[3], A[4],
+                                                     A[5]);
+    case FN_CHKT_F32:
+        return era_check_continuous_truncated_f32(cpp, n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, tol_arg, A[2]);
+    case FN_CHKT_F64:
+        return era_check_continuous_truncated_f64(cpp, n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, tol_arg, A[2]);
     }
     abort();
 }
@@ -763,6 +789,7 @@ static int vt_of(int f) {
     case FN_SOFTMAX_F64: case FN_GAUSS_F64: case FN_TANH_F64: case FN_TRUNC_F64: case FN_CFWD_F64: case FN_CBWD_F64:
     case FN_DFWD_F64: case FN_DBWD_F64: case FN_CHKD_F64: case FN_CHKC_F64: case FN_TOK_F64: return TY_F64;
     case FN_TNS_F64: case FN_TNSB_F64: case FN_TNLP_F64: case FN_TNLPB_F64: return TY_F64;
+    case FN_TNB_F64: case FN_SFF_F64: case FN_SFB_F64: case FN_CHKT_F64: return TY_F64;
     case FN_TOK_BF16: case FN_LPF_BF16: case FN_LPB_BF16: return TY_BF16;
     default: return TY_F32;
     }
@@ -2796,6 +2823,441 @@ static void checks_truncnorm(int vt) {
     }
 }
 
+/* ---- the truncated-normal entropy gradient and the sampled floor ------------------------
+ * era_truncated_normal_entropy_backward_*, era_continuous_truncated_forward_* / _backward_*,
+ * era_check_continuous_truncated_*. Check order in libera: the continuous parameters, the
+ * interval (BAD_PARAMETER unless lo < hi, both finite), the feasibility of the sampled floor
+ * (INFEASIBLE_TARGET if H0 + delta >= dim log(hi - lo)), then the shape, pointers, overlaps
+ * and the scan of the inputs; the entropy gradient checks the interval first. */
+
+/* The interval: mostly [-1, 1], sometimes degenerate, reversed, NaN, infinite, tiny or huge. */
+static void gen_interval(void) {
+    static const double bounds[][2] = {{-1, 1}, {-1, 1}, {-1, 1}, {0, 1}, {-1e-8, 1e-8}, {5, 6}, {-1e300, 1e300},
+                                       {-DBL_MAX, DBL_MAX}, {1, 1}, {1, -1}, {NAN, 1}, {-INFINITY, 1},
+                                       {0, INFINITY}, {1e8, 1e8 + 1}, {-3, -2}, {-1e-300, 0}, {-2, 2}, {-1, 1}};
+    uint8_t b = byte();
+    if (b < 220) { lo_arg = bounds[b % 18][0]; hi_arg = bounds[b % 18][1]; }
+    else { lo_arg = (int8_t)byte() / 8.0; hi_arg = lo_arg + byte() / 64.0; }
+}
+static int interval_ok(void) { return isfinite(lo_arg) && isfinite(hi_arg) && lo_arg < hi_arg; }
+/* dim log(hi - lo) as libera forms it: log(hi/2 - lo/2) + log 2 (no overflow for +-DBL_MAX) */
+static double log_span(void) { return log(0.5 * hi_arg - 0.5 * lo_arg) + log(2.0); }
+
+/* The entropy of N(m, e^(2 ls)) truncated to [lo, hi] and its derivatives dH/dm, dH/dls, in
+ * long double from erfc (math 1: H = ls + c + log Z + (alpha phi(alpha) - beta phi(beta))/(2Z),
+ * dh/dalpha = a (M - 1 - alpha^2)/2, dh/dbeta = b (1 + beta^2 - M)/2 with a = phi(alpha)/Z,
+ * b = phi(beta)/Z, M = alpha a - beta b). Returns 0 where this plain form is not accurate
+ * (|ls| > 30, an interval narrower than 1e-3 sd, both bounds beyond 30 sd on one side, or Z
+ * below 1e-4 of the tail it is taken from). */
+static long double ref_q(long double x) { return 0.5L * erfcl(x * 0.70710678118654752440L); }
+static long double ref_phi(long double x) { return fabsl(x) > 140 ? 0 : expl(-0.5L * x * x) * 0.39894228040143267794L; }
+static int ref_trunc_normal(double m, double ls, long double *h, long double *dm, long double *dl) {
+    if (!(fabs(ls) <= 30)) return 0;
+    long double sd = expl(ls), a = ((long double)lo_arg - m) / sd, b = ((long double)hi_arg - m) / sd;
+    if (!(b - a >= 1e-3L) || a > 100 || b < -100 || !isfinite(a) || !isfinite(b)) return 0;
+    long double lo = a, hi = b;
+    if (hi <= 0) { lo = -b; hi = -a; } /* Z(a, b) = Z(-b, -a): take it on the side away from the mass */
+    /* beyond 30 sd the rounding of the long-double argument of erfc (relative 1e-19 x^2) is
+     * amplified by about x^4 in the derivatives: no reference there */
+    if (lo > 30) return 0;
+    long double z = lo < 0 ? 1 - ref_q(-lo) - ref_q(hi) : ref_q(lo) - ref_q(hi);
+    if (lo >= 0 && !(z >= 1e-4L * ref_q(lo))) return 0;
+    long double pa = ref_phi(a), pb = ref_phi(b);
+    long double ta = pa == 0 ? 0 : a * pa / z, tb = pb == 0 ? 0 : b * pb / z, mm = ta - tb;
+    *h = ls + (long double)GAUSS_C + logl(z) + 0.5L * mm;
+    long double da = pa == 0 ? 0 : 0.5L * pa / z * (mm - 1 - a * a), db = pb == 0 ? 0 : 0.5L * pb / z * (1 + b * b - mm);
+    *dl = 1 - (da == 0 ? 0 : a * da) - (db == 0 ? 0 : b * db);
+    *dm = -(da + db) / sd;
+    return 1;
+}
+
+static int setup_tn_backward(int vt) {
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    gen_interval();
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 1, es, es);
+    if (too_big(n_rows, n_cols)) return 0;
+    if (!interval_ok()) faults |= F(ERA_ERR_BAD_PARAMETER); /* checked before the shape */
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+    fill_values(new_array(1, vt, n, 0), vt, n_rows, n_cols);
+    fill_values(new_array(2, vt, shape_bad ? 0 : n_rows, 0), vt, n_rows, 1);
+    new_array(3, vt, n, 1);
+    new_array(4, vt, n, 1);
+    uint8_t a = byte();
+    if (a < 48) alias(3, 0); /* out_grad_loc == loc */
+    if (a % 3 == 0) alias(4, 1); /* out_grad_log_std == log_std */
+    maybe_null(5);
+    if (!shape_bad && interval_ok()) {
+        if (n_rows > 0 && (!A[0] || !A[1] || !A[2] || !A[3] || !A[4])) faults |= F(ERA_ERR_NULL_POINTER);
+        if (!all_finite(0, vt, n) || !all_finite(1, vt, n) || !all_finite(2, vt, n_rows)) faults |= F(ERA_ERR_NON_FINITE);
+        /* era.h: BAD_PARAMETER when a gradient cannot be represented in the output type.
+         * |dH/dm| <= (2 + alpha^2 + beta^2)(a + b)/sd and |dH/dL| <= 1 + (|alpha| + |beta|)(a + b)(2 + alpha^2 + beta^2)
+         * grow without bound only for small sd, huge standardised bounds or a huge upstream
+         * gradient: allowed where any of those is extreme. */
+        if (!faults && A[0] && A[1] && A[2]) {
+            for (int64_t i = 0; i < n; i++) {
+                double g = fabs(get(A[2], vt, i / n_cols)), ls = get(A[1], vt, i), m = get(A[0], vt, i);
+                long double h, dm, dl;
+                if (!ref_trunc_normal(m, ls, &h, &dm, &dl) || g * (fabsl(dm) + fabsl(dl)) > type_max(vt) / 64 ||
+                    g > type_max(vt) / 64)
+                    maybe |= F(ERA_ERR_BAD_PARAMETER);
+            }
+        }
+    }
+    describe("%s(rows=%lld, dim=%lld, lo=%.17g, hi=%.17g, in_place=%d%d)", fn_name[fn], (long long)n_rows,
+             (long long)n_cols, lo_arg, hi_arg, A[3] && A[3] == A[0], A[4] && A[4] == A[1]);
+    return 1;
+}
+
+static void checks_tn_backward(int vt) {
+    const void *m = input(0), *ls = input(1), *g = input(2);
+    int64_t n = n_rows * n_cols;
+    for (int64_t i = 0; i < n; i++) {
+        double gl = get(A[3], vt, i), gs = get(A[4], vt, i);
+        if (!isfinite(gl) || !isfinite(gs)) violation("entropy gradient [%lld] = (%g, %g) with status ok", (long long)i, gl, gs);
+        long double h, dm, dl;
+        double gr = get(g, vt, i / n_cols);
+        if (!ref_trunc_normal(get(m, vt, i), get(ls, vt, i), &h, &dm, &dl)) continue;
+        /* docs/math.md: the gradient is computed in double from the entropy's own pieces; the
+         * reference's Z keeps 1e-4 of its tail, so 1e-9 relative to the terms' size */
+        long double sd = expl((long double)get(ls, vt, i));
+        long double scale_m = (1 + fabsl(dm) + 1 / sd) * fabs(gr), scale_l = (1 + fabsl(dl)) * fabs(gr);
+        double tm = 1e-9 * (double)scale_m + 2 * type_eps(vt) * (double)fabsl(gr * dm) + 1e-300;
+        double tl = 1e-9 * (double)scale_l + 2 * type_eps(vt) * (double)fabsl(gr * dl) + 1e-300;
+        if (vt == TY_F32) tm += 1.5e-45, tl += 1.5e-45;
+        expect_close(gl, gr * dm, tm, vt, "truncated-normal dH/dloc", i);
+        expect_close(gs, gr * dl, tl, vt, "truncated-normal dH/dlog_std", i);
+    }
+}
+
+/* The sampled floor's parameter, interval and feasibility faults (shape already decided). */
+static void sampled_faults(void) {
+    unsigned *fa = shape_bad ? &maybe : &faults;
+    unsigned before = *fa;
+    continuous_faults(cpp, n_cols, fa, &maybe);
+    if (*fa != before) { /* the continuous checks come first; a bad interval may not be seen */
+        maybe |= F(ERA_ERR_BAD_PARAMETER);
+        return;
+    }
+    if (!interval_ok()) { *fa |= F(ERA_ERR_BAD_PARAMETER); return; }
+    double target = cparams.target_entropy + cparams.residual, sup = (double)n_cols * log_span();
+    if (near_boundary(target, sup, 1e-8)) maybe |= F(ERA_ERR_INFEASIBLE_TARGET);
+    else if (target >= sup) *fa |= F(ERA_ERR_INFEASIBLE_TARGET);
+}
+
+static int setup_sampled(int vt) {
+    int backward = fn == FN_SFB_F32 || fn == FN_SFB_F64;
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    gen_continuous(&cparams, n_cols);
+    /* targets near the sampled floor's supremum dim log(hi - lo) as well */
+    gen_interval();
+    uint8_t t = byte();
+    if (t >= 200 && interval_ok() && n_cols >= 1) {
+        static const double below[] = {1, 0.1, 1e-3, 1e-6, 1e-9, 1e-12, 0, -1e-12};
+        cparams.target_entropy = (double)n_cols * log_span() - PICK(below) - cparams.residual;
+    }
+    cpp = byte() < 8 ? NULL : &cparams;
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 1, es, es);
+    if (too_big(n_rows, n_cols)) return 0;
+    if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET) | F(ERA_ERR_NULL_POINTER);
+    sampled_faults();
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+    fill_values(new_array(1, vt, n, 0), vt, n_rows, n_cols);
+    if (!backward) {
+        new_array(2, vt, n, 1);
+        new_array(3, vt, shape_bad ? 0 : n_rows, 1);
+        uint8_t a = byte();
+        if (a < 64) alias(2, 0); /* out_log_std == std_logits */
+        if (a % 4 == 1) A[3] = NULL; /* the offsets are optional */
+        maybe_null(3);
+    } else {
+        fill_values(new_array(2, vt, n, 0), vt, n_rows, n_cols);
+        new_array(3, vt, n, 1);
+        new_array(4, vt, n, 1);
+        new_array(5, vt, shape_bad ? 0 : n_rows, 1);
+        uint8_t a = byte();
+        if (a < 40) alias(3, 0); /* out_grad_std_logits == std_logits */
+        else if (a < 80) alias(3, 2); /* == grad_log_std */
+        if (a % 3 == 0) alias(4, 1); /* out_grad_loc == loc */
+        if (a % 5 == 1) A[5] = NULL; /* the residual gradient is optional */
+        maybe_null(5);
+    }
+    if (!shape_bad && !faults) {
+        if (n_rows > 0 && (!A[0] || !A[1] || !A[2] || (backward && (!A[3] || !A[4])))) faults |= F(ERA_ERR_NULL_POINTER);
+        if (!all_finite(0, vt, n) || !all_finite(1, vt, n) || (backward && !all_finite(2, vt, n)))
+            faults |= F(ERA_ERR_NON_FINITE);
+    }
+    if (!shape_bad && !faults && n_rows > 0) {
+        /* era.h: INFEASIBLE_TARGET also when a row's offset cannot reach the target in double: every
+         * scale is at least e^64 (hi - lo) at the offset's limit, where a location far outside the
+         * interval (beyond 1e-6 e^128 (hi - lo)) still leaves the entropy below it */
+        double span = exp(log_span()), far = 0, mid = 0.5 * lo_arg + 0.5 * hi_arg;
+        for (int64_t i = 0; i < n; i++) far = fmax(far, fabs(get(A[1], vt, i) - mid));
+        if (far > 1e-6 * exp(128.0) * span || !isfinite(span)) maybe |= F(ERA_ERR_INFEASIBLE_TARGET);
+        /* and BAD_PARAMETER when a gradient cannot be represented in the output type: G/S, with
+         * S = sum_i dH/dL, grows without bound as the entropy saturates, H_m like 1/sd; allowed
+         * where the double forward pass's outputs leave the plain reference or its bound is large */
+        if (backward) {
+            double *s = malloc((size_t)n * sizeof(double)), *m = malloc((size_t)n * sizeof(double));
+            double *out = malloc((size_t)n * sizeof(double)), *off = malloc((size_t)n_rows * sizeof(double));
+            for (int64_t i = 0; i < n; i++) s[i] = get(A[0], vt, i), m[i] = get(A[1], vt, i);
+            era_status st = era_continuous_truncated_forward_f64(&cparams, n_rows, n_cols, s, m, lo_arg, hi_arg, out, off);
+            double k = fabs(continuous_k(&cparams, n_cols)), gmax = max_abs(A[2], vt, n);
+            if (st != ERA_OK) maybe |= F(st) | F(ERA_ERR_BAD_PARAMETER);
+            for (int64_t r = 0; r < n_rows && st == ERA_OK; r++) {
+                long double slope = 0, big = 0;
+                int plain = 1;
+                for (int64_t i = r * n_cols; i < (r + 1) * n_cols; i++) {
+                    long double h, dm, dl;
+                    if (!ref_trunc_normal(m[i], out[i], &h, &dm, &dl)) { plain = 0; break; }
+                    slope += dl;
+                    big = fmaxl(big, fabsl(dm) + fabsl(dl));
+                }
+                double bound = plain && slope > 0 ? (double)((long double)gmax * n_cols * (1 + big / slope)) * (1 + 2 * k) : INFINITY;
+                if (!(bound < type_max(vt) / 64) || (off[r] > 0 && !(slope > 1e-6)))
+                    maybe |= F(ERA_ERR_BAD_PARAMETER);
+            }
+            free(s); free(m); free(out); free(off);
+        }
+    }
+    describe("%s(params=%s{H0=%.17g, delta=%.17g, min=%.17g, max=%.17g}, rows=%lld, dim=%lld, lo=%.17g, hi=%.17g)",
+             fn_name[fn], cpp ? "" : "NULL ", cparams.target_entropy, cparams.residual, cparams.log_std_min,
+             cparams.log_std_max, (long long)n_rows, (long long)n_cols, lo_arg, hi_arg);
+    return 1;
+}
+
+/* The sum of the plain reference entropies of a row (0 when a dimension leaves it). */
+static int ref_row_entropy(const void *m, const void *ls, int vt, int64_t r, long double *h) {
+    *h = 0;
+    for (int64_t i = r * n_cols; i < (r + 1) * n_cols; i++) {
+        long double e, dm, dl;
+        if (!ref_trunc_normal(get(m, vt, i), get(ls, vt, i), &e, &dm, &dl)) return 0;
+        *h += e;
+    }
+    return 1;
+}
+
+static void checks_sampled_forward(int vt) {
+    const void *s = input(0), *m = input(1), *out = A[2], *off = A[3];
+    int64_t n = n_rows * n_cols;
+    size_t bytes = (size_t)n * type_size[vt];
+    void *l = malloc(bytes ? bytes : 1);
+    era_status st = vt == TY_F64 ? era_continuous_forward_f64(&cparams, n_rows, n_cols, s, l)
+                                 : era_continuous_forward_f32(&cparams, n_rows, n_cols, s, l);
+    if (st != ERA_OK) violation("era_continuous_forward on the same arguments: status '%s'", status_name(st));
+    double target = cparams.target_entropy + cparams.residual;
+    for (int64_t r = 0; r < n_rows; r++) {
+        int64_t base = r * n_cols;
+        double c = off ? get(off, vt, r) : get(out, vt, base) - get(l, vt, base);
+        if (!(c >= 0) || !isfinite(c)) violation("offset of row %lld = %g", (long long)r, c);
+        int shifted = 0;
+        for (int64_t i = base; i < base + n_cols; i++) {
+            double o = get(out, vt, i), li = get(l, vt, i);
+            if (!isfinite(o) || o < li || o < cparams.log_std_min)
+                violation("log std [%lld] = %.17g below the continuous output %.17g (or not finite)", (long long)i, o, li);
+            shifted |= o != li;
+            /* out = l + c, rounded up in float32; c as stored is c rounded to nearest */
+            double tol = 4 * type_eps(vt) * (fabs(o) + fabs(c)) + (vt == TY_F32 ? 1.5e-45 : 5e-324);
+            if (c > 0 && fabs(o - (li + c)) > tol)
+                violation("log std [%lld] = %.17g, but l + c = %.17g + %.17g", (long long)i, o, li, c);
+        }
+        if (off && (c == 0) != !shifted)
+            violation("row %lld: offset %g but the log stds %s the continuous output", (long long)r, c,
+                      shifted ? "differ from" : "equal");
+        /* the floor holds, and a shifted row is no higher than needed (its c is the smallest) */
+        long double h;
+        if (!ref_row_entropy(m, out, vt, r, &h)) continue;
+        double floor_tol = 1e-11 * (1 + fabs(target)) + 1e-12 * (double)n_cols;
+        if (h < (long double)target - floor_tol)
+            violation("row %lld: truncated entropy %.17Lg below H0 + delta = %.17g (reference)", (long long)r, h, target);
+        if (shifted) {
+            double mx = 0;
+            for (int64_t i = base; i < base + n_cols; i++) mx = fmax(mx, fabs(get(out, vt, i)));
+            /* the solve stops within 1e-12 (1 + |target|) above it, or within 4 ulp of c; float32
+             * rounds each log std up by up to one float ulp (dH/dL <= 1 per dimension) */
+            double above = 2e-12 * (1 + fabs(target)) + floor_tol + (double)n_cols * 8 * type_eps(vt) * (mx + fabs(c));
+            if (h > (long double)target + above)
+                violation("row %lld: offset %.17g lifts the entropy to %.17Lg, above H0 + delta = %.17g by more than %.3g",
+                          (long long)r, c, h, target, above);
+            long double h0;
+            if (ref_row_entropy(m, l, vt, r, &h0) && h0 >= (long double)target + floor_tol)
+                violation("row %lld: offset %.17g though the continuous output already has entropy %.17Lg >= %.17g",
+                          (long long)r, c, h0, target);
+        }
+    }
+    if (n_rows > 0) {
+        era_bound_report rep;
+        double tol = 1e-11 * (1 + fabs(target)) + 1e-12 * (double)n_cols;
+        st = vt == TY_F64 ? era_check_continuous_truncated_f64(&cparams, n_rows, n_cols, m, out, lo_arg, hi_arg, tol, &rep)
+                          : era_check_continuous_truncated_f32(&cparams, n_rows, n_cols, m, out, lo_arg, hi_arg, tol, &rep);
+        if (st == ERA_OK && rep.violations != 0)
+            violation("sampled floor missed: %lld rows below H0 + delta = %.17g by up to %.3g (tol %.3g), worst row %lld",
+                      (long long)rep.violations, rep.target, rep.max_deficit, tol, (long long)rep.worst_row);
+        if (st != ERA_OK && st != ERA_ERR_BAD_PARAMETER)
+            violation("era_check_continuous_truncated on the forward's output: status '%s'", status_name(st));
+    }
+    free(l);
+}
+
+/* Directional central difference of the f64 forward pass: sum_i g_i d(out_i)/dt along
+ * (ds, dm), t = +-h. */
+static int sampled_difference(const double *s, const double *m, const double *ds, const double *dm, const double *g,
+                              double h, long double *value) {
+    int64_t n = n_rows * n_cols;
+    double *sp = malloc((size_t)n * sizeof(double)), *mp = malloc((size_t)n * sizeof(double));
+    double *op = malloc((size_t)n * sizeof(double)), *om = malloc((size_t)n * sizeof(double));
+    for (int64_t i = 0; i < n; i++) sp[i] = s[i] + h * ds[i], mp[i] = m[i] + h * dm[i];
+    int ok = era_continuous_truncated_forward_f64(&cparams, n_rows, n_cols, sp, mp, lo_arg, hi_arg, op, NULL) == ERA_OK;
+    for (int64_t i = 0; i < n; i++) sp[i] = s[i] - h * ds[i], mp[i] = m[i] - h * dm[i];
+    ok = ok && era_continuous_truncated_forward_f64(&cparams, n_rows, n_cols, sp, mp, lo_arg, hi_arg, om, NULL) == ERA_OK;
+    long double v = 0;
+    for (int64_t i = 0; ok && i < n; i++) v += (long double)g[i] * ((long double)op[i] - om[i]) / (2 * h);
+    *value = v;
+    free(sp); free(mp); free(op); free(om);
+    return ok;
+}
+
+static void checks_sampled_backward(int vt) {
+    const void *s = input(0), *m = input(1), *g = A[2] == A[3] ? input(2) : input(2);
+    int64_t n = n_rows * n_cols;
+    double gmax = max_abs(g, vt, n);
+    for (int64_t i = 0; i < n; i++) {
+        double a = get(A[3], vt, i), b = get(A[4], vt, i);
+        if (!isfinite(a) || !isfinite(b)) violation("gradient [%lld] = (%g, %g) with status ok", (long long)i, a, b);
+    }
+    if (A[5])
+        for (int64_t r = 0; r < n_rows; r++)
+            if (!isfinite(get(A[5], vt, r))) violation("residual gradient [%lld] = %g with status ok", (long long)r, get(A[5], vt, r));
+    if (n == 0 || n > 2000) return;
+    /* Against central differences of the double forward pass, for moderate arguments away from
+     * the kinks (a log std near log_std_min, an offset near 0). */
+    double *sd = malloc((size_t)n * sizeof(double)), *md = malloc((size_t)n * sizeof(double));
+    double *gd = malloc((size_t)n * sizeof(double)), *dsd = malloc((size_t)n * sizeof(double));
+    double *dmd = malloc((size_t)n * sizeof(double)), *out = malloc((size_t)n * sizeof(double));
+    double *l = malloc((size_t)n * sizeof(double)), *off = malloc((size_t)n_rows * sizeof(double));
+    int moderate = gmax <= 1e6;
+    for (int64_t i = 0; i < n; i++) {
+        sd[i] = get(s, vt, i), md[i] = get(m, vt, i), gd[i] = get(g, vt, i);
+        dsd[i] = ((int)(byte() % 21) - 10) / 10.0, dmd[i] = ((int)(byte() % 21) - 10) / 10.0;
+        moderate &= fabs(sd[i]) <= 50 && fabs(md[i]) <= 100;
+    }
+    moderate &= era_continuous_truncated_forward_f64(&cparams, n_rows, n_cols, sd, md, lo_arg, hi_arg, out, off) == ERA_OK &&
+                era_continuous_forward_f64(&cparams, n_rows, n_cols, sd, l) == ERA_OK;
+    double span = hi_arg - lo_arg;
+    for (int64_t r = 0; moderate && r < n_rows; r++) {
+        if (off[r] > 0 && off[r] < 1e-3) moderate = 0;
+        long double h = 0;
+        for (int64_t i = r * n_cols; moderate && i < (r + 1) * n_cols; i++) {
+            long double e, dm, dl;
+            /* clipping at log_std_min (within 1e-3 of it, the difference may cross it) */
+            if (l[i] - cparams.log_std_min < 1e-3) moderate = 0;
+            if (!ref_trunc_normal(md[i], out[i], &e, &dm, &dl) || fabs(out[i]) > 20 || !(span > 1e-3 * exp(out[i])) ||
+                fabsl(dm) > 1e4)
+                moderate = 0;
+            h += e;
+        }
+        if (moderate && off[r] == 0 && h - (cparams.target_entropy + cparams.residual) < 1e-3) moderate = 0;
+    }
+    if (moderate) {
+        long double fd, analytic = 0, mag = 0;
+        for (int64_t i = 0; i < n; i++) {
+            long double a = (long double)get(A[3], vt, i) * dsd[i], b = (long double)get(A[4], vt, i) * dmd[i];
+            analytic += a + b;
+            mag += fabsl(a) + fabsl(b) + fabs(gd[i]);
+        }
+        if (sampled_difference(sd, md, dsd, dmd, gd, 1e-6, &fd)) {
+            double tol = 2e-4 * (double)mag + (vt == TY_F32 ? 1e-3 * (double)mag : 0);
+            if (fabsl(fd - analytic) > tol)
+                violation("directional derivative %.12Lg, central difference of the forward pass %.12Lg (tol %.3g)", analytic,
+                          fd, tol);
+        }
+    }
+    free(sd); free(md); free(gd); free(dsd); free(dmd); free(out); free(l); free(off);
+}
+
+static int setup_sampled_check(int vt) {
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    gen_continuous(&cparams, n_cols);
+    gen_interval();
+    cpp = byte() < 8 ? NULL : &cparams;
+    tol_arg = gen_tol(vt);
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 1, es, NULL);
+    if (too_big(n_rows, n_cols)) return 0;
+    if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET);
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+    fill_values(new_array(1, vt, n, 0), vt, n_rows, n_cols);
+    new_fixed(2, sizeof(era_bound_report));
+    uint8_t b = byte();
+    if (b < 8) A[2] = NULL;
+    else if (b < 16) A[b % 2] = NULL;
+    if (!A[2]) { faults |= F(ERA_ERR_NULL_POINTER); maybe |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET); }
+    else {
+        sampled_faults();
+        if (!faults && !(isfinite(tol_arg) && tol_arg >= 0)) {
+            if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER); else faults |= F(ERA_ERR_BAD_PARAMETER);
+        }
+        if (!shape_bad && !faults) {
+            if (n_rows > 0 && (!A[0] || !A[1])) faults |= F(ERA_ERR_NULL_POINTER);
+            if (!all_finite(0, vt, n) || !all_finite(1, vt, n)) faults |= F(ERA_ERR_NON_FINITE);
+            /* a row entropy that is not a finite double: BAD_PARAMETER */
+            else if (A[0] && A[1] && entropy_extreme(ENT_TRUNC, vt, DBL_MAX, 0, 1)) maybe |= F(ERA_ERR_BAD_PARAMETER);
+        }
+    }
+    describe("%s(params=%s{H0=%.17g, delta=%.17g, min=%.17g, max=%.17g}, rows=%lld, dim=%lld, lo=%.17g, hi=%.17g, tol=%g)",
+             fn_name[fn], cpp ? "" : "NULL ", cparams.target_entropy, cparams.residual, cparams.log_std_min,
+             cparams.log_std_max, (long long)n_rows, (long long)n_cols, lo_arg, hi_arg, tol_arg);
+    return 1;
+}
+
+static void checks_sampled_check(int vt) {
+    era_bound_report rep;
+    memcpy(&rep, A[2], sizeof rep);
+    double target = cparams.target_entropy + cparams.residual;
+    if (rep.rows != n_rows) violation("report rows %lld, expected %lld", (long long)rep.rows, (long long)n_rows);
+    if (!(rep.target == target) || !(rep.floor == target))
+        violation("report target %.17g, floor %.17g, expected H0 + delta = %.17g", rep.target, rep.floor, target);
+    if (n_rows == 0) {
+        if (rep.violations != 0 || rep.min_entropy != INFINITY || !isnan(rep.mean_entropy) || rep.max_deficit != 0 ||
+            rep.worst_row != -1)
+            violation("report of zero rows: violations %lld, min %g, mean %g, deficit %g, worst %lld",
+                      (long long)rep.violations, rep.min_entropy, rep.mean_entropy, rep.max_deficit, (long long)rep.worst_row);
+        return;
+    }
+    if (rep.violations < 0 || rep.violations > n_rows || rep.worst_row < 0 || rep.worst_row >= n_rows ||
+        !(rep.max_deficit >= 0) || !isfinite(rep.min_entropy) || !isfinite(rep.mean_entropy))
+        violation("report: violations %lld, worst row %lld, deficit %g, min %g, mean %g", (long long)rep.violations,
+                  (long long)rep.worst_row, rep.max_deficit, rep.min_entropy, rep.mean_entropy);
+    /* the plain reference, where every row has one */
+    const void *m = input(0), *ls = input(1);
+    long double mn = INFINITY, sum = 0, scale = 0;
+    int64_t count_lo = 0, count_hi = 0;
+    for (int64_t r = 0; r < n_rows; r++) {
+        long double h;
+        if (!ref_row_entropy(m, ls, vt, r, &h)) return;
+        double eps = 1e-12 * (1 + (double)fabsl(h)) + 1e-12 * (double)n_cols;
+        scale += 1 + fabsl(h) + (long double)n_cols;
+        mn = fminl(mn, h);
+        sum += h;
+        if (h < (long double)target - tol_arg - eps) count_lo++;
+        if (h < (long double)target - tol_arg + eps) count_hi++;
+    }
+    if (rep.violations < count_lo || rep.violations > count_hi)
+        violation("report counts %lld violations, the reference %lld..%lld", (long long)rep.violations,
+                  (long long)count_lo, (long long)count_hi);
+    double tol = 1e-11 * (double)scale;
+    if (fabsl(rep.min_entropy - mn) > tol) violation("report min entropy %.17g, reference %.17Lg", rep.min_entropy, mn);
+    if (fabsl(rep.mean_entropy - sum / n_rows) > tol)
+        violation("report mean entropy %.17g, reference %.17Lg", rep.mean_entropy, sum / n_rows);
+}
+
 /* ---- one input ------------------------------------------------------------------------ */
 
 static int setup(void) {
@@ -2814,6 +3276,9 @@ static int setup(void) {
     case FN_LCE: return setup_linear_ce();
     case FN_TNS_F32: case FN_TNS_F64: case FN_TNSB_F32: case FN_TNSB_F64: case FN_TNLP_F32: case FN_TNLP_F64:
     case FN_TNLPB_F32: case FN_TNLPB_F64: return setup_truncnorm(vt);
+    case FN_TNB_F32: case FN_TNB_F64: return setup_tn_backward(vt);
+    case FN_SFF_F32: case FN_SFF_F64: case FN_SFB_F32: case FN_SFB_F64: return setup_sampled(vt);
+    case FN_CHKT_F32: case FN_CHKT_F64: return setup_sampled_check(vt);
     default: return setup_logprob(vt);
     }
 }
@@ -2834,6 +3299,10 @@ static void checks(void) {
     case FN_LCE: checks_linear_ce(); break;
     case FN_TNS_F32: case FN_TNS_F64: case FN_TNSB_F32: case FN_TNSB_F64: case FN_TNLP_F32: case FN_TNLP_F64:
     case FN_TNLPB_F32: case FN_TNLPB_F64: checks_truncnorm(vt); break;
+    case FN_TNB_F32: case FN_TNB_F64: checks_tn_backward(vt); break;
+    case FN_SFF_F32: case FN_SFF_F64: checks_sampled_forward(vt); break;
+    case FN_SFB_F32: case FN_SFB_F64: checks_sampled_backward(vt); break;
+    case FN_CHKT_F32: case FN_CHKT_F64: checks_sampled_check(vt); break;
     default: checks_logprob(vt); break;
     }
 }

@@ -6,7 +6,9 @@ order; byte % 36 for the first 36 entry points, as before the fused linear heads
 and the bytes 36..38 and 232..255 for those three), the second the thread count and whether
 the call is repeated with another one; the rest drives sizes, parameters and values. The
 eight truncated-normal entry points (39..46) start with the bytes 210..222 and 225..231,
-which no committed input used; their seeds start with 210..217.
+which no committed input used; their seeds start with 210..217. The eight entry points of
+the truncated-normal entropy gradient and the sampled floor (47..54) start with the bytes
+39..62; their seeds start with 39..46.
 Four seeds per entry point, 96..400 bytes each: one plain (small sizes, default-like
 parameters, moderate values), three from a fixed pseudo-random stream. The three fused
 linear heads (entry points 36..38) get four more each, aimed at their edges: a vocabulary
@@ -35,6 +37,8 @@ def fn_of_byte(b):
     """fuzz_era.c's fn_of_byte."""
     if b < 39:
         return b
+    if b < 63:
+        return 47 + (b - 39) % 8
     if b >= 232:
         return 36 + (b - 232) % 3
     if 210 <= b <= 222:
@@ -51,7 +55,9 @@ for name in sorted(os.listdir(os.path.join(here, "regressions"))):
         continue
     with open(path, "rb") as f:
         first = f.read(1)
-    assert not first or fn_of_byte(first[0]) == first[0] % 36, "regression input %s changes entry point" % name
+    # (inputs of the sampled floor's entry points, bytes 39..62, were written after that mapping)
+    assert not first or fn_of_byte(first[0]) == first[0] % 36 or 39 <= first[0] < 63, \
+        "regression input %s changes entry point" % name
 
 rng = random.Random(20251008)
 for fn in range(ENTRY_POINTS):
@@ -171,6 +177,35 @@ for fn in TRUNCATED_NORMAL:
     first = 210 + fn - 39
     plain = bytes([first, 0x01, 70, 5, 0, 70, 40, 1, 0]) + bytes(rng.randrange(0, 128) for _ in range(300))
     seeds = [plain]
+    for k in range(3):
+        n = rng.randrange(96, 400)
+        seeds.append(bytes([first, rng.randrange(256)]) + bytes(rng.randrange(256) for _ in range(n - 2)))
+    for k, data in enumerate(seeds):
+        assert fn_of_byte(data[0]) == fn
+        with open(os.path.join(out, "seed-%02d-%d" % (fn, k)), "wb") as f:
+            f.write(data)
+    written += len(seeds)
+
+# The truncated-normal entropy gradient and the sampled floor (entry points 47..54, first bytes 39..46: the
+# gradient f32/f64, forward f32/f64, backward f32/f64, check f32/f64), after the stream of the
+# linear heads. The plain seeds decode to a successful call (3 rows, 2 dims, [-1, 1], the
+# defaults with H0 = -0.5 dim, values within +-2); a second one puts the target 1e-3 below
+# the supremum 2 log 2 (the offset's solve near saturation); three from the stream.
+SAMPLED = range(47, 55)
+for fn in SAMPLED:
+    first = fn - 8
+    sizes = bytes([first, 0x01, 3, 2])
+    if fn in (47, 48):  # setup_tn_backward: interval, loc, log_std, grad_entropy, alias, NULL
+        plain = sizes + bytes([0]) + values(6) + values(6) + values(3) + bytes([100, 200])
+        near = sizes + bytes([3]) + values(6) + values(6) + values(3) + bytes([0, 200])  # [0, 1], in place
+    elif fn in (53, 54):  # setup_sampled_check: params, interval, params given, tol, loc, log_std, report
+        plain = sizes + bytes([0, 0, 0, 0, 100, 0]) + values(6) + values(6) + bytes([200])
+        near = sizes + bytes([0, 0, 0, 16, 100, 0]) + values(6) + values(6) + bytes([200])  # [-2, 2]
+    else:  # setup_sampled: params, interval, target byte, params given, std logits, loc, ...
+        tail = (values(6) + bytes([100, 200])) if fn in (51, 52) else bytes([100, 200])
+        plain = sizes + bytes([0, 0, 0, 0, 0, 100]) + values(6) + values(6) + tail
+        near = sizes + bytes([0, 0, 0, 0, 202, 2, 100]) + values(6) + values(6) + tail  # target 1e-3 below 2 log 2
+    seeds = [plain + bytes(rng.randrange(0, 256) for _ in range(40)), near + bytes(rng.randrange(0, 256) for _ in range(40))]
     for k in range(3):
         n = rng.randrange(96, 400)
         seeds.append(bytes([first, rng.randrange(256)]) + bytes(rng.randrange(256) for _ in range(n - 2)))

@@ -209,3 +209,108 @@ def test_truncated_normal(lib, rng):
     got = F.truncated_normal_sample_backward(lib.ops, lib(loc), lib(log_std), lib(x), lib(g), -1.0, 1.0)
     for a, b in zip(got, (want.loc, want.log_std)):
         np.testing.assert_allclose(back(a), b, rtol=1e-8, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------
+# The truncated-normal entropy, its gradient and the sampled floor (the torch device path)
+
+
+def truncated_inputs(rng):
+    """Locations and log stds over the regimes: the bulk, locations far outside the interval
+    (one tail, the far tail beyond 1e8 sd), scales from e^-20 to e^12 (narrow intervals)."""
+    m = np.concatenate([np.tanh(rng.normal(size=300) * 2), rng.normal(size=200) * 30,
+                        [1e9, -1e9, 1e3, -1e3, 1.0, -1.0, 0.999999, 40.0, -60.0]])
+    ls = np.concatenate([rng.normal(size=300) * 2, rng.uniform(-20, 12, size=200), [0, 3, -20, -30, 5, -1, -12, 0.5, 1]])
+    return m, ls
+
+
+@pytest.mark.parametrize("lo, hi", [(-1.0, 1.0), (0.0, 1.0), (5.0, 6.0), (-1e-8, 1e-8), (-2.0, 3.0)])
+def test_truncated_normal_entropy_and_gradient(lib, rng, lo, hi):
+    m, ls = truncated_inputs(rng)
+    h, dm, dl = (back(v) for v in F.truncated_normal_parts(lib.ops, lib(m), lib(ls), lo, hi))
+    want = era.truncated_normal_entropy(m[:, None], ls[:, None], lo, hi)
+    grads = era.truncated_normal_entropy_backward(m[:, None], ls[:, None], np.ones(len(m)), lo, hi)
+    # docs/math.md: 1e-13 per dimension, 2e-8 for intervals narrower than 1e-5 sd in a tail
+    # (there the last bits of exp/log/expm1, which differ between libm, torch and XLA, are
+    # amplified); measured here 1.3e-12 and 3.7e-8
+    narrow = hi - lo < 1e-6
+    np.testing.assert_allclose(h, want, rtol=1e-12, atol=5e-8 if narrow else 5e-12)
+    # the derivatives, every regime (the moments of the energy where the partials would cancel)
+    for got, ref in ((dm, grads.loc[:, 0]), (dl, grads.log_std[:, 0])):
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 if narrow else 1e-10)
+    rows = back(F.truncated_normal_entropy(lib.ops, lib(m.reshape(-1, 1)), lib(ls.reshape(-1, 1)), lo, hi))
+    np.testing.assert_allclose(rows, want, rtol=1e-12, atol=5e-8 if narrow else 5e-12)
+
+
+@pytest.mark.parametrize("loc, log_std, lo, hi, dloc, dlog_std", [
+    # alpha = -11378, alpha*width = 0.30 (the partials of h cancelled to 7.48 for dH/dlog_std)
+    (8.529376332368978, -7.195220172021088, -1e-8, 1e-8, -8.93677848181331e-4, 0.0152450293737193),
+    # alpha = 25.6, width = 0.0045 sd (found by fuzzing: 1.2e-6 relative off)
+    (-10000.0, 5.9648442268371582, -8.25, -6.5, 1.1073620826753456e-7, 0.0022130893181518269),
+])
+def test_truncated_gradient_far_tail(loc, log_std, lo, hi, dloc, dlog_std):
+    """libera's truncated-normal entropy gradient far in one tail, against 60- to 80-digit
+    arithmetic (mpmath derivatives of the closed form): the moments of the energy keep full
+    precision where the partials of h cancelled."""
+    grads = era.truncated_normal_entropy_backward([[loc]], [[log_std]], [1.0], lo, hi)
+    np.testing.assert_allclose(grads.log_std[0, 0], dlog_std, rtol=1e-13)
+    np.testing.assert_allclose(grads.loc[0, 0], dloc, rtol=1e-13)
+
+
+SUP6 = 6 * math.log(2.0)  # D log(hi - lo) for D = 6 on [-1, 1]
+
+
+@pytest.mark.parametrize("target", [-6.0, -3.0, 0.0, SUP6 - 1e-3, SUP6 - 1e-9, SUP6 - 1e-12])
+def test_sampled_floor(lib, rng, target):
+    d = 6
+    s = rng.normal(size=(40, d)) * 3
+    m = np.tanh(rng.normal(size=(40, d)) * 2)
+    m[0] = 0.9999  # locations on a bound
+    m[1] = 3.0  # outside the interval
+    g = rng.normal(size=s.shape)
+    k = F.continuous_offset(d, target, 0.0)
+    out, c, infeasible = (back(v) for v in F.sampled_floor_forward(lib.ops, lib(s), lib(m), k, target, -1.0, 1.0,
+                                                                   -8.0, 0.0))
+    want, offset = era.continuous_truncated_forward(s, m, target, return_offset=True)
+    assert not infeasible.any()
+    # the floor and the minimal offset, in entropy: within 2e-12 (1 + |target|) above the target
+    h = era.truncated_normal_entropy(m, out)
+    # held as the formulas evaluate the entropy, which agrees with libera's to about 1e-13 a
+    # dimension (XLA's fused sums differ from numpy's in the last bits)
+    assert np.all(h >= target - 1e-12 * (1 + abs(target)))
+    # minimal to 2e-12 (1 + |target|), except within 1e-10 of the supremum: there the scales reach
+    # e^15 and the entropy itself is only known to about 1e-11 a row (the narrow-interval
+    # regime), which bounds how close to the target any offset can be shown to land
+    minimal = 2e-12 if target < SUP6 - 1e-10 else 1e-10
+    assert np.all((c == 0) | (h - target <= minimal * (1 + abs(target))))
+    np.testing.assert_array_equal(c == 0, offset == 0)
+    np.testing.assert_allclose(out[c == 0], want[offset == 0], rtol=0, atol=1e-13)  # the continuous output
+    if target <= 0:  # away from saturation c is well conditioned
+        np.testing.assert_allclose(out, want, rtol=0, atol=1e-10)
+        gs, gm, gr = (back(v) for v in F.sampled_floor_backward(lib.ops, lib(s), lib(m), lib(g), k, target, -1.0,
+                                                                  1.0, -8.0, 0.0))
+        grads = era.continuous_truncated_backward(s, m, g, target)
+        for got, ref in ((gs, grads.std_logits), (gm, grads.loc), (gr, grads.residual)):
+            np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
+
+
+def test_sampled_floor_float32_and_infeasible_rows(lib, rng):
+    d = 4
+    s = (rng.normal(size=(30, d)) * 3).astype(np.float32)
+    m = np.tanh(rng.normal(size=(30, d)) * 2).astype(np.float32)
+    target = -1.0
+    k = F.continuous_offset(d, target, 0.0)
+    out, c, _ = F.sampled_floor_forward(lib.ops, lib(s.astype(np.float64)), lib(m.astype(np.float64)), k, target,
+                                        -1.0, 1.0, -8.0, 0.0, dtype=lib.xp.float32)
+    out = back(out).astype(np.float32)
+    want = era.continuous_truncated_forward(s, m, target)
+    np.testing.assert_allclose(out, want, rtol=0, atol=4e-6)
+    assert era.check_continuous_truncated(m, out, target, tol=0.0).violations == 0  # the stored values hold it
+    # a location 1e300 outside the interval: no offset reaches the target in double (libera: infeasible)
+    far = np.zeros((2, d))
+    far[1, 0] = 1e300
+    _, c, infeasible = (back(v) for v in F.sampled_floor_forward(lib.ops, lib(np.zeros((2, d))), lib(far), k,
+                                                                 4 * math.log(2.0) - 1e-3, -1.0, 1.0, -8.0, 0.0))
+    assert list(infeasible) == [False, True] and np.isnan(c[1])
+    with pytest.raises(era.InfeasibleTargetError):
+        era.continuous_truncated_forward(np.zeros((2, d)), far, 4 * math.log(2.0) - 1e-3)

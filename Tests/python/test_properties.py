@@ -227,7 +227,8 @@ COVERED = {
     "llm_logprob_forward", "llm_logprob_backward", "llm_linear_logprob_forward", "llm_linear_logprob_backward",
     "linear_discrete_ce", "check_discrete", "check_continuous", "set_num_threads", "get_num_threads", "version",
     "abi_version", "truncated_normal_sample", "truncated_normal_sample_backward", "truncated_normal_log_prob",
-    "truncated_normal_log_prob_backward",
+    "truncated_normal_log_prob_backward", "truncated_normal_entropy_backward", "continuous_truncated_forward",
+    "continuous_truncated_backward", "check_continuous_truncated",
 }
 
 
@@ -453,6 +454,72 @@ def test_truncated_normal_gradients(data):
     assert np.all(np.abs(logp_grads.x - g * d_x)[ok] <= 1e-4 * (np.abs(g * d_x) + np.abs(g) / scale)[ok])
     d_m = (logp_at(loc + h * scale, log_std, x) - logp_at(loc - h * scale, log_std, x)) / (2 * h * scale)
     assert np.all(np.abs(logp_grads.loc - g * d_m) <= 1e-4 * (np.abs(g * d_m) + np.abs(g) / scale))
+
+
+@props(25)
+@given(st.data())
+def test_truncated_normal_entropy_backward(data):
+    """float64 gradients of the summed truncated-normal entropy against central differences
+    of truncated_normal_entropy (steps relative to the scale), untouched inputs, every layout
+    alike; float32 is the float64 gradient rounded."""
+    loc, log_std, lo, hi, dtype = data.draw(truncated_normal_inputs())
+    g = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).normal(size=loc.shape[:-1]).astype(dtype)
+    snap = snapshot(loc, log_std, g)
+    grads = era.truncated_normal_entropy_backward(loc, log_std, g, lo, hi)
+    assert grads.loc.shape == loc.shape and grads.loc.dtype == dtype
+    assert_unchanged(snap)
+    assert_layout_independent(lambda a, b: era.truncated_normal_entropy_backward(a, b, g, lo, hi), loc, log_std)
+    m, ls = loc.astype(np.float64), log_std.astype(np.float64)
+    wide = era.truncated_normal_entropy_backward(m, ls, g.astype(np.float64), lo, hi)
+    if dtype == F32:
+        np.testing.assert_allclose(grads.loc, wide.loc.astype(np.float32), rtol=1e-6, atol=1e-30)
+        np.testing.assert_allclose(grads.log_std, wide.log_std.astype(np.float32), rtol=1e-6, atol=1e-30)
+        return
+    sd, h = np.exp(ls), 1e-5
+    for i in range(min(loc.shape[-1], 3)):
+        step = np.zeros_like(m)
+        step[..., i] = h
+        d_ls = (era.truncated_normal_entropy(m, ls + step, lo, hi) - era.truncated_normal_entropy(m, ls - step, lo, hi))
+        d_m = (era.truncated_normal_entropy(m + step * sd, ls, lo, hi) - era.truncated_normal_entropy(m - step * sd, ls,
+                                                                                                      lo, hi))
+        np.testing.assert_allclose(wide.log_std[..., i], g * d_ls / (2 * h), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(wide.loc[..., i] * sd[..., i], g * d_m / (2 * h), rtol=1e-4, atol=1e-6)
+
+
+@props(25)
+@given(st.data())
+def test_continuous_truncated(data):
+    """The sampled floor: every row's truncated-normal entropy reaches H0 + delta (the check
+    reports no violation), the offset is c >= 0 and rows already above keep the continuous
+    output bit for bit; the backward against central differences (float64); untouched inputs;
+    infeasible targets refused with InfeasibleTargetError."""
+    shape = data.draw(shapes(max_batch_dim=3, cols=data.draw(st.sampled_from([1, 2, 6, 17]))))
+    dtype = data.draw(st.sampled_from(FLOATS))
+    d = shape[-1]
+    s = data.draw(arrays(shape, dtype, scale=data.draw(st.sampled_from([0.5, 3.0])), specials=SMALL_SPECIALS))
+    loc = data.draw(arrays(shape, dtype, scale=0.7, specials=SMALL_SPECIALS, lo=-0.999, hi=0.999))
+    sup = d * math.log(2.0)
+    target = data.draw(st.sampled_from([-0.5 * d, 0.25 * d, sup - 0.5, sup - 1e-3]))
+    snap = snapshot(s, loc)
+    out, c = era.continuous_truncated_forward(s, loc, target, return_offset=True)
+    assert out.shape == shape and out.dtype == dtype and np.all(c >= 0)
+    assert_unchanged(snap)
+    report = era.check_continuous_truncated(loc, out, target)
+    assert report.violations == 0, report
+    gaussian = era.continuous_forward(s, target)
+    assert_same(out[c == 0], gaussian[c == 0])
+    raises(era.InfeasibleTargetError, era.continuous_truncated_forward, s, loc, sup + 1e-6)
+    if dtype == F64 and s.size:
+        g = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).normal(size=shape)
+        grads = era.continuous_truncated_backward(s, loc, g, target)
+        h = 1e-6
+        step = np.zeros_like(s)
+        step[..., 0] = h
+        f = lambda x, m: np.sum(g * era.continuous_truncated_forward(x, m, target), axis=-1)  # noqa: E731
+        fd_s = (f(s + step, loc) - f(s - step, loc)) / (2 * h)
+        fd_m = (f(s, loc + step) - f(s, loc - step)) / (2 * h)
+        np.testing.assert_allclose(grads.std_logits[..., 0], fd_s, rtol=1e-4, atol=1e-5 * (1 + np.abs(g).max()))
+        np.testing.assert_allclose(grads.loc[..., 0], fd_m, rtol=1e-4, atol=1e-5 * (1 + np.abs(g).max()))
 
 
 # ---------------------------------------------------------------------------------------

@@ -102,6 +102,27 @@ def opcheck_cases():
         ("tanh_gaussian_entropy", _ops.tanh_gaussian_entropy, (torch.randn(3, 4), torch.randn(3, 4))),
         ("truncated_normal_entropy", _ops.truncated_normal_entropy, (torch.randn(3, 4), torch.randn(3, 4), -1.0, 1.0)),
     ]
+    # The sampled floor and the truncated-normal entropy gradient (float64 for gradcheck).
+    loc = torch.tanh(torch.randn(3, 4, dtype=torch.float64)).requires_grad_()
+    log_std = torch.randn(3, 4, dtype=torch.float64).requires_grad_()
+    cases += [
+        ("truncated_normal_entropy-grad", _ops.truncated_normal_entropy, (loc, log_std, -1.0, 1.0)),
+        ("truncated_normal_entropy_backward", _ops.truncated_normal_entropy_backward,
+         (loc.detach(), log_std.detach(), torch.randn(3, dtype=torch.float64), -1.0, 1.0)),
+        ("continuous_truncated_forward", _ops.continuous_truncated_forward,
+         (log_std, loc, None, -2.0, -1.0, 1.0, -8.0, 0.0, False)),
+        ("continuous_truncated_forward-native", _ops.continuous_truncated_forward,
+         (log_std, loc, None, -2.0, -1.0, 1.0, -8.0, 0.0, True)),
+        ("continuous_truncated_forward-residual", _ops.continuous_truncated_forward,
+         (log_std, loc, torch.tensor(0.5, dtype=torch.float64, requires_grad=True), -2.5, -1.0, 1.0, -8.0, 0.0,
+          False)),
+        ("continuous_truncated_backward", _ops.continuous_truncated_backward,
+         (log_std.detach(), loc.detach(), None, torch.randn(3, 4, dtype=torch.float64), -2.0, -1.0, 1.0, -8.0, 0.0,
+          False)),
+        ("continuous_truncated_backward-native", _ops.continuous_truncated_backward,
+         (log_std.detach(), loc.detach(), torch.tensor(0.5, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64),
+          -2.5, -1.0, 1.0, -8.0, 0.0, True)),
+    ]
     return cases
 
 

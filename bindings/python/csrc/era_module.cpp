@@ -549,6 +549,95 @@ py::tuple check_continuous(double target, double residual, double log_std_min, d
     return py::make_tuple(static_cast<int>(s), s == ERA_OK ? report_tuple(report) : py::none());
 }
 
+// ---------------------------------------------------------------------------------------
+// The truncated-normal entropy gradient and the sampled floor
+
+int truncated_normal_entropy_backward(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo,
+                                      double hi, py::object grad_entropy, py::object out_loc, py::object out_log_std) {
+    const Elem e = float_elem(log_std, "log_std", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *l = checked_pointer(loc, e, n, "loc", false);
+    void *x = checked_pointer(log_std, e, n, "log_std", false);
+    void *g = checked_pointer(grad_entropy, e, r, "grad_entropy", false);
+    void *ol = checked_pointer(out_loc, e, n, "out_grad_loc", true);
+    void *ox = checked_pointer(out_log_std, e, n, "out_grad_log_std", true);
+    released_gil nogil;
+    return e == Elem::f32
+               ? era_truncated_normal_entropy_backward_f32(rows, dim, static_cast<const float *>(l),
+                                                           static_cast<const float *>(x), lo, hi,
+                                                           static_cast<const float *>(g), static_cast<float *>(ol),
+                                                           static_cast<float *>(ox))
+               : era_truncated_normal_entropy_backward_f64(rows, dim, static_cast<const double *>(l),
+                                                           static_cast<const double *>(x), lo, hi,
+                                                           static_cast<const double *>(g), static_cast<double *>(ol),
+                                                           static_cast<double *>(ox));
+}
+
+int continuous_truncated_forward(double target, double residual, double log_std_min, double log_std_max, int64_t rows,
+                                 int64_t dim, py::object std_logits, py::object loc, double lo, double hi,
+                                 py::object out, py::object out_offset) {
+    const Elem e = float_elem(std_logits, "std_logits", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *x = checked_pointer(std_logits, e, n, "std_logits", false);
+    void *l = checked_pointer(loc, e, n, "loc", false);
+    void *o = checked_pointer(out, e, n, "out_log_std", true);
+    void *oc = checked_pointer(out_offset, e, r, "out_offset", true);
+    const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
+    released_gil nogil;
+    return e == Elem::f32
+               ? era_continuous_truncated_forward_f32(&p, rows, dim, static_cast<const float *>(x),
+                                                      static_cast<const float *>(l), lo, hi, static_cast<float *>(o),
+                                                      static_cast<float *>(oc))
+               : era_continuous_truncated_forward_f64(&p, rows, dim, static_cast<const double *>(x),
+                                                      static_cast<const double *>(l), lo, hi, static_cast<double *>(o),
+                                                      static_cast<double *>(oc));
+}
+
+int continuous_truncated_backward(double target, double residual, double log_std_min, double log_std_max,
+                                  int64_t rows, int64_t dim, py::object std_logits, py::object loc, double lo,
+                                  double hi, py::object grad_log_std, py::object out, py::object out_loc,
+                                  py::object out_residual) {
+    const Elem e = float_elem(std_logits, "std_logits", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *x = checked_pointer(std_logits, e, n, "std_logits", false);
+    void *l = checked_pointer(loc, e, n, "loc", false);
+    void *g = checked_pointer(grad_log_std, e, n, "grad_log_std", false);
+    void *o = checked_pointer(out, e, n, "out_grad_std_logits", true);
+    void *ol = checked_pointer(out_loc, e, n, "out_grad_loc", true);
+    void *od = checked_pointer(out_residual, e, r, "out_grad_residual", true);
+    const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
+    released_gil nogil;
+    return e == Elem::f32
+               ? era_continuous_truncated_backward_f32(&p, rows, dim, static_cast<const float *>(x),
+                                                       static_cast<const float *>(l), lo, hi,
+                                                       static_cast<const float *>(g), static_cast<float *>(o),
+                                                       static_cast<float *>(ol), static_cast<float *>(od))
+               : era_continuous_truncated_backward_f64(&p, rows, dim, static_cast<const double *>(x),
+                                                       static_cast<const double *>(l), lo, hi,
+                                                       static_cast<const double *>(g), static_cast<double *>(o),
+                                                       static_cast<double *>(ol), static_cast<double *>(od));
+}
+
+py::tuple check_continuous_truncated(double target, double residual, double log_std_min, double log_std_max,
+                                     int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo,
+                                     double hi, double tol) {
+    const Elem e = float_elem(log_std, "log_std", true, false);
+    const int64_t n = count_or_zero(rows, dim);
+    void *l = checked_pointer(loc, e, n, "loc", false);
+    void *x = checked_pointer(log_std, e, n, "log_std", false);
+    const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
+    era_bound_report report{};
+    era_status s;
+    {
+        released_gil nogil;
+        s = e == Elem::f32 ? era_check_continuous_truncated_f32(&p, rows, dim, static_cast<const float *>(l),
+                                                                static_cast<const float *>(x), lo, hi, tol, &report)
+                           : era_check_continuous_truncated_f64(&p, rows, dim, static_cast<const double *>(l),
+                                                                static_cast<const double *>(x), lo, hi, tol, &report);
+    }
+    return py::make_tuple(static_cast<int>(s), s == ERA_OK ? report_tuple(report) : py::none());
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -744,4 +833,8 @@ PYBIND11_MODULE(_era, m) {
     m.def("llm_linear_topk_logprob_forward", &llm_linear_topk_logprob_forward);
     m.def("llm_linear_topk_logprob_backward", &llm_linear_topk_logprob_backward);
     register_truncated_normal(m);
+    m.def("truncated_normal_entropy_backward", &truncated_normal_entropy_backward);
+    m.def("continuous_truncated_forward", &continuous_truncated_forward);
+    m.def("continuous_truncated_backward", &continuous_truncated_backward);
+    m.def("check_continuous_truncated", &check_continuous_truncated);
 }

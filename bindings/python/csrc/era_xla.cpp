@@ -311,6 +311,90 @@ Error TopKLogprobBackwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logi
     return refuse(where, "this kernel takes float32 or bfloat16 logits");
 }
 
+// ---------------------------------------------------------------------------------------
+// The truncated-normal entropy gradient and the sampled floor (era.jax.sampled_floor)
+
+Error TruncatedNormalBackwardImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer grad_entropy, Result<AnyBuffer> grad_loc,
+                                  Result<AnyBuffer> grad_log_std, double lo, double hi) {
+    const char *where = "era.jax.truncated_normal_entropy (backward)";
+    const Rows r = rows_of(log_std);
+    if (is(log_std, DataType::F32))
+        return check(era_truncated_normal_entropy_backward_f32(r.rows, r.cols, in<float>(loc), in<float>(log_std), lo, hi,
+                                                               in<float>(grad_entropy), out<float>(grad_loc),
+                                                               out<float>(grad_log_std)),
+                     where);
+    if (is(log_std, DataType::F64))
+        return check(era_truncated_normal_entropy_backward_f64(r.rows, r.cols, in<double>(loc), in<double>(log_std), lo,
+                                                               hi, in<double>(grad_entropy), out<double>(grad_loc),
+                                                               out<double>(grad_log_std)),
+                     where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+// The residual as for ContinuousForwardImpl: one value per call, or one per group of rows.
+Error SampledForwardImpl(AnyBuffer std_logits, AnyBuffer loc, AnyBuffer residual, Result<AnyBuffer> log_std,
+                         double target_entropy, double lo, double hi, double log_std_min, double log_std_max) {
+    const char *where = "era.jax.continuous_era_truncated";
+    const Rows r = rows_of(std_logits);
+    int64_t groups = static_cast<int64_t>(residual.element_count());
+    if (groups < 1 || r.rows % groups != 0) return check(ERA_ERR_BAD_SHAPE, where);
+    if (!is(residual, std_logits.element_type())) return refuse(where, "residual must have std_logits' dtype");
+    if (all_equal(residual)) groups = 1;
+    const int64_t rows = r.rows / groups, count = rows * r.cols;
+    era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
+    for (int64_t g = 0; g < groups; g++) {
+        era_status s;
+        if (is(std_logits, DataType::F32)) {
+            p.residual = in<float>(residual)[g];
+            s = era_continuous_truncated_forward_f32(&p, rows, r.cols, in<float>(std_logits) + g * count,
+                                                     in<float>(loc) + g * count, lo, hi,
+                                                     out<float>(log_std) + g * count, nullptr);
+        } else if (is(std_logits, DataType::F64)) {
+            p.residual = in<double>(residual)[g];
+            s = era_continuous_truncated_forward_f64(&p, rows, r.cols, in<double>(std_logits) + g * count,
+                                                     in<double>(loc) + g * count, lo, hi,
+                                                     out<double>(log_std) + g * count, nullptr);
+        } else {
+            return refuse(where, "this kernel takes float32 or float64");
+        }
+        if (s != ERA_OK) return check(s, where);
+    }
+    return Error::Success();
+}
+
+Error SampledBackwardImpl(AnyBuffer std_logits, AnyBuffer loc, AnyBuffer residual, AnyBuffer grad_log_std,
+                          Result<AnyBuffer> grad_std_logits, Result<AnyBuffer> grad_loc, Result<AnyBuffer> grad_residual,
+                          double target_entropy, double lo, double hi, double log_std_min, double log_std_max) {
+    const char *where = "era.jax.continuous_era_truncated (backward)";
+    const Rows r = rows_of(std_logits);
+    int64_t groups = static_cast<int64_t>(residual.element_count());
+    if (groups < 1 || r.rows % groups != 0) return check(ERA_ERR_BAD_SHAPE, where);
+    if (!is(residual, std_logits.element_type())) return refuse(where, "residual must have std_logits' dtype");
+    if (all_equal(residual)) groups = 1;
+    const int64_t rows = r.rows / groups, count = rows * r.cols;
+    era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
+    for (int64_t g = 0; g < groups; g++) {
+        era_status s;
+        if (is(std_logits, DataType::F32)) {
+            p.residual = in<float>(residual)[g];
+            s = era_continuous_truncated_backward_f32(
+                &p, rows, r.cols, in<float>(std_logits) + g * count, in<float>(loc) + g * count, lo, hi,
+                in<float>(grad_log_std) + g * count, out<float>(grad_std_logits) + g * count,
+                out<float>(grad_loc) + g * count, out<float>(grad_residual) + g * rows);
+        } else if (is(std_logits, DataType::F64)) {
+            p.residual = in<double>(residual)[g];
+            s = era_continuous_truncated_backward_f64(
+                &p, rows, r.cols, in<double>(std_logits) + g * count, in<double>(loc) + g * count, lo, hi,
+                in<double>(grad_log_std) + g * count, out<double>(grad_std_logits) + g * count,
+                out<double>(grad_loc) + g * count, out<double>(grad_residual) + g * rows);
+        } else {
+            return refuse(where, "this kernel takes float32 or float64");
+        }
+        if (s != ERA_OK) return check(s, where);
+    }
+    return Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EraSoftmaxEntropy, SoftmaxEntropyImpl,
@@ -512,6 +596,41 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTruncatedNormalLogProbBackward, TruncatedNormal
                                   .Attr<double>("lo")
                                   .Attr<double>("hi"));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTruncatedNormalBackward, TruncatedNormalBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("lo")
+                                  .Attr<double>("hi"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraSampledForward, SampledForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("target_entropy")
+                                  .Attr<double>("lo")
+                                  .Attr<double>("hi")
+                                  .Attr<double>("log_std_min")
+                                  .Attr<double>("log_std_max"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraSampledBackward, SampledBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("target_entropy")
+                                  .Attr<double>("lo")
+                                  .Attr<double>("hi")
+                                  .Attr<double>("log_std_min")
+                                  .Attr<double>("log_std_max"));
+
 PYBIND11_MODULE(_era_xla, m) {
     m.doc() = "libera's kernels as XLA FFI handlers for era.jax (registered by era/jax/_ffi.py).";
     m.def("handlers", []() {
@@ -536,6 +655,9 @@ PYBIND11_MODULE(_era_xla, m) {
         add("era_truncated_normal_sample_backward", EraTruncatedNormalSampleBackward);
         add("era_truncated_normal_log_prob", EraTruncatedNormalLogProb);
         add("era_truncated_normal_log_prob_backward", EraTruncatedNormalLogProbBackward);
+        add("era_truncated_normal_entropy_backward", EraTruncatedNormalBackward);
+        add("era_continuous_truncated_forward", EraSampledForward);
+        add("era_continuous_truncated_backward", EraSampledBackward);
         return d;
     });
 }

@@ -19,10 +19,18 @@ without the ERA head.
 
     python3 examples/python/continuous_control/train.py --quick   # 5000 env steps, 1 seed
     python3 examples/python/continuous_control/train.py           # 20000 env steps, 3 seeds
+    python3 examples/python/continuous_control/train.py --quick --floor sampled
+
+--floor sampled adds a fourth agent, SAC-ERA sampled floor: the truncated normal of SAC-ERA
+truncnorm, its log stds from era.torch.continuous_era_truncated (docs/math.md, "The sampled
+floor"), which lifts each state's truncated-normal entropy itself to H0 (no residual to tune).
+Either way the summary checks the truncated-normal entropy of the trained truncated-normal
+policies on every state of the replay buffer against H0 (rows below, worst deficit).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 import sys
@@ -230,12 +238,12 @@ def evaluate(agent: Agent, seed: int) -> float:
     return float(np.mean(returns))
 
 
-def run(variant, seed: int, steps: int):
+def run(variant, seed: int, steps: int, agent_class=None):
     """Trains one agent; returns its curves, final evaluation return, the agent and its replay."""
     env = gym.make(ENV)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     scale = float(env.action_space.high[0])
-    agent = Agent(obs_dim, act_dim, variant, seed)
+    agent = (agent_class or Agent)(obs_dim, act_dim, variant, seed)
     replay = Replay(obs_dim, act_dim, steps, seed)
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
@@ -281,7 +289,59 @@ def step_overhead(replay: Replay, obs_dim: int, act_dim: int, variant):
     return measure_overhead(era_step, lambda: plain.update(*batch), warmup=30, repeats=300)
 
 
+# ---------------------------------------------------------------------------------------
+# The sampled floor (--floor sampled) and the truncated-normal entropy check of both floors
+
+SAMPLED_NAME = "SAC-ERA sampled floor"
+
+
+class SampledFloorAgent(Agent):
+    """SAC-ERA truncnorm whose log stds come from era.torch.continuous_era_truncated with
+    location tanh(mean): every state's truncated-normal entropy is at least H0 by
+    construction, so there is no residual to learn (delta = 0)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, variant, seed: int):
+        super().__init__(obs_dim, act_dim, (False, False, "truncated_normal"), seed)
+        self.target_entropy = -0.5 * act_dim
+
+    def policy(self, obs: torch.Tensor):
+        mean, raw = self.actor(obs).chunk(2, dim=-1)
+        log_std = et.continuous_era_truncated(raw, torch.tanh(mean), self.target_entropy,
+                                              log_std_min=ERA_LOG_STD[0], log_std_max=ERA_LOG_STD[1])
+        return mean, log_std
+
+
+def floor_option(argv):
+    """(--floor value, the other arguments): "residual" (default) or "sampled"."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--floor", choices=("residual", "sampled"), default="residual")
+    known, rest = parser.parse_known_args(argv)
+    return known.floor, rest
+
+
+def sampled_entropy_check(agent: Agent, replay: Replay, target: float) -> dict:
+    """The truncated-normal entropy of the trained policy on every state of the replay buffer
+    (location tanh(mean) on [-1, 1]) against H0: rows below it and the worst deficit."""
+    with torch.no_grad():
+        mean, log_std = agent.policy(torch.from_numpy(replay.obs[:replay.n]))
+    # the location exactly as the policy samples it (torch.tanh of the float32 mean)
+    report = era.check_continuous_truncated(torch.tanh(mean).numpy(), log_std.numpy(), target, tol=0.0,
+                                            log_std_min=ERA_LOG_STD[0], log_std_max=ERA_LOG_STD[1])
+    return {"rows": int(report.rows), "below": int(report.violations), "worst_deficit": float(report.max_deficit),
+            "min_entropy": float(report.min_entropy), "mean_entropy": float(report.mean_entropy)}
+
+
+def sampled_table(checks: dict, target: float) -> str:
+    rows = [[name, c["rows"], c["below"], f"{c['worst_deficit']:.3g}", f"{c['min_entropy']:.4f}",
+             f"{c['mean_entropy']:.4f}"] for name, c in checks.items()]
+    return (f"Truncated-normal entropy of the trained policies on every replay state, against H0 = {target} "
+            "(era.check_continuous_truncated; last seed):\n\n" +
+            markdown_table(["agent", "states", "below H0", "worst deficit (nats)", "min entropy", "mean entropy"],
+                           rows))
+
+
 def main(argv=None) -> int:
+    floor, argv = floor_option(sys.argv[1:] if argv is None else argv)
     args = parse_args(__doc__.splitlines()[0], quick_seeds=[0], long_seeds=[0, 1, 2], argv=argv)
     steps = 5000 if args.quick else 20000
     torch.set_num_threads(1)
@@ -305,6 +365,17 @@ def main(argv=None) -> int:
                   f"squashed {min(curves['squashed_min']):.3f} nats")
             if agent.era:
                 forwards[name] += agent.era_forwards
+            if name == "SAC-ERA truncnorm":
+                checks = {name: sampled_entropy_check(agent, replay, target)}
+        if floor == "sampled":
+            curves, final, agent, replay_sampled = run(None, seed, steps, SampledFloorAgent)
+            results.setdefault(SAMPLED_NAME, []).append({"seed": seed, "final_return": final, "curves": curves})
+            checks[SAMPLED_NAME] = sampled_entropy_check(agent, replay_sampled, target)
+            print(f"seed {seed} {SAMPLED_NAME} final return {final:8.1f}; truncated-normal entropy min over "
+                  f"training {min(curves['squashed_min']):.3f} nats")
+    for name, check in checks.items():
+        print(f"{name}: truncated-normal entropy on {check['rows']} replay states: {check['below']} below "
+              f"H0 = {target}, worst deficit {check['worst_deficit']:.3g} nats")
 
     # The bound: every ERA actor forward (updates and acting), against H0 and against H0 + delta.
     bounds, holds = {}, True
@@ -326,8 +397,8 @@ def main(argv=None) -> int:
     summary = {name: {"final_return": mean_std(r["final_return"] for r in runs),
                       "min_gaussian_entropy": mean_std(min(r["curves"]["gaussian_min"]) for r in runs),
                       "last_squashed_entropy": mean_std(np.mean(r["curves"]["squashed_mean"][-10:]) for r in runs),
-                      "last_residual": mean_std(r["curves"]["residual"][-1] for r in runs) if VARIANTS[name][0]
-                      else None}
+                      "last_residual": mean_std(r["curves"]["residual"][-1] for r in runs)
+                      if VARIANTS.get(name, PLAIN)[0] else None}
                for name, runs in results.items()}
     figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for i, (name, runs) in enumerate(results.items()):
@@ -337,7 +408,7 @@ def main(argv=None) -> int:
             axes[0].plot(c["episode_step"], c["episode_return"], color=f"C{i}", alpha=0.8, label=label)
             axes[1].plot(c["update_step"], c["gaussian_min"], color=f"C{i}", label=label and f"{name} (batch min)")
             axes[2].plot(c["update_step"], c["squashed_mean"], color=f"C{i}", label=label and f"{name} (batch mean)")
-            if VARIANTS[name][0]:
+            if VARIANTS.get(name, PLAIN)[0]:
                 axes[1].plot(c["update_step"], target + np.asarray(c["residual"]), color=f"C{i}", lw=4, alpha=0.3,
                              label=label and f"{name} floor H0 + delta")
     axes[1].axhline(target, color="k", lw=0.8, ls=":", label=f"H0 = {target}")
@@ -365,6 +436,7 @@ def main(argv=None) -> int:
          for name, b in bounds.items()],
     )
     sac, tanh, trunc = (summary[n] for n in VARIANTS)
+    sampled = sampled_table(checks, target)
     markdown = f"""## Continuous control: SAC vs SAC-ERA on {ENV} ({steps} env steps, seeds {args.seeds})
 
 Final return: mean of {EVAL_EPISODES} deterministic evaluation episodes after training (mean ± std over seeds).
@@ -385,16 +457,20 @@ The Gaussian floor held on every forward of both SAC-ERA agents; the entropy act
 with tanh squashing it ended at {fmt(tanh['last_squashed_entropy'])} nats (target {target}) at a return of
 {fmt(tanh['final_return'], 1)}, with the official code's truncated normal at {fmt(trunc['last_squashed_entropy'])} nats
 and {fmt(trunc['final_return'], 1)}, vs SAC's {fmt(sac['last_squashed_entropy'])} nats and {fmt(sac['final_return'], 1)}.
+
+{sampled}
 """
     write_outputs(args.out, NAME, figure, markdown, {
         "settings": {"env": ENV, "steps": steps, "seeds": args.seeds, "target_entropy": target,
                      "era_log_std_range": ERA_LOG_STD, "sac_log_std_range": SAC_LOG_STD, "hidden": HIDDEN,
                      "batch": BATCH, "lr": LR, "residual_lr": RESIDUAL_LR, "start_steps": START_STEPS,
-                     "quick": args.quick},
+                     "quick": args.quick, "floor": floor},
         "summary": summary,
         "runs": results,
         "bound_reports": bounds,
         "step_time": timings,
+        "floor": floor,
+        "sampled_entropy_checks": checks,
     })
     return finish(markdown, holds)
 

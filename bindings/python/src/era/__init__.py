@@ -62,6 +62,14 @@ from .truncnorm import (
     truncated_normal_sample,
     truncated_normal_sample_backward,
 )
+from .sampled_floor import (
+    ContinuousTruncatedGrads,
+    TruncatedNormalEntropyGrads,
+    check_continuous_truncated,
+    continuous_truncated_backward,
+    continuous_truncated_forward,
+    truncated_normal_entropy_backward,
+)
 from . import presets, testing  # numpy only; era.torch and era.jax are imported on demand
 
 if _era.abi_version() != _era.HEADER_ABI_VERSION:
@@ -123,6 +131,12 @@ __all__ = [
     "truncated_normal_log_prob_backward",
     "TruncatedNormalSampleGrads",
     "TruncatedNormalLogProbGrads",
+    "truncated_normal_entropy_backward",
+    "TruncatedNormalEntropyGrads",
+    "continuous_truncated_forward",
+    "continuous_truncated_backward",
+    "ContinuousTruncatedGrads",
+    "check_continuous_truncated",
 ]
 
 # Top-k log-probabilities (top_k= in the log-prob functions): a label outside the top k.

@@ -29,6 +29,8 @@ import math
 from functools import lru_cache
 from typing import Any, Optional, Tuple
 
+import numpy as np
+
 # 0.5*log(2*pi*e): the entropy of N(0, 1) per dimension (math 1).
 GAUSSIAN_ENTROPY_PER_DIM = 0.5 * math.log(2 * math.pi * math.e)
 # Halley steps on t + log(-t) = log y from the starts of log_inverse_entropy that reach the
@@ -114,6 +116,12 @@ class ArrayOps:
     def full_like(self, x, value):
         return self.xp.full_like(x, value)
 
+    def constant(self, values, like):
+        """A numpy array of constants as an array of this library, with `like`'s dtype (and device)."""
+        if self.is_torch:
+            return self.xp.as_tensor(values, dtype=like.dtype, device=like.device)
+        return self.xp.asarray(values, dtype=like.dtype)
+
     def cumsum(self, x):
         return self.xp.cumsum(x, 0) if self.is_torch else self.xp.cumsum(x, axis=0)
 
@@ -145,6 +153,17 @@ class ArrayOps:
     def nextafter_up(self, x):
         """The next representable value above x, in x's dtype."""
         return self.xp.nextafter(x, self.full_like(x, math.inf))
+
+    def repeat(self, steps: int, body, state):
+        """``state = body(state)`` `steps` times: a Python loop, or jax.lax.fori_loop in JAX
+        (one traced body instead of `steps` unrolled copies: XLA compiles it in a fraction)."""
+        if self.name == "jax.numpy":
+            import jax
+
+            return jax.lax.fori_loop(0, steps, lambda _, carry: body(carry), state)
+        for _ in range(steps):
+            state = body(state)
+        return state
 
 
 @lru_cache(maxsize=None)
@@ -683,3 +702,320 @@ def truncated_normal_sample_backward(ops: ArrayOps, loc, log_std, x, g, lo: floa
     dsg = xi - alpha * lower - beta * upper
     sign = ops.where(mirrored, -ops.ones_like(x), ops.ones_like(x))
     return g * dm, g * sign * dsg * sg
+
+
+# The truncated-normal entropy, its gradient, and the sampled floor (math 1; docs/math.md,
+# "Truncated-normal entropy gradient", "The sampled floor"). Elementwise in float64, regime by
+# regime as libera evaluates them (every regime computed, one kept by `where`), so that the
+# tails agree with libera: the both-tails-cut form from erf, one tail from the scaled
+# complementary error function erfcx and the normal hazard, the far tail (alpha > 1e8) and
+# intervals narrower than 1e-5 sd as the truncated exponential. Not covered: bounds, locations
+# or scales whose differences overflow double (libera rescales those by 2^-64 first).
+
+# Safeguarded Newton steps of the sampled floor's root find: from c = 0 the row entropy is
+# linear in c (slope up to D) until the scales reach the interval, then saturates like
+# e^(-2c); Newton lands left of the root and advances by about 1/2 a step there, so a target
+# within 1e-12 (1 + |target|) of D log(hi - lo) needs about 30 steps, and every feasible row
+# in float64 converges (c to rounding, the entropy within the tolerance above its target) in
+# 48 (tested up to targets 1e-12 below the supremum).
+SAMPLED_FLOOR_STEPS = 48
+_SQRT1_2 = 1 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+def _special(ops: ArrayOps, name: str):
+    if ops.is_torch:
+        return getattr(ops.xp.special, name)
+    if ops.name == "numpy":
+        import scipy.special
+
+        return getattr(scipy.special, name)
+    import jax.scipy.special
+
+    return getattr(jax.scipy.special, name)
+
+
+def _erfcx(ops: ArrayOps, x):
+    """exp(x^2) erfc(x) for x >= 0: directly below 26, by its continued fraction above
+    (40 terms, as libera)."""
+    near = ops.clamp_max(x, 26.0)
+    direct = ops.exp(near * near) * _special(ops, "erfc")(near)
+    far = ops.clamp_min(x, 26.0)
+    fraction = far
+    for k in range(40, 0, -1):
+        fraction = far + (k / 2) / fraction
+    return ops.where(x < 26, direct, 1 / (math.sqrt(math.pi) * fraction))
+
+
+def _hazard_minus_argument(ops: ArrayOps, x):
+    """lambda(x) - x for x >= 10 by its continued fraction, and alpha*(lambda - alpha) - 1."""
+    x = ops.clamp_min(x, 10.0)
+    fraction = x
+    for k in range(80, 2, -1):
+        fraction = x + k / fraction
+    inner = fraction  # x + 3/(x + 4/(...))
+    outer = x + 2 / inner
+    return 1 / outer, -(2 / inner) / outer
+
+
+def _times_density(ops: ArrayOps, x):
+    """x phi(x), 0 beyond |x| > 40."""
+    xc = ops.clip(x, -40.0, 40.0)
+    return ops.where(ops.abs(x) > 40, 0.0, xc * ops.exp(-0.5 * xc * xc) * _INV_SQRT_2PI)
+
+
+def _exp_entropy_times_slope(ops: ArrayOps, x):
+    """x q'(x) = x^2 e^-x / (1 - e^-x)^2 of the truncated exponential (q(x) = g(x) - 1 + log x)."""
+    xs = ops.clip(x, 1e-3, 1400.0)
+    d = -ops.expm1(-xs)
+    mid = xs * xs * ops.exp(-xs) / (d * d)
+    small = 1 - x * x / 12 + x * x * x * x / 240
+    return ops.where(x < 1e-3, small, ops.where(x > 1400, 0.0, mid))
+
+
+# Narrow intervals and one-tail rows whose log-density changes by at most ENERGY_RANGE over the
+# interval take the moments of the energy (as libera: TruncatedNormalEntropyGradient.swift,
+# energyDerivative): dH/dlog_std = 2 Var(E), dH/dm = (width/sd) Cov(u, E) for the density
+# proportional to exp(-E(u)), E(u) = x u + y u^2/2 on [0, 1], x = alpha*width, y = width^2.
+ENERGY_RANGE = 40.0
+
+
+@lru_cache(maxsize=1)
+def _energy_rule():
+    """64 Gauss-Legendre nodes and weights on [0, 1]."""
+    t, w = np.polynomial.legendre.leggauss(64)
+    return 0.5 * (1 - t), 0.5 * w
+
+
+def _energy_range(ops: ArrayOps, alpha, width):
+    x, y = alpha * width, width * width
+    end = x + 0.5 * y
+    inner = -x / ops.clamp_min(y, 1e-300)
+    inside = (inner > 0) & (inner < 1)
+    lowest = ops.where(inside, -0.5 * x * ops.clip(inner, 0.0, 1.0), ops.clamp_max(end, 0.0))
+    return ops.clamp_min(end, 0.0) - lowest
+
+
+def _energy_derivative(ops: ArrayOps, alpha, width):
+    """(sd * dH/dm, dH/dlog_std) from the moments of E, for rows where _energy_range <= ENERGY_RANGE
+    (other rows give finite values that the caller discards)."""
+    nodes, weights = _energy_rule()
+    u = ops.constant(nodes, alpha)
+    wts = ops.constant(weights, alpha)
+    x = ops.clip(alpha * width, -1e3, 1e3)[..., None]
+    y = ops.clamp_max(width * width, 1e3)[..., None]
+    e = x * u + 0.5 * y * u * u
+    lowest = -ops.max(-e)  # the smallest energy at a node: the largest weight is about 1
+    p = wts * ops.exp(lowest - e)
+    mass = ops.sum(p, keepdims=False)
+    mean_u = ops.sum(p * u, keepdims=False) / mass
+    mean_e = ops.sum(p * e, keepdims=False) / mass
+    de = e - mean_e[..., None]
+    variance = ops.sum(p * de * de, keepdims=False) / mass
+    covariance = ops.sum(p * (u - mean_u[..., None]) * de, keepdims=False) / mass
+    return width * covariance, 2 * variance
+
+
+def truncated_normal_parts(ops: ArrayOps, m, log_std, lo: float, hi: float):
+    """(H, dH/dm, dH/dlog_std) of N(m, exp(log_std)^2) truncated to [lo, hi], elementwise
+    (float64 arrays; lo < hi finite Python floats)."""
+    half_log_2pie = GAUSSIAN_ENTROPY_PER_DIM
+    log_span = math.log(0.5 * hi - 0.5 * lo) + math.log(2.0)
+    log_width = log_span - log_std
+    sd = ops.exp(log_std)
+    # Narrow: the truncated exponential of rate x = |mid - m| (hi - lo)/sd^2 on the interval.
+    offset = 0.5 * (lo + hi) - m
+    xn = ops.abs(offset / sd) * ops.exp(ops.clamp_max(log_width, 700.0))
+    xs = ops.clamp_min(xn, 1e-3)
+    dn = -ops.expm1(-xs)
+    g_mid = 1 - ops.log(xs) + ops.log(dn) - ops.where(xs > 700, 0.0, xs * (1 - dn) / dn)
+    h_narrow = log_span + ops.where(xn < 1e-3, -xn * xn / 24, g_mid)
+    xq_n = _exp_entropy_times_slope(ops, xn)
+    slope_n = ops.where(xn < 1e-3, -xn / 12 + xn * xn * xn / 240, (xq_n - 1) / xs)  # g'(x)
+    dxdm = ops.where(offset > 0, -1.0, 1.0) * ops.exp(ops.clip(log_span - 2 * log_std, -745.0, 709.0))
+    dm_narrow = ops.where(xn == 0, 0.0, slope_n * dxdm)
+    dl_narrow = -2 * xn * slope_n
+    narrow = log_width < math.log(1e-5)
+
+    alpha0 = (lo - m) / sd
+    beta0 = (hi - m) / sd
+    width = (hi - lo) / sd
+    mirror = (beta0 <= 0) & (alpha0 < 0)
+    a = ops.where(mirror, -beta0, alpha0)
+    b = ops.where(mirror, -alpha0, beta0)
+    # Both tails cut (a < 0 < b).
+    z2 = 0.5 * (_special(ops, "erf")(b * _SQRT1_2) + _special(ops, "erf")(-a * _SQRT1_2))
+    z2 = ops.where(a < 0, z2, 1.0)
+    ta, tb = _times_density(ops, a), _times_density(ops, b)
+    h_two = half_log_2pie + ops.log(z2) + (ta - tb) / (2 * z2)
+    ac = ops.clip(a, -40.0, 40.0)
+    bc = ops.clip(b, -40.0, 40.0)
+    pa2 = ops.where(ops.abs(a) > 40, 0.0, ops.exp(-0.5 * ac * ac) * _INV_SQRT_2PI / z2)
+    pb2 = ops.where(ops.abs(b) > 40, 0.0, ops.exp(-0.5 * bc * bc) * _INV_SQRT_2PI / z2)
+    moment = ta / z2 - tb / z2
+    da_two = ops.where(pa2 == 0, 0.0, 0.5 * pa2 * (moment - 1 - ac * ac))
+    db_two = ops.where(pb2 == 0, 0.0, 0.5 * pb2 * (1 + bc * bc - moment))
+    # One tail (0 <= a < b <= 1e8-ish): the hazard form.
+    ap = ops.clip(a, 0.0, 1e8)
+    bp = ops.clamp_min(b, 0.0)
+    sa = _erfcx(ops, ap * _SQRT1_2)
+    sb = _erfcx(ops, bp * _SQRT1_2)
+    exponent = -0.5 * width * (2 * ap + width)
+    decay = ops.exp(exponent)
+    ratio = sb / sa * decay
+    one_minus = -ops.expm1(ops.log(sb / sa) + exponent)
+    hazard = 2 / (math.sqrt(2 * math.pi) * sa)
+    minus_arg, excess_far = _hazard_minus_argument(ops, ap)
+    hazard_excess = ops.where(ap > 10, minus_arg, hazard - ap)
+    positive = ratio > 0
+    beta_term = ops.where(positive, bp * hazard * decay, 0.0)
+    bracket = ap * hazard_excess + ap * ap * ratio - beta_term
+    h_one = half_log_2pie + ops.log(0.5 * sa) + ops.log(one_minus) + 0.5 * bracket / one_minus
+    excess = ops.where(ap > 10, excess_far, ap * (hazard - ap) - 1)
+    beta_sq_ratio = ops.where(positive, (1 + bp * bp) * ratio, 0.0)
+    pa1 = hazard / one_minus
+    pb1 = hazard * decay / one_minus
+    da_one = 0.5 * pa1 * (excess + (1 + ap * ap) * ratio - beta_term) / one_minus
+    db_one = ops.where(pb1 == 0, 0.0,
+                       0.5 * pb1 * (width * (2 * ap + width) - excess - beta_sq_ratio + beta_term) / one_minus)
+    # Far tail (a > 1e8): the truncated exponential of rate a on [0, width].
+    af = ops.clamp_min(a, 1e8)
+    xf = af * width
+    xfs = ops.clamp_min(xf, 1e-300)
+    df = -ops.expm1(-xfs)
+    h_far = 1 - ops.log(af) + ops.log(df) - ops.where(xfs > 700, 0.0, xfs * (1 - df) / df)
+    xq_f = _exp_entropy_times_slope(ops, xf)
+    dl_far = ops.where(xf < 1e-3, xf * xf / 6 - xf * xf * xf * xf / 120, 2 - 2 * xq_f)
+    dm_far = (1 / af - xq_f / af) / sd
+    dm_far = ops.where(beta0 <= 0, -dm_far, dm_far)
+
+    two = a < 0
+    far = a > 1e8
+    h_std = ops.where(two, h_two, ops.where(far, h_far, h_one))
+    d_a = ops.where(two, da_two, da_one)
+    d_b = ops.where(two, db_two, db_one)
+    # mirrored rows: h(alpha, beta) = h(-beta, -alpha), so dh/dalpha = -dh/db', dh/dbeta = -dh/da'
+    dh_alpha = ops.where(mirror, -d_b, d_a)
+    dh_beta = ops.where(mirror, -d_a, d_b)
+    alpha_term = ops.where(dh_alpha == 0, 0.0, alpha0 * dh_alpha)
+    beta_term0 = ops.where(dh_beta == 0, 0.0, beta0 * dh_beta)
+    dm_std = ops.where(far, dm_far, -(dh_alpha + dh_beta) / sd)
+    dl_std = ops.where(far, dl_far, 1 - alpha_term - beta_term0)
+
+    h = ops.where(narrow, h_narrow, log_std + h_std)
+    dm = ops.where(narrow, dm_narrow, dm_std)
+    dl = ops.where(narrow, dl_narrow, dl_std)
+    # The moments of the energy where they apply (libera's order: before the other regimes).
+    safe_width = ops.where(ops.isfinite(width), width, 1.0)
+    safe_alpha = ops.where(ops.isfinite(alpha0), alpha0, 0.0)
+    energy = (log_width < 0.5 * math.log(2 * ENERGY_RANGE)) & ops.isfinite(width) & ops.isfinite(alpha0) & (
+        _energy_range(ops, safe_alpha, safe_width) <= ENERGY_RANGE)
+    dm_energy, dl_energy = _energy_derivative(ops, safe_alpha, safe_width)
+    dm = ops.where(energy, dm_energy / sd, dm)
+    dl = ops.where(energy, dl_energy, dl)
+    return h, dm, dl
+
+
+def truncated_normal_entropy(ops: ArrayOps, loc, log_std, lo: float, hi: float):
+    """Entropy of N(loc, exp(log_std)^2) truncated to [lo, hi] per row, ``[..., D] -> [...]``."""
+    return ops.sum(truncated_normal_parts(ops, loc, log_std, lo, hi)[0], keepdims=False)
+
+
+def truncated_normal_entropy_backward(ops: ArrayOps, loc, log_std, grad_entropy, lo: float, hi: float):
+    """(grad_entropy * dH/dloc, grad_entropy * dH/dlog_std), ``[..., D]`` each."""
+    _, dm, dl = truncated_normal_parts(ops, loc, log_std, lo, hi)
+    g = grad_entropy[..., None]
+    return g * dm, g * dl
+
+
+def truncated_faults(ops: ArrayOps, *arrays):
+    """Per-row NON_FINITE for a row of any of the ``[..., D]`` arrays holding NaN or an
+    infinity (per-row arrays ``[...]`` are taken as one value per row)."""
+    bad = None
+    for x in arrays:
+        row = ops.any(~ops.isfinite(x)) if x.ndim and x.shape == arrays[0].shape else ~ops.isfinite(x)
+        bad = row if bad is None else bad | row
+    return _flag(ops, bad, NON_FINITE)
+
+
+def _row_entropy(ops: ArrayOps, m, log_std, lo: float, hi: float):
+    h, _, dl = truncated_normal_parts(ops, m, log_std, lo, hi)
+    return ops.sum(h, keepdims=False), ops.sum(dl, keepdims=False)
+
+
+def sampled_floor_offset(ops: ArrayOps, l, m, target, lo: float, hi: float, steps: Optional[int] = None):
+    """(c ``[...]``, infeasible ``[...]``): the smallest c >= 0 with
+    ``sum_i H_TN(m_i, l_i + c) >= target`` per row (float64 arrays; `target` a float or an
+    array broadcasting against the rows), by `steps` (SAMPLED_FLOOR_STEPS) safeguarded Newton
+    steps inside the bracket [0, c_max], c_max = log(hi - lo) - min l + 64 (every scale e^64
+    times the interval), where a row that does not reach the target is infeasible (c = NaN)."""
+    steps = SAMPLED_FLOOR_STEPS if steps is None else steps
+    log_span = math.log(0.5 * hi - 0.5 * lo) + math.log(2.0)
+    tolerance = 1e-12 * (1 + ops.abs(target + 0 * l[..., 0]))
+    f0, slope0 = _row_entropy(ops, m, l, lo, hi)
+    f0 = f0 - target
+    limit = log_span + ops.max(-l, keepdims=False) + 64  # log(hi - lo) - min_i l_i + 64
+    f_limit = _row_entropy(ops, m, l + limit[..., None], lo, hi)[0] - target
+    infeasible = (f0 < 0) & ~(f_limit >= 0)
+    a = ops.astype(ops.full_like(f0, 0.0), f0.dtype)
+    b = limit
+
+    def newton(state):
+        a, b, x, fx, slope = state
+        step = -fx / slope
+        # a step from below already within the tolerance is doubled to land on the feasible side
+        push = (fx < 0) & (-fx <= tolerance)
+        tiny = 4 * ops.abs(ops.nextafter_up(ops.abs(x)) - ops.abs(x)) + 1e-300
+        step = ops.where(push, 2 * step + tiny, step)
+        candidate = x + step
+        inside = (candidate > a) & (candidate < b)
+        candidate = ops.where(inside, candidate, 0.5 * (a + b))
+        value, slope = _row_entropy(ops, m, l + candidate[..., None], lo, hi)
+        value = value - target
+        up = value >= 0
+        b = ops.where(up, candidate, b)
+        a = ops.where(up, a, candidate)
+        return a, b, candidate, value, slope
+
+    b = ops.repeat(steps, newton, (a, b, a, f0, slope0))[1]
+    c = ops.where(f0 >= 0, 0.0, b)
+    return ops.where(infeasible, math.nan, c), infeasible
+
+
+def _round_up(ops: ArrayOps, value, dtype):
+    """`value` in the narrower float `dtype`, rounded towards +inf."""
+    nearest = ops.astype(value, dtype)
+    return ops.where(ops.astype(nearest, value.dtype) < value, ops.nextafter_up(nearest), nearest)
+
+
+def sampled_floor_forward(ops: ArrayOps, s, m, k, target, lo: float, hi: float, log_std_min: float,
+                          log_std_max: float, dtype=None):
+    """(log stds ``[..., D]``, offsets c ``[...]``, infeasible ``[...]``) of the sampled floor:
+    l = continuous_forward(s) (stored in `dtype`, rounded up, when that is narrower than s's),
+    out = l + c (rounded up likewise). `k` is K of the Gaussian part, `target` H0 + delta."""
+    l = continuous_forward(ops, s, k, log_std_min, log_std_max)
+    if dtype is not None:
+        l = ops.astype(round_up_to(ops, l, dtype, log_std_max), s.dtype)
+    c, infeasible = sampled_floor_offset(ops, l, m, target, lo, hi)
+    out = ops.where(c[..., None] > 0, l + c[..., None], l)
+    if dtype is not None:
+        out = ops.where(c[..., None] > 0, ops.astype(_round_up(ops, out, dtype), s.dtype), l)
+    return out, c, infeasible
+
+
+def sampled_floor_backward(ops: ArrayOps, s, m, g, k, target, lo: float, hi: float, log_std_min: float,
+                           log_std_max: float, dtype=None):
+    """(dL/ds, dL/dm ``[..., D]``, dL/d(H0 + delta) ``[...]``) of sampled_floor_forward by the
+    implicit function theorem: on a row with c > 0, with G = sum g, H_L, H_m the derivatives of
+    H_TN at the output and S = sum H_L, ``dL/dl = g - G H_L/S``, ``dL/dm = -G H_m/S`` and
+    ``dL/d(H0 + delta) = G/S`` plus the Gaussian part's residual gradient of dL/dl; rows with
+    c = 0 pass g to the continuous backward unchanged."""
+    out, c, _ = sampled_floor_forward(ops, s, m, k, target, lo, hi, log_std_min, log_std_max, dtype)
+    _, dm, dl = truncated_normal_parts(ops, m, out, lo, hi)
+    active = c > 0
+    total = ops.sum(g)
+    per_slope = total / ops.sum(dl)
+    grad_l = ops.where(active[..., None], g - per_slope * dl, g)
+    grad_m = ops.where(active[..., None], -per_slope * dm, 0.0)
+    grad_s, grad_res = continuous_backward(ops, s, grad_l, k, log_std_min, log_std_max)
+    return grad_s, grad_m, grad_res + ops.where(active, per_slope[..., 0], 0.0)

@@ -26,10 +26,11 @@ from .functions import (
     softmax_entropy,
     tanh_gaussian_entropy,
     token_entropy,
-    truncated_normal_entropy,
 )
 from .llm import LLMERAOutput, llm_era, llm_response_entropy, llm_scales
 from .truncnorm import truncated_normal_log_prob, truncated_normal_sample
+# the sampled floor; truncated_normal_entropy here is differentiable (custom_vjp)
+from .sampled_floor import continuous_era_truncated, truncated_normal_entropy
 
 __all__ = [
     "export_checks",
@@ -47,4 +48,5 @@ __all__ = [
     "LLMERAOutput",
     "truncated_normal_sample",
     "truncated_normal_log_prob",
+    "continuous_era_truncated",
 ]

@@ -271,11 +271,15 @@ def _(mean, log_std):
 @torch.library.custom_op("era::truncated_normal_entropy", mutates_args=())
 @_device_kernel
 def truncated_normal_entropy(loc: Tensor, log_std: Tensor, lo: float, hi: float) -> Tensor:
-    """Entropy of N(loc, exp(log_std)^2) truncated to [lo, hi] per row, by libera (tensors on
-    other devices are copied to the CPU for it)."""
-    value = _entropy.truncated_normal_entropy(to_numpy(_float32_copy(loc.cpu())),
-                                              to_numpy(_float32_copy(log_std.cpu())), lo, hi)
-    return from_numpy(value).to(device=log_std.device, dtype=log_std.dtype)
+    """Entropy of N(loc, exp(log_std)^2) truncated to [lo, hi] per row: the device path's
+    formulas on other devices, libera on the CPU."""
+    return native.truncated_normal_entropy(loc, log_std, lo, hi)
+
+
+@_cpu_kernel(truncated_normal_entropy)
+def _truncated_normal_entropy_cpu(loc, log_std, lo, hi):
+    value = _entropy.truncated_normal_entropy(to_numpy(_float32_copy(loc)), to_numpy(_float32_copy(log_std)), lo, hi)
+    return from_numpy(value).to(dtype=log_std.dtype)
 
 
 @truncated_normal_entropy.register_fake
@@ -1285,3 +1289,135 @@ _register_rowwise_vmap(truncated_normal_sample, rows=(0, 1, 2))
 _register_rowwise_vmap(truncated_normal_sample_backward, rows=(0, 1, 2, 3))
 _register_rowwise_vmap(truncated_normal_log_prob, rows=(0, 1, 2))
 _register_rowwise_vmap(truncated_normal_log_prob_backward, rows=(0, 1, 2, 3))
+
+# The truncated-normal entropy gradient and the sampled floor (docs/math.md, "The sampled
+# floor"): libera on CPU tensors, the device path (era.torch.native, era._formulas) on other
+# devices and with native_path. Their backward operators have no derivative of their own.
+
+from .. import sampled_floor as _sampled  # noqa: E402
+
+
+@torch.library.custom_op("era::truncated_normal_entropy_backward", mutates_args=())
+@_device_kernel
+def truncated_normal_entropy_backward(loc: Tensor, log_std: Tensor, grad_entropy: Tensor, lo: float,
+                                      hi: float) -> Tuple[Tensor, Tensor]:
+    """(dL/d loc, dL/d log_std) of truncated_normal_entropy, in log_std's dtype."""
+    return native.truncated_normal_entropy_backward(loc, log_std, grad_entropy, lo, hi)
+
+
+@_cpu_kernel(truncated_normal_entropy_backward)
+def _truncated_normal_entropy_backward_cpu(loc, log_std, grad_entropy, lo, hi):
+    x = _float32_copy(log_std)
+    grads = _sampled.truncated_normal_entropy_backward(to_numpy(_cast(loc, x.dtype)), to_numpy(x),
+                                                       to_numpy(_cast(grad_entropy, x.dtype)), lo, hi)
+    return from_numpy(grads.loc).to(dtype=log_std.dtype), from_numpy(grads.log_std).to(dtype=log_std.dtype)
+
+
+@truncated_normal_entropy_backward.register_fake
+def _(loc, log_std, grad_entropy, lo, hi):
+    return torch.empty_like(log_std, memory_format=torch.contiguous_format), \
+        torch.empty_like(log_std, memory_format=torch.contiguous_format)
+
+
+def _truncated_entropy_setup(ctx, inputs, output):
+    loc, log_std, lo, hi = inputs
+    ctx.save_for_backward(loc, log_std)
+    ctx.interval = (lo, hi)
+
+
+def _truncated_entropy_backward(ctx, grad):
+    loc, log_std = ctx.saved_tensors
+    grad_loc, grad_log_std = truncated_normal_entropy_backward(loc, log_std, grad.contiguous(), *ctx.interval)
+    return _cast(grad_loc, loc.dtype), grad_log_std, None, None
+
+
+torch.library.register_autograd(truncated_normal_entropy, _truncated_entropy_backward,
+                                setup_context=_truncated_entropy_setup)
+
+
+@torch.library.custom_op("era::continuous_truncated_forward", mutates_args=())
+@_device_kernel
+def continuous_truncated_forward(std_logits: Tensor, loc: Tensor, residual: Optional[Tensor], target_entropy: float,
+                                 lo: float, hi: float, log_std_min: float, log_std_max: float,
+                                 native_path: bool) -> Tensor:
+    """Sampled-floor log stds: the continuous ERA output plus the smallest per-row offset that
+    lifts the truncated-normal entropy to target_entropy (+ residual, a 0-d tensor whose value
+    is data, or None when a constant residual is part of target_entropy)."""
+    return native.continuous_truncated_forward(std_logits, loc, residual, target_entropy, lo, hi, log_std_min,
+                                               log_std_max)
+
+
+@_cpu_kernel(continuous_truncated_forward)
+def _continuous_truncated_forward_cpu(std_logits, loc, residual, target_entropy, lo, hi, log_std_min, log_std_max,
+                                      native_path):
+    if native_path:
+        return native.continuous_truncated_forward(std_logits, loc, residual, target_entropy, lo, hi, log_std_min,
+                                                   log_std_max)
+    x = _float32_copy(std_logits)
+    out = _sampled.continuous_truncated_forward(to_numpy(x), to_numpy(_cast(loc, x.dtype)), target_entropy,
+                                                residual=_value(residual), lo=lo, hi=hi, log_std_min=log_std_min,
+                                                log_std_max=log_std_max)
+    if std_logits.dtype in HALF:  # rounded up, so that the floor holds for the stored values
+        wide = from_numpy(out).to(torch.float64)
+        return F._round_up(native.OPS, wide, std_logits.dtype)
+    return from_numpy(out)
+
+
+@continuous_truncated_forward.register_fake
+def _(std_logits, loc, residual, target_entropy, lo, hi, log_std_min, log_std_max, native_path):
+    return torch.empty_like(std_logits, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("era::continuous_truncated_backward", mutates_args=())
+@_device_kernel
+def continuous_truncated_backward(std_logits: Tensor, loc: Tensor, residual: Optional[Tensor], grad_log_std: Tensor,
+                                  target_entropy: float, lo: float, hi: float, log_std_min: float, log_std_max: float,
+                                  native_path: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """(dL/d std_logits, dL/d loc, dL/d residual per row in float64) of
+    continuous_truncated_forward (implicit function theorem)."""
+    return native.continuous_truncated_backward(std_logits, loc, residual, grad_log_std, target_entropy, lo, hi,
+                                                log_std_min, log_std_max)
+
+
+@_cpu_kernel(continuous_truncated_backward)
+def _continuous_truncated_backward_cpu(std_logits, loc, residual, grad_log_std, target_entropy, lo, hi, log_std_min,
+                                       log_std_max, native_path):
+    if native_path:
+        return native.continuous_truncated_backward(std_logits, loc, residual, grad_log_std, target_entropy, lo, hi,
+                                                    log_std_min, log_std_max)
+    x = _float32_copy(std_logits)
+    grads = _sampled.continuous_truncated_backward(
+        to_numpy(x), to_numpy(_cast(loc, x.dtype)), to_numpy(_cast(grad_log_std, x.dtype)), target_entropy,
+        residual=_value(residual), lo=lo, hi=hi, log_std_min=log_std_min, log_std_max=log_std_max)
+    back = lambda a: from_numpy(a).to(dtype=std_logits.dtype)  # noqa: E731
+    return back(grads.std_logits), back(grads.loc), from_numpy(grads.residual).to(torch.float64)
+
+
+@continuous_truncated_backward.register_fake
+def _(std_logits, loc, residual, grad_log_std, target_entropy, lo, hi, log_std_min, log_std_max, native_path):
+    return torch.empty_like(std_logits, memory_format=torch.contiguous_format), \
+        torch.empty_like(std_logits, memory_format=torch.contiguous_format), \
+        std_logits.new_empty(std_logits.shape[:-1], dtype=torch.float64)
+
+
+def _continuous_truncated_setup(ctx, inputs, output):
+    std_logits, loc, residual, *params = inputs
+    ctx.save_for_backward(std_logits, loc, residual)
+    ctx.params = params
+
+
+def _continuous_truncated_vjp(ctx, grad):
+    std_logits, loc, residual = ctx.saved_tensors
+    grad_s, grad_loc, grad_rows = continuous_truncated_backward(std_logits, loc, residual, grad.contiguous(),
+                                                                *ctx.params)
+    grad_residual = None
+    if residual is not None and ctx.needs_input_grad[2]:
+        grad_residual = _cast(grad_rows.sum(), residual.dtype).reshape(residual.shape)
+    return grad_s, _cast(grad_loc, loc.dtype), grad_residual, None, None, None, None, None, None
+
+
+torch.library.register_autograd(continuous_truncated_forward, _continuous_truncated_vjp,
+                                setup_context=_continuous_truncated_setup)
+
+OPERATORS = OPERATORS + (truncated_normal_entropy_backward, continuous_truncated_forward,
+                         continuous_truncated_backward)

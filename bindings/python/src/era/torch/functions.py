@@ -33,6 +33,7 @@ from . import _ops
 from ._bridge import native_path
 
 __all__ = [
+    "continuous_era_truncated",
     "continuous_era",
     "discrete_era",
     "llm_logprob",
@@ -254,11 +255,15 @@ def truncated_normal_entropy(
     loc: torch.Tensor, log_std: torch.Tensor, lo: float = -1.0, hi: float = 1.0
 ) -> torch.Tensor:
     """Entropy of N(loc, exp(log_std)^2) truncated to [lo, hi] per row, ``[..., D] -> [...]``
-    nats, by libera (tensors on other devices are copied to the CPU for it)."""
+    nats, by libera (tensors on other devices are copied to the CPU for it). Unlike the other
+    entropies it is differentiable in loc and log_std (first derivatives only)."""
     where = "era.torch.truncated_normal_entropy"
     require(loc, FLOATS, where, "loc")
     require(log_std, FLOATS, where, "log_std")
     require_rows(log_std, where, "log_std")
+    if torch.is_grad_enabled() and (loc.requires_grad or log_std.requires_grad):
+        # Differentiable: the gradient is libera's era_truncated_normal_entropy_backward.
+        return _ops.truncated_normal_entropy(loc, log_std, float(lo), float(hi))
     return _ops.call(_ops.truncated_normal_entropy, loc.detach(), log_std.detach(), float(lo), float(hi))
 
 
@@ -269,3 +274,56 @@ def token_entropy(logits: torch.Tensor, *, backend: str = "auto") -> torch.Tenso
     require(logits, FLOATS, where, "logits")
     require_rows(logits, where, "logits")
     return _ops.call(_ops.token_entropy, logits.detach(), native_path(logits, backend, where))
+
+
+def continuous_era_truncated(
+    std_logits: torch.Tensor,
+    loc: torch.Tensor,
+    target_entropy: float,
+    *,
+    lo: float = -1.0,
+    hi: float = 1.0,
+    residual: Union[float, torch.Tensor] = _continuous.RESIDUAL,
+    log_std_min: float = _continuous.LOG_STD_MIN,
+    log_std_max: float = _continuous.LOG_STD_MAX,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """The sampled floor (docs/math.md, "The sampled floor"): continuous ERA log stds plus the
+    smallest per-row offset c >= 0 that lifts the entropy of the normal truncated to [lo, hi]
+    with location `loc` (``tanh(mean)`` in SAC-ERA) to ``target_entropy + residual``.
+
+    Differentiable in std_logits, loc and a tensor residual (implicit function theorem). The
+    output may exceed log_std_max. CPU tensors go to libera, others to the device path
+    (era._formulas; ``backend="native"`` takes it on the CPU too).
+
+    Args:
+        std_logits: ``[..., D]`` float raw scale outputs; loc: same shape.
+        residual: delta >= 0: a float, or a one-element tensor (its value is data; its
+            gradient is the sum over rows of dL/d(H0 + delta)).
+    Returns:
+        ``[..., D]`` log stds, the dtype of std_logits.
+    Raises:
+        InfeasibleTargetError if ``target_entropy + residual >= D log(hi - lo)`` or K > 0.
+    """
+    where = "era.torch.continuous_era_truncated"
+    require(std_logits, FLOATS, where, "std_logits")
+    require(loc, FLOATS, where, "loc")
+    require_rows(std_logits, where, "std_logits")
+    if loc.shape != std_logits.shape:
+        raise BadShapeError(f"{where}: loc shape {tuple(loc.shape)} differs from std_logits {tuple(std_logits.shape)}")
+    native = native_path(std_logits, backend, where)
+    target = float(target_entropy)
+    if isinstance(residual, torch.Tensor):
+        if residual.numel() != 1:
+            raise python_error(BadShapeError, where, f"residual must hold one value, got shape {tuple(residual.shape)}")
+        require(residual, FLOATS, where, "residual")
+        if residual.dim():
+            residual = residual.reshape(())
+        tensor_residual = residual
+    else:
+        delta = float(residual)
+        if not (math.isfinite(delta) and delta >= 0):
+            raise python_error(BadParameterError, where, f"residual={delta} must be finite and >= 0")
+        target, tensor_residual = target + delta, None
+    return _ops.continuous_truncated_forward(std_logits, loc, tensor_residual, target, float(lo), float(hi),
+                                             float(log_std_min), float(log_std_max), native)

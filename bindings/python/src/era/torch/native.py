@@ -528,3 +528,103 @@ def linear_discrete_ce(features, weight, bias, labels, target_entropy, tau, mode
     grad_w = torch.where(bad, math.nan, grads[1]).to(weight.dtype)
     grad_b = features.new_empty(0) if bias is None else torch.where(bad, math.nan, grads[2]).to(bias.dtype)
     return loss, grad_x, grad_w, grad_b
+
+
+# ---------------------------------------------------------------------------------------
+# The truncated-normal entropy, its gradient and the sampled floor (docs/math.md, "The sampled
+# floor"): era._formulas in float64, a fixed number of root-find steps, no host reads.
+
+
+@lru_cache(maxsize=256)
+def _interval_checked(lo: float, hi: float) -> None:
+    """libera's interval check, on zero rows."""
+    from .. import entropy as _entropy
+
+    _entropy.truncated_normal_entropy(np.zeros((0, 1)), np.zeros((0, 1)), lo, hi)
+
+
+@lru_cache(maxsize=256)
+def _sampled_checked(dim: int, target_entropy: float, lo: float, hi: float, log_std_min: float,
+                     log_std_max: float) -> None:
+    """libera checks the sampled floor's parameters, interval and feasibility on zero rows (a
+    residual tensor only raises the target: it is checked on the device)."""
+    from .. import sampled_floor as _sampled
+
+    _sampled.continuous_truncated_forward(np.zeros((0, dim)), np.zeros((0, dim)), target_entropy, lo=lo, hi=hi,
+                                          log_std_min=log_std_min, log_std_max=log_std_max)
+
+
+def truncated_normal_entropy(loc, log_std, lo, hi):
+    """Entropy of N(loc, exp(log_std)^2) truncated to [lo, hi] per row, in log_std's dtype."""
+    where = "era.torch.native.truncated_normal_entropy"
+    _need_rows(log_std, where, "log_std")
+    _interval_checked(lo, hi)
+    m, ls = loc.to(torch.float64), log_std.to(torch.float64)
+    faults = F.truncated_faults(OPS, m, ls)
+    _checks.record(faults, where)
+    return _poison(F.truncated_normal_entropy(OPS, m, ls, lo, hi), faults).to(log_std.dtype)
+
+
+def truncated_normal_entropy_backward(loc, log_std, grad_entropy, lo, hi):
+    """(dL/d loc, dL/d log_std) of truncated_normal_entropy, in log_std's dtype."""
+    where = "era.torch.native.truncated_normal_entropy_backward"
+    _need_rows(log_std, where, "log_std")
+    _interval_checked(lo, hi)
+    m, ls, g = loc.to(torch.float64), log_std.to(torch.float64), grad_entropy.to(torch.float64)
+    faults = F.truncated_faults(OPS, m, ls, g)
+    grad_loc, grad_log_std = F.truncated_normal_entropy_backward(OPS, m, ls, g, lo, hi)
+    # a gradient the output dtype cannot hold: BAD_PARAMETER (libera's rule)
+    wide = ~torch.isfinite(grad_loc.to(log_std.dtype)) | ~torch.isfinite(grad_log_std.to(log_std.dtype))
+    faults = torch.where(faults != 0, faults, F._flag(OPS, wide.any(-1), F.BAD_PARAMETER))
+    _checks.record(faults, where)
+    return _poison(grad_loc, faults).to(log_std.dtype), _poison(grad_log_std, faults).to(log_std.dtype)
+
+
+def _sampled_setup(std_logits, loc, residual, target_entropy, lo, hi, log_std_min, log_std_max, where):
+    """(s, m, K, target, faults) in float64; faults: NON_FINITE rows, and for a residual
+    tensor BAD_PARAMETER (not finite or < 0) and INFEASIBLE_TARGET (K > 0 or a target at or
+    above dim log(hi - lo))."""
+    _need_rows(std_logits, where, "std_logits")
+    dim = std_logits.shape[-1]
+    _sampled_checked(dim, target_entropy, lo, hi, log_std_min, log_std_max)
+    s, m = _wide(std_logits), loc.to(torch.float64)
+    k = _continuous_k(s, residual, target_entropy, log_std_max)
+    target = target_entropy if residual is None else target_entropy + residual.to(s)
+    faults = F.truncated_faults(OPS, s, m)
+    if residual is not None:
+        faults = torch.where(faults != 0, faults, _continuous_faults(s, k, residual))
+        sup = dim * (math.log(0.5 * hi - 0.5 * lo) + math.log(2.0))
+        beyond = F._flag(OPS, (target >= sup) & (faults == 0), F.INFEASIBLE_TARGET)
+        faults = torch.maximum(faults, beyond)
+    return s, m, k, target, faults
+
+
+def continuous_truncated_forward(std_logits, loc, residual, target_entropy, lo, hi, log_std_min, log_std_max):
+    """Sampled-floor log stds ``[..., D]`` in std_logits' dtype (float32 rounded up)."""
+    where = "era.torch.native.continuous_truncated_forward"
+    s, m, k, target, faults = _sampled_setup(std_logits, loc, residual, target_entropy, lo, hi, log_std_min,
+                                             log_std_max, where)
+    narrow = None if std_logits.dtype == s.dtype else std_logits.dtype
+    out, _, infeasible = F.sampled_floor_forward(OPS, s, m, k, target, lo, hi, log_std_min, log_std_max, narrow)
+    faults = torch.where(faults != 0, faults, F._flag(OPS, infeasible, F.INFEASIBLE_TARGET))
+    _checks.record(faults, where)
+    return _poison(out, faults).to(std_logits.dtype)
+
+
+def continuous_truncated_backward(std_logits, loc, residual, grad_log_std, target_entropy, lo, hi, log_std_min,
+                                  log_std_max):
+    """(dL/d std_logits, dL/d loc in std_logits' dtype, dL/d residual per row in float64)."""
+    where = "era.torch.native.continuous_truncated_backward"
+    s, m, k, target, faults = _sampled_setup(std_logits, loc, residual, target_entropy, lo, hi, log_std_min,
+                                             log_std_max, where)
+    g = grad_log_std.to(torch.float64)
+    faults = torch.where(faults != 0, faults, F.truncated_faults(OPS, g))
+    narrow = None if std_logits.dtype == s.dtype else std_logits.dtype
+    grad_s, grad_m, grad_r = F.sampled_floor_backward(OPS, s, m, g, k, target, lo, hi, log_std_min, log_std_max,
+                                                      narrow)
+    wide = (~torch.isfinite(grad_s.to(std_logits.dtype)) | ~torch.isfinite(grad_m.to(std_logits.dtype))).any(-1)
+    wide = wide | ~torch.isfinite(grad_r)
+    faults = torch.where(faults != 0, faults, F._flag(OPS, wide, F.BAD_PARAMETER))
+    _checks.record(faults, where)
+    return (_poison(grad_s, faults).to(std_logits.dtype), _poison(grad_m, faults).to(std_logits.dtype),
+            _poison(grad_r, faults))

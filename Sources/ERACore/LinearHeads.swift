@@ -144,10 +144,10 @@ public enum LinearHeads {
                                        outGradHidden: UnsafeMutablePointer<Float>?,
                                        outGradWeight: UnsafeMutablePointer<Float>?) throws(ERAError) {
         let statisticsScratch = try TypedScratch<TokenStatistics>(perBlock: tokens)
-        guard let inputs = try backwardInputs(tokens: tokens, vocab: vocab, dim: dim, hidden: hidden, weight: weight,
-                                              labels: labels, scales: scales, gradLogprob: gradLogprob,
-                                              outGradHidden: outGradHidden, outGradWeight: outGradWeight)
-        else { return }
+        let checked = try backwardInputs(tokens: tokens, vocab: vocab, dim: dim, hidden: hidden, weight: weight,
+                                         labels: labels, scales: scales, gradLogprob: gradLogprob,
+                                         outGradHidden: outGradHidden, outGradWeight: outGradWeight)
+        guard let inputs = checked else { return }
         let (hidden, labels, gradLogprob) = (inputs.hidden, inputs.labels, inputs.gradLogprob)
         let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)
         let perToken = statisticsScratch.base!

@@ -90,10 +90,10 @@ extension LinearHeads {
             return
         }
         let statisticsScratch = try TypedScratch<TokenStatistics>(perBlock: tokens)
-        guard let inputs = try backwardInputs(tokens: tokens, vocab: vocab, dim: dim, hidden: hidden, weight: weight,
-                                              labels: labels, scales: scales, gradLogprob: gradLogprob,
-                                              outGradHidden: outGradHidden, outGradWeight: outGradWeight)
-        else { return }
+        let checked = try backwardInputs(tokens: tokens, vocab: vocab, dim: dim, hidden: hidden, weight: weight,
+                                         labels: labels, scales: scales, gradLogprob: gradLogprob,
+                                         outGradHidden: outGradHidden, outGradWeight: outGradWeight)
+        guard let inputs = checked else { return }
         // The bounds of logprobBackward hold here too: the top-k softmax also sums to 1.
         let (hidden, labels, gradLogprob) = (inputs.hidden, inputs.labels, inputs.gradLogprob)
         let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)

@@ -148,16 +148,24 @@ func sampledFloorCheckArguments<T: ERAReal>(_ params: UnsafePointer<era_continuo
     return era
 }
 
+/// The sampled-floor check (era_check_continuous_truncated_*).
+@inline(__always)
+func sampledFloorCheck<T: ERAReal>(_ params: UnsafePointer<era_continuous_params>?, _ rows: Int64, _ dim: Int64,
+                                   _ loc: UnsafePointer<T>?, _ logStd: UnsafePointer<T>?, _ lo: Double, _ hi: Double,
+                                   _ tol: Double, _ report: UnsafeMutablePointer<era_bound_report>?) -> era_status {
+    boundCheck(report) { () throws(ERAError) in
+        let era = try sampledFloorCheckArguments(params, rows, dim, loc, logStd, lo, hi, tol)
+        return try era.check(rows: Int(rows), loc: loc, logStd: logStd, tolerance: tol)
+    }
+}
+
 @_cdecl("era_check_continuous_truncated_f32")
 public func era_check_continuous_truncated_f32(_ params: UnsafePointer<era_continuous_params>?, _ rows: Int64,
                                                _ dim: Int64, _ loc: UnsafePointer<Float>?,
                                                _ logStd: UnsafePointer<Float>?, _ lo: Double, _ hi: Double,
                                                _ tol: Double,
                                                _ report: UnsafeMutablePointer<era_bound_report>?) -> era_status {
-    boundCheck(report) { () throws(ERAError) in
-        let era = try sampledFloorCheckArguments(params, rows, dim, loc, logStd, lo, hi, tol)
-        return try era.check(rows: Int(rows), loc: loc, logStd: logStd, tolerance: tol)
-    }
+    sampledFloorCheck(params, rows, dim, loc, logStd, lo, hi, tol, report)
 }
 
 @_cdecl("era_check_continuous_truncated_f64")
@@ -166,8 +174,5 @@ public func era_check_continuous_truncated_f64(_ params: UnsafePointer<era_conti
                                                _ logStd: UnsafePointer<Double>?, _ lo: Double, _ hi: Double,
                                                _ tol: Double,
                                                _ report: UnsafeMutablePointer<era_bound_report>?) -> era_status {
-    boundCheck(report) { () throws(ERAError) in
-        let era = try sampledFloorCheckArguments(params, rows, dim, loc, logStd, lo, hi, tol)
-        return try era.check(rows: Int(rows), loc: loc, logStd: logStd, tolerance: tol)
-    }
+    sampledFloorCheck(params, rows, dim, loc, logStd, lo, hi, tol, report)
 }

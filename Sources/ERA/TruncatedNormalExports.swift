@@ -20,14 +20,23 @@ func truncatedNormalCall<T: ERAReal>(_ rows: Int64, _ dim: Int64, lo: Double, hi
     }
 }
 
+/// Sampling by the inverse CDF of `uniform` (era_truncated_normal_sample_*).
+@inline(__always)
+func truncatedNormalSample<T: ERAReal>(_ rows: Int64, _ dim: Int64, _ loc: UnsafePointer<T>?,
+                                       _ logStd: UnsafePointer<T>?, _ lo: Double, _ hi: Double,
+                                       _ uniform: UnsafePointer<T>?,
+                                       _ out: UnsafeMutablePointer<T>?) -> era_status {
+    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, uniform], outputs: [out]) { n throws(ERAError) in
+        try TruncatedNormal.sample(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, uniform: uniform!, out: out!)
+    }
+}
+
 @_cdecl("era_truncated_normal_sample_f32")
 public func era_truncated_normal_sample_f32(_ rows: Int64, _ dim: Int64, _ loc: UnsafePointer<Float>?,
                                             _ logStd: UnsafePointer<Float>?, _ lo: Double, _ hi: Double,
                                             _ uniform: UnsafePointer<Float>?,
                                             _ out: UnsafeMutablePointer<Float>?) -> era_status {
-    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, uniform], outputs: [out]) { n throws(ERAError) in
-        try TruncatedNormal.sample(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, uniform: uniform!, out: out!)
-    }
+    truncatedNormalSample(rows, dim, loc, logStd, lo, hi, uniform, out)
 }
 
 @_cdecl("era_truncated_normal_sample_f64")
@@ -35,8 +44,20 @@ public func era_truncated_normal_sample_f64(_ rows: Int64, _ dim: Int64, _ loc: 
                                             _ logStd: UnsafePointer<Double>?, _ lo: Double, _ hi: Double,
                                             _ uniform: UnsafePointer<Double>?,
                                             _ out: UnsafeMutablePointer<Double>?) -> era_status {
-    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, uniform], outputs: [out]) { n throws(ERAError) in
-        try TruncatedNormal.sample(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, uniform: uniform!, out: out!)
+    truncatedNormalSample(rows, dim, loc, logStd, lo, hi, uniform, out)
+}
+
+/// The sample's gradient to loc and log_std (era_truncated_normal_sample_backward_*).
+@inline(__always)
+func truncatedNormalSampleBackward<T: ERAReal>(_ rows: Int64, _ dim: Int64, _ loc: UnsafePointer<T>?,
+                                               _ logStd: UnsafePointer<T>?, _ lo: Double, _ hi: Double,
+                                               _ sample: UnsafePointer<T>?, _ gradSample: UnsafePointer<T>?,
+                                               _ outGradLoc: UnsafeMutablePointer<T>?,
+                                               _ outGradLogStd: UnsafeMutablePointer<T>?) -> era_status {
+    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, sample, gradSample],
+                        outputs: [outGradLoc, outGradLogStd]) { n throws(ERAError) in
+        try TruncatedNormal.sampleBackward(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, sample: sample!,
+                                           gradSample: gradSample!, gradLoc: outGradLoc!, gradLogStd: outGradLogStd!)
     }
 }
 
@@ -46,11 +67,7 @@ public func era_truncated_normal_sample_backward_f32(_ rows: Int64, _ dim: Int64
                                                      _ sample: UnsafePointer<Float>?, _ gradSample: UnsafePointer<Float>?,
                                                      _ outGradLoc: UnsafeMutablePointer<Float>?,
                                                      _ outGradLogStd: UnsafeMutablePointer<Float>?) -> era_status {
-    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, sample, gradSample],
-                        outputs: [outGradLoc, outGradLogStd]) { n throws(ERAError) in
-        try TruncatedNormal.sampleBackward(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, sample: sample!,
-                                           gradSample: gradSample!, gradLoc: outGradLoc!, gradLogStd: outGradLogStd!)
-    }
+    truncatedNormalSampleBackward(rows, dim, loc, logStd, lo, hi, sample, gradSample, outGradLoc, outGradLogStd)
 }
 
 @_cdecl("era_truncated_normal_sample_backward_f64")
@@ -59,10 +76,17 @@ public func era_truncated_normal_sample_backward_f64(_ rows: Int64, _ dim: Int64
                                                      _ sample: UnsafePointer<Double>?, _ gradSample: UnsafePointer<Double>?,
                                                      _ outGradLoc: UnsafeMutablePointer<Double>?,
                                                      _ outGradLogStd: UnsafeMutablePointer<Double>?) -> era_status {
-    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, sample, gradSample],
-                        outputs: [outGradLoc, outGradLogStd]) { n throws(ERAError) in
-        try TruncatedNormal.sampleBackward(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, sample: sample!,
-                                           gradSample: gradSample!, gradLoc: outGradLoc!, gradLogStd: outGradLogStd!)
+    truncatedNormalSampleBackward(rows, dim, loc, logStd, lo, hi, sample, gradSample, outGradLoc, outGradLogStd)
+}
+
+/// The log-density at `x` (era_truncated_normal_log_prob_*).
+@inline(__always)
+func truncatedNormalLogProb<T: ERAReal>(_ rows: Int64, _ dim: Int64, _ loc: UnsafePointer<T>?,
+                                        _ logStd: UnsafePointer<T>?, _ lo: Double, _ hi: Double,
+                                        _ x: UnsafePointer<T>?,
+                                        _ out: UnsafeMutablePointer<T>?) -> era_status {
+    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, x], outputs: [out]) { n throws(ERAError) in
+        try TruncatedNormal.logProb(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, x: x!, out: out!)
     }
 }
 
@@ -71,9 +95,7 @@ public func era_truncated_normal_log_prob_f32(_ rows: Int64, _ dim: Int64, _ loc
                                               _ logStd: UnsafePointer<Float>?, _ lo: Double, _ hi: Double,
                                               _ x: UnsafePointer<Float>?,
                                               _ out: UnsafeMutablePointer<Float>?) -> era_status {
-    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, x], outputs: [out]) { n throws(ERAError) in
-        try TruncatedNormal.logProb(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, x: x!, out: out!)
-    }
+    truncatedNormalLogProb(rows, dim, loc, logStd, lo, hi, x, out)
 }
 
 @_cdecl("era_truncated_normal_log_prob_f64")
@@ -81,8 +103,22 @@ public func era_truncated_normal_log_prob_f64(_ rows: Int64, _ dim: Int64, _ loc
                                               _ logStd: UnsafePointer<Double>?, _ lo: Double, _ hi: Double,
                                               _ x: UnsafePointer<Double>?,
                                               _ out: UnsafeMutablePointer<Double>?) -> era_status {
-    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, x], outputs: [out]) { n throws(ERAError) in
-        try TruncatedNormal.logProb(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, x: x!, out: out!)
+    truncatedNormalLogProb(rows, dim, loc, logStd, lo, hi, x, out)
+}
+
+/// The log-density's gradient (era_truncated_normal_log_prob_backward_*).
+@inline(__always)
+func truncatedNormalLogProbBackward<T: ERAReal>(_ rows: Int64, _ dim: Int64, _ loc: UnsafePointer<T>?,
+                                                _ logStd: UnsafePointer<T>?, _ lo: Double, _ hi: Double,
+                                                _ x: UnsafePointer<T>?, _ gradLogProb: UnsafePointer<T>?,
+                                                _ outGradX: UnsafeMutablePointer<T>?,
+                                                _ outGradLoc: UnsafeMutablePointer<T>?,
+                                                _ outGradLogStd: UnsafeMutablePointer<T>?) -> era_status {
+    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, x, gradLogProb],
+                        outputs: [outGradX, outGradLoc, outGradLogStd]) { n throws(ERAError) in
+        try TruncatedNormal.logProbBackward(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, x: x!,
+                                            gradLogProb: gradLogProb!, gradX: outGradX!, gradLoc: outGradLoc!,
+                                            gradLogStd: outGradLogStd!)
     }
 }
 
@@ -93,12 +129,7 @@ public func era_truncated_normal_log_prob_backward_f32(_ rows: Int64, _ dim: Int
                                                        _ outGradX: UnsafeMutablePointer<Float>?,
                                                        _ outGradLoc: UnsafeMutablePointer<Float>?,
                                                        _ outGradLogStd: UnsafeMutablePointer<Float>?) -> era_status {
-    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, x, gradLogProb],
-                        outputs: [outGradX, outGradLoc, outGradLogStd]) { n throws(ERAError) in
-        try TruncatedNormal.logProbBackward(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, x: x!,
-                                            gradLogProb: gradLogProb!, gradX: outGradX!, gradLoc: outGradLoc!,
-                                            gradLogStd: outGradLogStd!)
-    }
+    truncatedNormalLogProbBackward(rows, dim, loc, logStd, lo, hi, x, gradLogProb, outGradX, outGradLoc, outGradLogStd)
 }
 
 @_cdecl("era_truncated_normal_log_prob_backward_f64")
@@ -108,10 +139,5 @@ public func era_truncated_normal_log_prob_backward_f64(_ rows: Int64, _ dim: Int
                                                        _ outGradX: UnsafeMutablePointer<Double>?,
                                                        _ outGradLoc: UnsafeMutablePointer<Double>?,
                                                        _ outGradLogStd: UnsafeMutablePointer<Double>?) -> era_status {
-    truncatedNormalCall(rows, dim, lo: lo, hi: hi, inputs: [loc, logStd, x, gradLogProb],
-                        outputs: [outGradX, outGradLoc, outGradLogStd]) { n throws(ERAError) in
-        try TruncatedNormal.logProbBackward(count: n, loc: loc!, logStd: logStd!, lo: lo, hi: hi, x: x!,
-                                            gradLogProb: gradLogProb!, gradX: outGradX!, gradLoc: outGradLoc!,
-                                            gradLogStd: outGradLogStd!)
-    }
+    truncatedNormalLogProbBackward(rows, dim, loc, logStd, lo, hi, x, gradLogProb, outGradX, outGradLoc, outGradLogStd)
 }

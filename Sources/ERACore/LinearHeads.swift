@@ -110,16 +110,9 @@ public enum LinearHeads {
                                       scales: UnsafePointer<Float>?, outLogprob: UnsafeMutablePointer<Float>?,
                                       outEntropy: UnsafeMutablePointer<Float>?) throws(ERAError) {
         let statisticsScratch = try TypedScratch<TokenStatistics>(perBlock: tokens)
-        // The row magnitudes only prove the inputs finite here: the weight's, then the hidden
-        // states' in the same place.
-        let magnitudeScratch = try TypedScratch<Double>(perBlock: max(tokens, vocab))
-        let magnitudes = magnitudeScratch.base!  // never empty: vocab >= 1
-        guard rowMagnitudes(weight, rows: vocab, cols: dim, into: magnitudes) else { throw .nonFinite }
-        guard tokens > 0 else { return }
-        guard let hidden, let labels, let outLogprob else { throw .nullPointer }
-        try LLMERA.validate(tokens: tokens, vocab: vocab, labels: labels, scales: scales)
-        guard rowMagnitudes(hidden, rows: tokens, cols: dim, into: magnitudes) else { throw .nonFinite }
-
+        guard let inputs = try forwardInputs(tokens: tokens, vocab: vocab, dim: dim, hidden: hidden, weight: weight,
+                                             labels: labels, scales: scales, outLogprob: outLogprob) else { return }
+        let (hidden, labels, outLogprob) = (inputs.hidden, inputs.labels, inputs.outLogprob)
         let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)
         let perToken = statisticsScratch.base!
         try statistics(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales, perToken: perToken)
@@ -151,6 +144,53 @@ public enum LinearHeads {
                                        outGradHidden: UnsafeMutablePointer<Float>?,
                                        outGradWeight: UnsafeMutablePointer<Float>?) throws(ERAError) {
         let statisticsScratch = try TypedScratch<TokenStatistics>(perBlock: tokens)
+        let checked = try backwardInputs(tokens: tokens, vocab: vocab, dim: dim, hidden: hidden, weight: weight,
+                                         labels: labels, scales: scales, gradLogprob: gradLogprob,
+                                         outGradHidden: outGradHidden, outGradWeight: outGradWeight)
+        guard let inputs = checked else { return }
+        let (hidden, labels, gradLogprob) = (inputs.hidden, inputs.labels, inputs.gradLogprob)
+        let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)
+        let perToken = statisticsScratch.base!
+        try statistics(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales, perToken: perToken)
+        guard outGradHidden != nil || outGradWeight != nil else { return }
+        try gradients(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales,
+                      gradLogprob: gradLogprob, perToken: UnsafePointer(perToken),
+                      outGradHidden: outGradHidden, outGradWeight: outGradWeight)
+    }
+
+    /// The checks that the dense and the top-k forward passes share (after their statistics
+    /// scratch), in this order: the weight finite, then (with tokens) the pointers, the labels
+    /// and scales, the hidden states finite. nil when there are no tokens (nothing to write).
+    static func forwardInputs(tokens: Int, vocab: Int, dim: Int, hidden: UnsafePointer<Float>?,
+                              weight: UnsafePointer<Float>, labels: UnsafePointer<Int64>?,
+                              scales: UnsafePointer<Float>?, outLogprob: UnsafeMutablePointer<Float>?)
+        throws(ERAError) -> ForwardInputs? {
+        // The row magnitudes only prove the inputs finite here: the weight's, then the hidden
+        // states' in the same place.
+        let magnitudeScratch = try TypedScratch<Double>(perBlock: max(tokens, vocab))
+        let magnitudes = magnitudeScratch.base!  // never empty: vocab >= 1
+        guard rowMagnitudes(weight, rows: vocab, cols: dim, into: magnitudes) else { throw .nonFinite }
+        guard tokens > 0 else { return nil }
+        guard let hidden, let labels, let outLogprob else { throw .nullPointer }
+        try LLMERA.validate(tokens: tokens, vocab: vocab, labels: labels, scales: scales)
+        guard rowMagnitudes(hidden, rows: tokens, cols: dim, into: magnitudes) else { throw .nonFinite }
+        return ForwardInputs(hidden: hidden, labels: labels, outLogprob: outLogprob)
+    }
+
+    struct ForwardInputs {
+        let hidden: UnsafePointer<Float>
+        let labels: UnsafePointer<Int64>
+        let outLogprob: UnsafeMutablePointer<Float>
+    }
+
+    /// The checks that the dense and the top-k backward passes share after their statistics
+    /// scratch (see logprobBackward), the gradient bounds included. With no tokens it writes
+    /// the weight's gradient (zeros: a sum over nothing) and returns nil.
+    static func backwardInputs(tokens: Int, vocab: Int, dim: Int, hidden: UnsafePointer<Float>?,
+                               weight: UnsafePointer<Float>, labels: UnsafePointer<Int64>?,
+                               scales: UnsafePointer<Float>?, gradLogprob: UnsafePointer<Float>?,
+                               outGradHidden: UnsafeMutablePointer<Float>?,
+                               outGradWeight: UnsafeMutablePointer<Float>?) throws(ERAError) -> BackwardInputs? {
         // The largest magnitude of each row: the hidden states', then the weight's.
         let magnitudeScratch = try TypedScratch<Double>(perBlock: tokens + vocab)
         let hiddenMagnitudes = magnitudeScratch.base!  // never empty: vocab >= 1
@@ -159,7 +199,7 @@ public enum LinearHeads {
         guard tokens > 0 else {
             // No tokens: the weight's gradient is a sum over nothing.
             if let outGradWeight { for i in 0..<(vocab * dim) { outGradWeight[i] = 0 } }
-            return
+            return nil
         }
         guard let hidden, let labels, let gradLogprob else { throw .nullPointer }
         try LLMERA.validate(tokens: tokens, vocab: vocab, labels: labels, scales: scales)
@@ -176,14 +216,37 @@ public enum LinearHeads {
         for v in 0..<vocab { largestWeight = max(largestWeight, weightMagnitudes[v]) }
         if outGradHidden != nil, 2 * largestGradScale * largestWeight > gradientLimit { throw .badParameter }
         if outGradWeight != nil, weightGradientBound > gradientLimit { throw .badParameter }
+        return BackwardInputs(hidden: hidden, labels: labels, gradLogprob: gradLogprob)
+    }
 
-        let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)
-        let perToken = statisticsScratch.base!
-        try statistics(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales, perToken: perToken)
-        guard outGradHidden != nil || outGradWeight != nil else { return }
-        try gradients(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales,
-                      gradLogprob: gradLogprob, perToken: UnsafePointer(perToken),
-                      outGradHidden: outGradHidden, outGradWeight: outGradWeight)
+    struct BackwardInputs {
+        let hidden: UnsafePointer<Float>
+        let labels: UnsafePointer<Int64>
+        let gradLogprob: UnsafePointer<Float>
+    }
+
+    /// Runs `tileWork(block, group, tile, gate)` on every (token block, chunk group) tile of
+    /// `tiling`, the tiles in parallel, each thread block with a tile of logits scratch of its
+    /// own; throws the first fault in tile order. The scratch is taken before any tile runs.
+    @inline(__always)
+    static func forEachTile(_ tiling: LogitTiling,
+                            _ tileWork: (Int, Int, UnsafeMutablePointer<Float>, borrowing ProductGate) -> RowFault)
+        throws(ERAError) {
+        let groups = tiling.groups, tiles = tiling.blocks * groups
+        // What went wrong in each tile (.none when nothing did), by tile index.
+        let faultScratch = try TypedScratch<RowFault>(perBlock: tiles)
+        // One tile of logits per thread block.
+        let threadBlocks = Threads.blockCount(rows: tiles, workPerRow: tiling.tileWork * (tiling.chunks / groups))
+        let tileScratch = try TypedScratch<Float>(blocks: threadBlocks, perBlock: tiling.tileCount)
+        let faults = faultScratch.base!, tileBase = tileScratch.base!
+        let gate = ProductGate()
+        Threads.forEachBlock(rows: tiles, blocks: threadBlocks) { threadBlock, range in
+            let tile = tileBase + threadBlock * tiling.tileCount
+            for index in range { faults[index] = tileWork(index / groups, index % groups, tile, gate) }
+        }
+        for index in 0..<tiles {
+            if let error = faults[index].error { throw error }
+        }
     }
 
     /// Fills perToken[t] for every token t: the softmax statistics of s_t*z_t over the whole
@@ -194,26 +257,13 @@ public enum LinearHeads {
     static func statistics(_ tiling: LogitTiling, hidden: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                            labels: UnsafePointer<Int64>, scales: UnsafePointer<Float>?,
                            perToken: UnsafeMutablePointer<TokenStatistics>) throws(ERAError) {
-        let groups = tiling.groups, tiles = tiling.blocks * groups
+        let groups = tiling.groups
         // The statistics of token t over the chunks of group g, at t * groups + g.
         let groupScratch = try TypedScratch<OnlineSoftmax>(perBlock: tiling.tokens * groups)
-        // What went wrong in each tile (.none when nothing did), by tile index.
-        let faultScratch = try TypedScratch<RowFault>(perBlock: tiles)
-        // One tile of logits per thread block.
-        let threadBlocks = Threads.blockCount(rows: tiles, workPerRow: tiling.tileWork * (tiling.chunks / groups))
-        let tileScratch = try TypedScratch<Float>(blocks: threadBlocks, perBlock: tiling.tileCount)
-        let groupStatistics = groupScratch.base!, faults = faultScratch.base!, tileBase = tileScratch.base!
-        let gate = ProductGate()
-        Threads.forEachBlock(rows: tiles, blocks: threadBlocks) { threadBlock, range in
-            let tile = tileBase + threadBlock * tiling.tileCount
-            for index in range {
-                faults[index] = statisticsTile(tiling, block: index / groups, group: index % groups, hidden: hidden,
-                                               weight: weight, labels: labels, scales: scales, gate: gate,
-                                               tile: tile, groupStatistics: groupStatistics, perToken: perToken)
-            }
-        }
-        for index in 0..<tiles {
-            if let error = faults[index].error { throw error }
+        let groupStatistics = groupScratch.base!
+        try forEachTile(tiling) { (block, group, tile, gate: borrowing ProductGate) in
+            statisticsTile(tiling, block: block, group: group, hidden: hidden, weight: weight, labels: labels,
+                           scales: scales, gate: gate, tile: tile, groupStatistics: groupStatistics, perToken: perToken)
         }
         for t in 0..<tiling.tokens {
             let slots = groupStatistics + t * groups

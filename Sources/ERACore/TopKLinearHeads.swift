@@ -44,14 +44,9 @@ extension LinearHeads {
             return
         }
         let statisticsScratch = try TypedScratch<TokenStatistics>(perBlock: tokens)
-        let magnitudeScratch = try TypedScratch<Double>(perBlock: max(tokens, vocab))
-        let magnitudes = magnitudeScratch.base!  // never empty: vocab >= 1
-        guard rowMagnitudes(weight, rows: vocab, cols: dim, into: magnitudes) else { throw .nonFinite }
-        guard tokens > 0 else { return }
-        guard let hidden, let labels, let outLogprob else { throw .nullPointer }
-        try LLMERA.validate(tokens: tokens, vocab: vocab, labels: labels, scales: scales)
-        guard rowMagnitudes(hidden, rows: tokens, cols: dim, into: magnitudes) else { throw .nonFinite }
-
+        guard let inputs = try forwardInputs(tokens: tokens, vocab: vocab, dim: dim, hidden: hidden, weight: weight,
+                                             labels: labels, scales: scales, outLogprob: outLogprob) else { return }
+        let (hidden, labels, outLogprob) = (inputs.hidden, inputs.labels, inputs.outLogprob)
         let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)
         let perToken = statisticsScratch.base!
         let selections = try TopKSlots(k: topK, selections: tokens)
@@ -95,31 +90,12 @@ extension LinearHeads {
             return
         }
         let statisticsScratch = try TypedScratch<TokenStatistics>(perBlock: tokens)
-        let magnitudeScratch = try TypedScratch<Double>(perBlock: tokens + vocab)
-        let hiddenMagnitudes = magnitudeScratch.base!  // never empty: vocab >= 1
-        let weightMagnitudes = hiddenMagnitudes + tokens
-        guard rowMagnitudes(weight, rows: vocab, cols: dim, into: weightMagnitudes) else { throw .nonFinite }
-        guard tokens > 0 else {
-            if let outGradWeight { for i in 0..<(vocab * dim) { outGradWeight[i] = 0 } }
-            return
-        }
-        guard let hidden, let labels, let gradLogprob else { throw .nullPointer }
-        try LLMERA.validate(tokens: tokens, vocab: vocab, labels: labels, scales: scales)
-        guard rowMagnitudes(hidden, rows: tokens, cols: dim, into: hiddenMagnitudes) else { throw .nonFinite }
+        let checked = try backwardInputs(tokens: tokens, vocab: vocab, dim: dim, hidden: hidden, weight: weight,
+                                         labels: labels, scales: scales, gradLogprob: gradLogprob,
+                                         outGradHidden: outGradHidden, outGradWeight: outGradWeight)
+        guard let inputs = checked else { return }
         // The bounds of logprobBackward hold here too: the top-k softmax also sums to 1.
-        var largestGradScale = 0.0, weightGradientBound = 0.0
-        for t in 0..<tokens {
-            guard gradLogprob[t].isFinite else { throw .nonFinite }
-            let gradScale = Swift.abs(Double(gradLogprob[t]) * (scales.map { Double($0[t]) } ?? 1))
-            guard Float(gradScale).isFinite else { throw .badParameter }
-            largestGradScale = max(largestGradScale, gradScale)
-            weightGradientBound += gradScale * hiddenMagnitudes[t]
-        }
-        var largestWeight = 0.0
-        for v in 0..<vocab { largestWeight = max(largestWeight, weightMagnitudes[v]) }
-        if outGradHidden != nil, 2 * largestGradScale * largestWeight > gradientLimit { throw .badParameter }
-        if outGradWeight != nil, weightGradientBound > gradientLimit { throw .badParameter }
-
+        let (hidden, labels, gradLogprob) = (inputs.hidden, inputs.labels, inputs.gradLogprob)
         let tiling = LogitTiling(tokens: tokens, vocab: vocab, dim: dim)
         let selections = try TopKSlots(k: topK, selections: tokens)
         try topKStatistics(tiling, hidden: hidden, weight: weight, labels: labels, scales: scales, entropy: false,
@@ -181,56 +157,39 @@ extension LinearHeads {
                                labels: UnsafePointer<Int64>, scales: UnsafePointer<Float>?, entropy: Bool,
                                perToken: UnsafeMutablePointer<TokenStatistics>,
                                selections: TopKSlots) throws(ERAError) {
-        let groups = tiling.groups, tiles = tiling.blocks * groups
+        let groups = tiling.groups
         let groupScratch = try TypedScratch<OnlineSoftmax>(perBlock: tiling.tokens * groups)
         let groupSelections = try TopKSlots(k: selections.k, selections: tiling.tokens * groups)
-        let faultScratch = try TypedScratch<RowFault>(perBlock: tiles)
-        let threadBlocks = Threads.blockCount(rows: tiles, workPerRow: tiling.tileWork * (tiling.chunks / groups))
-        let tileScratch = try TypedScratch<Float>(blocks: threadBlocks, perBlock: tiling.tileCount)
-        let groupStatistics = groupScratch.base!, faults = faultScratch.base!, tileBase = tileScratch.base!
-        let gate = ProductGate()
-        Threads.forEachBlock(rows: tiles, blocks: threadBlocks) { threadBlock, range in
-            let tile = tileBase + threadBlock * tiling.tileCount
-            for index in range {
-                let block = index / groups, group = index % groups
-                let rows = tiling.tokenRange(block: block)
-                let chunks = tiling.chunkRange(group: group)
-                faults[index] = .none
-                for t in rows { groupSelections.counts.base![t * groups + group] = 0 }
-                chunkLoop: for chunk in chunks {
-                    let columns = tiling.vocabRange(chunk: chunk)
-                    gate.run {
-                        multiplyLogits(hidden: hidden, weight: weight, dim: tiling.dim, tokens: rows, columns: columns,
-                                       into: tile)
+        let groupStatistics = groupScratch.base!
+        try forEachTile(tiling) { (block, group, tile, gate: borrowing ProductGate) in
+            let rows = tiling.tokenRange(block: block)
+            let chunks = tiling.chunkRange(group: group)
+            for t in rows { groupSelections.counts.base![t * groups + group] = 0 }
+            for chunk in chunks {
+                let columns = tiling.vocabRange(chunk: chunk)
+                gate.run {
+                    multiplyLogits(hidden: hidden, weight: weight, dim: tiling.dim, tokens: rows, columns: columns,
+                                   into: tile)
+                }
+                for t in rows {
+                    let row = UnsafePointer(tile + (t - rows.lowerBound) * columns.count)
+                    // -inf would pass as a mask; here it can only be an overflow.
+                    guard allFinite(row, count: columns.count) else { return .nonFinite }
+                    let slot = t * groups + group
+                    if entropy {
+                        guard let stats = streamRow(row, count: columns.count,
+                                                    scale: scales.map { Double($0[t]) } ?? 1) else { return .nonFinite }
+                        groupStatistics[slot] = chunk == chunks.lowerBound
+                            ? stats : groupStatistics[slot].merged(with: stats)
                     }
-                    for t in rows {
-                        let row = UnsafePointer(tile + (t - rows.lowerBound) * columns.count)
-                        // -inf would pass as a mask; here it can only be an overflow.
-                        guard allFinite(row, count: columns.count) else {
-                            faults[index] = .nonFinite
-                            break chunkLoop
-                        }
-                        let slot = t * groups + group
-                        if entropy {
-                            guard let stats = streamRow(row, count: columns.count,
-                                                        scale: scales.map { Double($0[t]) } ?? 1) else {
-                                faults[index] = .nonFinite
-                                break chunkLoop
-                            }
-                            groupStatistics[slot] = chunk == chunks.lowerBound
-                                ? stats : groupStatistics[slot].merged(with: stats)
-                        }
-                        var selection = groupSelections.selection(slot)
-                        _ = selection.add(row, count: columns.count, offset: columns.lowerBound)
-                        groupSelections.store(selection, slot)
-                        let label = Int(labels[t])
-                        if columns.contains(label) { perToken[t].labelLogit = Double(row[label - columns.lowerBound]) }
-                    }
+                    var selection = groupSelections.selection(slot)
+                    _ = selection.add(row, count: columns.count, offset: columns.lowerBound)
+                    groupSelections.store(selection, slot)
+                    let label = Int(labels[t])
+                    if columns.contains(label) { perToken[t].labelLogit = Double(row[label - columns.lowerBound]) }
                 }
             }
-        }
-        for index in 0..<tiles {
-            if let error = faults[index].error { throw error }
+            return .none
         }
         for t in 0..<tiling.tokens {
             if entropy {

@@ -149,6 +149,43 @@ int64_t count_or_zero(int64_t rows, int64_t cols) {
     return n < 0 ? 0 : n;
 }
 
+// The float-type dispatch of a call: call(f, T{}) runs the C entry point f of the C type T
+// of e (float for f32, double for f64) and returns its status.
+template <typename F32, typename F64, typename Call>
+era_status by_float(Elem e, F32 f32, F64 f64, Call call) {
+    return e == Elem::f32 ? call(f32, float{}) : call(f64, double{});
+}
+
+// The same for logits of float32 or bfloat16 (T is float or era_bf16).
+template <typename F32, typename BF16, typename Call>
+era_status by_logits(Elem e, F32 f32, BF16 bf16, Call call) {
+    return e == Elem::f32 ? call(f32, float{}) : call(bf16, era_bf16{});
+}
+
+// A checked pointer as the C type the call reads (ro) or writes (rw).
+template <typename T> const T *ro(void *p) { return static_cast<const T *>(p); }
+template <typename T> T *rw(void *p) { return static_cast<T *>(p); }
+
+// The inputs the log-probability calls share: logits (float32 or bfloat16), labels and the
+// optional logit_scale, checked in that order.
+struct LogprobInputs {
+    Elem e;
+    int64_t n, t;
+    void *x, *lab, *s;
+};
+
+LogprobInputs logprob_inputs(int64_t tokens, int64_t vocab, const py::object &logits, const py::object &labels,
+                             const py::object &logit_scale) {
+    LogprobInputs a;
+    a.e = float_elem(logits, "logits", false, true);
+    a.n = count_or_zero(tokens, vocab);
+    a.t = tokens < 0 ? 0 : tokens;
+    a.x = checked_pointer(logits, a.e, a.n, "logits", false);
+    a.lab = checked_pointer(labels, Elem::i64, a.t, "labels", false);
+    a.s = checked_pointer(logit_scale, Elem::f32, a.t, "logit_scale", false);
+    return a;
+}
+
 py::object report_tuple(const era_bound_report &r) {
     return py::make_tuple(r.rows, r.violations, r.min_entropy, r.mean_entropy, r.max_deficit, r.floor, r.target,
                           r.worst_row);
@@ -331,42 +368,26 @@ int llm_scales(double omega_low, double omega_high, double k, double top_fractio
 
 int llm_logprob_forward(int64_t tokens, int64_t vocab, py::object logits, py::object labels, py::object logit_scale,
                         py::object out_logprob, py::object out_entropy) {
-    const Elem e = float_elem(logits, "logits", false, true);
-    const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
-    void *x = checked_pointer(logits, e, n, "logits", false);
-    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
-    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
-    void *ol = checked_pointer(out_logprob, Elem::f32, t, "out_logprob", true);
-    void *oh = checked_pointer(out_entropy, Elem::f32, t, "out_entropy", true);
+    const LogprobInputs a = logprob_inputs(tokens, vocab, logits, labels, logit_scale);
+    void *ol = checked_pointer(out_logprob, Elem::f32, a.t, "out_logprob", true);
+    void *oh = checked_pointer(out_entropy, Elem::f32, a.t, "out_entropy", true);
     released_gil nogil;
-    if (e == Elem::f32) {
-        return era_llm_logprob_forward_f32(tokens, vocab, static_cast<const float *>(x), static_cast<const int64_t *>(lab),
-                                           static_cast<const float *>(s), static_cast<float *>(ol),
-                                           static_cast<float *>(oh));
-    }
-    return era_llm_logprob_forward_bf16(tokens, vocab, static_cast<const era_bf16 *>(x),
-                                        static_cast<const int64_t *>(lab), static_cast<const float *>(s),
-                                        static_cast<float *>(ol), static_cast<float *>(oh));
+    return by_logits(a.e, era_llm_logprob_forward_f32, era_llm_logprob_forward_bf16, [&](auto f, auto t) {
+        using T = decltype(t);
+        return f(tokens, vocab, ro<T>(a.x), ro<int64_t>(a.lab), ro<float>(a.s), rw<float>(ol), rw<float>(oh));
+    });
 }
 
 int llm_logprob_backward(int64_t tokens, int64_t vocab, py::object logits, py::object labels, py::object logit_scale,
                          py::object grad_logprob, py::object out_grad) {
-    const Elem e = float_elem(logits, "logits", false, true);
-    const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
-    void *x = checked_pointer(logits, e, n, "logits", false);
-    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
-    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
-    void *g = checked_pointer(grad_logprob, Elem::f32, t, "grad_logprob", false);
-    void *o = checked_pointer(out_grad, e, n, "out_grad_logits", true);
+    const LogprobInputs a = logprob_inputs(tokens, vocab, logits, labels, logit_scale);
+    void *g = checked_pointer(grad_logprob, Elem::f32, a.t, "grad_logprob", false);
+    void *o = checked_pointer(out_grad, a.e, a.n, "out_grad_logits", true);
     released_gil nogil;
-    if (e == Elem::f32) {
-        return era_llm_logprob_backward_f32(tokens, vocab, static_cast<const float *>(x),
-                                            static_cast<const int64_t *>(lab), static_cast<const float *>(s),
-                                            static_cast<const float *>(g), static_cast<float *>(o));
-    }
-    return era_llm_logprob_backward_bf16(tokens, vocab, static_cast<const era_bf16 *>(x),
-                                         static_cast<const int64_t *>(lab), static_cast<const float *>(s),
-                                         static_cast<const float *>(g), static_cast<era_bf16 *>(o));
+    return by_logits(a.e, era_llm_logprob_backward_f32, era_llm_logprob_backward_bf16, [&](auto f, auto t) {
+        using T = decltype(t);
+        return f(tokens, vocab, ro<T>(a.x), ro<int64_t>(a.lab), ro<float>(a.s), ro<float>(g), rw<T>(o));
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -414,42 +435,26 @@ int llm_linear_logprob_backward(int64_t tokens, int64_t dim, int64_t vocab, py::
 
 int llm_topk_logprob_forward(int64_t tokens, int64_t vocab, py::object logits, py::object labels,
                              py::object logit_scale, int64_t top_k, py::object out_logprob, py::object out_entropy) {
-    const Elem e = float_elem(logits, "logits", false, true);
-    const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
-    void *x = checked_pointer(logits, e, n, "logits", false);
-    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
-    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
-    void *ol = checked_pointer(out_logprob, Elem::f32, t, "out_logprob", true);
-    void *oh = checked_pointer(out_entropy, Elem::f32, t, "out_entropy", true);
+    const LogprobInputs a = logprob_inputs(tokens, vocab, logits, labels, logit_scale);
+    void *ol = checked_pointer(out_logprob, Elem::f32, a.t, "out_logprob", true);
+    void *oh = checked_pointer(out_entropy, Elem::f32, a.t, "out_entropy", true);
     released_gil nogil;
-    if (e == Elem::f32) {
-        return era_llm_topk_logprob_forward_f32(tokens, vocab, static_cast<const float *>(x),
-                                                static_cast<const int64_t *>(lab), static_cast<const float *>(s), top_k,
-                                                static_cast<float *>(ol), static_cast<float *>(oh));
-    }
-    return era_llm_topk_logprob_forward_bf16(tokens, vocab, static_cast<const era_bf16 *>(x),
-                                             static_cast<const int64_t *>(lab), static_cast<const float *>(s), top_k,
-                                             static_cast<float *>(ol), static_cast<float *>(oh));
+    return by_logits(a.e, era_llm_topk_logprob_forward_f32, era_llm_topk_logprob_forward_bf16, [&](auto f, auto t) {
+        using T = decltype(t);
+        return f(tokens, vocab, ro<T>(a.x), ro<int64_t>(a.lab), ro<float>(a.s), top_k, rw<float>(ol), rw<float>(oh));
+    });
 }
 
 int llm_topk_logprob_backward(int64_t tokens, int64_t vocab, py::object logits, py::object labels,
                               py::object logit_scale, int64_t top_k, py::object grad_logprob, py::object out_grad) {
-    const Elem e = float_elem(logits, "logits", false, true);
-    const int64_t n = count_or_zero(tokens, vocab), t = tokens < 0 ? 0 : tokens;
-    void *x = checked_pointer(logits, e, n, "logits", false);
-    void *lab = checked_pointer(labels, Elem::i64, t, "labels", false);
-    void *s = checked_pointer(logit_scale, Elem::f32, t, "logit_scale", false);
-    void *g = checked_pointer(grad_logprob, Elem::f32, t, "grad_logprob", false);
-    void *o = checked_pointer(out_grad, e, n, "out_grad_logits", true);
+    const LogprobInputs a = logprob_inputs(tokens, vocab, logits, labels, logit_scale);
+    void *g = checked_pointer(grad_logprob, Elem::f32, a.t, "grad_logprob", false);
+    void *o = checked_pointer(out_grad, a.e, a.n, "out_grad_logits", true);
     released_gil nogil;
-    if (e == Elem::f32) {
-        return era_llm_topk_logprob_backward_f32(tokens, vocab, static_cast<const float *>(x),
-                                                 static_cast<const int64_t *>(lab), static_cast<const float *>(s),
-                                                 top_k, static_cast<const float *>(g), static_cast<float *>(o));
-    }
-    return era_llm_topk_logprob_backward_bf16(tokens, vocab, static_cast<const era_bf16 *>(x),
-                                              static_cast<const int64_t *>(lab), static_cast<const float *>(s), top_k,
-                                              static_cast<const float *>(g), static_cast<era_bf16 *>(o));
+    return by_logits(a.e, era_llm_topk_logprob_backward_f32, era_llm_topk_logprob_backward_bf16, [&](auto f, auto t) {
+        using T = decltype(t);
+        return f(tokens, vocab, ro<T>(a.x), ro<int64_t>(a.lab), ro<float>(a.s), top_k, ro<float>(g), rw<T>(o));
+    });
 }
 
 int llm_linear_topk_logprob_forward(int64_t tokens, int64_t dim, int64_t vocab, py::object hidden, py::object weight,
@@ -562,15 +567,11 @@ int truncated_normal_entropy_backward(int64_t rows, int64_t dim, py::object loc,
     void *ol = checked_pointer(out_loc, e, n, "out_grad_loc", true);
     void *ox = checked_pointer(out_log_std, e, n, "out_grad_log_std", true);
     released_gil nogil;
-    return e == Elem::f32
-               ? era_truncated_normal_entropy_backward_f32(rows, dim, static_cast<const float *>(l),
-                                                           static_cast<const float *>(x), lo, hi,
-                                                           static_cast<const float *>(g), static_cast<float *>(ol),
-                                                           static_cast<float *>(ox))
-               : era_truncated_normal_entropy_backward_f64(rows, dim, static_cast<const double *>(l),
-                                                           static_cast<const double *>(x), lo, hi,
-                                                           static_cast<const double *>(g), static_cast<double *>(ol),
-                                                           static_cast<double *>(ox));
+    return by_float(e, era_truncated_normal_entropy_backward_f32, era_truncated_normal_entropy_backward_f64,
+                    [&](auto f, auto t) {
+                        using T = decltype(t);
+                        return f(rows, dim, ro<T>(l), ro<T>(x), lo, hi, ro<T>(g), rw<T>(ol), rw<T>(ox));
+                    });
 }
 
 int continuous_truncated_forward(double target, double residual, double log_std_min, double log_std_max, int64_t rows,
@@ -584,13 +585,10 @@ int continuous_truncated_forward(double target, double residual, double log_std_
     void *oc = checked_pointer(out_offset, e, r, "out_offset", true);
     const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
     released_gil nogil;
-    return e == Elem::f32
-               ? era_continuous_truncated_forward_f32(&p, rows, dim, static_cast<const float *>(x),
-                                                      static_cast<const float *>(l), lo, hi, static_cast<float *>(o),
-                                                      static_cast<float *>(oc))
-               : era_continuous_truncated_forward_f64(&p, rows, dim, static_cast<const double *>(x),
-                                                      static_cast<const double *>(l), lo, hi, static_cast<double *>(o),
-                                                      static_cast<double *>(oc));
+    return by_float(e, era_continuous_truncated_forward_f32, era_continuous_truncated_forward_f64, [&](auto f, auto t) {
+        using T = decltype(t);
+        return f(&p, rows, dim, ro<T>(x), ro<T>(l), lo, hi, rw<T>(o), rw<T>(oc));
+    });
 }
 
 int continuous_truncated_backward(double target, double residual, double log_std_min, double log_std_max,
@@ -607,15 +605,10 @@ int continuous_truncated_backward(double target, double residual, double log_std
     void *od = checked_pointer(out_residual, e, r, "out_grad_residual", true);
     const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
     released_gil nogil;
-    return e == Elem::f32
-               ? era_continuous_truncated_backward_f32(&p, rows, dim, static_cast<const float *>(x),
-                                                       static_cast<const float *>(l), lo, hi,
-                                                       static_cast<const float *>(g), static_cast<float *>(o),
-                                                       static_cast<float *>(ol), static_cast<float *>(od))
-               : era_continuous_truncated_backward_f64(&p, rows, dim, static_cast<const double *>(x),
-                                                       static_cast<const double *>(l), lo, hi,
-                                                       static_cast<const double *>(g), static_cast<double *>(o),
-                                                       static_cast<double *>(ol), static_cast<double *>(od));
+    return by_float(e, era_continuous_truncated_backward_f32, era_continuous_truncated_backward_f64, [&](auto f, auto t) {
+        using T = decltype(t);
+        return f(&p, rows, dim, ro<T>(x), ro<T>(l), lo, hi, ro<T>(g), rw<T>(o), rw<T>(ol), rw<T>(od));
+    });
 }
 
 py::tuple check_continuous_truncated(double target, double residual, double log_std_min, double log_std_max,
@@ -630,10 +623,10 @@ py::tuple check_continuous_truncated(double target, double residual, double log_
     era_status s;
     {
         released_gil nogil;
-        s = e == Elem::f32 ? era_check_continuous_truncated_f32(&p, rows, dim, static_cast<const float *>(l),
-                                                                static_cast<const float *>(x), lo, hi, tol, &report)
-                           : era_check_continuous_truncated_f64(&p, rows, dim, static_cast<const double *>(l),
-                                                                static_cast<const double *>(x), lo, hi, tol, &report);
+        s = by_float(e, era_check_continuous_truncated_f32, era_check_continuous_truncated_f64, [&](auto f, auto t) {
+            using T = decltype(t);
+            return f(&p, rows, dim, ro<T>(l), ro<T>(x), lo, hi, tol, &report);
+        });
     }
     return py::make_tuple(static_cast<int>(s), s == ERA_OK ? report_tuple(report) : py::none());
 }
@@ -646,8 +639,8 @@ py::tuple check_continuous_truncated(double target, double residual, double log_
 
 namespace {
 
-template <int Inputs, int Outputs, typename F32, typename F64>
-int truncated_normal_elementwise(F32 f32, F64 f64, int64_t rows, int64_t dim, double lo, double hi,
+template <int Inputs, int Outputs, typename F32, typename F64, typename Call>
+int truncated_normal_elementwise(F32 f32, F64 f64, Call call, int64_t rows, int64_t dim,
                                  const std::array<py::object, Inputs + Outputs> &arrays,
                                  const std::array<const char *, Inputs + Outputs> &names) {
     const Elem e = float_elem(arrays[0], names[0], true, false);
@@ -655,83 +648,57 @@ int truncated_normal_elementwise(F32 f32, F64 f64, int64_t rows, int64_t dim, do
     std::array<void *, Inputs + Outputs> p{};
     for (int i = 0; i < Inputs + Outputs; i++) p[i] = checked_pointer(arrays[i], e, n, names[i], i >= Inputs);
     released_gil nogil;
-    return e == Elem::f32 ? f32(rows, dim, lo, hi, p) : f64(rows, dim, lo, hi, p);
+    return by_float(e, f32, f64, [&](auto f, auto t) { return call(f, t, p); });
 }
-
-#define ERA_TN_F(T, i) static_cast<const T *>(p[i])
-#define ERA_TN_O(T, i) static_cast<T *>(p[i])
 
 int truncated_normal_sample(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo, double hi,
                             py::object uniform, py::object out) {
-    using P = std::array<void *, 4>;
     return truncated_normal_elementwise<3, 1>(
-        [](int64_t r, int64_t d, double a, double b, const P &p) {
-            return era_truncated_normal_sample_f32(r, d, ERA_TN_F(float, 0), ERA_TN_F(float, 1), a, b, ERA_TN_F(float, 2),
-                                                   ERA_TN_O(float, 3));
+        era_truncated_normal_sample_f32, era_truncated_normal_sample_f64,
+        [&](auto f, auto t, const auto &p) {
+            using T = decltype(t);
+            return f(rows, dim, ro<T>(p[0]), ro<T>(p[1]), lo, hi, ro<T>(p[2]), rw<T>(p[3]));
         },
-        [](int64_t r, int64_t d, double a, double b, const P &p) {
-            return era_truncated_normal_sample_f64(r, d, ERA_TN_F(double, 0), ERA_TN_F(double, 1), a, b,
-                                                   ERA_TN_F(double, 2), ERA_TN_O(double, 3));
-        },
-        rows, dim, lo, hi, {loc, log_std, uniform, out}, {"loc", "log_std", "uniform", "out_sample"});
+        rows, dim, {loc, log_std, uniform, out}, {"loc", "log_std", "uniform", "out_sample"});
 }
 
 int truncated_normal_sample_backward(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo,
                                      double hi, py::object sample, py::object grad_sample, py::object out_loc,
                                      py::object out_log_std) {
-    using P = std::array<void *, 6>;
     return truncated_normal_elementwise<4, 2>(
-        [](int64_t r, int64_t d, double a, double b, const P &p) {
-            return era_truncated_normal_sample_backward_f32(r, d, ERA_TN_F(float, 0), ERA_TN_F(float, 1), a, b,
-                                                            ERA_TN_F(float, 2), ERA_TN_F(float, 3), ERA_TN_O(float, 4),
-                                                            ERA_TN_O(float, 5));
+        era_truncated_normal_sample_backward_f32, era_truncated_normal_sample_backward_f64,
+        [&](auto f, auto t, const auto &p) {
+            using T = decltype(t);
+            return f(rows, dim, ro<T>(p[0]), ro<T>(p[1]), lo, hi, ro<T>(p[2]), ro<T>(p[3]), rw<T>(p[4]), rw<T>(p[5]));
         },
-        [](int64_t r, int64_t d, double a, double b, const P &p) {
-            return era_truncated_normal_sample_backward_f64(r, d, ERA_TN_F(double, 0), ERA_TN_F(double, 1), a, b,
-                                                            ERA_TN_F(double, 2), ERA_TN_F(double, 3),
-                                                            ERA_TN_O(double, 4), ERA_TN_O(double, 5));
-        },
-        rows, dim, lo, hi, {loc, log_std, sample, grad_sample, out_loc, out_log_std},
+        rows, dim, {loc, log_std, sample, grad_sample, out_loc, out_log_std},
         {"loc", "log_std", "sample", "grad_sample", "out_grad_loc", "out_grad_log_std"});
 }
 
 int truncated_normal_log_prob(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo, double hi,
                               py::object x, py::object out) {
-    using P = std::array<void *, 4>;
     return truncated_normal_elementwise<3, 1>(
-        [](int64_t r, int64_t d, double a, double b, const P &p) {
-            return era_truncated_normal_log_prob_f32(r, d, ERA_TN_F(float, 0), ERA_TN_F(float, 1), a, b,
-                                                     ERA_TN_F(float, 2), ERA_TN_O(float, 3));
+        era_truncated_normal_log_prob_f32, era_truncated_normal_log_prob_f64,
+        [&](auto f, auto t, const auto &p) {
+            using T = decltype(t);
+            return f(rows, dim, ro<T>(p[0]), ro<T>(p[1]), lo, hi, ro<T>(p[2]), rw<T>(p[3]));
         },
-        [](int64_t r, int64_t d, double a, double b, const P &p) {
-            return era_truncated_normal_log_prob_f64(r, d, ERA_TN_F(double, 0), ERA_TN_F(double, 1), a, b,
-                                                     ERA_TN_F(double, 2), ERA_TN_O(double, 3));
-        },
-        rows, dim, lo, hi, {loc, log_std, x, out}, {"loc", "log_std", "x", "out_log_prob"});
+        rows, dim, {loc, log_std, x, out}, {"loc", "log_std", "x", "out_log_prob"});
 }
 
 int truncated_normal_log_prob_backward(int64_t rows, int64_t dim, py::object loc, py::object log_std, double lo,
                                        double hi, py::object x, py::object grad_log_prob, py::object out_x,
                                        py::object out_loc, py::object out_log_std) {
-    using P = std::array<void *, 7>;
     return truncated_normal_elementwise<4, 3>(
-        [](int64_t r, int64_t d, double a, double b, const P &p) {
-            return era_truncated_normal_log_prob_backward_f32(r, d, ERA_TN_F(float, 0), ERA_TN_F(float, 1), a, b,
-                                                              ERA_TN_F(float, 2), ERA_TN_F(float, 3), ERA_TN_O(float, 4),
-                                                              ERA_TN_O(float, 5), ERA_TN_O(float, 6));
+        era_truncated_normal_log_prob_backward_f32, era_truncated_normal_log_prob_backward_f64,
+        [&](auto f, auto t, const auto &p) {
+            using T = decltype(t);
+            return f(rows, dim, ro<T>(p[0]), ro<T>(p[1]), lo, hi, ro<T>(p[2]), ro<T>(p[3]), rw<T>(p[4]), rw<T>(p[5]),
+                     rw<T>(p[6]));
         },
-        [](int64_t r, int64_t d, double a, double b, const P &p) {
-            return era_truncated_normal_log_prob_backward_f64(r, d, ERA_TN_F(double, 0), ERA_TN_F(double, 1), a, b,
-                                                              ERA_TN_F(double, 2), ERA_TN_F(double, 3),
-                                                              ERA_TN_O(double, 4), ERA_TN_O(double, 5),
-                                                              ERA_TN_O(double, 6));
-        },
-        rows, dim, lo, hi, {loc, log_std, x, grad_log_prob, out_x, out_loc, out_log_std},
+        rows, dim, {loc, log_std, x, grad_log_prob, out_x, out_loc, out_log_std},
         {"loc", "log_std", "x", "grad_log_prob", "out_grad_x", "out_grad_loc", "out_grad_log_std"});
 }
-
-#undef ERA_TN_F
-#undef ERA_TN_O
 
 }  // namespace
 

@@ -93,6 +93,23 @@ Indices indices_of(const AnyBuffer &x) {
 
 bool is_index(const AnyBuffer &x) { return is(x, DataType::S64) || is(x, DataType::S32); }
 
+// The float-type dispatch the handlers share: call(f, T{}) runs the C entry point f of x's
+// float type T (f32 for float32, f64 for float64) and returns its status.
+template <typename F32, typename F64, typename Call>
+Error by_float(const AnyBuffer &x, const char *where, F32 f32, F64 f64, Call call) {
+    if (is(x, DataType::F32)) return check(call(f32, float{}), where);
+    if (is(x, DataType::F64)) return check(call(f64, double{}), where);
+    return refuse(where, "this kernel takes float32 or float64");
+}
+
+// The same for logits of float32 or bfloat16 (T is float or era_bf16).
+template <typename F32, typename BF16, typename Call>
+Error by_logits(const AnyBuffer &x, const char *where, F32 f32, BF16 bf16, Call call) {
+    if (is(x, DataType::F32)) return check(call(f32, float{}), where);
+    if (is(x, DataType::BF16)) return check(call(bf16, era_bf16{}), where);
+    return refuse(where, "this kernel takes float32 or bfloat16 logits");
+}
+
 // ---------------------------------------------------------------------------------------
 // Entropies
 
@@ -152,34 +169,50 @@ bool all_equal(const AnyBuffer &x) {
     return true;
 }
 
+// One group of rows of a residual-taking call: rows x cols values from element at, one value
+// per row (the residual's gradient) from row_at.
+struct Group {
+    int64_t rows, cols, at, row_at;
+};
+
 // The residual is one value per call, or (under vmap) one per example: then the rows split
-// into equal groups, one per residual value, each a call of its own.
-Error ContinuousForwardImpl(AnyBuffer std_logits, AnyBuffer residual, Result<AnyBuffer> log_std,
-                            double target_entropy, double log_std_min, double log_std_max) {
-    const char *where = "era.jax.continuous_era";
-    const Rows r = rows_of(std_logits);
+// into equal groups, one per residual value, each a call of its own: call(f, T{}, &p, group)
+// runs the C entry point f of x's float type T with p.residual the group's value.
+template <typename F32, typename F64, typename Call>
+Error by_residual_group(const AnyBuffer &x, const AnyBuffer &residual, const char *where, era_continuous_params p,
+                        F32 f32, F64 f64, Call call) {
+    const Rows r = rows_of(x);
     int64_t groups = static_cast<int64_t>(residual.element_count());
     if (groups < 1 || r.rows % groups != 0) return check(ERA_ERR_BAD_SHAPE, where);
-    if (!is(residual, std_logits.element_type())) return refuse(where, "residual must have std_logits' dtype");
+    if (!is(residual, x.element_type())) return refuse(where, "residual must have std_logits' dtype");
     if (all_equal(residual)) groups = 1;  // a residual vmap tiled: one call for all the rows
     const int64_t rows = r.rows / groups, count = rows * r.cols;
-    era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
     for (int64_t g = 0; g < groups; g++) {
+        const Group at{rows, r.cols, g * count, g * rows};
         era_status s;
-        if (is(std_logits, DataType::F32)) {
+        if (is(x, DataType::F32)) {
             p.residual = in<float>(residual)[g];
-            s = era_continuous_forward_f32(&p, rows, r.cols, in<float>(std_logits) + g * count,
-                                           out<float>(log_std) + g * count);
-        } else if (is(std_logits, DataType::F64)) {
+            s = call(f32, float{}, &p, at);
+        } else if (is(x, DataType::F64)) {
             p.residual = in<double>(residual)[g];
-            s = era_continuous_forward_f64(&p, rows, r.cols, in<double>(std_logits) + g * count,
-                                           out<double>(log_std) + g * count);
+            s = call(f64, double{}, &p, at);
         } else {
             return refuse(where, "this kernel takes float32 or float64");
         }
         if (s != ERA_OK) return check(s, where);
     }
     return Error::Success();
+}
+
+Error ContinuousForwardImpl(AnyBuffer std_logits, AnyBuffer residual, Result<AnyBuffer> log_std,
+                            double target_entropy, double log_std_min, double log_std_max) {
+    const era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
+    return by_residual_group(std_logits, residual, "era.jax.continuous_era", p, era_continuous_forward_f32,
+                             era_continuous_forward_f64,
+                             [&](auto f, auto t, const era_continuous_params *q, Group g) {
+                                 using T = decltype(t);
+                                 return f(q, g.rows, g.cols, in<T>(std_logits) + g.at, out<T>(log_std) + g.at);
+                             });
 }
 
 Error DiscreteForwardImpl(AnyBuffer logits, Result<AnyBuffer> y, double target_entropy, double tau, int32_t mode) {
@@ -282,15 +315,12 @@ Error TopKLogprobForwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logit
     const Rows r = rows_of(logits);
     const Indices a = indices_of(labels);
     const float *s = has_scale ? in<float>(logit_scale) : nullptr;
-    if (is(logits, DataType::F32))
-        return check(era_llm_topk_logprob_forward_f32(r.rows, r.cols, in<float>(logits), a.data, s, top_k,
-                                                      out<float>(logprob), out<float>(entropy)),
-                     where);
-    if (is(logits, DataType::BF16))
-        return check(era_llm_topk_logprob_forward_bf16(r.rows, r.cols, in<era_bf16>(logits), a.data, s, top_k,
-                                                       out<float>(logprob), out<float>(entropy)),
-                     where);
-    return refuse(where, "this kernel takes float32 or bfloat16 logits");
+    return by_logits(logits, where, era_llm_topk_logprob_forward_f32, era_llm_topk_logprob_forward_bf16,
+                     [&](auto f, auto t) {
+                         using T = decltype(t);
+                         return f(r.rows, r.cols, in<T>(logits), a.data, s, top_k, out<float>(logprob),
+                                  out<float>(entropy));
+                     });
 }
 
 Error TopKLogprobBackwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logit_scale, AnyBuffer grad_logprob,
@@ -300,15 +330,12 @@ Error TopKLogprobBackwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logi
     const Rows r = rows_of(logits);
     const Indices a = indices_of(labels);
     const float *s = has_scale ? in<float>(logit_scale) : nullptr;
-    if (is(logits, DataType::F32))
-        return check(era_llm_topk_logprob_backward_f32(r.rows, r.cols, in<float>(logits), a.data, s, top_k,
-                                                       in<float>(grad_logprob), out<float>(grad)),
-                     where);
-    if (is(logits, DataType::BF16))
-        return check(era_llm_topk_logprob_backward_bf16(r.rows, r.cols, in<era_bf16>(logits), a.data, s, top_k,
-                                                        in<float>(grad_logprob), out<era_bf16>(grad)),
-                     where);
-    return refuse(where, "this kernel takes float32 or bfloat16 logits");
+    return by_logits(logits, where, era_llm_topk_logprob_backward_f32, era_llm_topk_logprob_backward_bf16,
+                     [&](auto f, auto t) {
+                         using T = decltype(t);
+                         return f(r.rows, r.cols, in<T>(logits), a.data, s, top_k, in<float>(grad_logprob),
+                                  out<T>(grad));
+                     });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -316,83 +343,40 @@ Error TopKLogprobBackwardImpl(AnyBuffer logits, AnyBuffer labels, AnyBuffer logi
 
 Error TruncatedNormalBackwardImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer grad_entropy, Result<AnyBuffer> grad_loc,
                                   Result<AnyBuffer> grad_log_std, double lo, double hi) {
-    const char *where = "era.jax.truncated_normal_entropy (backward)";
     const Rows r = rows_of(log_std);
-    if (is(log_std, DataType::F32))
-        return check(era_truncated_normal_entropy_backward_f32(r.rows, r.cols, in<float>(loc), in<float>(log_std), lo, hi,
-                                                               in<float>(grad_entropy), out<float>(grad_loc),
-                                                               out<float>(grad_log_std)),
-                     where);
-    if (is(log_std, DataType::F64))
-        return check(era_truncated_normal_entropy_backward_f64(r.rows, r.cols, in<double>(loc), in<double>(log_std), lo,
-                                                               hi, in<double>(grad_entropy), out<double>(grad_loc),
-                                                               out<double>(grad_log_std)),
-                     where);
-    return refuse(where, "this kernel takes float32 or float64");
+    return by_float(log_std, "era.jax.truncated_normal_entropy (backward)", era_truncated_normal_entropy_backward_f32,
+                    era_truncated_normal_entropy_backward_f64, [&](auto f, auto t) {
+                        using T = decltype(t);
+                        return f(r.rows, r.cols, in<T>(loc), in<T>(log_std), lo, hi, in<T>(grad_entropy),
+                                 out<T>(grad_loc), out<T>(grad_log_std));
+                    });
 }
 
 // The residual as for ContinuousForwardImpl: one value per call, or one per group of rows.
 Error SampledForwardImpl(AnyBuffer std_logits, AnyBuffer loc, AnyBuffer residual, Result<AnyBuffer> log_std,
                          double target_entropy, double lo, double hi, double log_std_min, double log_std_max) {
-    const char *where = "era.jax.continuous_era_truncated";
-    const Rows r = rows_of(std_logits);
-    int64_t groups = static_cast<int64_t>(residual.element_count());
-    if (groups < 1 || r.rows % groups != 0) return check(ERA_ERR_BAD_SHAPE, where);
-    if (!is(residual, std_logits.element_type())) return refuse(where, "residual must have std_logits' dtype");
-    if (all_equal(residual)) groups = 1;
-    const int64_t rows = r.rows / groups, count = rows * r.cols;
-    era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
-    for (int64_t g = 0; g < groups; g++) {
-        era_status s;
-        if (is(std_logits, DataType::F32)) {
-            p.residual = in<float>(residual)[g];
-            s = era_continuous_truncated_forward_f32(&p, rows, r.cols, in<float>(std_logits) + g * count,
-                                                     in<float>(loc) + g * count, lo, hi,
-                                                     out<float>(log_std) + g * count, nullptr);
-        } else if (is(std_logits, DataType::F64)) {
-            p.residual = in<double>(residual)[g];
-            s = era_continuous_truncated_forward_f64(&p, rows, r.cols, in<double>(std_logits) + g * count,
-                                                     in<double>(loc) + g * count, lo, hi,
-                                                     out<double>(log_std) + g * count, nullptr);
-        } else {
-            return refuse(where, "this kernel takes float32 or float64");
-        }
-        if (s != ERA_OK) return check(s, where);
-    }
-    return Error::Success();
+    const era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
+    return by_residual_group(std_logits, residual, "era.jax.continuous_era_truncated", p,
+                             era_continuous_truncated_forward_f32, era_continuous_truncated_forward_f64,
+                             [&](auto f, auto t, const era_continuous_params *q, Group g) {
+                                 using T = decltype(t);
+                                 return f(q, g.rows, g.cols, in<T>(std_logits) + g.at, in<T>(loc) + g.at, lo, hi,
+                                          out<T>(log_std) + g.at, nullptr);
+                             });
 }
 
 Error SampledBackwardImpl(AnyBuffer std_logits, AnyBuffer loc, AnyBuffer residual, AnyBuffer grad_log_std,
                           Result<AnyBuffer> grad_std_logits, Result<AnyBuffer> grad_loc, Result<AnyBuffer> grad_residual,
                           double target_entropy, double lo, double hi, double log_std_min, double log_std_max) {
-    const char *where = "era.jax.continuous_era_truncated (backward)";
-    const Rows r = rows_of(std_logits);
-    int64_t groups = static_cast<int64_t>(residual.element_count());
-    if (groups < 1 || r.rows % groups != 0) return check(ERA_ERR_BAD_SHAPE, where);
-    if (!is(residual, std_logits.element_type())) return refuse(where, "residual must have std_logits' dtype");
-    if (all_equal(residual)) groups = 1;
-    const int64_t rows = r.rows / groups, count = rows * r.cols;
-    era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
-    for (int64_t g = 0; g < groups; g++) {
-        era_status s;
-        if (is(std_logits, DataType::F32)) {
-            p.residual = in<float>(residual)[g];
-            s = era_continuous_truncated_backward_f32(
-                &p, rows, r.cols, in<float>(std_logits) + g * count, in<float>(loc) + g * count, lo, hi,
-                in<float>(grad_log_std) + g * count, out<float>(grad_std_logits) + g * count,
-                out<float>(grad_loc) + g * count, out<float>(grad_residual) + g * rows);
-        } else if (is(std_logits, DataType::F64)) {
-            p.residual = in<double>(residual)[g];
-            s = era_continuous_truncated_backward_f64(
-                &p, rows, r.cols, in<double>(std_logits) + g * count, in<double>(loc) + g * count, lo, hi,
-                in<double>(grad_log_std) + g * count, out<double>(grad_std_logits) + g * count,
-                out<double>(grad_loc) + g * count, out<double>(grad_residual) + g * rows);
-        } else {
-            return refuse(where, "this kernel takes float32 or float64");
-        }
-        if (s != ERA_OK) return check(s, where);
-    }
-    return Error::Success();
+    const era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
+    return by_residual_group(std_logits, residual, "era.jax.continuous_era_truncated (backward)", p,
+                             era_continuous_truncated_backward_f32, era_continuous_truncated_backward_f64,
+                             [&](auto f, auto t, const era_continuous_params *q, Group g) {
+                                 using T = decltype(t);
+                                 return f(q, g.rows, g.cols, in<T>(std_logits) + g.at, in<T>(loc) + g.at, lo, hi,
+                                          in<T>(grad_log_std) + g.at, out<T>(grad_std_logits) + g.at,
+                                          out<T>(grad_loc) + g.at, out<T>(grad_residual) + g.row_at);
+                             });
 }
 
 }  // namespace
@@ -492,68 +476,46 @@ int64_t elements(const AnyBuffer &x) { return static_cast<int64_t>(x.element_cou
 
 Error TruncatedNormalSampleImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer uniform, Result<AnyBuffer> x, double lo,
                                 double hi) {
-    const char *where = "era.jax.truncated_normal_sample";
     const int64_t n = elements(loc);
-    if (is(loc, DataType::F32))
-        return check(era_truncated_normal_sample_f32(n, 1, in<float>(loc), in<float>(log_std), lo, hi, in<float>(uniform),
-                                                     out<float>(x)),
-                     where);
-    if (is(loc, DataType::F64))
-        return check(era_truncated_normal_sample_f64(n, 1, in<double>(loc), in<double>(log_std), lo, hi,
-                                                     in<double>(uniform), out<double>(x)),
-                     where);
-    return refuse(where, "this kernel takes float32 or float64");
+    return by_float(loc, "era.jax.truncated_normal_sample", era_truncated_normal_sample_f32,
+                    era_truncated_normal_sample_f64, [&](auto f, auto t) {
+                        using T = decltype(t);
+                        return f(n, 1, in<T>(loc), in<T>(log_std), lo, hi, in<T>(uniform), out<T>(x));
+                    });
 }
 
 Error TruncatedNormalSampleBackwardImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer sample, AnyBuffer grad,
                                         Result<AnyBuffer> grad_loc, Result<AnyBuffer> grad_log_std, double lo,
                                         double hi) {
-    const char *where = "era.jax.truncated_normal_sample (gradient)";
     const int64_t n = elements(loc);
-    if (is(loc, DataType::F32))
-        return check(era_truncated_normal_sample_backward_f32(n, 1, in<float>(loc), in<float>(log_std), lo, hi,
-                                                              in<float>(sample), in<float>(grad), out<float>(grad_loc),
-                                                              out<float>(grad_log_std)),
-                     where);
-    if (is(loc, DataType::F64))
-        return check(era_truncated_normal_sample_backward_f64(n, 1, in<double>(loc), in<double>(log_std), lo, hi,
-                                                              in<double>(sample), in<double>(grad),
-                                                              out<double>(grad_loc), out<double>(grad_log_std)),
-                     where);
-    return refuse(where, "this kernel takes float32 or float64");
+    return by_float(loc, "era.jax.truncated_normal_sample (gradient)", era_truncated_normal_sample_backward_f32,
+                    era_truncated_normal_sample_backward_f64, [&](auto f, auto t) {
+                        using T = decltype(t);
+                        return f(n, 1, in<T>(loc), in<T>(log_std), lo, hi, in<T>(sample), in<T>(grad),
+                                 out<T>(grad_loc), out<T>(grad_log_std));
+                    });
 }
 
 Error TruncatedNormalLogProbImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer x, Result<AnyBuffer> log_prob, double lo,
                                  double hi) {
-    const char *where = "era.jax.truncated_normal_log_prob";
     const int64_t n = elements(loc);
-    if (is(loc, DataType::F32))
-        return check(era_truncated_normal_log_prob_f32(n, 1, in<float>(loc), in<float>(log_std), lo, hi, in<float>(x),
-                                                       out<float>(log_prob)),
-                     where);
-    if (is(loc, DataType::F64))
-        return check(era_truncated_normal_log_prob_f64(n, 1, in<double>(loc), in<double>(log_std), lo, hi,
-                                                       in<double>(x), out<double>(log_prob)),
-                     where);
-    return refuse(where, "this kernel takes float32 or float64");
+    return by_float(loc, "era.jax.truncated_normal_log_prob", era_truncated_normal_log_prob_f32,
+                    era_truncated_normal_log_prob_f64, [&](auto f, auto t) {
+                        using T = decltype(t);
+                        return f(n, 1, in<T>(loc), in<T>(log_std), lo, hi, in<T>(x), out<T>(log_prob));
+                    });
 }
 
 Error TruncatedNormalLogProbBackwardImpl(AnyBuffer loc, AnyBuffer log_std, AnyBuffer x, AnyBuffer grad,
                                          Result<AnyBuffer> grad_x, Result<AnyBuffer> grad_loc,
                                          Result<AnyBuffer> grad_log_std, double lo, double hi) {
-    const char *where = "era.jax.truncated_normal_log_prob (gradient)";
     const int64_t n = elements(loc);
-    if (is(loc, DataType::F32))
-        return check(era_truncated_normal_log_prob_backward_f32(n, 1, in<float>(loc), in<float>(log_std), lo, hi,
-                                                                in<float>(x), in<float>(grad), out<float>(grad_x),
-                                                                out<float>(grad_loc), out<float>(grad_log_std)),
-                     where);
-    if (is(loc, DataType::F64))
-        return check(era_truncated_normal_log_prob_backward_f64(n, 1, in<double>(loc), in<double>(log_std), lo, hi,
-                                                                in<double>(x), in<double>(grad), out<double>(grad_x),
-                                                                out<double>(grad_loc), out<double>(grad_log_std)),
-                     where);
-    return refuse(where, "this kernel takes float32 or float64");
+    return by_float(loc, "era.jax.truncated_normal_log_prob (gradient)", era_truncated_normal_log_prob_backward_f32,
+                    era_truncated_normal_log_prob_backward_f64, [&](auto f, auto t) {
+                        using T = decltype(t);
+                        return f(n, 1, in<T>(loc), in<T>(log_std), lo, hi, in<T>(x), in<T>(grad), out<T>(grad_x),
+                                 out<T>(grad_loc), out<T>(grad_log_std));
+                    });
 }
 
 }  // namespace

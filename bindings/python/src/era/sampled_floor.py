@@ -69,6 +69,17 @@ def truncated_normal_entropy_backward(
     return TruncatedNormalEntropyGrads(out_loc, out_log_std)
 
 
+def _params(target_entropy, residual, log_std_min, log_std_max):
+    """The continuous parameters as the floats the bindings take, in their order."""
+    return float(target_entropy), float(residual), float(log_std_min), float(log_std_max)
+
+
+def _inputs(std_logits: ArrayLike, loc: ArrayLike, where: str):
+    """std_logits as rows (era._arrays.rows_of) and loc as an array like it."""
+    x = rows_of(std_logits, where, "std_logits")
+    return x, like(x, loc, where, "loc", "std_logits")
+
+
 def _context(shape, target_entropy, residual, log_std_min, log_std_max, lo, hi) -> str:
     return (
         f"std_logits shape {shape}, target_entropy={target_entropy}, residual={residual}, "
@@ -106,13 +117,12 @@ def continuous_truncated_forward(
         BadParameterError; NonFiniteError; BadShapeError.
     """
     where = "era.continuous_truncated_forward"
-    x = rows_of(std_logits, where, "std_logits")
-    m = like(x, loc, where, "loc", "std_logits")
+    x, m = _inputs(std_logits, loc, where)
     out = np.empty_like(x.array)
     offset = np.empty(x.rows, x.dtype) if return_offset else None
     status = _era.continuous_truncated_forward(
-        float(target_entropy), float(residual), float(log_std_min), float(log_std_max), x.rows, x.cols, x.array, m,
-        float(lo), float(hi), out, offset,
+        *_params(target_entropy, residual, log_std_min, log_std_max), x.rows, x.cols, x.array, m, float(lo), float(hi),
+        out, offset,
     )
     check(status, where, lambda: _context(x.array.shape, target_entropy, residual, log_std_min, log_std_max, lo, hi))
     return (out, offset.reshape(x.batch_shape)) if return_offset else out
@@ -148,15 +158,14 @@ def continuous_truncated_backward(
         ContinuousTruncatedGrads(std_logits, loc, residual or None).
     """
     where = "era.continuous_truncated_backward"
-    x = rows_of(std_logits, where, "std_logits")
-    m = like(x, loc, where, "loc", "std_logits")
+    x, m = _inputs(std_logits, loc, where)
     g = like(x, grad_log_std, where, "grad_log_std", "std_logits")
     out = np.empty_like(x.array)
     out_loc = np.empty_like(x.array)
     out_residual = np.empty(x.rows, x.dtype) if residual_grad else None
     status = _era.continuous_truncated_backward(
-        float(target_entropy), float(residual), float(log_std_min), float(log_std_max), x.rows, x.cols, x.array, m,
-        float(lo), float(hi), g, out, out_loc, out_residual,
+        *_params(target_entropy, residual, log_std_min, log_std_max), x.rows, x.cols, x.array, m, float(lo), float(hi),
+        g, out, out_loc, out_residual,
     )
     check(status, where, lambda: _context(x.array.shape, target_entropy, residual, log_std_min, log_std_max, lo, hi))
     return ContinuousTruncatedGrads(out, out_loc, None if out_residual is None else out_residual.reshape(x.batch_shape))
@@ -186,8 +195,8 @@ def check_continuous_truncated(
     m = like(x, loc, where, "loc", "log_std")
     tol = default_tolerance(x.dtype) if tol is None else float(tol)
     status, values = _era.check_continuous_truncated(
-        float(target_entropy), float(residual), float(log_std_min), float(log_std_max), x.rows, x.cols, m, x.array,
-        float(lo), float(hi), tol,
+        *_params(target_entropy, residual, log_std_min, log_std_max), x.rows, x.cols, m, x.array, float(lo), float(hi),
+        tol,
     )
     check(status, where, f"log_std shape {x.array.shape}, target_entropy={target_entropy}, lo={lo}, hi={hi}")
     return _report(values, tol, x.batch_shape)

@@ -57,6 +57,15 @@ def _context(shape, lo, hi) -> str:
     return f"shape {shape}, lo={lo}, hi={hi}"
 
 
+def _run(kernel, where: str, loc: ArrayLike, log_std: ArrayLike, others, lo: float, hi: float, outputs: int):
+    """Runs the element-wise libera `kernel` on loc, log_std and the other (name, value)
+    inputs into `outputs` fresh arrays of loc's dtype, and returns those in loc's shape."""
+    shape, n, (m, s, *rest) = _elements(loc, log_std, others, where)
+    outs = [np.empty(n, m.dtype) for _ in range(outputs)]
+    check(kernel(n, 1, m, s, float(lo), float(hi), *rest, *outs), where, lambda: _context(shape, lo, hi))
+    return [out.reshape(shape) for out in outs]
+
+
 def truncated_normal_sample(loc: ArrayLike, log_std: ArrayLike, uniform: ArrayLike, lo: float = -1.0,
                             hi: float = 1.0) -> np.ndarray:
     """Samples by inversion of the truncated CDF at the caller's uniforms: deterministic.
@@ -68,11 +77,9 @@ def truncated_normal_sample(loc: ArrayLike, log_std: ArrayLike, uniform: ArrayLi
     Returns:
         Samples of that shape and dtype, every one inside [lo, hi].
     """
-    where = "era.truncated_normal_sample"
-    shape, n, (m, s, u) = _elements(loc, log_std, [("uniform", uniform)], where)
-    out = np.empty(n, m.dtype)
-    check(_era.truncated_normal_sample(n, 1, m, s, float(lo), float(hi), u, out), where, lambda: _context(shape, lo, hi))
-    return out.reshape(shape)
+    (out,) = _run(_era.truncated_normal_sample, "era.truncated_normal_sample", loc, log_std, [("uniform", uniform)],
+                  lo, hi, 1)
+    return out
 
 
 class TruncatedNormalSampleGrads(NamedTuple):
@@ -97,12 +104,9 @@ def truncated_normal_sample_backward(loc: ArrayLike, log_std: ArrayLike, sample:
     Returns:
         TruncatedNormalSampleGrads(loc, log_std).
     """
-    where = "era.truncated_normal_sample_backward"
-    shape, n, (m, s, x, g) = _elements(loc, log_std, [("sample", sample), ("grad_sample", grad_sample)], where)
-    out_m, out_s = np.empty(n, m.dtype), np.empty(n, m.dtype)
-    status = _era.truncated_normal_sample_backward(n, 1, m, s, float(lo), float(hi), x, g, out_m, out_s)
-    check(status, where, lambda: _context(shape, lo, hi))
-    return TruncatedNormalSampleGrads(out_m.reshape(shape), out_s.reshape(shape))
+    others = [("sample", sample), ("grad_sample", grad_sample)]
+    return TruncatedNormalSampleGrads(*_run(_era.truncated_normal_sample_backward,
+                                            "era.truncated_normal_sample_backward", loc, log_std, others, lo, hi, 2))
 
 
 def truncated_normal_log_prob(loc: ArrayLike, log_std: ArrayLike, x: ArrayLike, lo: float = -1.0,
@@ -115,11 +119,8 @@ def truncated_normal_log_prob(loc: ArrayLike, log_std: ArrayLike, x: ArrayLike, 
     Returns:
         Log-densities of that shape and dtype.
     """
-    where = "era.truncated_normal_log_prob"
-    shape, n, (m, s, v) = _elements(loc, log_std, [("x", x)], where)
-    out = np.empty(n, m.dtype)
-    check(_era.truncated_normal_log_prob(n, 1, m, s, float(lo), float(hi), v, out), where, lambda: _context(shape, lo, hi))
-    return out.reshape(shape)
+    (out,) = _run(_era.truncated_normal_log_prob, "era.truncated_normal_log_prob", loc, log_std, [("x", x)], lo, hi, 1)
+    return out
 
 
 class TruncatedNormalLogProbGrads(NamedTuple):
@@ -140,9 +141,6 @@ def truncated_normal_log_prob_backward(loc: ArrayLike, log_std: ArrayLike, x: Ar
 
     all 0 where x lies outside [lo, hi].
     """
-    where = "era.truncated_normal_log_prob_backward"
-    shape, n, (m, s, v, g) = _elements(loc, log_std, [("x", x), ("grad_log_prob", grad_log_prob)], where)
-    out_x, out_m, out_s = np.empty(n, m.dtype), np.empty(n, m.dtype), np.empty(n, m.dtype)
-    status = _era.truncated_normal_log_prob_backward(n, 1, m, s, float(lo), float(hi), v, g, out_x, out_m, out_s)
-    check(status, where, lambda: _context(shape, lo, hi))
-    return TruncatedNormalLogProbGrads(out_x.reshape(shape), out_m.reshape(shape), out_s.reshape(shape))
+    others = [("x", x), ("grad_log_prob", grad_log_prob)]
+    return TruncatedNormalLogProbGrads(*_run(_era.truncated_normal_log_prob_backward,
+                                             "era.truncated_normal_log_prob_backward", loc, log_std, others, lo, hi, 3))

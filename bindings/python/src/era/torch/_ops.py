@@ -1106,6 +1106,20 @@ def _tn_compute_dtype(t: Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+def _tn_libera(fn, *tensors: Tensor, lo: float, hi: float):
+    """The CPU path of a truncated-normal operator: the era.truncnorm function `fn` on the
+    tensors as numpy arrays of one compute dtype; its array (or arrays, in order) back as
+    tensors of the first tensor's dtype."""
+    dtype = tensors[0].dtype
+    dt = _tn_compute_dtype(tensors[0])
+    out = fn(*(_tn_numpy(t, dt) for t in tensors), lo, hi)
+
+    def back(a):
+        return from_numpy(np.ascontiguousarray(a)).to(dtype)
+
+    return back(out) if isinstance(out, np.ndarray) else tuple(back(a) for a in out)
+
+
 def _tn_native(fn, *tensors: Tensor, lo: float, hi: float, third: Optional[str] = None):
     """The device path of a truncated-normal operator. The interval is checked on the host by
     libera (on no elements), as every device path checks its parameters; the values on the
@@ -1147,9 +1161,7 @@ def truncated_normal_sample(loc: Tensor, log_std: Tensor, uniform: Tensor, lo: f
 def _truncated_normal_sample_cpu(loc, log_std, uniform, lo, hi, native_path):
     if native_path:
         return _tn_native(F.truncated_normal_sample, loc, log_std, uniform, lo=lo, hi=hi, third="uniform")
-    dt = _tn_compute_dtype(loc)
-    out = _truncnorm.truncated_normal_sample(_tn_numpy(loc, dt), _tn_numpy(log_std, dt), _tn_numpy(uniform, dt), lo, hi)
-    return from_numpy(np.ascontiguousarray(out)).to(loc.dtype)
+    return _tn_libera(_truncnorm.truncated_normal_sample, loc, log_std, uniform, lo=lo, hi=hi)
 
 
 @truncated_normal_sample.register_fake
@@ -1171,10 +1183,7 @@ def _truncated_normal_sample_backward_cpu(loc, log_std, sample, grad_sample, lo,
     if native_path:
         return _tn_native(F.truncated_normal_sample_backward, loc, log_std, sample, grad_sample, lo=lo, hi=hi,
                       third="sample")
-    dt = _tn_compute_dtype(loc)
-    grads = _truncnorm.truncated_normal_sample_backward(_tn_numpy(loc, dt), _tn_numpy(log_std, dt),
-                                                        _tn_numpy(sample, dt), _tn_numpy(grad_sample, dt), lo, hi)
-    return tuple(from_numpy(np.ascontiguousarray(g)).to(loc.dtype) for g in grads)
+    return _tn_libera(_truncnorm.truncated_normal_sample_backward, loc, log_std, sample, grad_sample, lo=lo, hi=hi)
 
 
 @truncated_normal_sample_backward.register_fake
@@ -1195,9 +1204,7 @@ def truncated_normal_log_prob(loc: Tensor, log_std: Tensor, x: Tensor, lo: float
 def _truncated_normal_log_prob_cpu(loc, log_std, x, lo, hi, native_path):
     if native_path:
         return _tn_native(F.truncated_normal_log_prob, loc, log_std, x, lo=lo, hi=hi)
-    dt = _tn_compute_dtype(loc)
-    out = _truncnorm.truncated_normal_log_prob(_tn_numpy(loc, dt), _tn_numpy(log_std, dt), _tn_numpy(x, dt), lo, hi)
-    return from_numpy(np.ascontiguousarray(out)).to(loc.dtype)
+    return _tn_libera(_truncnorm.truncated_normal_log_prob, loc, log_std, x, lo=lo, hi=hi)
 
 
 @truncated_normal_log_prob.register_fake
@@ -1217,10 +1224,7 @@ def truncated_normal_log_prob_backward(loc: Tensor, log_std: Tensor, x: Tensor, 
 def _truncated_normal_log_prob_backward_cpu(loc, log_std, x, grad_log_prob, lo, hi, native_path):
     if native_path:
         return _tn_native(F.truncated_normal_log_prob_backward, loc, log_std, x, grad_log_prob, lo=lo, hi=hi)
-    dt = _tn_compute_dtype(loc)
-    grads = _truncnorm.truncated_normal_log_prob_backward(_tn_numpy(loc, dt), _tn_numpy(log_std, dt), _tn_numpy(x, dt),
-                                                          _tn_numpy(grad_log_prob, dt), lo, hi)
-    return tuple(from_numpy(np.ascontiguousarray(g)).to(loc.dtype) for g in (grads.x, grads.loc, grads.log_std))
+    return _tn_libera(_truncnorm.truncated_normal_log_prob_backward, loc, log_std, x, grad_log_prob, lo=lo, hi=hi)
 
 
 @truncated_normal_log_prob_backward.register_fake

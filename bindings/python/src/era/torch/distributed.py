@@ -5,9 +5,9 @@ Hresp_b is the mean of the k_b = max(1, floor(top_fraction * L_b)) largest token
 response b. With its tokens split over the processes of a group, each process holds some of
 them. The merge here is exact and sends no token entropy and no logit:
 
-1. one all-reduce of the per-response token counts (R + 1 int64: the last is a fault flag, so
-   that a process whose input was refused makes every process raise instead of leaving the
-   others waiting in a collective) gives every L_b, hence every k_b;
+1. one all-reduce of a header (a fault flag and R, so that a process whose input was refused
+   makes every process raise instead of leaving the others waiting in a collective) and one
+   of the per-response token counts (R int64) give every L_b, hence every k_b;
 2. each process writes, for every response b, its own min(k_b, local count) largest token
    entropies into k_b slots (the rest -inf) and one all-gather exchanges those sum_b k_b
    values;
@@ -15,8 +15,10 @@ them. The merge here is exact and sends no token entropy and no logit:
    token outside its process's local top k_b cannot be in the global one), and their mean,
    summed in float64 in descending order as libera sums, is Hresp_b.
 
-Communication: R + 1 integers and world_size * sum_b k_b floats per process, never per-token
-values. One host read (sum_b k_b, to size the buffer) synchronises with the device.
+Communication: a 3-integer header, R integers and sum_b k_b floats sent per process (the
+all-gather receives world_size * sum_b k_b), never per-token values. Host reads, which
+synchronise with the device: the checks of the ids and entropies, the header, and sum_b k_b
+(to size the buffer).
 """
 
 from __future__ import annotations

@@ -154,8 +154,8 @@ def llm_era(
             them), or None. Every process passes its own tokens with GLOBAL response ids
             (response_ids with num_responses, cu_seqlens shifted by the share's first token,
             or the [B, L] layout) and the same parameters; the response entropies, and so the
-            scales, are those of the whole batch (era.torch.distributed: R + 1 integers and
-            world_size * sum_b k_b entropies are exchanged, never per-token values). A process
+            scales, are those of the whole batch (era.torch.distributed: each process sends
+            R + 3 integers and sum_b k_b entropies, never per-token values). A process
             whose input is refused raises its error and the others raise
             era.PeerInputError; none is left waiting. Every process must call.
     Returns:

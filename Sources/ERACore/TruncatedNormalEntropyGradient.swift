@@ -185,24 +185,27 @@ extension Entropy {
         let rule = energyRule
         var lowest = Double.infinity
         for u in rule.nodes { lowest = min(lowest, x * u + 0.5 * y * u * u) }
-        var mass = 0.0, meanU = 0.0, meanE = 0.0
-        for k in 0..<rule.nodes.count {
-            let u = rule.nodes[k], e = x * u + 0.5 * y * u * u
-            let p = rule.weights[k] * Math.exp(lowest - e)
-            mass += p
-            meanU += p * u
-            meanE += p * e
+        // The weights exp(lowest - E) once, then the central moments about their means.
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: rule.nodes.count) { weights in
+            var mass = 0.0, meanU = 0.0, meanE = 0.0
+            for k in 0..<rule.nodes.count {
+                let u = rule.nodes[k], e = x * u + 0.5 * y * u * u
+                let p = rule.weights[k] * Math.exp(lowest - e)
+                weights[k] = p
+                mass += p
+                meanU += p * u
+                meanE += p * e
+            }
+            meanU /= mass
+            meanE /= mass
+            var varianceE = 0.0, covariance = 0.0
+            for k in 0..<rule.nodes.count {
+                let u = rule.nodes[k], e = x * u + 0.5 * y * u * u
+                varianceE += weights[k] * (e - meanE) * (e - meanE)
+                covariance += weights[k] * (u - meanU) * (e - meanE)
+            }
+            return TruncatedNormalEntropyDerivative(loc: width * covariance / mass, logStd: 2 * varianceE / mass)
         }
-        meanU /= mass
-        meanE /= mass
-        var varianceE = 0.0, covariance = 0.0
-        for k in 0..<rule.nodes.count {
-            let u = rule.nodes[k], e = x * u + 0.5 * y * u * u
-            let p = rule.weights[k] * Math.exp(lowest - e)
-            varianceE += p * (e - meanE) * (e - meanE)
-            covariance += p * (u - meanU) * (e - meanE)
-        }
-        return TruncatedNormalEntropyDerivative(loc: width * covariance / mass, logStd: 2 * varianceE / mass)
     }
 
     /// alpha*(lambda(alpha) - alpha) - 1 for alpha >= 10 without cancellation: with

@@ -1636,7 +1636,7 @@ static void gen_topk(void) {
     topk_on = byte() >= 205;
     if (!topk_on) return;
     uint8_t b = byte();
-    n_topk = b < 40 ? PICK(specials) : n_cols > 0 ? 1 + (int64_t)(u16() % (uint64_t)(n_cols + 1)) : 1 + b % 4;
+    n_topk = b < 40 ? PICK(specials) : n_cols > 0 ? 1 + (int64_t)(u16() % ((uint64_t)n_cols + 1)) : 1 + b % 4;
 }
 
 /* The faults of a top-k call with top_k < 1: that one, whatever else is wrong. */

@@ -64,6 +64,9 @@
  *                 Additions, ABI unchanged: era_truncated_normal_entropy_backward_*, the
  *                 sampled floor era_continuous_truncated_forward_* / _backward_* and its
  *                 check era_check_continuous_truncated_*.
+ *                 Additions, ABI unchanged: era_tanh_gaussian_entropy_backward_*, the
+ *                 sampled floor of a tanh-squashed policy era_continuous_tanh_forward_* /
+ *                 _backward_* and its check era_check_continuous_tanh_*.
  */
 #ifndef ERA_H
 #define ERA_H
@@ -165,6 +168,25 @@ era_status era_tanh_gaussian_entropy_f32(int64_t rows, int64_t dim, const float 
                                          float *out_entropy);
 era_status era_tanh_gaussian_entropy_f64(int64_t rows, int64_t dim, const double *mean, const double *log_std,
                                          double *out_entropy);
+
+/* Gradient of era_tanh_gaussian_entropy (docs/math.md, "Tanh-Gaussian entropy gradient"):
+ * with H the entropy of dimension (r, i), x = mean + std*e, e ~ N(0, 1), std = exp(log_std),
+ *   out_grad_mean[r, i]    = grad_entropy[r] * dH/dmean    = grad_entropy[r] * (-2 E tanh(x))
+ *   out_grad_log_std[r, i] = grad_entropy[r] * dH/dlog_std = grad_entropy[r] * (1 - 2 std^2 E sech^2(x))
+ * (the second by Stein's identity E[e f(x)] = std E[f'(x)]), the expectations computed in double
+ * with the entropy's quadrature regimes (absolute error about 1e-14 per dimension).
+ * Reads mean[rows*dim], log_std[rows*dim], grad_entropy[rows]; writes out_grad_mean[rows*dim],
+ * out_grad_log_std[rows*dim]. In place allowed: out_grad_mean == mean,
+ * out_grad_log_std == log_std.
+ * Errors: NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1; NON_FINITE for non-finite mean,
+ * log_std or grad_entropy; BAD_PARAMETER when a gradient cannot be represented in the output
+ * type (dH/dlog_std grows like std for wide Gaussians: log_std > 709.78 overflows double). */
+era_status era_tanh_gaussian_entropy_backward_f32(int64_t rows, int64_t dim, const float *mean,
+                                                  const float *log_std, const float *grad_entropy,
+                                                  float *out_grad_mean, float *out_grad_log_std);
+era_status era_tanh_gaussian_entropy_backward_f64(int64_t rows, int64_t dim, const double *mean,
+                                                  const double *log_std, const double *grad_entropy,
+                                                  double *out_grad_mean, double *out_grad_log_std);
 
 /* Entropy of the normal with location loc and scale exp(log_std), truncated to [lo, hi],
  * summed over the dim independent dimensions of each row (math 1, "Truncated normal"),
@@ -301,6 +323,64 @@ era_status era_continuous_truncated_backward_f64(const era_continuous_params *pa
                                                  const double *std_logits, const double *loc, double lo, double hi,
                                                  const double *grad_log_std, double *out_grad_std_logits,
                                                  double *out_grad_loc, double *out_grad_residual);
+
+/* The sampled floor of a tanh-squashed policy (docs/math.md, "The sampled floor, tanh"): a floor
+ * on the entropy of a = tanh(x), x ~ N(mean, exp(log_std)^2), instead of the Gaussian's.
+ * With l the forward pass above (era_continuous_forward, bit for bit) and H_tanh the squashed
+ * entropy (era_tanh_gaussian_entropy), per row:
+ *   f(c) = sum_i H_tanh(mean[r, i], l[r, i] + c) - (H0 + residual)
+ *   c[r] = 0 if f(0) >= 0; otherwise the root of f nearest 0 on the side where f rises from 0
+ *          (c > 0 where the row's slope f'(0) > 0, the stds below the entropy's peak; c < 0
+ *          where f'(0) < 0, the stds beyond it)
+ *   out_log_std[r, i] = l[r, i] + c[r]
+ * f is concave in c (each dimension's squashed entropy is; it tends to -inf as the stds vanish
+ * and as they grow, the squashed mass piling up at +-1), so f has one peak, and a row whose peak
+ * stays below the target has no offset: INFEASIBLE_TARGET. The peak is largest at mean 0:
+ * 0.683648 nats per dimension (std 0.8737); it falls fast with |mean| (0.0957 at |mean| = 1,
+ * -1.233 at 2, -2.847 at 3, -6.382 at 5 nats per dimension), so a target the squashed policy
+ * cannot reach at its current means is an error, never a silent clamp.
+ * c is found in double by safeguarded Newton iteration on the rising branch (within
+ * 1e-12 * (1 + |H0 + residual|) nats above the target); float32 outputs are rounded towards
+ * +inf and the floor is evaluated at the stored values. The offset is not clipped at the
+ * log-std bounds: out_log_std may lie above log_std_max or below log_std_min.
+ * Reads std_logits[rows*dim], mean[rows*dim]; writes out_log_std[rows*dim] and, when
+ * out_offset is not NULL, out_offset[rows] (c per row). In place allowed:
+ * out_log_std == std_logits.
+ * Errors: the continuous parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1;
+ * INFEASIBLE_TARGET if H0 + residual >= dim * 0.683648... (the largest squashed entropy at any
+ * mean and std), or when a row's peak lies below the target; NON_FINITE for non-finite
+ * std_logits or mean. */
+era_status era_continuous_tanh_forward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                           const float *std_logits, const float *mean, float *out_log_std,
+                                           float *out_offset);
+era_status era_continuous_tanh_forward_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                           const double *std_logits, const double *mean, double *out_log_std,
+                                           double *out_offset);
+
+/* Backward pass of the tanh sampled floor, by the implicit function theorem: as
+ * era_continuous_truncated_backward with H_tanh in place of H_TN and mean in place of loc.
+ * With g = grad_log_std, G = sum_i g_i, H_L,i and H_m,i the derivatives of
+ * H_tanh(mean_i, out_log_std_i) (era_tanh_gaussian_entropy_backward) and S = sum_i H_L,i
+ * (S != 0 off the peak: positive where c > 0, negative where c < 0), on a row with c != 0:
+ *   dL/dl_i    = g_i - G * H_L,i / S
+ *   dL/dmean_i = -G * H_m,i / S
+ *   dL/d(H0 + residual) = G / S + the continuous backward's residual gradient of dL/dl
+ * and on a row with c = 0: dL/dl = g, dL/dmean = 0.
+ * out_grad_std_logits is the continuous backward pass (era_continuous_backward) of dL/dl.
+ * Reads std_logits[rows*dim], mean[rows*dim], grad_log_std[rows*dim]; writes
+ * out_grad_std_logits[rows*dim], out_grad_mean[rows*dim] and, when out_grad_residual is not
+ * NULL, out_grad_residual[rows]. In place allowed: out_grad_std_logits may be std_logits or
+ * grad_log_std; out_grad_mean may be mean.
+ * Errors: as the forward pass; NON_FINITE also for grad_log_std; BAD_PARAMETER when a
+ * gradient cannot be represented in the output type. */
+era_status era_continuous_tanh_backward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                            const float *std_logits, const float *mean, const float *grad_log_std,
+                                            float *out_grad_std_logits, float *out_grad_mean,
+                                            float *out_grad_residual);
+era_status era_continuous_tanh_backward_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                            const double *std_logits, const double *mean,
+                                            const double *grad_log_std, double *out_grad_std_logits,
+                                            double *out_grad_mean, double *out_grad_residual);
 
 /* ---------------------------------------------------------------------------------------
  * Discrete ERA: softmax policies and classifiers (math 2)
@@ -680,6 +760,22 @@ era_status era_check_continuous_truncated_f32(const era_continuous_params *param
 era_status era_check_continuous_truncated_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
                                               const double *loc, const double *log_std, double lo, double hi,
                                               double tol, era_bound_report *report);
+
+/* Checks rows of log stds against the tanh sampled floor: the squashed entropy
+ * (era_tanh_gaussian_entropy, summed compensated) of each row against H0 + residual
+ * (report->target == report->floor == H0 + residual, which era_continuous_tanh_forward
+ * guarantees).
+ * Reads mean[rows*dim], log_std[rows*dim]; writes *report.
+ * Errors: the continuous parameter checks; INFEASIBLE_TARGET if H0 + residual >=
+ * dim * 0.683648... (as the forward pass); NULL_POINTER (mean, log_std, report); BAD_SHAPE if
+ * rows < 0 or dim < 1; BAD_PARAMETER for a bad tol or a row entropy that is not a finite
+ * double; NON_FINITE. */
+era_status era_check_continuous_tanh_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                         const float *mean, const float *log_std, double tol,
+                                         era_bound_report *report);
+era_status era_check_continuous_tanh_f64(const era_continuous_params *params, int64_t rows, int64_t dim,
+                                         const double *mean, const double *log_std, double tol,
+                                         era_bound_report *report);
 
 /* ---------------------------------------------------------------------------------------
  * Fused linear heads (docs/linear-heads.md)

@@ -113,8 +113,8 @@ final class TanhFloorTests: XCTestCase {
                             infeasible += 1
                             // No c on a fine grid over the whole range reaches the target.
                             var best = -Double.infinity
-                            for step in 0...400 {
-                                let c = -k * Double(step) / 400 + (-200.0) * Double(400 - step) / 400
+                            for step in 0...200 {
+                                let c = -k * Double(step) / 200 + (-200.0) * Double(200 - step) / 200
                                 best = Swift.max(best, referenceRow(m, referenceLogStds(s, k: k, c: c, min: min, max: max)))
                             }
                             XCTAssertLessThan(best, h0 + 1e-9, "an infeasible row reaches \(best) >= \(h0) on the grid")

@@ -110,6 +110,18 @@ public struct TanhFloorERA: SampledFloorActivation {
             let tolerance = 1e-12 * (1 + abs(era.target))
             let f0 = shortfall(0)
             if f0 >= 0 { return 0 }
+            // A bound on every c first: by Jensen (log(1 - tanh^2) is concave) a dimension's
+            // squashed entropy is at most log_std_max + 0.5 log(2 pi e) + log(1 - tanh^2(mean)),
+            // and at most the supremum; rows far below it (large |mean|) end here.
+            var ceiling = CompensatedSum()
+            for i in 0..<d {
+                let x = abs(Double(mean[i]))
+                let jensen = era.gaussian.logStdMax + Math.gaussianEntropyPerDim
+                    + 2 * (Math.log(2.0) - x - Math.log1p(Math.exp(-2 * x)))
+                // (plus float32's rounding up of a log_std_max it cannot represent)
+                ceiling.add(min(jensen + 1e-6 * (1 + abs(era.gaussian.logStdMax)), Entropy.tanhGaussianEntropySupremum))
+            }
+            if ceiling.value < era.target - tolerance { return nil }
             let above = firstRoot({ shortfall($0) }, { slope($0) }, f0: f0, kinks: up.sorted(), end: -k, tolerance: tolerance)
             let below = firstRoot({ shortfall(-$0) }, { -slope(-$0) }, f0: f0, kinks: down.sorted(),
                                   end: min(above ?? bottom, bottom), tolerance: tolerance)
@@ -271,32 +283,51 @@ public struct TanhFloorERA: SampledFloorActivation {
 
 /// The first t in (0, end] with g(t) >= 0 (to within `tolerance` above 0), g(0) = f0 < 0, for g
 /// concave between consecutive `kinks` (sorted, in (0, end)); nil when there is none. `slope` is
-/// g'. On each piece [a, b]: g' <= 0 just after a means g falls throughout (concave): no root;
-/// else the root is on the rising branch if g(b) >= 0, or where the piece's peak (bisection on
-/// the sign of g') first reaches 0 -- bisection stops at the first midpoint with g >= 0.
+/// g'. On each piece [a, b], with the one-sided slopes just inside it: g' <= 0 after a means g
+/// falls throughout (concave): no root; g(b) >= 0: the root is on the rising branch; g' > 0
+/// still at b: the peak is g(b) < 0, no root; else the peak lies inside, below the crossing
+/// of the tangents at the two ends (no root when that is below 0), and is located by
+/// bisection on the sign of g', the tangents pruning as they go, stopping at the first point
+/// with g >= 0.
 func firstRoot(_ g: (Double) -> Double, _ slope: (Double) -> Double, f0: Double, kinks: [Double], end: Double,
                tolerance: Double) -> Double? {
     guard end > 0 else { return nil }
-    var a = 0.0
+    /// The largest value of a concave function between its tangents at (l, fl, sl) and (h, fh, sh).
+    func ceiling(_ l: Double, _ fl: Double, _ sl: Double, _ h: Double, _ fh: Double, _ sh: Double) -> Double {
+        guard sl > sh else { return max(fl, fh) }
+        let t = min(max((fh - fl + sl * l - sh * h) / (sl - sh), l), h)
+        return min(fl + sl * (t - l), fh + sh * (t - h))
+    }
+    var a = 0.0, fa = f0
     for b in kinks + [end] where b > a {
-        defer { a = b }
-        guard slope(a + (b - a) * 0x1p-30) > 0 else { continue }
-        let ga = a == 0 ? f0 : g(a)
-        if ga >= 0 { return a }
-        let gb = g(b)
-        if gb >= 0 { return bracketedRoot(g, slope, a, ga, b, tolerance: tolerance) }
-        guard !(slope(b - (b - a) * 0x1p-30) > 0) else { continue }  // still rising at b: the peak is b
-        var low = a, lowValue = ga, high = b
+        let inset = (b - a) * 0x1p-30
+        let sa = slope(a + inset)
+        let fb = g(b)
+        defer {
+            a = b
+            fa = fb
+        }
+        guard sa > 0 else { continue }
+        if fa >= 0 { return a }
+        if fb >= 0 { return bracketedRoot(g, slope, a, fa, b, tolerance: tolerance) }
+        let sb = slope(b - inset)
+        guard sb < 0 else { continue }  // still rising at b: the peak is g(b) < 0
+        var low = a, lowValue = fa, lowSlope = sa, high = b, highValue = fb, highSlope = sb
         for _ in 0..<200 {
+            guard ceiling(low, lowValue, lowSlope, high, highValue, highSlope) >= 0 else { break }
             let mid = 0.5 * (low + high)
             if !(mid > low && mid < high) { break }
             let value = g(mid)
             if value >= 0 { return bracketedRoot(g, slope, low, lowValue, mid, tolerance: tolerance) }
-            if slope(mid) > 0 {
+            let midSlope = slope(mid)
+            if midSlope > 0 {
                 low = mid
                 lowValue = value
+                lowSlope = midSlope
             } else {
                 high = mid
+                highValue = value
+                highSlope = midSlope
             }
         }
     }

@@ -56,9 +56,21 @@ static double ref_row_h(const double *m, const double *ls, int d) {
     for (int i = 0; i < d; i++) h += ref_h(m[i], ls[i]);
     return h;
 }
-static double ref_row_slope(const double *m, const double *ls, int d) {
+/* The floor's row map (era.h): w = softmax(s), l(c)_i = max(max + (K + c) w_i, min). */
+static void softmax(const double *s, int d, double *w) {
+    double mx = s[0], z = 0;
+    for (int i = 1; i < d; i++) mx = fmax(mx, s[i]);
+    for (int i = 0; i < d; i++) z += w[i] = exp(s[i] - mx);
+    for (int i = 0; i < d; i++) w[i] /= z;
+}
+static double gauss_k(const era_continuous_params *p, int d) {
+    return p->target_entropy + p->residual - d * GAUSS_C - d * p->log_std_max;
+}
+/* f'(c) = sum_i dH/dls(l_i) w_i over the entries above log_std_min */
+static double ref_row_slope(const double *m, const double *ls, const double *w, double lmin, int d) {
     double s = 0;
-    for (int i = 0; i < d; i++) s += ref_dls(m[i], ls[i]);
+    for (int i = 0; i < d; i++)
+        if (ls[i] > lmin) s += ref_dls(m[i], ls[i]) * w[i];
     return s;
 }
 
@@ -196,7 +208,7 @@ static void make_batches(batch *a, batch *b) {
     for (int i = 0; i < RA * DA; i++) {
         int r = i / DA;
         a->s[i] = (r % 3 == 0 ? 6 : 1.5) * normal();
-        a->m[i] = 1.2 * normal();
+        a->m[i] = 0.6 * normal();
         a->g[i] = normal();
     }
     era_continuous_params_init(&b->p);
@@ -204,8 +216,8 @@ static void make_batches(batch *a, batch *b) {
     b->rows = RB; b->dim = DB;
     for (int r = 0; r < RB; r++) {
         int wide = r % 2 == 0;
-        b->s[r * DB] = wide ? -4 - 4 * uniform() : 0.1 * normal(); /* wide: dim 0 keeps std near e^1 */
-        b->s[r * DB + 1] = wide ? 4 + 4 * uniform() : 0.1 * normal();
+        b->s[r * DB] = wide ? -2 - uniform() : 0.1 * normal(); /* wide: dim 0 keeps std near e^1 */
+        b->s[r * DB + 1] = wide ? 2 + uniform() : 0.1 * normal();
         for (int i = 0; i < DB; i++) {
             b->m[r * DB + i] = 0.3 * normal();
             b->g[r * DB + i] = normal();
@@ -221,8 +233,10 @@ static void check_forward(batch *bt, const char *name, int *pos, int *neg, int *
              era_continuous_forward_f64(&bt->p, R, D, bt->s, plain) == ERA_OK;
     double worst_below = 0, worst_above = 0;
     *pos = *neg = *zero = 0;
+    double k = gauss_k(&bt->p, D), lmin = bt->p.log_std_min, lmax = bt->p.log_std_max, w[RA * DA];
     for (int r = 0; ok && r < R; r++) {
         const double *mr = bt->m + r * D;
+        softmax(bt->s + r * D, D, w);
         double h = ref_row_h(mr, out + r * D, D), h0 = ref_row_h(mr, plain + r * D, D);
         worst_below = fmax(worst_below, t - h);
         if (off[r] == 0) {
@@ -233,8 +247,13 @@ static void check_forward(batch *bt, const char *name, int *pos, int *neg, int *
         }
         off[r] > 0 ? (*pos)++ : (*neg)++;
         worst_above = fmax(worst_above, h - t);
-        double s0 = ref_row_slope(mr, plain + r * D, D), s1 = ref_row_slope(mr, out + r * D, D);
-        for (int i = 0; i < D; i++) ok = ok && out[r * D + i] == plain[r * D + i] + off[r];
+        double s0 = ref_row_slope(mr, plain + r * D, w, lmin, D), s1 = ref_row_slope(mr, out + r * D, w, lmin, D);
+        /* out = l(c), within the bounds, K + c <= 0 */
+        ok = ok && k + off[r] <= 0;
+        for (int i = 0; i < D; i++) {
+            double want = fmax(lmax + (k + off[r]) * w[i], lmin), o = out[r * D + i];
+            ok = ok && fabs(o - want) <= 1e-13 * (1 + fabs(lmax) + fabs(k + off[r]) * w[i]) && o >= lmin && o <= lmax;
+        }
         /* below the target at c = 0, the offset on the side where the entropy rises, and the
          * root reached before the peak (the slope there keeps the sign of c) */
         ok = ok && h0 < t && (off[r] > 0) == (s0 > 0) && (off[r] > 0) == (s1 > 0) && fabs(h - t) < 1e-9;

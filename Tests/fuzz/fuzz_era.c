@@ -3375,44 +3375,31 @@ static double tanh_peak_bound(double mu) {
     return log(a / 0.79788456080286535588) + GAUSS_C + 1.3862943611198906188 - 2 * a;
 }
 
-/* The squashed entropy of a row, its slope in the offset (sum dH/dls), sum |dH/dls| and
- * max |dH/dmu| + |dH/dls|, at mean m and log stds ls + c; 0 where a dimension has no reference. */
+/* The softmax weights of a row of std_logits, in long double. */
+static void tanh_weights(const void *sl, int vt, int64_t r, long double *w) {
+    long double mx = -INFINITY, z = 0;
+    for (int64_t i = 0; i < n_cols; i++) mx = fmaxl(mx, get(sl, vt, r * n_cols + i));
+    for (int64_t i = 0; i < n_cols; i++) z += w[i] = expl((long double)get(sl, vt, r * n_cols + i) - mx);
+    for (int64_t i = 0; i < n_cols; i++) w[i] /= z;
+}
+
+/* A row of the floor at mean m and log stds ls: its squashed entropy h, its slope in the
+ * offset f'(c) = sum_i dH/dls w_i over the entries above log_std_min (w: the row's softmax
+ * weights), sum_i |dH/dls| (unweighted: how far the rounding of the stored log stds moves h),
+ * max_i |dH/dmu| + |dH/dls|, and the magnitude of the terms; 0 where a dimension has no
+ * reference. */
 typedef struct { long double h, slope, abs_slope, big, mag; } tanh_row;
-static int tanh_row_at(const void *m, const void *ls, int vt, int64_t r, long double c, tanh_row *t) {
+static int tanh_row_at(const void *m, const void *ls, int vt, int64_t r, const long double *w, tanh_row *t) {
     memset(t, 0, sizeof *t);
     for (int64_t i = r * n_cols; i < (r + 1) * n_cols; i++) {
-        long double h, dm, dl, mu = get(m, vt, i), l = (long double)get(ls, vt, i) + c;
+        long double h, dm, dl, mu = get(m, vt, i), l = get(ls, vt, i);
         if (!ref_tanh(mu, l, &h, &dm, &dl)) return 0;
         t->h += h;
-        t->slope += dl;
+        if (w && l > cparams.log_std_min) t->slope += dl * w[i - r * n_cols];
         t->abs_slope += fabsl(dl);
         t->big = fmaxl(t->big, fabsl(dm) + fabsl(dl));
         t->mag += fabsl(l) + GAUSS_C + 2 * fabsl(mu) + 2 * expl(l);
     }
-    return 1;
-}
-
-/* The peak over c of a row's squashed entropy, by bisection on the sign of its slope (concave
- * in c). Returns 0 where the offsets that keep every log std within the reference's range
- * (|ls| <= 700) do not bracket the peak. */
-static int tanh_row_peak(const void *m, const void *ls, int vt, int64_t r, long double *peak) {
-    double lmin = INFINITY, lmax = -INFINITY;
-    for (int64_t i = r * n_cols; i < (r + 1) * n_cols; i++) {
-        lmin = fmin(lmin, get(ls, vt, i));
-        lmax = fmax(lmax, get(ls, vt, i));
-    }
-    long double a = -600 - lmin, b = 600 - lmax;
-    if (!(a < b)) return 0;
-    tanh_row t;
-    if (!tanh_row_at(m, ls, vt, r, a, &t) || !(t.slope > 0)) return 0;
-    if (!tanh_row_at(m, ls, vt, r, b, &t) || !(t.slope < 0)) return 0;
-    for (int it = 0; it < 64 && b - a > 1e-7L; it++) {
-        long double c = 0.5L * (a + b);
-        if (!tanh_row_at(m, ls, vt, r, c, &t)) return 0;
-        if (t.slope > 0) a = c; else b = c;
-    }
-    if (!tanh_row_at(m, ls, vt, r, 0.5L * (a + b), &t)) return 0;
-    *peak = t.h;
     return 1;
 }
 
@@ -3563,30 +3550,36 @@ static int setup_tanh_floor(int vt) {
         maybe |= F(ERA_ERR_INFEASIBLE_TARGET);
         if (proven && !faults) faults |= F(ERA_ERR_INFEASIBLE_TARGET);
         tanh_verify = static_clean;
-        /* and BAD_PARAMETER when a gradient cannot be represented in the output type: G/S grows
-         * without bound near a row's peak (S = sum dH/dls -> 0), dH/dls like std; allowed where
-         * the double forward pass's rows leave the reference, or its bound is large */
+        /* and BAD_PARAMETER when a gradient cannot be represented in the output type: with
+         * S = sum_i dH/dls w_i over the unclipped entries and G' = sum_i g_i w_i (|G'| <= max|g|),
+         * |dL/dmean| <= 2|G'/S| and the continuous backward of g - (G'/S) H_L is at most
+         * 2 |K + c| max|g| (1 + max|H_L|/|S|): G'/S grows without bound near a row's peak.
+         * Allowed where the double forward pass's rows leave the reference (or its budget), or
+         * where that bound is large */
         if (backward) {
             double *s = malloc((size_t)n * sizeof(double)), *m = malloc((size_t)n * sizeof(double));
             double *out = malloc((size_t)n * sizeof(double)), *off = malloc((size_t)n_rows * sizeof(double));
+            long double *w = malloc((size_t)n_cols * sizeof(long double));
             for (int64_t i = 0; i < n; i++) s[i] = get(A[0], vt, i), m[i] = get(A[1], vt, i);
             era_status st = era_continuous_tanh_forward_f64(&cparams, n_rows, n_cols, s, m, out, off);
-            double k = fabs(continuous_k(&cparams, n_cols)), gmax = all_finite(2, vt, n) && A[2] ? max_abs(A[2], vt, n) : 0;
+            double k = continuous_k(&cparams, n_cols), gmax = A[2] && all_finite(2, vt, n) ? max_abs(A[2], vt, n) : 0;
             if (st != ERA_OK) maybe |= F(st) | F(ERA_ERR_BAD_PARAMETER);
             int64_t budget = 256; /* dimensions held to the reference */
             for (int64_t r = 0; r < n_rows && st == ERA_OK; r++) {
                 tanh_row tr;
-                if (budget < n_cols || !tanh_row_at(m, out, TY_F64, r, 0, &tr)) { /* beyond the budget: allowed */
+                tanh_weights(s, TY_F64, r, w);
+                if (budget < n_cols || !tanh_row_at(m, out, TY_F64, r, w, &tr)) { /* beyond the budget: allowed */
                     maybe |= F(ERA_ERR_BAD_PARAMETER);
                     break;
                 }
                 budget -= n_cols;
                 double slope = fabs((double)tr.slope);
-                double bound = slope > 0 ? gmax * (double)n_cols * (1 + (double)tr.big / slope) * (1 + 2 * k) : INFINITY;
+                double bound = slope > 0 ? gmax * (3 + (double)tr.big / slope) * (1 + 2 * fabs(k + off[r])) : INFINITY;
+                if (off[r] == 0) bound = gmax * (1 + 2 * fabs(k)) * (double)n_cols;
                 if (!(bound < type_max(vt) / 64) || (off[r] != 0 && !(slope > 1e-6 * (1 + (double)tr.abs_slope))))
                     maybe |= F(ERA_ERR_BAD_PARAMETER);
             }
-            free(s); free(m); free(out); free(off);
+            free(s); free(m); free(out); free(off); free(w);
         }
     }
     describe("%s(params=%s{H0=%.17g, delta=%.17g, min=%.17g, max=%.17g}, rows=%lld, dim=%lld)", fn_name[fn],
@@ -3595,88 +3588,99 @@ static int setup_tanh_floor(int vt) {
     return 1;
 }
 
-/* After INFEASIBLE_TARGET from the floor with a statically feasible target: some row's peak
- * must lie below the target (within the solve's tolerance). Rows are tried by the bound first,
- * then by the peak itself while a budget of reference evaluations lasts. */
+/* After INFEASIBLE_TARGET from the floor with a statically feasible target: not every row may
+ * already reach the target at c = 0 (the continuous output), where c = 0 is the answer. */
 static void checks_refused(era_status st) {
     if (st != ERA_ERR_INFEASIBLE_TARGET || !tanh_verify) return;
     if (fn != FN_THF_F32 && fn != FN_THF_F64 && fn != FN_THB_F32 && fn != FN_THB_F64) return;
+    if (n_rows * n_cols > 256) return; /* the reference's budget */
     int vt = vt_of(fn);
     const void *m = input(1);
     void *l = tanh_plain(vt, input(0));
     double target = cparams.target_entropy + cparams.residual;
-    int64_t budget = 64; /* dimensions whose peak may be searched */
-    int verified = 0, unknown = 0;
-    for (int64_t r = 0; r < n_rows && !verified; r++) {
-        double bound = 0;
-        for (int64_t i = r * n_cols; i < (r + 1) * n_cols; i++) bound += tanh_peak_bound(get(m, vt, i));
-        if (bound < target + 1e-9 * (1 + fabs(target))) { verified = 1; break; }
-    }
-    for (int64_t r = 0; r < n_rows && !verified; r++) {
-        long double peak;
-        if (budget < n_cols || !tanh_row_peak(m, l, vt, r, &peak)) { unknown = 1; continue; }
-        budget -= n_cols;
+    int reached = 1;
+    for (int64_t r = 0; r < n_rows && reached; r++) {
         tanh_row t;
-        tanh_row_at(m, l, vt, r, 0, &t);
+        if (!tanh_row_at(m, l, vt, r, NULL, &t)) { reached = 0; break; }
         double tol = 1e-9 * (1 + fabs(target)) + 1e-12 * (double)n_cols + 1e-15 * (double)t.mag;
-        if (peak < (long double)target + tol) verified = 1;
+        if (!(t.h >= (long double)target + tol)) reached = 0;
     }
     free(l);
-    if (!verified && !unknown)
-        violation("INFEASIBLE_TARGET, but every row's squashed entropy reaches H0 + delta = %.17g at its peak", target);
+    if (reached)
+        violation("INFEASIBLE_TARGET, but every row's continuous output already reaches H0 + delta = %.17g", target);
 }
 
 static void checks_tanh_forward(int vt) {
     const void *s = input(0), *m = input(1), *out = A[2], *off = A[3];
     void *l = tanh_plain(vt, s);
-    double target = cparams.target_entropy + cparams.residual;
+    double target = cparams.target_entropy + cparams.residual, k = continuous_k(&cparams, n_cols);
+    double lmin = cparams.log_std_min, lmax = cparams.log_std_max;
+    if (vt == TY_F32) lmax = (float)lmax < lmax ? nextafterf((float)lmax, INFINITY) : (float)lmax; /* rounded up */
+    long double *w = malloc((size_t)(n_cols > 0 ? n_cols : 1) * sizeof(long double));
     int64_t budget = 256; /* dimensions held to the reference */
     for (int64_t r = 0; r < n_rows; r++) {
         int64_t base = r * n_cols;
-        double c = off ? get(off, vt, r) : get(out, vt, base) - get(l, vt, base);
-        /* without out_offset, c is read off the row's first entry, rounded at its magnitude */
-        double c_err = off ? 0 : 4 * type_eps(vt) * (fabs(get(out, vt, base)) + fabs(get(l, vt, base)));
-        if (!isfinite(c)) violation("offset of row %lld = %g", (long long)r, c);
-        int shifted = 0;
+        int shifted = 0, up = 0;
         double mx = 0;
         for (int64_t i = base; i < base + n_cols; i++) {
             double o = get(out, vt, i), li = get(l, vt, i);
-            if (!isfinite(o)) violation("log std [%lld] = %g with status ok", (long long)i, o);
+            if (!isfinite(o) || o < lmin || o > lmax)
+                violation("log std [%lld] = %.17g outside [log_std_min, log_std_max] = [%.17g, %.17g]", (long long)i, o, lmin, lmax);
             shifted |= o != li;
+            up |= o > li;
             mx = fmax(mx, fabs(o));
-            /* out = l + c, rounded up in float32 */
-            double tol = 4 * type_eps(vt) * (fabs(o) + fabs(c)) + c_err + (vt == TY_F32 ? 1.5e-45 : 5e-324);
-            if (fabs(o - (li + c)) > tol) violation("log std [%lld] = %.17g, but l + c = %.17g + %.17g", (long long)i, o, li, c);
         }
-        if (off && c == 0 && shifted) violation("row %lld: offset 0 but the log stds differ from the continuous output", (long long)r);
-        if (!shifted && !(off && c != 0)) c = 0;
+        double c = off ? get(off, vt, r) : shifted ? (up ? 1 : -1) : 0; /* without out_offset only its sign */
+        if (!isfinite(c)) violation("offset of row %lld = %g", (long long)r, c);
+        /* (a float32 offset below the smallest subnormal is stored as 0) */
+        if (c == 0 && shifted && vt == TY_F64)
+            violation("row %lld: offset 0 but the log stds differ from the continuous output", (long long)r);
+        if (!shifted) c = 0; /* a tiny offset may leave every stored value as it was */
+        tanh_weights(s, vt, r, w);
+        if (off && c != 0) {
+            /* out = l(c) = max(log_std_max + (K + c) w_i, log_std_min), rounded up in float32; c as
+             * stored is rounded to nearest; K + c <= 0 */
+            if (k + c > 4 * type_eps(vt) * (fabs(k) + fabs(c)))
+                violation("row %lld: offset %.17g beyond -K = %.17g (the stds all at log_std_max)", (long long)r, c, -k);
+            for (int64_t i = base; i < base + n_cols; i++) {
+                long double wi = w[i - base], want = fmaxl(cparams.log_std_max + ((long double)k + c) * wi, lmin);
+                double o = get(out, vt, i);
+                double tol = 4 * type_eps(vt) * (fabs(o) + fabs(cparams.log_std_max) + (double)(fabsl((long double)k + c) * wi) +
+                                                 (double)(fabsl((long double)c) * wi) + fabs(k) * (double)wi) +
+                             (vt == TY_F32 ? 1.5e-45 : 5e-324);
+                if (fabsl(o - want) > tol)
+                    violation("log std [%lld] = %.17g, but l(c) = max(%.17g + (K + c) w, %.17g) = %.17Lg (K = %.17g, c = %.17g, w = %.17Lg)",
+                              (long long)i, o, cparams.log_std_max, lmin, want, k, c, wi);
+            }
+        }
         /* the floor holds at the stored values; a shifted row sits at the root nearest 0 */
         if (budget < n_cols) continue;
         budget -= n_cols;
         tanh_row at, at0;
-        if (!tanh_row_at(m, out, vt, r, 0, &at) || !tanh_row_at(m, l, vt, r, 0, &at0)) continue;
+        if (!tanh_row_at(m, out, vt, r, w, &at) || !tanh_row_at(m, l, vt, r, w, &at0)) continue;
         double floor_tol = 1e-11 * (1 + fabs(target)) + 1e-12 * (double)n_cols + 1e-15 * (double)at.mag;
         if (at.h < (long double)target - floor_tol)
             violation("row %lld: squashed entropy %.17Lg below H0 + delta = %.17g (reference; c = %.17g)", (long long)r, at.h,
                       target, c);
         if (c == 0) continue;
-        /* the solve stops within 1e-12 (1 + |target|) above the target or within a few ulp of c;
-         * the stored log stds are l + c rounded (up, in float32): each moves H by |dH/dls| ulp */
-        double above = 2e-12 * (1 + fabs(target)) + floor_tol + 8 * type_eps(vt) * (mx + fabs(c)) * (double)(at.abs_slope + 1);
+        /* the solve stops within 1e-12 (1 + |target|) above the target, or where the stored log
+         * stds (rounded up in float32) first reach it: each moves H by |dH/dls| ulp */
+        double above = 2e-12 * (1 + fabs(target)) + floor_tol + 8 * type_eps(vt) * (mx + 1) * (double)(at.abs_slope + 1);
         if (at.h > (long double)target + above)
             violation("row %lld: offset %.17g lifts the squashed entropy to %.17Lg, above H0 + delta = %.17g by more than %.3g",
                       (long long)r, c, at.h, target, above);
         if (at0.h >= (long double)target + floor_tol)
             violation("row %lld: offset %.17g though the continuous output already has squashed entropy %.17Lg >= %.17g",
                       (long long)r, c, at0.h, target);
-        /* f rises from 0 towards c, and is still rising (in that direction) at the root: the
-         * nearer of the two roots; near the peak both slopes are small */
+        /* f rises from 0 towards c, and still rises (in that direction) at the root: the nearer
+         * root; near the peak both slopes are small */
         double flat0 = 1e-6 * (1 + (double)at0.abs_slope), flat = 1e-6 * (1 + (double)at.abs_slope);
         if ((c > 0 && at0.slope < -flat0) || (c < 0 && at0.slope > flat0))
             violation("row %lld: offset %.17g against the entropy's slope %.6Lg at c = 0", (long long)r, c, at0.slope);
         if ((c > 0 && at.slope < -flat) || (c < 0 && at.slope > flat))
             violation("row %lld: offset %.17g reaches the far root (slope %.6Lg there, beyond the peak)", (long long)r, c, at.slope);
     }
+    free(w);
     if (n_rows > 0) {
         era_bound_report rep;
         double tol = 1e-11 * (1 + fabs(target)) + 1e-12 * (double)n_cols;
@@ -3734,16 +3738,23 @@ static void checks_tanh_floor_backward(int vt) {
     }
     moderate &= era_continuous_tanh_forward_f64(&cparams, n_rows, n_cols, sd, md, out, off) == ERA_OK &&
                 era_continuous_forward_f64(&cparams, n_rows, n_cols, sd, l) == ERA_OK;
-    double target = cparams.target_entropy + cparams.residual;
+    double target = cparams.target_entropy + cparams.residual, k = continuous_k(&cparams, n_cols);
+    long double *w = malloc((size_t)n_cols * sizeof(long double));
     for (int64_t r = 0; moderate && r < n_rows; r++) {
         if (off[r] != 0 && fabs(off[r]) < 1e-3) moderate = 0;
-        for (int64_t i = r * n_cols; moderate && i < (r + 1) * n_cols; i++)
-            if (l[i] - cparams.log_std_min < 1e-3 || fabs(out[i]) > 8) moderate = 0; /* clipping; wide stds */
+        tanh_weights(sd, TY_F64, r, w);
+        for (int64_t i = r * n_cols; moderate && i < (r + 1) * n_cols; i++) {
+            /* away from the clipping point of l(c)_i (within 1e-3, the difference may cross it) */
+            long double free_ = cparams.log_std_max + ((long double)k + off[r]) * w[i - r * n_cols] - cparams.log_std_min;
+            if (fabsl(free_) < 1e-3L || fabs(out[i]) > 8 || fabs(l[i]) > 8) moderate = 0;
+        }
         tanh_row t;
-        if (!moderate || !tanh_row_at(md, out, TY_F64, r, 0, &t)) { moderate = 0; break; }
+        if (!moderate || !tanh_row_at(md, out, TY_F64, r, w, &t)) { moderate = 0; break; }
         if (off[r] == 0 && t.h - target < 1e-3) moderate = 0;    /* c = 0 rows well above the target */
-        if (off[r] != 0 && fabsl(t.slope) < 0.1L) moderate = 0;  /* away from the peak */
+        if (off[r] != 0 && fabsl(t.slope) < 1e-2L) moderate = 0; /* away from the peak */
+        if (off[r] != 0 && -(k + off[r]) < 1e-3) moderate = 0;   /* away from c = -K */
     }
+    free(w);
     if (moderate) {
         long double fd, analytic = 0, mag = 0;
         for (int64_t i = 0; i < n; i++) {

@@ -332,25 +332,27 @@ era_status era_continuous_truncated_backward_f64(const era_continuous_params *pa
  *   l(c)_i = max(log_std_max + (K + c) * w_i, log_std_min)  (the continuous ERA output for the
  *            row target H0 + residual + c; l(0) is era_continuous_forward's output bit for bit)
  *   f(c)   = sum_i H_tanh(mean[r, i], l(c)_i) - (H0 + residual)
- *   c[r]   = 0 if f(0) >= 0; otherwise the root of f nearest 0 on the side where f rises from 0
- *            (c > 0, every std growing, where the stds lie below the squashed entropy's peak;
- *            c < 0 where they lie beyond it), with K + c <= 0
+ *   c[r]   = 0 if f(0) >= 0; otherwise the root of f nearest 0: the smallest c > 0 with
+ *            f(c) >= 0 (every std growing; K + c <= 0) or the largest c < 0 with f(c) >= 0
+ *            (every std shrinking, where the stds lie beyond the squashed entropy's peak),
+ *            whichever has the smaller |c| (the positive one on a tie)
  *   out_log_std[r, i] = l(c[r])_i, always within [log_std_min, log_std_max]
  * The squashed entropy of one dimension is concave in its log std with one peak (it tends to
- * -inf as the std vanishes and as it grows, the squashed mass piling up at +-1), so f rises to
- * one peak from c = 0; a row whose peak lies below the target, or whose stds all reach
- * log_std_max (c = -K) first, has no offset: INFEASIBLE_TARGET, never a silent clamp. The
- * largest squashed entropy of one dimension is 0.683648 nats (mean 0, std 0.8737); it falls
- * fast with |mean| (0.0957 at |mean| = 1, -1.233 at 2, -2.847 at 3 nats), so a target a row
- * cannot reach at its current means is an error.
- * c is found in double by safeguarded Newton iteration on the rising branch (within
+ * -inf as the std vanishes and as it grows, the squashed mass piling up at +-1), so f is
+ * concave between the points where entries leave log_std_min, and the roots are found piece
+ * by piece. A row with no such c (its largest entropy on [log_std_min, log_std_max] lies below
+ * the target) is INFEASIBLE_TARGET, never a silent clamp. The largest squashed entropy of one
+ * dimension is 0.6836356 nats (mean 0, std 0.8744); it falls fast with |mean| (0.0957 at
+ * |mean| = 1, -1.233 at 2, -2.847 at 3 nats), so a target a row cannot reach at its current
+ * means is an error.
+ * c is found in double by safeguarded Newton iteration on each piece's rising branch (within
  * 1e-12 * (1 + |H0 + residual|) nats above the target), the floor evaluated at the stored
  * values (float32 outputs are rounded towards +inf).
  * Reads std_logits[rows*dim], mean[rows*dim]; writes out_log_std[rows*dim] and, when
  * out_offset is not NULL, out_offset[rows] (c per row, in nats of Gaussian target). In place
  * allowed: out_log_std == std_logits.
  * Errors: the continuous parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1;
- * INFEASIBLE_TARGET if H0 + residual >= dim * 0.683648... (the largest squashed entropy at any
+ * INFEASIBLE_TARGET if H0 + residual >= dim * 0.6836356... (the largest squashed entropy at any
  * mean and std), or when a row has no offset (above); NON_FINITE for non-finite std_logits or
  * mean. */
 era_status era_continuous_tanh_forward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
@@ -770,7 +772,7 @@ era_status era_check_continuous_truncated_f64(const era_continuous_params *param
  * guarantees).
  * Reads mean[rows*dim], log_std[rows*dim]; writes *report.
  * Errors: the continuous parameter checks; INFEASIBLE_TARGET if H0 + residual >=
- * dim * 0.683648... (as the forward pass); NULL_POINTER (mean, log_std, report); BAD_SHAPE if
+ * dim * 0.6836356... (as the forward pass); NULL_POINTER (mean, log_std, report); BAD_SHAPE if
  * rows < 0 or dim < 1; BAD_PARAMETER for a bad tol or a row entropy that is not a finite
  * double; NON_FINITE. */
 era_status era_check_continuous_tanh_f32(const era_continuous_params *params, int64_t rows, int64_t dim,

@@ -22,7 +22,7 @@ public struct TanhFloorERA: SampledFloorActivation {
     public let gaussian: ContinuousERA
 
     /// Throws .infeasibleTarget unless H0 + delta < D times the largest squashed entropy of one
-    /// dimension (Entropy.tanhGaussianEntropySupremum, at mean 0 and std 0.8737).
+    /// dimension (Entropy.tanhGaussianEntropySupremum, at mean 0 and std 0.8744).
     public init(gaussian: ContinuousERA) throws(ERAError) {
         guard gaussian.guaranteedFloor < Double(gaussian.dim) * Entropy.tanhGaussianEntropySupremum else {
             throw .infeasibleTarget
@@ -91,15 +91,30 @@ public struct TanhFloorERA: SampledFloorActivation {
             return sum
         }
 
-        /// The offset (nil: none in double). c ranges over [low, -K]: at -K every log std is
-        /// log_std_max; at low every one is clipped at log_std_min (f is flat below).
+        /// The offset (nil: none in double): the root of f nearest 0 among the first root above 0
+        /// (c in [0, -K]: at -K every log std is log_std_max) and the first below 0 (down to where
+        /// every entry is clipped at log_std_min and f is flat); the one above on a tie.
         func offset() -> Double? {
-            var smallest = 1.0
-            for i in 0..<era.gaussian.dim { smallest = min(smallest, weights[i]) }
+            let d = era.gaussian.dim, k = era.gaussian.scale
             let span = era.gaussian.logStdMax - era.gaussian.logStdMin
-            let low = smallest > 0 ? max(-(span / smallest) - era.gaussian.scale, -Double.greatestFiniteMagnitude) : -Double.greatestFiniteMagnitude
-            return risingRoot(shortfall, slope, tolerance: 1e-12 * (1 + abs(era.target)),
-                              upper: -era.gaussian.scale, lower: low)
+            // Entry i leaves log_std_min at c_i = -span/w_i - K: f's kinks.
+            var low = 0.0
+            var up: [Double] = [], down: [Double] = []
+            for i in 0..<d {
+                let kink = weights[i] > 0 ? -(span / weights[i]) - k : -Double.infinity
+                low = min(low, kink)
+                if kink > 0 && kink < -k { up.append(kink) }
+                if kink < 0 && kink.isFinite { down.append(-kink) }
+            }
+            let bottom = low.isFinite ? -low : Double.greatestFiniteMagnitude
+            let tolerance = 1e-12 * (1 + abs(era.target))
+            let f0 = shortfall(0)
+            if f0 >= 0 { return 0 }
+            let above = firstRoot({ shortfall($0) }, { slope($0) }, f0: f0, kinks: up.sorted(), end: -k, tolerance: tolerance)
+            let below = firstRoot({ shortfall(-$0) }, { -slope(-$0) }, f0: f0, kinks: down.sorted(),
+                                  end: min(above ?? bottom, bottom), tolerance: tolerance)
+            if let above, let below { return below < above ? -below : above }
+            return above ?? below.map { -$0 }
         }
     }
 
@@ -254,59 +269,47 @@ public struct TanhFloorERA: SampledFloorActivation {
     }
 }
 
-/// The root of f nearest 0 on the side where f rises from 0, for f concave on [lower, upper]
-/// (lower <= 0 <= upper), to within `tolerance` above 0; 0 if f(0) >= 0; nil when f's peak on
-/// that side lies below 0 (or the side's end is reached first). `rise` is f'.
-///
-/// With d the sign of f'(0) and g(t) = f(d t): the bracket [a, b], g(a) < 0 <= g(b), is found
-/// by doubling b up to the side's end; a b where g is still below 0 but no longer rises means
-/// the peak was passed, and it is located by bisection on the sign of g', stopping at the first
-/// point that reaches 0 (none: nil). Then safeguarded Newton, every iterate inside the bracket,
-/// bisection when Newton leaves it; a step from below already within the tolerance is doubled
-/// so that the iterate lands on the feasible side.
-func risingRoot(_ f: (Double) -> Double, _ rise: (Double) -> Double, tolerance: Double, upper: Double,
-                lower: Double) -> Double? {
-    var fa = f(0)
-    if fa >= 0 { return 0 }
-    let r0 = rise(0)
-    guard r0 != 0, r0.isFinite else { return nil }
-    let direction: Double = r0 > 0 ? 1 : -1
-    let end = direction > 0 ? upper : -lower
+/// The first t in (0, end] with g(t) >= 0 (to within `tolerance` above 0), g(0) = f0 < 0, for g
+/// concave between consecutive `kinks` (sorted, in (0, end)); nil when there is none. `slope` is
+/// g'. On each piece [a, b]: g' <= 0 just after a means g falls throughout (concave): no root;
+/// else the root is on the rising branch if g(b) >= 0, or where the piece's peak (bisection on
+/// the sign of g') first reaches 0 -- bisection stops at the first midpoint with g >= 0.
+func firstRoot(_ g: (Double) -> Double, _ slope: (Double) -> Double, f0: Double, kinks: [Double], end: Double,
+               tolerance: Double) -> Double? {
     guard end > 0 else { return nil }
-    func g(_ t: Double) -> Double { f(direction * t) }
-    func slope(_ t: Double) -> Double { direction * rise(direction * t) }
-    var a = 0.0, b = min(1.0, end)
-    var fb = g(b)
-    while fb < 0 {
-        if !(slope(b) > 0) {
-            var low = a, high = b, reached = false
-            for _ in 0..<200 {
-                let mid = 0.5 * (low + high)
-                if !(mid > low && mid < high) { break }
-                let value = g(mid)
-                if value >= 0 {
-                    b = mid
-                    fb = value
-                    reached = true
-                    break
-                }
-                if slope(mid) > 0 {
-                    low = mid
-                    a = mid
-                    fa = value
-                } else {
-                    high = mid
-                }
+    var a = 0.0
+    for b in kinks + [end] where b > a {
+        defer { a = b }
+        guard slope(a + (b - a) * 0x1p-30) > 0 else { continue }
+        let ga = a == 0 ? f0 : g(a)
+        if ga >= 0 { return a }
+        let gb = g(b)
+        if gb >= 0 { return bracketedRoot(g, slope, a, ga, b, tolerance: tolerance) }
+        guard !(slope(b - (b - a) * 0x1p-30) > 0) else { continue }  // still rising at b: the peak is b
+        var low = a, lowValue = ga, high = b
+        for _ in 0..<200 {
+            let mid = 0.5 * (low + high)
+            if !(mid > low && mid < high) { break }
+            let value = g(mid)
+            if value >= 0 { return bracketedRoot(g, slope, low, lowValue, mid, tolerance: tolerance) }
+            if slope(mid) > 0 {
+                low = mid
+                lowValue = value
+            } else {
+                high = mid
             }
-            if !reached { return nil }
-            break
         }
-        if b >= end { return nil }
-        a = b
-        fa = fb
-        b = min(2 * b, end)
-        fb = g(b)
     }
+    return nil
+}
+
+/// The root of g in (a, b], g(a) = fa < 0 <= g(b), g concave increasing up to the root:
+/// safeguarded Newton, every iterate inside the bracket, bisection when Newton leaves it; a step
+/// from below already within the tolerance is doubled so that the iterate lands on the feasible
+/// side. Stops at the first t with 0 <= g(t) <= tolerance, or a bracket 4 ulps wide (then b).
+func bracketedRoot(_ g: (Double) -> Double, _ slope: (Double) -> Double, _ a0: Double, _ fa: Double, _ b0: Double,
+                   tolerance: Double) -> Double {
+    var a = a0, b = b0
     var x = a, fx = fa
     for iteration in 0..<200 {
         if b - a <= 4 * b.ulp { break }
@@ -320,12 +323,12 @@ func risingRoot(_ f: (Double) -> Double, _ rise: (Double) -> Double, tolerance: 
         let value = g(next)
         if value >= 0 {
             b = next
-            if value <= tolerance { return direction * b }
+            if value <= tolerance { return b }
         } else {
             a = next
         }
         x = next
         fx = value
     }
-    return direction * b
+    return b
 }

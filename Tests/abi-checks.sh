@@ -5,7 +5,8 @@
 #   runtime   libera.so needs no Swift runtime library (static Swift runtime)
 #   c-tests   Tests/c/test_era.c, test_llm.c, test_linear.c, test_topk.c, test_truncnorm.c and
 #             test_sampled_floor.c: every entry point against
-#             float64 references;
+#             float64 references; test_tanh_floor.c: the tanh sampled floor against a
+#             quadrature reference, with both kernel choices;
 #             test_concurrency.c: concurrent calls give the serial results bit for bit;
 #             test_overlap.c: overlapping arrays refused, in-place calls as before;
 #             test_fork.c: forks while other threads are inside libera: each child computes
@@ -80,6 +81,8 @@ check "C tests of the LLM entry points, portable kernels (ERA_SIMD=0)" c_test_po
 check "C tests of the top-k log-probabilities, portable kernels (ERA_SIMD=0)" c_test_portable test_topk
 check "eight threads calling every kernel while the thread setting changes (Tests/c/test_concurrency.c)" c_test test_concurrency
 check "C tests of the sampled floor and the truncated-normal entropy gradient (Tests/c/test_sampled_floor.c)" c_test test_sampled_floor
+check "C tests of the tanh sampled floor and the tanh-Gaussian entropy gradient (Tests/c/test_tanh_floor.c)" c_test test_tanh_floor
+check "C tests of the tanh sampled floor, portable kernels (ERA_SIMD=0)" c_test_portable test_tanh_floor
 check "overlapping arrays refused with ERA_ERR_OVERLAP, in-place calls unchanged (Tests/c/test_overlap.c)" c_test test_overlap
 check "100 forks while two threads are inside libera: children compute with threads of their own (Tests/c/test_fork.c)" c_test test_fork
 check "make install + pkg-config build and run the README examples" install_and_pkg_config

@@ -609,7 +609,9 @@ enum {
     /* the truncated-normal policy: bytes 210..222 and 225..231 (see fn_of_byte) */
     FN_TNS_F32, FN_TNS_F64, FN_TNSB_F32, FN_TNSB_F64, FN_TNLP_F32, FN_TNLP_F64, FN_TNLPB_F32, FN_TNLPB_F64,
     /* the truncated-normal entropy gradient and the sampled floor: bytes 39..62 (see fn_of_byte) */
-    FN_TNB_F32, FN_TNB_F64, FN_SFF_F32, FN_SFF_F64, FN_SFB_F32, FN_SFB_F64, FN_CHKT_F32, FN_CHKT_F64, FN_COUNT
+    FN_TNB_F32, FN_TNB_F64, FN_SFF_F32, FN_SFF_F64, FN_SFB_F32, FN_SFB_F64, FN_CHKT_F32, FN_CHKT_F64,
+    /* the tanh-Gaussian entropy gradient and the tanh sampled floor: bytes 78..101 (see fn_of_byte) */
+    FN_TGB_F32, FN_TGB_F64, FN_THF_F32, FN_THF_F64, FN_THB_F32, FN_THB_F64, FN_CHKH_F32, FN_CHKH_F64, FN_COUNT
 };
 static const char *const fn_name[] = {
     "era_softmax_entropy_f32", "era_softmax_entropy_f64", "era_gaussian_entropy_f32", "era_gaussian_entropy_f64",
@@ -629,7 +631,10 @@ static const char *const fn_name[] = {
     "era_truncated_normal_entropy_backward_f32", "era_truncated_normal_entropy_backward_f64",
     "era_continuous_truncated_forward_f32", "era_continuous_truncated_forward_f64",
     "era_continuous_truncated_backward_f32", "era_continuous_truncated_backward_f64",
-    "era_check_continuous_truncated_f32", "era_check_continuous_truncated_f64"};
+    "era_check_continuous_truncated_f32", "era_check_continuous_truncated_f64",
+    "era_tanh_gaussian_entropy_backward_f32", "era_tanh_gaussian_entropy_backward_f64",
+    "era_continuous_tanh_forward_f32", "era_continuous_tanh_forward_f64", "era_continuous_tanh_backward_f32",
+    "era_continuous_tanh_backward_f64", "era_check_continuous_tanh_f32", "era_check_continuous_tanh_f64"};
 
 /* The entry point of an input's first byte. Inputs written before the fused linear heads
  * were added picked it as byte % 36; byte % 39 would move most of them (151 % 36 = 7 but
@@ -643,10 +648,13 @@ static const char *const fn_name[] = {
  * committed input starts with (209, 223 and 224 do, and keep their byte % 36): 2 or 3 bytes
  * each, about 1% of inputs per function.
  * The sampled floor's eight entry points took the bytes 39..62 in the same way (3 each, about
- * 1.2% of inputs per function): no committed input starts with one of them. */
+ * 1.2% of inputs per function): no committed input starts with one of them.
+ * The tanh floor's eight entry points took the bytes 78..101 (3 each), which no committed
+ * input starts with (67, 77, 115, 116 and 125 do, and keep their byte % 36). */
 static int fn_of_byte(uint8_t b) {
     if (b < 39) return b;
     if (b < 63) return FN_TNB_F32 + (b - 39) % 8;
+    if (b >= 78 && b <= 101) return FN_TGB_F32 + (b - 78) % 8;
     if (b >= 232) return FN_LINF + (b - 232) % 3;
     if (b >= 210 && b <= 222) return FN_TNS_F32 + (b - 210) % 8;
     if (b >= 225 && b <= 231) return FN_TNS_F32 + (b - 225 + 5) % 8;
@@ -757,6 +765,14 @@ static era_status invoke(void) {
         return era_check_continuous_truncated_f32(cpp, n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, tol_arg, A[2]);
     case FN_CHKT_F64:
         return era_check_continuous_truncated_f64(cpp, n_rows, n_cols, A[0], A[1], lo_arg, hi_arg, tol_arg, A[2]);
+    case FN_TGB_F32: return era_tanh_gaussian_entropy_backward_f32(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_TGB_F64: return era_tanh_gaussian_entropy_backward_f64(n_rows, n_cols, A[0], A[1], A[2], A[3], A[4]);
+    case FN_THF_F32: return era_continuous_tanh_forward_f32(cpp, n_rows, n_cols, A[0], A[1], A[2], A[3]);
+    case FN_THF_F64: return era_continuous_tanh_forward_f64(cpp, n_rows, n_cols, A[0], A[1], A[2], A[3]);
+    case FN_THB_F32: return era_continuous_tanh_backward_f32(cpp, n_rows, n_cols, A[0], A[1], A[2], A[3], A[4], A[5]);
+    case FN_THB_F64: return era_continuous_tanh_backward_f64(cpp, n_rows, n_cols, A[0], A[1], A[2], A[3], A[4], A[5]);
+    case FN_CHKH_F32: return era_check_continuous_tanh_f32(cpp, n_rows, n_cols, A[0], A[1], tol_arg, A[2]);
+    case FN_CHKH_F64: return era_check_continuous_tanh_f64(cpp, n_rows, n_cols, A[0], A[1], tol_arg, A[2]);
     }
     abort();
 }
@@ -790,6 +806,7 @@ static int vt_of(int f) {
     case FN_DFWD_F64: case FN_DBWD_F64: case FN_CHKD_F64: case FN_CHKC_F64: case FN_TOK_F64: return TY_F64;
     case FN_TNS_F64: case FN_TNSB_F64: case FN_TNLP_F64: case FN_TNLPB_F64: return TY_F64;
     case FN_TNB_F64: case FN_SFF_F64: case FN_SFB_F64: case FN_CHKT_F64: return TY_F64;
+    case FN_TGB_F64: case FN_THF_F64: case FN_THB_F64: case FN_CHKH_F64: return TY_F64;
     case FN_TOK_BF16: case FN_LPF_BF16: case FN_LPB_BF16: return TY_BF16;
     default: return TY_F32;
     }
@@ -3272,6 +3289,575 @@ static void checks_sampled_check(int vt) {
         violation("report mean entropy %.17g, reference %.17Lg", rep.mean_entropy, sum / n_rows);
 }
 
+/* ---- the tanh-Gaussian entropy gradient and the tanh sampled floor ----------------------
+ * era_tanh_gaussian_entropy_backward_*, era_continuous_tanh_forward_* / _backward_*,
+ * era_check_continuous_tanh_*. Check order assumed in libera (as the truncated floor's): the
+ * continuous parameters, the static feasibility (INFEASIBLE_TARGET if H0 + delta >= dim *
+ * 0.6836356...), then the shape, pointers, overlaps and the scan of the inputs, then the rows
+ * (INFEASIBLE_TARGET when a row's peak lies below the target; BAD_PARAMETER when a gradient
+ * leaves the output type). A row-dependent INFEASIBLE_TARGET is required where a bound on the
+ * rows' peaks proves it, and refused after the call where every row's continuous output
+ * already reaches the target (checks_refused). */
+
+/* The largest squashed entropy of one dimension: at mean 0, std 0.874400 (60-digit arithmetic,
+ * mpmath; era.h: 0.6836356...); targets are also drawn at 0.683648, 1.2e-5 above it. */
+#define TANH_PEAK_TRUE 0.68363556359960241194
+#define TANH_PEAK_ABOVE 0.683648
+
+/* 20-point Gauss-Legendre rule on [-1, 1], by Newton's method on P_20 (long double). */
+#define GL_N 20
+static long double gl_x[GL_N], gl_w[GL_N];
+static void gl_init(void) {
+    if (gl_w[0] != 0) return;
+    for (int i = 0; i < GL_N; i++) {
+        long double x = cosl(3.14159265358979323846L * (i + 0.75L) / (GL_N + 0.5L)), dp = 1;
+        for (int it = 0; it < 100; it++) {
+            long double p0 = 1, p1 = x;
+            for (int k = 2; k <= GL_N; k++) {
+                long double p2 = ((2 * k - 1) * x * p1 - (k - 1) * p0) / k;
+                p0 = p1; p1 = p2;
+            }
+            dp = GL_N * (x * p1 - p0) / (x * x - 1);
+            long double step = p1 / dp;
+            x -= step;
+            if (fabsl(step) < 1e-19L) break;
+        }
+        gl_x[i] = x;
+        gl_w[i] = 2 / ((1 - x * x) * dp * dp);
+    }
+}
+
+/* The entropy H of tanh(x), x ~ N(mu, e^(2 ls)), one dimension, and dH/dmu = -2 E tanh x,
+ * dH/dls = 1 - 2 E[(x - mu) tanh x] (the derivative under the integral, not Stein's form), in
+ * long double, by a quadrature of this harness's own:
+ *  - std <= 1: the trapezoid rule in e = (x - mu)/std over [-13, 13], step 0.1. The integrands
+ *    phi(e) g(mu + std e), g = log(1 - tanh^2), tanh, are analytic in the strip |Im e| < pi/2:
+ *    the rule's error is about e^-88 of their size;
+ *  - std > 1: log(1 - tanh^2 x) = 2 log 2 - 2|x| - 2 log(1 + e^-2|x|), E|x| and E sign(x) in
+ *    closed form (erf), and the parts that decay like e^-2|x| folded onto x >= 0 and integrated
+ *    by Gauss-Legendre over 24 unit panels of [0, 24].
+ * Returns 0 (no reference) for |ls| > 700 or |mu| > 1e15. */
+static int ref_tanh(long double mu, long double ls, long double *h, long double *dm, long double *dl) {
+    if (!(fabsl(ls) <= 700) || !(fabsl(mu) <= 1e15L)) return 0;
+    const long double LOG4 = 1.38629436111989061883L, RT2PI = 2.50662827463100050242L;
+    long double sd = expl(ls), pen = 0, et = 0, ext = 0; /* E log(1 - tanh^2), E tanh, E (x - mu) tanh */
+    if (sd <= 1) {
+        for (int k = -130; k <= 130; k++) {
+            long double e = k * 0.1L, w = 0.1L * expl(-0.5L * e * e) / RT2PI, x = mu + sd * e, ax = fabsl(x);
+            long double t = tanhl(x);
+            pen += w * (LOG4 - 2 * ax - 2 * log1pl(expl(-2 * ax)));
+            et += w * t;
+            ext += w * sd * e * t;
+        }
+    } else {
+        gl_init();
+        long double z = mu / (sd * 1.41421356237309504880L);
+        long double eabs = sd * 0.79788456080286535588L * expl(-z * z) + mu * erfl(z), esgn = erfl(z);
+        long double iq = 0, it = 0, ixt = 0;
+        for (int p = 0; p < 24; p++)
+            for (int i = 0; i < GL_N; i++) {
+                long double x = p + 0.5L + 0.5L * gl_x[i], wq = 0.5L * gl_w[i];
+                long double up = (x - mu) / sd, dn = (x + mu) / sd;
+                long double np = expl(-0.5L * up * up) / (sd * RT2PI), nn = expl(-0.5L * dn * dn) / (sd * RT2PI);
+                long double u = expl(-2 * x), q = log1pl(u), one_minus_tanh = 2 * u / (1 + u);
+                iq += wq * q * (np + nn);
+                it += wq * one_minus_tanh * (np - nn);
+                ixt += wq * x * one_minus_tanh * (np + nn);
+            }
+        pen = LOG4 - 2 * eabs - 2 * iq;
+        et = esgn - it;
+        ext = (eabs - ixt) - mu * et; /* E x tanh x - mu E tanh x */
+    }
+    *h = ls + (long double)GAUSS_C + pen;
+    *dm = -2 * et;
+    *dl = 1 - 2 * ext;
+    return 1;
+}
+
+/* An upper bound of the squashed entropy of one dimension at mean mu over every std:
+ * H <= ls + c + 2 log 2 - 2 max(|mu|, std sqrt(2/pi)) (log(1 - tanh^2 x) <= 2 log 2 - 2|x|, and
+ * E|x| >= |mu|, >= std sqrt(2/pi)), maximised over ls. */
+static double tanh_peak_bound(double mu) {
+    double a = fabs(mu);
+    if (a < 0.5) return 1.3379;
+    return log(a / 0.79788456080286535588) + GAUSS_C + 1.3862943611198906188 - 2 * a;
+}
+
+/* The softmax weights of a row of std_logits, in long double. */
+static void tanh_weights(const void *sl, int vt, int64_t r, long double *w) {
+    long double mx = -INFINITY, z = 0;
+    for (int64_t i = 0; i < n_cols; i++) mx = fmaxl(mx, get(sl, vt, r * n_cols + i));
+    for (int64_t i = 0; i < n_cols; i++) z += w[i] = expl((long double)get(sl, vt, r * n_cols + i) - mx);
+    for (int64_t i = 0; i < n_cols; i++) w[i] /= z;
+}
+
+/* A row of the floor at mean m and log stds ls: its squashed entropy h, its slope in the
+ * offset f'(c) = sum_i dH/dls w_i over the entries above log_std_min (w: the row's softmax
+ * weights), sum_i |dH/dls| (unweighted: how far the rounding of the stored log stds moves h),
+ * max_i |dH/dmu| + |dH/dls|, and the magnitude of the terms; 0 where a dimension has no
+ * reference. */
+typedef struct { long double h, slope, abs_slope, big, mag; } tanh_row;
+static int tanh_row_at(const void *m, const void *ls, int vt, int64_t r, const long double *w, tanh_row *t) {
+    memset(t, 0, sizeof *t);
+    for (int64_t i = r * n_cols; i < (r + 1) * n_cols; i++) {
+        long double h, dm, dl, mu = get(m, vt, i), l = get(ls, vt, i);
+        if (!ref_tanh(mu, l, &h, &dm, &dl)) return 0;
+        t->h += h;
+        if (w && l > cparams.log_std_min) t->slope += dl * w[i - r * n_cols];
+        t->abs_slope += fabsl(dl);
+        t->big = fmaxl(t->big, fabsl(dm) + fabsl(dl));
+        t->mag += fabsl(l) + GAUSS_C + 2 * fabsl(mu) + 2 * expl(l);
+    }
+    return 1;
+}
+
+static int tanh_verify;     /* a row-dependent INFEASIBLE_TARGET is to be verified after the call */
+
+/* The continuous parameter faults and the static feasibility of the tanh floor. */
+static void tanh_static_faults(int check) {
+    unsigned *fa = shape_bad ? &maybe : &faults;
+    unsigned before = *fa;
+    continuous_faults(cpp, n_cols, fa, &maybe);
+    if (*fa != before) return;
+    double target = cparams.target_entropy + cparams.residual, d = (double)n_cols;
+    double truth = d * TANH_PEAK_TRUE;
+    (void)check;
+    if (near_boundary(target, truth, 1e-9)) maybe |= F(ERA_ERR_INFEASIBLE_TARGET);
+    else if (target >= truth) *fa |= F(ERA_ERR_INFEASIBLE_TARGET);
+}
+
+static int setup_tanh_backward(int vt) {
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 1, es, es);
+    if (too_big(n_rows, n_cols)) return 0;
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+    fill_values(new_array(1, vt, n, 0), vt, n_rows, n_cols);
+    fill_values(new_array(2, vt, shape_bad ? 0 : n_rows, 0), vt, n_rows, 1);
+    new_array(3, vt, n, 1);
+    new_array(4, vt, n, 1);
+    uint8_t a = byte();
+    if (a < 48) alias(3, 0); /* out_grad_mean == mean */
+    if (a % 3 == 0) alias(4, 1); /* out_grad_log_std == log_std */
+    maybe_null(5);
+    if (!shape_bad) {
+        if (n_rows > 0 && (!A[0] || !A[1] || !A[2] || !A[3] || !A[4])) faults |= F(ERA_ERR_NULL_POINTER);
+        if (!all_finite(0, vt, n) || !all_finite(1, vt, n) || !all_finite(2, vt, n_rows)) faults |= F(ERA_ERR_NON_FINITE);
+        /* era.h: BAD_PARAMETER when a gradient cannot be represented in the output type:
+         * |dH/dmu| <= 2 and |dH/dls| <= 1 + 2 std^2 min(1, 0.8/std) (E sech^2 <= the density's
+         * largest value times the integral of sech^2, 2): allowed where the bound times the
+         * upstream gradient nears the type's range, or where std overflows double */
+        if (!faults && A[1] && A[2]) {
+            for (int64_t i = 0; i < n; i++) {
+                double g = fabs(get(A[2], vt, i / n_cols)), ls = get(A[1], vt, i);
+                double sd = exp(fmin(ls, 800.0)), bound = 3 + fmin(2 * sd * sd, 1.6 * sd);
+                if (ls > 700 || g * bound > type_max(vt) / 64 || g > type_max(vt) / 64) maybe |= F(ERA_ERR_BAD_PARAMETER);
+            }
+        }
+    }
+    describe("%s(rows=%lld, dim=%lld, in_place=%d%d)", fn_name[fn], (long long)n_rows, (long long)n_cols,
+             A[3] && A[3] == A[0], A[4] && A[4] == A[1]);
+    return 1;
+}
+
+static void checks_tanh_backward(int vt) {
+    const void *m = input(0), *ls = input(1), *g = input(2);
+    int64_t n = n_rows * n_cols;
+    for (int64_t i = 0; i < n; i++) {
+        double gm = get(A[3], vt, i), gl = get(A[4], vt, i);
+        if (!isfinite(gm) || !isfinite(gl)) violation("entropy gradient [%lld] = (%g, %g) with status ok", (long long)i, gm, gl);
+        if (i >= 256) continue; /* the reference on the first 256 entries */
+        long double h, dm, dl, gr = get(g, vt, i / n_cols);
+        if (!ref_tanh(get(m, vt, i), get(ls, vt, i), &h, &dm, &dl)) continue;
+        /* era.h: the expectations in double within about 1e-14 a dimension; dH/dls is formed as
+         * 1 - 2 std^2 E sech^2, whose rounding is relative to its terms */
+        long double sd = expl((long double)get(ls, vt, i));
+        double tm = (double)(fabsl(gr) * (1e-12L * (1 + fabsl(dm)))) + 2 * type_eps(vt) * (double)fabsl(gr * dm) + 1e-300;
+        double tl = (double)(fabsl(gr) * (1e-12L * (1 + fabsl(dl) + fminl(2 * sd * sd, 2 * sd)))) +
+                    2 * type_eps(vt) * (double)fabsl(gr * dl) + 1e-300;
+        if (vt == TY_F32) tm += 1.5e-45, tl += 1.5e-45;
+        expect_close(gm, gr * dm, tm, vt, "tanh-Gaussian dH/dmean", i);
+        expect_close(gl, gr * dl, tl, vt, "tanh-Gaussian dH/dlog_std", i);
+    }
+}
+
+/* The continuous output l of the floor's std_logits (slot 0), as libera computes it. */
+static void *tanh_plain(int vt, const void *s) {
+    int64_t n = n_rows * n_cols;
+    void *l = malloc(n ? (size_t)n * type_size[vt] : 1);
+    era_status st = vt == TY_F64 ? era_continuous_forward_f64(&cparams, n_rows, n_cols, s, l)
+                                 : era_continuous_forward_f32(&cparams, n_rows, n_cols, s, l);
+    if (st != ERA_OK) violation("era_continuous_forward on the same arguments: status '%s'", status_name(st));
+    return l;
+}
+
+static int setup_tanh_floor(int vt) {
+    int backward = fn == FN_THB_F32 || fn == FN_THB_F64;
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    gen_continuous(&cparams, n_cols);
+    /* targets near the peak (dim * 0.68364) and near the rows' own peaks as well */
+    uint8_t t = byte();
+    if (t >= 200 && n_cols >= 1) {
+        static const double below[] = {1, 0.1, 1e-3, 1e-6, 1e-9, 0, -1e-6, 0.5, 2, 5};
+        double peak = t & 1 ? TANH_PEAK_TRUE : TANH_PEAK_ABOVE;
+        cparams.target_entropy = (double)n_cols * peak - PICK(below) * (double)n_cols - cparams.residual;
+    }
+    cpp = byte() < 8 ? NULL : &cparams;
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 1, es, es);
+    if (too_big(n_rows, n_cols)) return 0;
+    if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET) | F(ERA_ERR_NULL_POINTER);
+    tanh_verify = 0;
+    tanh_static_faults(0);
+    int static_clean = !shape_bad && cpp && !faults && !(maybe & F(ERA_ERR_INFEASIBLE_TARGET));
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+    fill_values(new_array(1, vt, n, 0), vt, n_rows, n_cols);
+    if (!backward) {
+        new_array(2, vt, n, 1);
+        new_array(3, vt, shape_bad ? 0 : n_rows, 1);
+        uint8_t a = byte();
+        if (a < 64) alias(2, 0); /* out_log_std == std_logits */
+        if (a % 4 == 1) A[3] = NULL; /* the offsets are optional */
+        maybe_null(3);
+    } else {
+        fill_values(new_array(2, vt, n, 0), vt, n_rows, n_cols);
+        new_array(3, vt, n, 1);
+        new_array(4, vt, n, 1);
+        new_array(5, vt, shape_bad ? 0 : n_rows, 1);
+        uint8_t a = byte();
+        if (a < 40) alias(3, 0); /* out_grad_std_logits == std_logits */
+        else if (a < 80) alias(3, 2); /* == grad_log_std */
+        if (a % 3 == 0) alias(4, 1); /* out_grad_mean == mean */
+        if (a % 5 == 1) A[5] = NULL; /* the residual gradient is optional */
+        maybe_null(5);
+    }
+    if (!shape_bad && !faults) {
+        if (n_rows > 0 && (!A[0] || !A[1] || !A[2] || (backward && (!A[3] || !A[4])))) faults |= F(ERA_ERR_NULL_POINTER);
+        if (!all_finite(0, vt, n) || !all_finite(1, vt, n) || (backward && !all_finite(2, vt, n)))
+            faults |= F(ERA_ERR_NON_FINITE);
+    }
+    int inputs_ok = !shape_bad && n_rows > 0 && A[0] && A[1] && all_finite(0, vt, n) && all_finite(1, vt, n);
+    if (inputs_ok && static_clean && !(faults & ~F(ERA_ERR_NON_FINITE))) {
+        /* the rows: INFEASIBLE_TARGET where a row's peak lies below the target. Proven here
+         * by the bound of tanh_peak_bound; otherwise allowed and verified after the call. */
+        double target = cparams.target_entropy + cparams.residual, margin = 1e-9 * (1 + fabs(target));
+        int proven = 0;
+        for (int64_t r = 0; r < n_rows && !proven; r++) {
+            double bound = 0;
+            for (int64_t i = r * n_cols; i < (r + 1) * n_cols; i++) bound += tanh_peak_bound(get(A[1], vt, i));
+            if (bound < target - margin) proven = 1;
+        }
+        maybe |= F(ERA_ERR_INFEASIBLE_TARGET);
+        if (proven && !faults) faults |= F(ERA_ERR_INFEASIBLE_TARGET);
+        tanh_verify = static_clean;
+        /* and BAD_PARAMETER when a gradient cannot be represented in the output type: with
+         * S = sum_i dH/dls w_i over the unclipped entries and G' = sum_i g_i w_i (|G'| <= max|g|),
+         * |dL/dmean| <= 2|G'/S| and the continuous backward of g - (G'/S) H_L is at most
+         * 2 |K + c| max|g| (1 + max|H_L|/|S|): G'/S grows without bound near a row's peak.
+         * Allowed where the double forward pass's rows leave the reference (or its budget), or
+         * where that bound is large */
+        if (backward) {
+            double *s = malloc((size_t)n * sizeof(double)), *m = malloc((size_t)n * sizeof(double));
+            double *out = malloc((size_t)n * sizeof(double)), *off = malloc((size_t)n_rows * sizeof(double));
+            long double *w = malloc((size_t)n_cols * sizeof(long double));
+            for (int64_t i = 0; i < n; i++) s[i] = get(A[0], vt, i), m[i] = get(A[1], vt, i);
+            era_status st = era_continuous_tanh_forward_f64(&cparams, n_rows, n_cols, s, m, out, off);
+            double k = continuous_k(&cparams, n_cols), gmax = A[2] && all_finite(2, vt, n) ? max_abs(A[2], vt, n) : 0;
+            if (st != ERA_OK) maybe |= F(st) | F(ERA_ERR_BAD_PARAMETER);
+            int64_t budget = 256; /* dimensions held to the reference */
+            for (int64_t r = 0; r < n_rows && st == ERA_OK; r++) {
+                tanh_row tr;
+                tanh_weights(s, TY_F64, r, w);
+                if (budget < n_cols || !tanh_row_at(m, out, TY_F64, r, w, &tr)) { /* beyond the budget: allowed */
+                    maybe |= F(ERA_ERR_BAD_PARAMETER);
+                    break;
+                }
+                budget -= n_cols;
+                double slope = fabs((double)tr.slope);
+                double bound = slope > 0 ? gmax * (3 + (double)tr.big / slope) * (1 + 2 * fabs(k + off[r])) : INFINITY;
+                if (off[r] == 0) bound = gmax * (1 + 2 * fabs(k)) * (double)n_cols;
+                if (!(bound < type_max(vt) / 64) || (off[r] != 0 && !(slope > 1e-6 * (1 + (double)tr.abs_slope))))
+                    maybe |= F(ERA_ERR_BAD_PARAMETER);
+            }
+            free(s); free(m); free(out); free(off); free(w);
+        }
+    }
+    describe("%s(params=%s{H0=%.17g, delta=%.17g, min=%.17g, max=%.17g}, rows=%lld, dim=%lld)", fn_name[fn],
+             cpp ? "" : "NULL ", cparams.target_entropy, cparams.residual, cparams.log_std_min, cparams.log_std_max,
+             (long long)n_rows, (long long)n_cols);
+    return 1;
+}
+
+/* After INFEASIBLE_TARGET from the floor with a statically feasible target: not every row may
+ * already reach the target at c = 0 (the continuous output), where c = 0 is the answer. */
+static void checks_refused(era_status st) {
+    if (st != ERA_ERR_INFEASIBLE_TARGET || !tanh_verify) return;
+    if (fn != FN_THF_F32 && fn != FN_THF_F64 && fn != FN_THB_F32 && fn != FN_THB_F64) return;
+    if (n_rows * n_cols > 256) return; /* the reference's budget */
+    int vt = vt_of(fn);
+    const void *m = input(1);
+    void *l = tanh_plain(vt, input(0));
+    double target = cparams.target_entropy + cparams.residual;
+    int reached = 1;
+    for (int64_t r = 0; r < n_rows && reached; r++) {
+        tanh_row t;
+        if (!tanh_row_at(m, l, vt, r, NULL, &t)) { reached = 0; break; }
+        double tol = 1e-9 * (1 + fabs(target)) + 1e-12 * (double)n_cols + 1e-15 * (double)t.mag;
+        if (!(t.h >= (long double)target + tol)) reached = 0;
+    }
+    free(l);
+    if (reached)
+        violation("INFEASIBLE_TARGET, but every row's continuous output already reaches H0 + delta = %.17g", target);
+}
+
+static void checks_tanh_forward(int vt) {
+    const void *s = input(0), *m = input(1), *out = A[2], *off = A[3];
+    void *l = tanh_plain(vt, s);
+    double target = cparams.target_entropy + cparams.residual, k = continuous_k(&cparams, n_cols);
+    double lmin = cparams.log_std_min, lmax = cparams.log_std_max;
+    if (vt == TY_F32) lmax = (float)lmax < lmax ? nextafterf((float)lmax, INFINITY) : (float)lmax; /* rounded up */
+    long double *w = malloc((size_t)(n_cols > 0 ? n_cols : 1) * sizeof(long double));
+    int64_t budget = 256; /* dimensions held to the reference */
+    for (int64_t r = 0; r < n_rows; r++) {
+        int64_t base = r * n_cols;
+        int shifted = 0, up = 0;
+        double mx = 0;
+        for (int64_t i = base; i < base + n_cols; i++) {
+            double o = get(out, vt, i), li = get(l, vt, i);
+            if (!isfinite(o) || o < lmin || o > lmax)
+                violation("log std [%lld] = %.17g outside [log_std_min, log_std_max] = [%.17g, %.17g]", (long long)i, o, lmin, lmax);
+            shifted |= o != li;
+            up |= o > li;
+            mx = fmax(mx, fabs(o));
+        }
+        double c = off ? get(off, vt, r) : shifted ? (up ? 1 : -1) : 0; /* without out_offset only its sign */
+        if (!isfinite(c)) violation("offset of row %lld = %g", (long long)r, c);
+        /* (a float32 offset below the smallest subnormal is stored as 0) */
+        if (c == 0 && shifted && vt == TY_F64)
+            violation("row %lld: offset 0 but the log stds differ from the continuous output", (long long)r);
+        if (!shifted) c = 0; /* a tiny offset may leave every stored value as it was */
+        tanh_weights(s, vt, r, w);
+        if (off && c != 0) {
+            /* out = l(c) = max(log_std_max + (K + c) w_i, log_std_min), rounded up in float32; c as
+             * stored is rounded to nearest; K + c <= 0 */
+            if (k + c > 4 * type_eps(vt) * (fabs(k) + fabs(c)))
+                violation("row %lld: offset %.17g beyond -K = %.17g (the stds all at log_std_max)", (long long)r, c, -k);
+            for (int64_t i = base; i < base + n_cols; i++) {
+                long double wi = w[i - base], want = fmaxl(cparams.log_std_max + ((long double)k + c) * wi, lmin);
+                double o = get(out, vt, i);
+                double tol = 4 * type_eps(vt) * (fabs(o) + fabs(cparams.log_std_max) + (double)(fabsl((long double)k + c) * wi) +
+                                                 (double)(fabsl((long double)c) * wi) + fabs(k) * (double)wi) +
+                             (vt == TY_F32 ? 1.5e-45 : 5e-324);
+                if (fabsl(o - want) > tol)
+                    violation("log std [%lld] = %.17g, but l(c) = max(%.17g + (K + c) w, %.17g) = %.17Lg (K = %.17g, c = %.17g, w = %.17Lg)",
+                              (long long)i, o, cparams.log_std_max, lmin, want, k, c, wi);
+            }
+        }
+        /* the floor holds at the stored values; a shifted row sits at the root nearest 0 */
+        if (budget < n_cols) continue;
+        budget -= n_cols;
+        tanh_row at, at0;
+        if (!tanh_row_at(m, out, vt, r, w, &at) || !tanh_row_at(m, l, vt, r, w, &at0)) continue;
+        double floor_tol = 1e-11 * (1 + fabs(target)) + 1e-12 * (double)n_cols + 1e-15 * (double)at.mag;
+        if (at.h < (long double)target - floor_tol)
+            violation("row %lld: squashed entropy %.17Lg below H0 + delta = %.17g (reference; c = %.17g)", (long long)r, at.h,
+                      target, c);
+        if (c == 0) continue;
+        /* the solve stops within 1e-12 (1 + |target|) above the target, or where the stored log
+         * stds (rounded up in float32) first reach it: each moves H by |dH/dls| ulp */
+        double above = 2e-12 * (1 + fabs(target)) + floor_tol + 8 * type_eps(vt) * (mx + 1) * (double)(at.abs_slope + 1);
+        if (at.h > (long double)target + above)
+            violation("row %lld: offset %.17g lifts the squashed entropy to %.17Lg, above H0 + delta = %.17g by more than %.3g",
+                      (long long)r, c, at.h, target, above);
+        if (at0.h >= (long double)target + floor_tol)
+            violation("row %lld: offset %.17g though the continuous output already has squashed entropy %.17Lg >= %.17g",
+                      (long long)r, c, at0.h, target);
+        /* era.h: the smallest c > 0 or the largest c < 0 with f(c) >= 0: f crosses the target
+         * towards 0 there (rising with c for c > 0, falling for c < 0), so a slope of the other
+         * sign means a farther root; near a peak the slope is small */
+        double flat = 1e-6 * (1 + (double)at.abs_slope);
+        if ((c > 0 && at.slope < -flat) || (c < 0 && at.slope > flat))
+            violation("row %lld: offset %.17g reaches the far root (slope %.6Lg there, beyond the peak)", (long long)r, c, at.slope);
+    }
+    free(w);
+    if (n_rows > 0) {
+        era_bound_report rep;
+        double tol = 1e-11 * (1 + fabs(target)) + 1e-12 * (double)n_cols;
+        era_status st = vt == TY_F64 ? era_check_continuous_tanh_f64(&cparams, n_rows, n_cols, m, out, tol, &rep)
+                                     : era_check_continuous_tanh_f32(&cparams, n_rows, n_cols, m, out, tol, &rep);
+        if (st == ERA_OK && rep.violations != 0)
+            violation("tanh floor missed: %lld rows below H0 + delta = %.17g by up to %.3g (tol %.3g), worst row %lld",
+                      (long long)rep.violations, rep.target, rep.max_deficit, tol, (long long)rep.worst_row);
+        if (st != ERA_OK && st != ERA_ERR_BAD_PARAMETER)
+            violation("era_check_continuous_tanh on the forward's output: status '%s'", status_name(st));
+    }
+    free(l);
+}
+
+/* Directional central difference of the f64 tanh floor: sum_i g_i d(out_i)/dt along (ds, dm). */
+static int tanh_difference(const double *s, const double *m, const double *ds, const double *dm, const double *g,
+                           double h, long double *value) {
+    int64_t n = n_rows * n_cols;
+    double *sp = malloc((size_t)n * sizeof(double)), *mp = malloc((size_t)n * sizeof(double));
+    double *op = malloc((size_t)n * sizeof(double)), *om = malloc((size_t)n * sizeof(double));
+    for (int64_t i = 0; i < n; i++) sp[i] = s[i] + h * ds[i], mp[i] = m[i] + h * dm[i];
+    int ok = era_continuous_tanh_forward_f64(&cparams, n_rows, n_cols, sp, mp, op, NULL) == ERA_OK;
+    for (int64_t i = 0; i < n; i++) sp[i] = s[i] - h * ds[i], mp[i] = m[i] - h * dm[i];
+    ok = ok && era_continuous_tanh_forward_f64(&cparams, n_rows, n_cols, sp, mp, om, NULL) == ERA_OK;
+    long double v = 0;
+    for (int64_t i = 0; ok && i < n; i++) v += (long double)g[i] * ((long double)op[i] - om[i]) / (2 * h);
+    *value = v;
+    free(sp); free(mp); free(op); free(om);
+    return ok;
+}
+
+static void checks_tanh_floor_backward(int vt) {
+    const void *s = input(0), *m = input(1), *g = input(2);
+    int64_t n = n_rows * n_cols;
+    double gmax = max_abs(g, vt, n);
+    for (int64_t i = 0; i < n; i++) {
+        double a = get(A[3], vt, i), b = get(A[4], vt, i);
+        if (!isfinite(a) || !isfinite(b)) violation("gradient [%lld] = (%g, %g) with status ok", (long long)i, a, b);
+    }
+    if (A[5])
+        for (int64_t r = 0; r < n_rows; r++)
+            if (!isfinite(get(A[5], vt, r))) violation("residual gradient [%lld] = %g with status ok", (long long)r, get(A[5], vt, r));
+    if (n == 0 || n > 256) return;
+    /* Against central differences of the double forward pass, for moderate arguments away from
+     * the kinks (a log std near log_std_min, an offset near 0) and from the rows' peaks. */
+    double *sd = malloc((size_t)n * sizeof(double)), *md = malloc((size_t)n * sizeof(double));
+    double *gd = malloc((size_t)n * sizeof(double)), *dsd = malloc((size_t)n * sizeof(double));
+    double *dmd = malloc((size_t)n * sizeof(double)), *out = malloc((size_t)n * sizeof(double));
+    double *l = malloc((size_t)n * sizeof(double)), *off = malloc((size_t)n_rows * sizeof(double));
+    int moderate = gmax <= 1e6;
+    for (int64_t i = 0; i < n; i++) {
+        sd[i] = get(s, vt, i), md[i] = get(m, vt, i), gd[i] = get(g, vt, i);
+        dsd[i] = ((int)(byte() % 21) - 10) / 10.0, dmd[i] = ((int)(byte() % 21) - 10) / 10.0;
+        moderate &= fabs(sd[i]) <= 50 && fabs(md[i]) <= 20;
+    }
+    moderate &= era_continuous_tanh_forward_f64(&cparams, n_rows, n_cols, sd, md, out, off) == ERA_OK &&
+                era_continuous_forward_f64(&cparams, n_rows, n_cols, sd, l) == ERA_OK;
+    double target = cparams.target_entropy + cparams.residual, k = continuous_k(&cparams, n_cols);
+    long double *w = malloc((size_t)n_cols * sizeof(long double));
+    for (int64_t r = 0; moderate && r < n_rows; r++) {
+        if (off[r] != 0 && fabs(off[r]) < 1e-3) moderate = 0;
+        tanh_weights(sd, TY_F64, r, w);
+        for (int64_t i = r * n_cols; moderate && i < (r + 1) * n_cols; i++) {
+            /* away from the clipping point of l(c)_i (within 1e-3, the difference may cross it) */
+            long double free_ = cparams.log_std_max + ((long double)k + off[r]) * w[i - r * n_cols] - cparams.log_std_min;
+            if (fabsl(free_) < 1e-3L || fabs(out[i]) > 8 || fabs(l[i]) > 8) moderate = 0;
+        }
+        tanh_row t;
+        if (!moderate || !tanh_row_at(md, out, TY_F64, r, w, &t)) { moderate = 0; break; }
+        if (off[r] == 0 && t.h - target < 1e-3) moderate = 0;    /* c = 0 rows well above the target */
+        if (off[r] != 0 && fabsl(t.slope) < 1e-2L) moderate = 0; /* away from the peak */
+        if (off[r] != 0 && -(k + off[r]) < 1e-3) moderate = 0;   /* away from c = -K */
+    }
+    free(w);
+    if (moderate) {
+        long double fd, analytic = 0, mag = 0;
+        for (int64_t i = 0; i < n; i++) {
+            long double a = (long double)get(A[3], vt, i) * dsd[i], b = (long double)get(A[4], vt, i) * dmd[i];
+            analytic += a + b;
+            mag += fabsl(a) + fabsl(b) + fabs(gd[i]);
+        }
+        if (tanh_difference(sd, md, dsd, dmd, gd, 1e-6, &fd)) {
+            double quantum = vt == TY_F32 ? 1.401298464324817e-45 : 4.9406564584124654e-324;
+            double tol = 2e-4 * (double)mag + (vt == TY_F32 ? 1e-3 * (double)mag : 0) + 4 * (double)n * quantum / 2e-6;
+            if (fabsl(fd - analytic) > tol)
+                violation("directional derivative %.12Lg, central difference of the forward pass %.12Lg (tol %.3g)", analytic,
+                          fd, tol);
+        }
+    }
+    free(sd); free(md); free(gd); free(dsd); free(dmd); free(out); free(l); free(off);
+}
+
+static int setup_tanh_check(int vt) {
+    tanh_verify = 0;
+    n_rows = gen_size(64);
+    n_cols = gen_size(300);
+    gen_continuous(&cparams, n_cols);
+    uint8_t t = byte();
+    if (t >= 200 && n_cols >= 1)
+        cparams.target_entropy = (double)n_cols * (t & 1 ? TANH_PEAK_TRUE : TANH_PEAK_ABOVE) - cparams.residual;
+    cpp = byte() < 8 ? NULL : &cparams;
+    tol_arg = gen_tol(vt);
+    int64_t es[] = {(int64_t)type_size[vt], 0};
+    shape_faults(n_rows, n_cols, 1, es, NULL);
+    if (too_big(n_rows, n_cols)) return 0;
+    if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET);
+    int64_t n = shape_bad ? 0 : n_rows * n_cols;
+    fill_values(new_array(0, vt, n, 0), vt, n_rows, n_cols);
+    fill_values(new_array(1, vt, n, 0), vt, n_rows, n_cols);
+    new_fixed(2, sizeof(era_bound_report));
+    uint8_t b = byte();
+    if (b < 8) A[2] = NULL;
+    else if (b < 16) A[b % 2] = NULL;
+    if (!A[2]) { faults |= F(ERA_ERR_NULL_POINTER); maybe |= F(ERA_ERR_BAD_PARAMETER) | F(ERA_ERR_INFEASIBLE_TARGET); }
+    else {
+        tanh_static_faults(1);
+        if (!faults && !(isfinite(tol_arg) && tol_arg >= 0)) {
+            if (shape_bad) maybe |= F(ERA_ERR_BAD_PARAMETER); else faults |= F(ERA_ERR_BAD_PARAMETER);
+        }
+        if (!shape_bad && !faults) {
+            if (n_rows > 0 && (!A[0] || !A[1])) faults |= F(ERA_ERR_NULL_POINTER);
+            if (!all_finite(0, vt, n) || !all_finite(1, vt, n)) faults |= F(ERA_ERR_NON_FINITE);
+            /* a row entropy that is not a finite double: BAD_PARAMETER */
+            else if (A[0] && A[1] && entropy_extreme(ENT_TANH, vt, DBL_MAX, 0, 1)) maybe |= F(ERA_ERR_BAD_PARAMETER);
+        }
+    }
+    describe("%s(params=%s{H0=%.17g, delta=%.17g, min=%.17g, max=%.17g}, rows=%lld, dim=%lld, tol=%g)", fn_name[fn],
+             cpp ? "" : "NULL ", cparams.target_entropy, cparams.residual, cparams.log_std_min, cparams.log_std_max,
+             (long long)n_rows, (long long)n_cols, tol_arg);
+    return 1;
+}
+
+static void checks_tanh_check(int vt) {
+    era_bound_report rep;
+    memcpy(&rep, A[2], sizeof rep);
+    double target = cparams.target_entropy + cparams.residual;
+    if (rep.rows != n_rows) violation("report rows %lld, expected %lld", (long long)rep.rows, (long long)n_rows);
+    if (!(rep.target == target) || !(rep.floor == target))
+        violation("report target %.17g, floor %.17g, expected H0 + delta = %.17g", rep.target, rep.floor, target);
+    if (n_rows == 0) {
+        if (rep.violations != 0 || rep.min_entropy != INFINITY || !isnan(rep.mean_entropy) || rep.max_deficit != 0 ||
+            rep.worst_row != -1)
+            violation("report of zero rows: violations %lld, min %g, mean %g, deficit %g, worst %lld",
+                      (long long)rep.violations, rep.min_entropy, rep.mean_entropy, rep.max_deficit, (long long)rep.worst_row);
+        return;
+    }
+    if (rep.violations < 0 || rep.violations > n_rows || rep.worst_row < 0 || rep.worst_row >= n_rows ||
+        !(rep.max_deficit >= 0) || !isfinite(rep.min_entropy) || !isfinite(rep.mean_entropy))
+        violation("report: violations %lld, worst row %lld, deficit %g, min %g, mean %g", (long long)rep.violations,
+                  (long long)rep.worst_row, rep.max_deficit, rep.min_entropy, rep.mean_entropy);
+    /* the reference, where every row has one (and within a budget) */
+    if (n_rows * n_cols > 256) return;
+    const void *m = input(0), *ls = input(1);
+    long double mn = INFINITY, sum = 0, scale = 0;
+    int64_t count_lo = 0, count_hi = 0;
+    for (int64_t r = 0; r < n_rows; r++) {
+        tanh_row t;
+        if (!tanh_row_at(m, ls, vt, r, 0, &t)) return;
+        double eps = 1e-12 * (1 + (double)fabsl(t.h)) + 1e-12 * (double)n_cols + 1e-15 * (double)t.mag;
+        scale += 1 + fabsl(t.h) + (long double)n_cols + 1e-4L * t.mag;
+        mn = fminl(mn, t.h);
+        sum += t.h;
+        if (t.h < (long double)target - tol_arg - eps) count_lo++;
+        if (t.h < (long double)target - tol_arg + eps) count_hi++;
+    }
+    if (rep.violations < count_lo || rep.violations > count_hi)
+        violation("report counts %lld violations, the reference %lld..%lld", (long long)rep.violations,
+                  (long long)count_lo, (long long)count_hi);
+    double tol = 1e-11 * (double)scale;
+    if (fabsl(rep.min_entropy - mn) > tol) violation("report min entropy %.17g, reference %.17Lg", rep.min_entropy, mn);
+    if (fabsl(rep.mean_entropy - sum / n_rows) > tol)
+        violation("report mean entropy %.17g, reference %.17Lg", rep.mean_entropy, sum / n_rows);
+}
+
 /* ---- one input ------------------------------------------------------------------------ */
 
 static int setup(void) {
@@ -3293,6 +3879,9 @@ static int setup(void) {
     case FN_TNB_F32: case FN_TNB_F64: return setup_tn_backward(vt);
     case FN_SFF_F32: case FN_SFF_F64: case FN_SFB_F32: case FN_SFB_F64: return setup_sampled(vt);
     case FN_CHKT_F32: case FN_CHKT_F64: return setup_sampled_check(vt);
+    case FN_TGB_F32: case FN_TGB_F64: return setup_tanh_backward(vt);
+    case FN_THF_F32: case FN_THF_F64: case FN_THB_F32: case FN_THB_F64: return setup_tanh_floor(vt);
+    case FN_CHKH_F32: case FN_CHKH_F64: return setup_tanh_check(vt);
     default: return setup_logprob(vt);
     }
 }
@@ -3317,6 +3906,10 @@ static void checks(void) {
     case FN_SFF_F32: case FN_SFF_F64: checks_sampled_forward(vt); break;
     case FN_SFB_F32: case FN_SFB_F64: checks_sampled_backward(vt); break;
     case FN_CHKT_F32: case FN_CHKT_F64: checks_sampled_check(vt); break;
+    case FN_TGB_F32: case FN_TGB_F64: checks_tanh_backward(vt); break;
+    case FN_THF_F32: case FN_THF_F64: checks_tanh_forward(vt); break;
+    case FN_THB_F32: case FN_THB_F64: checks_tanh_floor_backward(vt); break;
+    case FN_CHKH_F32: case FN_CHKH_F64: checks_tanh_check(vt); break;
     default: checks_logprob(vt); break;
     }
 }
@@ -3367,6 +3960,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_status(st);
     check_buffers(st);
     if (st == ERA_OK) checks();
+    else checks_refused(st);
 
     if (rerun) {
         for (int i = 0; i < NBUF; i++) {

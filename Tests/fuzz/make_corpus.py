@@ -8,7 +8,8 @@ the call is repeated with another one; the rest drives sizes, parameters and val
 eight truncated-normal entry points (39..46) start with the bytes 210..222 and 225..231,
 which no committed input used; their seeds start with 210..217. The eight entry points of
 the truncated-normal entropy gradient and the sampled floor (47..54) start with the bytes
-39..62; their seeds start with 39..46.
+39..62; their seeds start with 39..46. Those of the tanh-Gaussian entropy gradient and the
+tanh sampled floor (55..62) start with the bytes 78..101; their seeds start with 78..85.
 Four seeds per entry point, 96..400 bytes each: one plain (small sizes, default-like
 parameters, moderate values), three from a fixed pseudo-random stream. The three fused
 linear heads (entry points 36..38) get four more each, aimed at their edges: a vocabulary
@@ -39,6 +40,8 @@ def fn_of_byte(b):
         return b
     if b < 63:
         return 47 + (b - 39) % 8
+    if 78 <= b <= 101:
+        return 55 + (b - 78) % 8
     if b >= 232:
         return 36 + (b - 232) % 3
     if 210 <= b <= 222:
@@ -55,8 +58,11 @@ for name in sorted(os.listdir(os.path.join(here, "regressions"))):
         continue
     with open(path, "rb") as f:
         first = f.read(1)
-    # (inputs of the sampled floor's entry points, bytes 39..62, were written after that mapping)
-    assert not first or fn_of_byte(first[0]) == first[0] % 36 or 39 <= first[0] < 63, \
+    # (inputs of the fused linear heads, bytes 36..38 and 232..255, of the sampled floor's
+    # entry points, bytes 39..62, and of the tanh floor's, bytes 78..101, were written after
+    # that mapping)
+    assert not first or fn_of_byte(first[0]) == first[0] % 36 or 36 <= first[0] < 63 or 78 <= first[0] <= 101 \
+        or first[0] >= 232, \
         "regression input %s changes entry point" % name
 
 rng = random.Random(20251008)
@@ -79,12 +85,12 @@ written = ENTRY_POINTS * 4
 # the 128-block extension byte (>= 248: 120 + next % 16), dim (< 64: 1 + b % 4; 236..247
 # special), vocab or classes (64..199: a 16-bit size follows; 200..239 larger), then
 # (classification) mode, tau, target and params-NULL bytes, then the arrays.
-def values(n):
+def values(n, amp=512):
     """fill_values, profile 0 (P_MOD): profile, knob, special_at (u32), masked_row, then per
-    element a class byte (< 230: C_MOD) and an int16 / 256 (here within +-2)."""
+    element a class byte (< 230: C_MOD) and an int16 / 256 (here within +-amp/256, +-2)."""
     out = bytes([0, 0, 0, 0, 0, 0, 0])
     for _ in range(n):
-        out += bytes([rng.randrange(0, 230)]) + struct.pack("<h", rng.randrange(-512, 512))
+        out += bytes([rng.randrange(0, 230)]) + struct.pack("<h", rng.randrange(-amp, amp))
     return out
 
 
@@ -206,6 +212,40 @@ for fn in SAMPLED:
         plain = sizes + bytes([0, 0, 0, 0, 0, 100]) + values(6) + values(6) + tail
         near = sizes + bytes([0, 0, 0, 0, 202, 2, 100]) + values(6) + values(6) + tail  # target 1e-3 below 2 log 2
     seeds = [plain + bytes(rng.randrange(0, 256) for _ in range(40)), near + bytes(rng.randrange(0, 256) for _ in range(40))]
+    for k in range(3):
+        n = rng.randrange(96, 400)
+        seeds.append(bytes([first, rng.randrange(256)]) + bytes(rng.randrange(256) for _ in range(n - 2)))
+    for k, data in enumerate(seeds):
+        assert fn_of_byte(data[0]) == fn
+        with open(os.path.join(out, "seed-%02d-%d" % (fn, k)), "wb") as f:
+            f.write(data)
+    written += len(seeds)
+
+# The tanh-Gaussian entropy gradient and the tanh sampled floor (entry points 55..62, first
+# bytes 78..85: the gradient f32/f64, forward f32/f64, backward f32/f64, check f32/f64), after
+# the stream above. Plain seeds decode to a successful call (3 rows, 2 dims, the defaults with
+# H0 = -0.5 dim, means within +-0.5, so that every row reaches H0: offsets c > 0); a second one
+# has log stds clipped at -1e-3 (std 1, beyond the peak at mean 0, std 0.874), means within
+# +-0.008 and H0 + delta 1e-3 a dimension below the peak: offsets c < 0; a third puts the
+# target 0.5 a dimension below the peak (the gradient: in place, with a wide log std).
+TANH = range(55, 63)
+for fn in TANH:
+    first = fn + 23
+    sizes = bytes([first, 0x01, 3, 2])
+    if fn in (55, 56):  # setup_tanh_backward: mean, log_std, grad_entropy, alias, NULL
+        seeds = [sizes + values(6) + values(6) + values(3) + bytes([100, 200]),
+                 sizes + values(6, 128) + values(6, 1024) + values(3) + bytes([0, 200]),  # in place, stds to e^4
+                 sizes + values(6, 4) + values(6, 64) + values(3) + bytes([1, 200])]  # at the peak's std
+    elif fn in (61, 62):  # setup_tanh_check: params, target byte, params given, tol, mean, log_std, report
+        seeds = [sizes + bytes([0, 0, 0, 0, 100, 0]) + values(6, 128) + values(6) + bytes([200]),
+                 sizes + bytes([4, 0, 0, 201, 100, 0]) + values(6, 2) + values(6, 2) + bytes([200]),  # at the true peak
+                 sizes + bytes([0, 0, 0, 200, 100, 0]) + values(6, 128) + values(6) + bytes([200])]  # 1.2e-5 above the peak
+    else:  # setup_tanh_floor: params, target byte, params given, std logits, mean, ...
+        tail = (values(6) + bytes([100, 200])) if fn in (59, 60) else bytes([100, 200])
+        seeds = [sizes + bytes([0, 0, 0, 0, 100]) + values(6) + values(6, 128) + tail,
+                 sizes + bytes([4, 0, 0, 201, 2, 100]) + values(6) + values(6, 2) + tail,
+                 sizes + bytes([0, 0, 0, 201, 7, 100]) + values(6) + values(6, 128) + tail]
+    seeds = [data + bytes(rng.randrange(0, 256) for _ in range(40)) for data in seeds]
     for k in range(3):
         n = rng.randrange(96, 400)
         seeds.append(bytes([first, rng.randrange(256)]) + bytes(rng.randrange(256) for _ in range(n - 2)))

@@ -324,32 +324,35 @@ era_status era_continuous_truncated_backward_f64(const era_continuous_params *pa
                                                  const double *grad_log_std, double *out_grad_std_logits,
                                                  double *out_grad_loc, double *out_grad_residual);
 
-/* The sampled floor of a tanh-squashed policy (docs/math.md, "The sampled floor, tanh"): a floor
- * on the entropy of a = tanh(x), x ~ N(mean, exp(log_std)^2), instead of the Gaussian's.
- * With l the forward pass above (era_continuous_forward, bit for bit) and H_tanh the squashed
- * entropy (era_tanh_gaussian_entropy), per row:
- *   f(c) = sum_i H_tanh(mean[r, i], l[r, i] + c) - (H0 + residual)
- *   c[r] = 0 if f(0) >= 0; otherwise the root of f nearest 0 on the side where f rises from 0
- *          (c > 0 where the row's slope f'(0) > 0, the stds below the entropy's peak; c < 0
- *          where f'(0) < 0, the stds beyond it)
- *   out_log_std[r, i] = l[r, i] + c[r]
- * f is concave in c (each dimension's squashed entropy is; it tends to -inf as the stds vanish
- * and as they grow, the squashed mass piling up at +-1), so f has one peak, and a row whose peak
- * stays below the target has no offset: INFEASIBLE_TARGET. The peak is largest at mean 0:
- * 0.683648 nats per dimension (std 0.8737); it falls fast with |mean| (0.0957 at |mean| = 1,
- * -1.233 at 2, -2.847 at 3, -6.382 at 5 nats per dimension), so a target the squashed policy
- * cannot reach at its current means is an error, never a silent clamp.
+/* The sampled floor of a tanh-squashed policy (docs/math.md, "The sampled floor, tanh"; spec 1,
+ * "Beyond the paper"): a floor on the entropy of a = tanh(x), x ~ N(mean, exp(log_std)^2),
+ * instead of the Gaussian's, reached by moving each row's Gaussian target. With w = softmax of
+ * the row's std_logits, K as in era_continuous_forward and H_tanh the squashed entropy
+ * (era_tanh_gaussian_entropy), per row:
+ *   l(c)_i = max(log_std_max + (K + c) * w_i, log_std_min)  (the continuous ERA output for the
+ *            row target H0 + residual + c; l(0) is era_continuous_forward's output bit for bit)
+ *   f(c)   = sum_i H_tanh(mean[r, i], l(c)_i) - (H0 + residual)
+ *   c[r]   = 0 if f(0) >= 0; otherwise the root of f nearest 0 on the side where f rises from 0
+ *            (c > 0, every std growing, where the stds lie below the squashed entropy's peak;
+ *            c < 0 where they lie beyond it), with K + c <= 0
+ *   out_log_std[r, i] = l(c[r])_i, always within [log_std_min, log_std_max]
+ * The squashed entropy of one dimension is concave in its log std with one peak (it tends to
+ * -inf as the std vanishes and as it grows, the squashed mass piling up at +-1), so f rises to
+ * one peak from c = 0; a row whose peak lies below the target, or whose stds all reach
+ * log_std_max (c = -K) first, has no offset: INFEASIBLE_TARGET, never a silent clamp. The
+ * largest squashed entropy of one dimension is 0.683648 nats (mean 0, std 0.8737); it falls
+ * fast with |mean| (0.0957 at |mean| = 1, -1.233 at 2, -2.847 at 3 nats), so a target a row
+ * cannot reach at its current means is an error.
  * c is found in double by safeguarded Newton iteration on the rising branch (within
- * 1e-12 * (1 + |H0 + residual|) nats above the target); float32 outputs are rounded towards
- * +inf and the floor is evaluated at the stored values. The offset is not clipped at the
- * log-std bounds: out_log_std may lie above log_std_max or below log_std_min.
+ * 1e-12 * (1 + |H0 + residual|) nats above the target), the floor evaluated at the stored
+ * values (float32 outputs are rounded towards +inf).
  * Reads std_logits[rows*dim], mean[rows*dim]; writes out_log_std[rows*dim] and, when
- * out_offset is not NULL, out_offset[rows] (c per row). In place allowed:
- * out_log_std == std_logits.
+ * out_offset is not NULL, out_offset[rows] (c per row, in nats of Gaussian target). In place
+ * allowed: out_log_std == std_logits.
  * Errors: the continuous parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1;
  * INFEASIBLE_TARGET if H0 + residual >= dim * 0.683648... (the largest squashed entropy at any
- * mean and std), or when a row's peak lies below the target; NON_FINITE for non-finite
- * std_logits or mean. */
+ * mean and std), or when a row has no offset (above); NON_FINITE for non-finite std_logits or
+ * mean. */
 era_status era_continuous_tanh_forward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
                                            const float *std_logits, const float *mean, float *out_log_std,
                                            float *out_offset);
@@ -357,20 +360,20 @@ era_status era_continuous_tanh_forward_f64(const era_continuous_params *params, 
                                            const double *std_logits, const double *mean, double *out_log_std,
                                            double *out_offset);
 
-/* Backward pass of the tanh sampled floor, by the implicit function theorem: as
- * era_continuous_truncated_backward with H_tanh in place of H_TN and mean in place of loc.
- * With g = grad_log_std, G = sum_i g_i, H_L,i and H_m,i the derivatives of
- * H_tanh(mean_i, out_log_std_i) (era_tanh_gaussian_entropy_backward) and S = sum_i H_L,i
- * (S != 0 off the peak: positive where c > 0, negative where c < 0), on a row with c != 0:
- *   dL/dl_i    = g_i - G * H_L,i / S
- *   dL/dmean_i = -G * H_m,i / S
- *   dL/d(H0 + residual) = G / S + the continuous backward's residual gradient of dL/dl
- * and on a row with c = 0: dL/dl = g, dL/dmean = 0.
- * out_grad_std_logits is the continuous backward pass (era_continuous_backward) of dL/dl.
+/* Backward pass of the tanh sampled floor, by the implicit function theorem. With
+ * g = grad_log_std, H_L,i and H_m,i the derivatives of H_tanh(mean_i, out_log_std_i)
+ * (era_tanh_gaussian_entropy_backward), m_i = 1 where l(c)_i > log_std_min (else 0),
+ * G' = sum_i g_i m_i w_i and S = sum_i H_L,i m_i w_i (S != 0 off the peak), on a row with c != 0:
+ *   dL/dmean_i = -(G'/S) * H_m,i
+ *   dL/d(H0 + residual) = G'/S
+ *   dL/dstd_logits = the continuous backward pass (era_continuous_backward, with K + c in
+ *                    place of K) of g_i - (G'/S) * H_L,i
+ * and on a row with c = 0: era_continuous_backward's outputs (dL/d(H0 + residual) = G'),
+ * dL/dmean = 0.
  * Reads std_logits[rows*dim], mean[rows*dim], grad_log_std[rows*dim]; writes
  * out_grad_std_logits[rows*dim], out_grad_mean[rows*dim] and, when out_grad_residual is not
- * NULL, out_grad_residual[rows]. In place allowed: out_grad_std_logits may be std_logits or
- * grad_log_std; out_grad_mean may be mean.
+ * NULL, out_grad_residual[rows] (also the gradient w.r.t. target_entropy). In place allowed:
+ * out_grad_std_logits may be std_logits or grad_log_std; out_grad_mean may be mean.
  * Errors: as the forward pass; NON_FINITE also for grad_log_std; BAD_PARAMETER when a
  * gradient cannot be represented in the output type. */
 era_status era_continuous_tanh_backward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,

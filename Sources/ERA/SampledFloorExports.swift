@@ -54,12 +54,14 @@ func sampledFloorERA(_ params: UnsafePointer<era_continuous_params>?, dim: Int64
 }
 
 /// Forward: out_log_std may be std_logits; out_offset (per row, may be NULL) shares nothing.
+/// `make` validates the parameters and builds the activation (its errors come first).
 @inline(__always)
-func sampledFloorForward<T: ERAReal>(_ params: UnsafePointer<era_continuous_params>?, _ rows: Int64, _ dim: Int64,
-                                     _ stdLogits: UnsafePointer<T>?, _ loc: UnsafePointer<T>?, _ lo: Double, _ hi: Double,
-                                     _ out: UnsafeMutablePointer<T>?, _ offset: UnsafeMutablePointer<T>?) -> era_status {
+func sampledFloorForward<T: ERAReal, A: SampledFloorActivation>(_ make: () throws(ERAError) -> A, _ rows: Int64,
+                                                       _ dim: Int64, _ stdLogits: UnsafePointer<T>?,
+                                                       _ loc: UnsafePointer<T>?, _ out: UnsafeMutablePointer<T>?,
+                                                       _ offset: UnsafeMutablePointer<T>?) -> era_status {
     status { () throws(ERAError) in
-        let era = try sampledFloorERA(params, dim: dim, lo: lo, hi: hi)
+        let era = try make()
         let count = try checkedElementCount(rows: rows, cols: dim, minCols: 1, elementSize: MemoryLayout<T>.stride)
         try requirePointer(out, count: count)
         for input in [stdLogits, loc] { try requirePointer(input, count: count) }
@@ -78,7 +80,8 @@ public func era_continuous_truncated_forward_f32(_ params: UnsafePointer<era_con
                                                  _ loc: UnsafePointer<Float>?, _ lo: Double, _ hi: Double,
                                                  _ out: UnsafeMutablePointer<Float>?,
                                                  _ offset: UnsafeMutablePointer<Float>?) -> era_status {
-    sampledFloorForward(params, rows, dim, stdLogits, loc, lo, hi, out, offset)
+    sampledFloorForward({ () throws(ERAError) in try sampledFloorERA(params, dim: dim, lo: lo, hi: hi) }, rows, dim,
+                        stdLogits, loc, out, offset)
 }
 
 @_cdecl("era_continuous_truncated_forward_f64")
@@ -87,19 +90,21 @@ public func era_continuous_truncated_forward_f64(_ params: UnsafePointer<era_con
                                                  _ loc: UnsafePointer<Double>?, _ lo: Double, _ hi: Double,
                                                  _ out: UnsafeMutablePointer<Double>?,
                                                  _ offset: UnsafeMutablePointer<Double>?) -> era_status {
-    sampledFloorForward(params, rows, dim, stdLogits, loc, lo, hi, out, offset)
+    sampledFloorForward({ () throws(ERAError) in try sampledFloorERA(params, dim: dim, lo: lo, hi: hi) }, rows, dim,
+                        stdLogits, loc, out, offset)
 }
 
 /// Backward: out_grad_std_logits may be std_logits or grad_log_std, out_grad_loc may be loc;
 /// out_grad_residual (per row, may be NULL) shares nothing.
 @inline(__always)
-func sampledFloorBackward<T: ERAReal>(_ params: UnsafePointer<era_continuous_params>?, _ rows: Int64, _ dim: Int64,
-                                      _ stdLogits: UnsafePointer<T>?, _ loc: UnsafePointer<T>?, _ lo: Double,
-                                      _ hi: Double, _ gradLogStd: UnsafePointer<T>?,
-                                      _ gradStdLogits: UnsafeMutablePointer<T>?, _ gradLoc: UnsafeMutablePointer<T>?,
-                                      _ gradResidual: UnsafeMutablePointer<T>?) -> era_status {
+func sampledFloorBackward<T: ERAReal, A: SampledFloorActivation>(_ make: () throws(ERAError) -> A, _ rows: Int64,
+                                                        _ dim: Int64, _ stdLogits: UnsafePointer<T>?,
+                                                        _ loc: UnsafePointer<T>?, _ gradLogStd: UnsafePointer<T>?,
+                                                        _ gradStdLogits: UnsafeMutablePointer<T>?,
+                                                        _ gradLoc: UnsafeMutablePointer<T>?,
+                                                        _ gradResidual: UnsafeMutablePointer<T>?) -> era_status {
     status { () throws(ERAError) in
-        let era = try sampledFloorERA(params, dim: dim, lo: lo, hi: hi)
+        let era = try make()
         let count = try checkedElementCount(rows: rows, cols: dim, minCols: 1, elementSize: MemoryLayout<T>.stride)
         try requirePointer(gradStdLogits, count: count)
         try requirePointer(gradLoc, count: count)
@@ -122,7 +127,8 @@ public func era_continuous_truncated_backward_f32(_ params: UnsafePointer<era_co
                                                   _ gradStdLogits: UnsafeMutablePointer<Float>?,
                                                   _ gradLoc: UnsafeMutablePointer<Float>?,
                                                   _ gradResidual: UnsafeMutablePointer<Float>?) -> era_status {
-    sampledFloorBackward(params, rows, dim, stdLogits, loc, lo, hi, gradLogStd, gradStdLogits, gradLoc, gradResidual)
+    sampledFloorBackward({ () throws(ERAError) in try sampledFloorERA(params, dim: dim, lo: lo, hi: hi) }, rows, dim,
+                         stdLogits, loc, gradLogStd, gradStdLogits, gradLoc, gradResidual)
 }
 
 @_cdecl("era_continuous_truncated_backward_f64")
@@ -133,28 +139,23 @@ public func era_continuous_truncated_backward_f64(_ params: UnsafePointer<era_co
                                                   _ gradStdLogits: UnsafeMutablePointer<Double>?,
                                                   _ gradLoc: UnsafeMutablePointer<Double>?,
                                                   _ gradResidual: UnsafeMutablePointer<Double>?) -> era_status {
-    sampledFloorBackward(params, rows, dim, stdLogits, loc, lo, hi, gradLogStd, gradStdLogits, gradLoc, gradResidual)
+    sampledFloorBackward({ () throws(ERAError) in try sampledFloorERA(params, dim: dim, lo: lo, hi: hi) }, rows, dim,
+                         stdLogits, loc, gradLogStd, gradStdLogits, gradLoc, gradResidual)
 }
 
-/// Validates a sampled-floor check's arguments and returns the activation.
-func sampledFloorCheckArguments<T: ERAReal>(_ params: UnsafePointer<era_continuous_params>?, _ rows: Int64,
-                                            _ dim: Int64, _ loc: UnsafePointer<T>?, _ logStd: UnsafePointer<T>?,
-                                            _ lo: Double, _ hi: Double, _ tol: Double) throws(ERAError) -> SampledFloorERA {
-    let era = try sampledFloorERA(params, dim: dim, lo: lo, hi: hi)
-    let count = try checkedElementCount(rows: rows, cols: dim, minCols: 1, elementSize: MemoryLayout<T>.stride)
-    try BoundCheck.validate(tolerance: tol)
-    try requireFinite(loc, count: count)
-    try requireFinite(logStd, count: count)
-    return era
-}
-
-/// The sampled-floor check (era_check_continuous_truncated_*).
+/// The sampled-floor checks (era_check_continuous_truncated_*, era_check_continuous_tanh_*):
+/// `make` validates the parameters and builds the activation.
 @inline(__always)
-func sampledFloorCheck<T: ERAReal>(_ params: UnsafePointer<era_continuous_params>?, _ rows: Int64, _ dim: Int64,
-                                   _ loc: UnsafePointer<T>?, _ logStd: UnsafePointer<T>?, _ lo: Double, _ hi: Double,
-                                   _ tol: Double, _ report: UnsafeMutablePointer<era_bound_report>?) -> era_status {
+func sampledFloorCheck<T: ERAReal, A: SampledFloorActivation>(_ make: () throws(ERAError) -> A, _ rows: Int64,
+                                                     _ dim: Int64, _ loc: UnsafePointer<T>?,
+                                                     _ logStd: UnsafePointer<T>?, _ tol: Double,
+                                                     _ report: UnsafeMutablePointer<era_bound_report>?) -> era_status {
     boundCheck(report) { () throws(ERAError) in
-        let era = try sampledFloorCheckArguments(params, rows, dim, loc, logStd, lo, hi, tol)
+        let era = try make()
+        let count = try checkedElementCount(rows: rows, cols: dim, minCols: 1, elementSize: MemoryLayout<T>.stride)
+        try BoundCheck.validate(tolerance: tol)
+        try requireFinite(loc, count: count)
+        try requireFinite(logStd, count: count)
         return try era.check(rows: Int(rows), loc: loc, logStd: logStd, tolerance: tol)
     }
 }
@@ -165,7 +166,8 @@ public func era_check_continuous_truncated_f32(_ params: UnsafePointer<era_conti
                                                _ logStd: UnsafePointer<Float>?, _ lo: Double, _ hi: Double,
                                                _ tol: Double,
                                                _ report: UnsafeMutablePointer<era_bound_report>?) -> era_status {
-    sampledFloorCheck(params, rows, dim, loc, logStd, lo, hi, tol, report)
+    sampledFloorCheck({ () throws(ERAError) in try sampledFloorERA(params, dim: dim, lo: lo, hi: hi) }, rows, dim, loc,
+                      logStd, tol, report)
 }
 
 @_cdecl("era_check_continuous_truncated_f64")
@@ -174,5 +176,6 @@ public func era_check_continuous_truncated_f64(_ params: UnsafePointer<era_conti
                                                _ logStd: UnsafePointer<Double>?, _ lo: Double, _ hi: Double,
                                                _ tol: Double,
                                                _ report: UnsafeMutablePointer<era_bound_report>?) -> era_status {
-    sampledFloorCheck(params, rows, dim, loc, logStd, lo, hi, tol, report)
+    sampledFloorCheck({ () throws(ERAError) in try sampledFloorERA(params, dim: dim, lo: lo, hi: hi) }, rows, dim, loc,
+                      logStd, tol, report)
 }

@@ -10,7 +10,7 @@
 // exp(l_i + c) may exceed exp(log_std_max) (never exp(log_std_min) from below).
 
 /// The sampled-floor activation: a validated continuous ERA and the sampling interval.
-public struct SampledFloorERA: Sendable {
+public struct SampledFloorERA: SampledFloorActivation {
     public let gaussian: ContinuousERA
     public let lo: Double
     public let hi: Double
@@ -224,4 +224,20 @@ public struct SampledFloorERA: Sendable {
             }
         }
     }
+}
+
+/// A continuous ERA with a floor on the entropy of the distribution the policy samples (the
+/// truncated normal, SampledFloorERA; tanh(x), TanhFloorERA): the entry points' common shape.
+public protocol SampledFloorActivation: Sendable {
+    /// Forward pass: output[r, i] = the row's log stds; `offset`, when given, receives the
+    /// row's offset. `output` may be `stdLogits`.
+    func forward<T: ERAReal>(rows: Int, stdLogits: UnsafePointer<T>, loc: UnsafePointer<T>,
+                             output: UnsafeMutablePointer<T>, offset: UnsafeMutablePointer<T>?) throws(ERAError)
+    /// Backward pass; `gradStdLogits` may be `stdLogits` or `gradOutput`, `gradLoc` may be `loc`.
+    func backward<T: ERAReal>(rows: Int, stdLogits: UnsafePointer<T>, loc: UnsafePointer<T>,
+                              gradOutput: UnsafePointer<T>, gradStdLogits: UnsafeMutablePointer<T>,
+                              gradLoc: UnsafeMutablePointer<T>, gradResidual: UnsafeMutablePointer<T>?) throws(ERAError)
+    /// The sampled entropy of each row of log stds against the guaranteed floor.
+    func check<T: ERAReal>(rows: Int, loc: UnsafePointer<T>?, logStd: UnsafePointer<T>?,
+                           tolerance: Double) throws(ERAError) -> BoundReport
 }

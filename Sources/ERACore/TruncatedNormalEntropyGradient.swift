@@ -7,8 +7,9 @@
 //   dh/dalpha = (a/2) * (M - 1 - alpha^2),   dh/dbeta = (b/2) * (1 + beta^2 - M)
 //   dH/dm = -(dh/dalpha + dh/dbeta) / sd,    dH/dL = 1 - alpha*dh/dalpha - beta*dh/dbeta
 
-/// dH/dm and dH/dL of one truncated-normal dimension.
-public struct TruncatedNormalEntropyDerivative: Equatable, Sendable {
+/// dH/dm and dH/dL of one dimension of a sampled distribution (truncated normal, tanh-Gaussian):
+/// the derivatives of its entropy with respect to the location (or mean) and the log scale.
+public struct EntropyDerivative: Equatable, Sendable {
     public var loc: Double
     public var logStd: Double
 }
@@ -47,7 +48,7 @@ extension Entropy {
     /// dH/dm and dH/dL for N(m, exp(logStd)^2) truncated to [lo, hi], lo < hi; the regimes follow
     /// truncatedNormalEntropy's, each differentiated as that function evaluates it.
     public static func truncatedNormalEntropyDerivative(loc m: Double, logStd: Double, lo: Double,
-                                                        hi: Double) -> TruncatedNormalEntropyDerivative {
+                                                        hi: Double) -> EntropyDerivative {
         // Rescaling by a power of two (as the entropy does) leaves dH/dL and scales dH/dm.
         if !(hi - lo).isFinite || !(lo - m).isFinite || !(hi - m).isFinite || logStd > 700 {
             let shrink = 0x1p-64, log2 = Math.log(2.0)
@@ -78,7 +79,7 @@ extension Entropy {
             let x = abs(offset / sd) * Math.exp(logWidth)
             let slope = exponentialEntropySlope(x)  // g'(x)
             let dxdm = (offset > 0 ? -1.0 : 1.0) * Math.exp(logSpan - 2 * logStd)
-            return TruncatedNormalEntropyDerivative(loc: x == 0 ? 0 : slope * dxdm, logStd: -2 * x * slope)
+            return EntropyDerivative(loc: x == 0 ? 0 : slope * dxdm, logStd: -2 * x * slope)
         }
         let sd = Math.exp(logStd)
         let alpha = (lo - m) / sd, beta = (hi - m) / sd, width = (hi - lo) / sd
@@ -96,7 +97,7 @@ extension Entropy {
     /// exponential 1 - log(alpha) + q(alpha*width); there `twoLogStd` carries dH/dL and dH/dm
     /// directly (the partials would cancel), else it is nil.
     static func standardPartials(alpha: Double, beta: Double, width: Double)
-        -> (dAlpha: Double, dBeta: Double, twoLogStd: TruncatedNormalEntropyDerivative?) {
+        -> (dAlpha: Double, dBeta: Double, twoLogStd: EntropyDerivative?) {
         let invSqrt2 = 1 / 2.0.squareRoot()
         let invSqrt2Pi = 1 / (2 * Double.pi).squareRoot()
         if alpha < 0 {
@@ -114,7 +115,7 @@ extension Entropy {
             let x = alpha * width
             let xq = exponentialEntropyTimesSlope(x)  // x q'(x)
             let logStdTerm = x < 1e-3 ? x * x / 6 - x * x * x * x / 120 : 2 - 2 * xq
-            return (0, 0, TruncatedNormalEntropyDerivative(loc: 1 / alpha - xq / alpha, logStd: logStdTerm))
+            return (0, 0, EntropyDerivative(loc: 1 / alpha - xq / alpha, logStd: logStdTerm))
         }
         // 0 <= alpha < beta, as in truncatedStandardNormalEntropy: with the hazard
         // lambda = phi(alpha)/Phic(alpha), ratio = Phic(beta)/Phic(alpha), decay = phi(beta)/phi(alpha):
@@ -142,7 +143,7 @@ extension Entropy {
     /// dH/dm and dH/dL from the partials of h (or from the tail's direct values, divided by sd).
     @inline(__always)
     static func combine(dAlpha: Double, dBeta: Double, alpha: Double, beta: Double, sd: Double,
-                        twoLogStd: TruncatedNormalEntropyDerivative?) -> TruncatedNormalEntropyDerivative {
+                        twoLogStd: EntropyDerivative?) -> EntropyDerivative {
         if var direct = twoLogStd {
             // Mirrored rows arrive here with alpha, beta of the original: the tail lies below
             // the location, and dH/dm changes sign.
@@ -151,7 +152,7 @@ extension Entropy {
         }
         let alphaTerm = dAlpha == 0 ? 0 : alpha * dAlpha
         let betaTerm = dBeta == 0 ? 0 : beta * dBeta
-        return TruncatedNormalEntropyDerivative(loc: -(dAlpha + dBeta) / sd, logStd: 1 - alphaTerm - betaTerm)
+        return EntropyDerivative(loc: -(dAlpha + dBeta) / sd, logStd: 1 - alphaTerm - betaTerm)
     }
 
     /// Where the log-density changes by at most this much over the interval (one tail cut,
@@ -180,7 +181,7 @@ extension Entropy {
     ///   dH/dL = 2 Var(E)   and   dH/dm = (width/sd) Cov(u, E),
     /// moments of E computed by quadrature about their means. docs/math.md, "Truncated-normal
     /// entropy gradient".
-    static func energyDerivative(alpha: Double, width: Double) -> TruncatedNormalEntropyDerivative {
+    static func energyDerivative(alpha: Double, width: Double) -> EntropyDerivative {
         let x = alpha * width, y = width * width
         let rule = energyRule
         var lowest = Double.infinity
@@ -204,7 +205,7 @@ extension Entropy {
                 varianceE += weights[k] * (e - meanE) * (e - meanE)
                 covariance += weights[k] * (u - meanU) * (e - meanE)
             }
-            return TruncatedNormalEntropyDerivative(loc: width * covariance / mass, logStd: 2 * varianceE / mass)
+            return EntropyDerivative(loc: width * covariance / mass, logStd: 2 * varianceE / mass)
         }
     }
 

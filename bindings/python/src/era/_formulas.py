@@ -1031,10 +1031,11 @@ def sampled_floor_backward(ops: ArrayOps, s, m, g, k, target, lo: float, hi: flo
 # The largest squashed entropy of one dimension, at mean 0 and std 0.8744 (nats); the
 # static feasibility bound of the tanh sampled floor is D times it.
 TANH_ENTROPY_PEAK = 0.6836355635996024
-# Bisection steps for the peak of a row's squashed entropy along its offset direction (on
-# [0, max|l| + 64]: to 1e-10, where the entropy is flat to 1e-20), and safeguarded Newton
-# steps for the root (a target at the peak is a double root: Newton halves the distance).
-TANH_PEAK_STEPS = 40
+# Bisection steps for the peak of a row's squashed entropy along its offset direction (in
+# log1p(t) over at most [0, 690]: t to 3e-12 (1 + t), where the entropy is flat to about
+# 1e-23 (1 + t)^2), and safeguarded Newton steps for the root (a target at the peak is a
+# double root: Newton halves the distance each step).
+TANH_PEAK_STEPS = 48
 TANH_FLOOR_STEPS = 48
 _LOG2 = math.log(2.0)
 
@@ -1121,38 +1122,68 @@ def tanh_gaussian_entropy_backward(ops: ArrayOps, mean, log_std, grad_entropy):
     return g * dm, g * dl
 
 
-def _tanh_row(ops: ArrayOps, m, log_std):
-    h, _, dl = tanh_gaussian_parts(ops, m, log_std)
-    return ops.sum(h, keepdims=False), ops.sum(dl, keepdims=False)
+def _tanh_floor_log_stds(ops: ArrayOps, w, k, c, log_std_min: float, log_std_max: float, dtype=None):
+    """(l(c), moves): ``l(c)_i = max(log_std_max + (K + c) w_i, log_std_min)`` (stored in
+    `dtype` rounded up when given, as libera stores it), and whether l(c)_i is above the clip.
+    At c = 0 this is continuous_forward bit for bit."""
+    y = log_std_max + (k + c[..., None]) * w
+    moves = y > log_std_min
+    l = ops.where(moves, y, log_std_min)
+    if dtype is not None:
+        l = ops.astype(round_up_to(ops, l, dtype, log_std_max), w.dtype)
+    return l, moves
 
 
-def tanh_floor_offset(ops: ArrayOps, l, m, target, peak_steps: Optional[int] = None,
-                      steps: Optional[int] = None):
-    """(c ``[...]``, infeasible ``[...]``) of the tanh sampled floor per row, with
-    f(c) = sum_i H_tanh(m_i, l_i + c) - target (concave in c): c = 0 where f(0) >= 0; else,
-    along d = sign f'(0), the peak of g(t) = f(d t) by bisection on the sign of g' over
-    [0, max|l| + 64], and the root of g on [0, peak] by safeguarded Newton steps (from the
-    left, where the concave g's tangent undershoots), c = d t. A row whose peak stays below
-    the target is infeasible (c = NaN)."""
+def _tanh_floor_row(ops: ArrayOps, m, w, l, moves, value: bool = True):
+    """(f + target, f') at the log stds l: the row's squashed entropy and
+    ``sum_i dH/dlog_std_i w_i`` over the entries that move (None for the first unless `value`)."""
+    if value:
+        h, _, dl = tanh_gaussian_parts(ops, m, l)
+        total = ops.sum(h, keepdims=False)
+    else:
+        sd = ops.exp(l)
+        dl = 1 - 2 * sd * sd * _tanh_terms(ops, m, l, value=False)[2]
+        total = None
+    return total, ops.sum(ops.where(moves, dl * w, 0.0), keepdims=False)
+
+
+def tanh_floor_offset(ops: ArrayOps, s, m, k, target, log_std_min: float, log_std_max: float, dtype=None,
+                      peak_steps: Optional[int] = None, steps: Optional[int] = None):
+    """(c ``[...]``, infeasible ``[...]``) of the tanh sampled floor per row (float64 arrays;
+    `k` K of the Gaussian part, `target` H0 + delta), with
+    ``f(c) = sum_i H_tanh(m_i, l(c)_i) - target`` (_tanh_floor_log_stds): c = 0 where
+    f(0) >= 0; else, along d = sign f'(0) and up to the side's end (c = -K, every std at
+    log_std_max; or every std clipped at log_std_min), the peak of g(t) = f(d t) by bisection on
+    the sign of g' in log1p(t) (relative resolution 1e-16 over any range), then the root of g on
+    [0, peak] by safeguarded Newton steps from the left (libera's risingRoot). A row whose peak
+    lies below the target is infeasible (c = NaN)."""
     peak_steps = TANH_PEAK_STEPS if peak_steps is None else peak_steps
     steps = TANH_FLOOR_STEPS if steps is None else steps
-    tolerance = 1e-12 * (1 + ops.abs(target + 0 * l[..., 0]))
-    f0, slope0 = _tanh_row(ops, m, l)
+    w = softmax(ops, s)
+    tolerance = 1e-12 * (1 + ops.abs(target + 0 * s[..., 0]))
+    zero = ops.astype(ops.full_like(s[..., 0], 0.0), s.dtype)
+
+    def at(c, value=True):
+        l, moves = _tanh_floor_log_stds(ops, w, k, c, log_std_min, log_std_max, dtype)
+        return _tanh_floor_row(ops, m, w, l, moves, value)
+
+    f0, slope0 = at(zero)
     f0 = f0 - target
     d = ops.where(slope0 < 0, -1.0, 1.0)
-    zero = ops.astype(ops.full_like(f0, 0.0), f0.dtype)
-    limit = ops.max(ops.abs(l), keepdims=False) + 64
+    smallest = -ops.max(-w, keepdims=False)
+    span = log_std_max - log_std_min
+    low_end = span / ops.clamp_min(smallest, 1e-300) + k  # -(lowest c): every std clipped below
+    end = ops.clip(ops.where(d > 0, -k + zero, low_end), 0.0, 1e300)
 
     def bisect(state):
         a, b = state
         mid = 0.5 * (a + b)
-        slope = _tanh_row_slope(ops, m, l + (d * mid)[..., None]) * d
-        rising = slope > 0
+        rising = at(d * ops.expm1(mid), value=False)[1] * d > 0
         return ops.where(rising, mid, a), ops.where(rising, b, mid)
 
-    peak = ops.repeat(peak_steps, bisect, (zero, limit))[0]
-    peak = ops.where(slope0 == 0, 0.0, peak)
-    f_peak = _tanh_row(ops, m, l + (d * peak)[..., None])[0] - target
+    top = ops.repeat(peak_steps, bisect, (zero, ops.log1p(end)))[0]
+    peak = ops.where(slope0 == 0, 0.0, ops.expm1(top))
+    f_peak = at(d * peak)[0] - target
     infeasible = (f0 < 0) & ~(f_peak >= 0)
 
     def newton(state):
@@ -1164,7 +1195,7 @@ def tanh_floor_offset(ops: ArrayOps, l, m, target, peak_steps: Optional[int] = N
         candidate = t + step
         inside = (candidate > a) & (candidate < b)
         candidate = ops.where(inside, candidate, 0.5 * (a + b))
-        value, slope = _tanh_row(ops, m, l + (d * candidate)[..., None])
+        value, slope = at(d * candidate)
         value, slope = value - target, slope * d
         up = value >= 0
         return ops.where(up, a, candidate), ops.where(up, candidate, b), candidate, value, slope
@@ -1177,29 +1208,31 @@ def tanh_floor_offset(ops: ArrayOps, l, m, target, peak_steps: Optional[int] = N
 
 def tanh_floor_forward(ops: ArrayOps, s, m, k, target, log_std_min: float, log_std_max: float, dtype=None):
     """(log stds ``[..., D]``, offsets c ``[...]``, infeasible ``[...]``) of the tanh sampled
-    floor: l = continuous_forward(s) (stored in `dtype`, rounded up, when that is narrower than
-    s's), out = l + c (in `dtype` rounded towards +inf, as libera)."""
-    l = continuous_forward(ops, s, k, log_std_min, log_std_max)
-    if dtype is not None:
-        l = ops.astype(round_up_to(ops, l, dtype, log_std_max), s.dtype)
-    c, infeasible = tanh_floor_offset(ops, l, m, target)
-    active = c[..., None] != 0
-    out = ops.where(active, l + c[..., None], l)
-    if dtype is not None:
-        out = ops.where(active, ops.astype(_round_up(ops, out, dtype), s.dtype), l)
+    floor: ``l(c)_i = max(log_std_max + (K + c) softmax(s)_i, log_std_min)``, the continuous
+    output where c = 0 (stored in `dtype`, rounded up, when that is narrower than s's; the
+    entropy evaluated at the stored values)."""
+    c, infeasible = tanh_floor_offset(ops, s, m, k, target, log_std_min, log_std_max, dtype)
+    out, _ = _tanh_floor_log_stds(ops, softmax(ops, s), k, c, log_std_min, log_std_max, dtype)
     return out, c, infeasible
 
 
 def tanh_floor_backward(ops: ArrayOps, s, m, g, k, target, log_std_min: float, log_std_max: float, dtype=None):
     """(dL/ds, dL/dm ``[..., D]``, dL/d(H0 + delta) ``[...]``) of tanh_floor_forward by the
-    implicit function theorem, as sampled_floor_backward with H_tanh (rows with c != 0)."""
-    out, c, _ = tanh_floor_forward(ops, s, m, k, target, log_std_min, log_std_max, dtype)
+    implicit function theorem: on a row with c != 0, with w = softmax(s), H_L and H_m the
+    derivatives of H_tanh at the output, and G', S the sums of g w and H_L w over the entries
+    above log_std_min, ``dL/dm = -(G'/S) H_m``, ``dL/d(H0 + delta) = G'/S`` and dL/ds the
+    continuous backward at scale K + c of ``g - (G'/S) H_L``; rows with c = 0 are the
+    continuous backward of g."""
+    c, _ = tanh_floor_offset(ops, s, m, k, target, log_std_min, log_std_max, dtype)
+    w = softmax(ops, s)
+    out, moves = _tanh_floor_log_stds(ops, w, k, c, log_std_min, log_std_max, dtype)
     _, dm, dl = tanh_gaussian_parts(ops, m, out)
     active = c != 0
-    total = ops.sum(g)
-    slope = ops.sum(dl)
-    per_slope = total / ops.where(active[..., None], slope, 1.0)
+    weighted = ops.sum(ops.where(moves, g * w, 0.0), keepdims=False)
+    slope = ops.sum(ops.where(moves, dl * w, 0.0), keepdims=False)
+    per_slope = (weighted / ops.where(active, slope, 1.0))[..., None]
     grad_l = ops.where(active[..., None], g - per_slope * dl, g)
     grad_m = ops.where(active[..., None], -per_slope * dm, 0.0)
-    grad_s, grad_res = continuous_backward(ops, s, grad_l, k, log_std_min, log_std_max)
-    return grad_s, grad_m, grad_res + ops.where(active, per_slope[..., 0], 0.0)
+    grad_s, grad_res = continuous_backward(ops, s, grad_l, k + ops.where(active, c, 0.0)[..., None], log_std_min,
+                                           log_std_max)
+    return grad_s, grad_m, ops.where(active, per_slope[..., 0], grad_res)

@@ -204,12 +204,14 @@ def check_continuous_truncated(
 
 # ---------------------------------------------------------------------------------------
 # The tanh sampled floor (docs/math.md, "The sampled floor, tanh"): the floor on the entropy
-# of a = tanh(x), x ~ N(mean, exp(log_std)^2), the squashed policy SAC samples.
+# of a = tanh(x), x ~ N(mean, exp(log_std)^2), the squashed policy SAC samples, reached by
+# moving each row's Gaussian target by c nats:
 #
-#     f(c)    = sum_i H_tanh(mean_i, l_i + c) - (target_entropy + residual), concave in c
+#     l(c)_i  = max(log_std_max + (K + c) softmax(std_logits)_i, log_std_min)   (K + c <= 0)
+#     f(c)    = sum_i H_tanh(mean_i, l(c)_i) - (target_entropy + residual)
 #     c       = 0 if f(0) >= 0, else the root of f nearest 0 on the side where f rises
 #               (c < 0 for rows whose stds lie beyond the squashed entropy's peak)
-#     log_std = l + c
+#     log_std = l(c), within [log_std_min, log_std_max]
 #
 # Feasible only below D * 0.6836 nats (the squashed entropy's largest value, at mean 0), and
 # per row only below the row's peak, which falls fast with |mean|: such rows raise
@@ -283,11 +285,12 @@ def continuous_tanh_forward(
         target_entropy: H0 in nats; with `residual`, the squashed entropy every row reaches
             is ``target_entropy + residual``.
         log_std_min, log_std_max: as for continuous_forward (the Gaussian part).
-        return_offset: also return the per-row offset c ``[...]`` (may be negative).
+        return_offset: also return the per-row offset c ``[...]``, in nats of Gaussian target
+            (negative where the stds lie beyond the squashed entropy's peak).
     Returns:
-        ``[..., D]`` log stds (the dtype of `std_logits`; float32 rounded up), and the offsets
-        if asked for. The offset is not clipped: the log stds may leave [log_std_min,
-        log_std_max].
+        ``[..., D]`` log stds within [log_std_min, log_std_max] (the dtype of `std_logits`;
+        float32 rounded up, the floor holding for the stored values), and the offsets if asked
+        for.
     Raises:
         InfeasibleTargetError if ``target_entropy + residual >= D * 0.6836...``, K > 0, or a
         row's squashed entropy peaks below the target (nothing is written);
@@ -326,9 +329,10 @@ def continuous_tanh_backward(
     residual_grad: bool = True,
 ) -> ContinuousTanhGrads:
     """Vector-Jacobian product of continuous_tanh_forward (implicit function theorem: on a
-    row with c != 0, ``dL/dl_i = g_i - G H_L,i / S``, ``dL/dmean_i = -G H_m,i / S``, G the row
-    sum of g, S = sum_i H_L,i, negative where c < 0; rows with c = 0 pass the Gaussian
-    gradient unchanged).
+    row with c != 0, with w = softmax(std_logits) and G', S the sums of g_i w_i and
+    H_L,i w_i over the entries above log_std_min, ``dL/dmean_i = -(G'/S) H_m,i``,
+    ``dL/d(residual) = G'/S`` and dL/d std_logits the continuous backward pass at the row's
+    scale K + c of ``g_i - (G'/S) H_L,i``; rows with c = 0 are the continuous backward pass).
 
     Returns:
         ContinuousTanhGrads(std_logits, mean, residual or None).

@@ -165,9 +165,10 @@ def continuous_era_tanh(
     log_std_max: float = _continuous.LOG_STD_MAX,
     backend: str = "auto",
 ):
-    """The tanh sampled floor: continuous ERA log stds plus the per-row offset c nearest 0 that
-    lifts the entropy of tanh(N(mean, exp(log_std)^2)) to ``target_entropy + residual``
-    (docs/math.md, "The sampled floor, tanh"; c < 0 where the stds lie beyond the peak).
+    """The tanh sampled floor: continuous ERA log stds for a per-row Gaussian target moved by
+    the c nats nearest 0 that lift the entropy of tanh(N(mean, exp(log_std)^2)) to
+    ``target_entropy + residual`` (docs/math.md, "The sampled floor, tanh"; c < 0 where the
+    stds lie beyond the peak).
 
     Args:
         std_logits: ``[..., D]`` float32/float64 raw scale outputs; mean: same shape and dtype.
@@ -176,7 +177,7 @@ def continuous_era_tanh(
         log_std_min, log_std_max: static.
         backend: "auto", "ffi" or "jnp" (era/jax/_ffi.py).
     Returns:
-        ``[..., D]`` log stds (may leave [log_std_min, log_std_max]), differentiable in
+        ``[..., D]`` log stds within [log_std_min, log_std_max], differentiable in
         std_logits, mean and residual (jax.grad, vjp; no forward mode or second derivatives).
     Raises:
         InfeasibleTargetError (on concrete CPU arrays; in jit JAX's runtime error carrying

@@ -1470,9 +1470,10 @@ torch.library.register_autograd(tanh_gaussian_entropy, _tanh_entropy_backward, s
 @_device_kernel
 def continuous_tanh_forward(std_logits: Tensor, mean: Tensor, residual: Optional[Tensor], target_entropy: float,
                             log_std_min: float, log_std_max: float, native_path: bool) -> Tensor:
-    """Tanh sampled-floor log stds: the continuous ERA output plus the per-row offset nearest 0
-    that lifts the squashed entropy to target_entropy (+ residual, a 0-d tensor whose value is
-    data, or None when a constant residual is part of target_entropy)."""
+    """Tanh sampled-floor log stds: the continuous ERA output for the row's Gaussian target
+    moved by the offset nearest 0 that lifts the squashed entropy to target_entropy
+    (+ residual, a 0-d tensor whose value is data, or None when a constant residual is part of
+    target_entropy)."""
     return native.continuous_tanh_forward(std_logits, mean, residual, target_entropy, log_std_min, log_std_max)
 
 

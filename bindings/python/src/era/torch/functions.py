@@ -346,13 +346,13 @@ def continuous_era_tanh(
     backend: str = "auto",
 ) -> torch.Tensor:
     """The tanh sampled floor (docs/math.md, "The sampled floor, tanh"): continuous ERA log
-    stds plus the per-row offset c nearest 0 that lifts the entropy of a = tanh(x),
-    x ~ N(mean, exp(log_std)^2), to ``target_entropy + residual`` (c < 0 on rows whose stds
-    lie beyond the squashed entropy's peak).
+    stds for a per-row Gaussian target moved by the c nats nearest 0 that lift the entropy of
+    a = tanh(x), x ~ N(mean, exp(log_std)^2), to ``target_entropy + residual`` (c < 0 on
+    rows whose stds lie beyond the squashed entropy's peak).
 
     Differentiable in std_logits, mean and a tensor residual (implicit function theorem). The
-    output may leave [log_std_min, log_std_max]. CPU tensors go to libera, others to the device
-    path (era._formulas; ``backend="native"`` takes it on the CPU too).
+    output stays within [log_std_min, log_std_max]. CPU tensors go to libera, others to the
+    device path (era._formulas; ``backend="native"`` takes it on the CPU too).
 
     Args:
         std_logits: ``[..., D]`` float raw scale outputs; mean: same shape (pre-tanh means).

@@ -1149,25 +1149,35 @@ def _tanh_floor_row(ops: ArrayOps, m, w, l, moves, value: bool = True):
 
 def tanh_floor_offset(ops: ArrayOps, s, m, k, target, log_std_min: float, log_std_max: float, dtype=None,
                       peak_steps: Optional[int] = None, steps: Optional[int] = None):
-    """(c ``[...]``, infeasible ``[...]``) of the tanh sampled floor per row (float64 arrays;
+    """(c, infeasible) of _tanh_floor_solve."""
+    return _tanh_floor_solve(ops, s, m, k, target, log_std_min, log_std_max, dtype, peak_steps, steps)[:2]
+
+
+def _tanh_floor_solve(ops: ArrayOps, s, m, k, target, log_std_min: float, log_std_max: float, dtype=None,
+                      peak_steps: Optional[int] = None, steps: Optional[int] = None):
+    """(c ``[...]``, infeasible ``[...]``, log stds ``[..., D]``) of the tanh sampled floor per row (float64 arrays;
     `k` K of the Gaussian part, `target` H0 + delta), with
     ``f(c) = sum_i H_tanh(m_i, l(c)_i) - target`` (_tanh_floor_log_stds): c = 0 where
     f(0) >= 0; else, along d = sign f'(0) and up to the side's end (c = -K, every std at
     log_std_max; or every std clipped at log_std_min), the peak of g(t) = f(d t) by bisection on
     the sign of g' in log1p(t) (relative resolution 1e-16 over any range), then the root of g on
     [0, peak] by safeguarded Newton steps from the left (libera's risingRoot). A row whose peak
-    lies below the target is infeasible (c = NaN)."""
+    lies below the target is infeasible (c = NaN). The log stds are those at which the root's
+    entropy was evaluated: with float32 storage the entropy is a step function of c, and the
+    root sits on a step's edge, where l(c) recomputed elsewhere (an XLA fusion) could round
+    to the other side."""
     peak_steps = TANH_PEAK_STEPS if peak_steps is None else peak_steps
     steps = TANH_FLOOR_STEPS if steps is None else steps
     w = softmax(ops, s)
     tolerance = 1e-12 * (1 + ops.abs(target + 0 * s[..., 0]))
     zero = ops.astype(ops.full_like(s[..., 0], 0.0), s.dtype)
 
-    def at(c, value=True):
+    def at(c, value=True, stored=False):
         l, moves = _tanh_floor_log_stds(ops, w, k, c, log_std_min, log_std_max, dtype)
-        return _tanh_floor_row(ops, m, w, l, moves, value)
+        row = _tanh_floor_row(ops, m, w, l, moves, value)
+        return (*row, l) if stored else row
 
-    f0, slope0 = at(zero)
+    f0, slope0, l0 = at(zero, stored=True)
     f0 = f0 - target
     d = ops.where(slope0 < 0, -1.0, 1.0)
     smallest = -ops.max(-w, keepdims=False)
@@ -1183,11 +1193,12 @@ def tanh_floor_offset(ops: ArrayOps, s, m, k, target, log_std_min: float, log_st
 
     top = ops.repeat(peak_steps, bisect, (zero, ops.log1p(end)))[0]
     peak = ops.where(slope0 == 0, 0.0, ops.expm1(top))
-    f_peak = at(d * peak)[0] - target
+    f_peak, _, l_peak = at(d * peak, stored=True)
+    f_peak = f_peak - target
     infeasible = (f0 < 0) & ~(f_peak >= 0)
 
     def newton(state):
-        a, b, t, gt, slope = state
+        a, b, t, gt, slope, l_b = state
         step = -gt / slope
         push = (gt < 0) & (-gt <= tolerance)
         tiny = 4 * ops.abs(ops.nextafter_up(ops.abs(t)) - ops.abs(t)) + 1e-300
@@ -1195,15 +1206,18 @@ def tanh_floor_offset(ops: ArrayOps, s, m, k, target, log_std_min: float, log_st
         candidate = t + step
         inside = (candidate > a) & (candidate < b)
         candidate = ops.where(inside, candidate, 0.5 * (a + b))
-        value, slope = at(d * candidate)
+        value, slope, l = at(d * candidate, stored=True)
         value, slope = value - target, slope * d
         up = value >= 0
-        return ops.where(up, a, candidate), ops.where(up, candidate, b), candidate, value, slope
+        l_b = ops.where(up[..., None], l, l_b)
+        return ops.where(up, a, candidate), ops.where(up, candidate, b), candidate, value, slope, l_b
 
     # the bracket [0, peak]: g(0) < 0 <= g(peak) on the rows that need an offset
-    t = ops.repeat(steps, newton, (zero, peak, zero, f0, slope0 * d))[1]
+    state = ops.repeat(steps, newton, (zero, peak, zero, f0, slope0 * d, l_peak))
+    t, l_b = state[1], state[5]
     c = ops.where(f0 >= 0, 0.0, d * t)
-    return ops.where(infeasible, math.nan, c), infeasible
+    out = ops.where(infeasible[..., None], math.nan, ops.where((f0 >= 0)[..., None], l0, l_b))
+    return ops.where(infeasible, math.nan, c), infeasible, out
 
 
 def tanh_floor_forward(ops: ArrayOps, s, m, k, target, log_std_min: float, log_std_max: float, dtype=None):
@@ -1211,8 +1225,7 @@ def tanh_floor_forward(ops: ArrayOps, s, m, k, target, log_std_min: float, log_s
     floor: ``l(c)_i = max(log_std_max + (K + c) softmax(s)_i, log_std_min)``, the continuous
     output where c = 0 (stored in `dtype`, rounded up, when that is narrower than s's; the
     entropy evaluated at the stored values)."""
-    c, infeasible = tanh_floor_offset(ops, s, m, k, target, log_std_min, log_std_max, dtype)
-    out, _ = _tanh_floor_log_stds(ops, softmax(ops, s), k, c, log_std_min, log_std_max, dtype)
+    c, infeasible, out = _tanh_floor_solve(ops, s, m, k, target, log_std_min, log_std_max, dtype)
     return out, c, infeasible
 
 
@@ -1223,9 +1236,9 @@ def tanh_floor_backward(ops: ArrayOps, s, m, g, k, target, log_std_min: float, l
     above log_std_min, ``dL/dm = -(G'/S) H_m``, ``dL/d(H0 + delta) = G'/S`` and dL/ds the
     continuous backward at scale K + c of ``g - (G'/S) H_L``; rows with c = 0 are the
     continuous backward of g."""
-    c, _ = tanh_floor_offset(ops, s, m, k, target, log_std_min, log_std_max, dtype)
+    c, _, out = _tanh_floor_solve(ops, s, m, k, target, log_std_min, log_std_max, dtype)
     w = softmax(ops, s)
-    out, moves = _tanh_floor_log_stds(ops, w, k, c, log_std_min, log_std_max, dtype)
+    _, moves = _tanh_floor_log_stds(ops, w, k, c, log_std_min, log_std_max, dtype)
     _, dm, dl = tanh_gaussian_parts(ops, m, out)
     active = c != 0
     weighted = ops.sum(ops.where(moves, g * w, 0.0), keepdims=False)

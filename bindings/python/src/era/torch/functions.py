@@ -370,7 +370,8 @@ def continuous_era_tanh(
     require(mean, FLOATS, where, "mean")
     require_rows(std_logits, where, "std_logits")
     if mean.shape != std_logits.shape:
-        raise BadShapeError(f"{where}: mean shape {tuple(mean.shape)} differs from std_logits {tuple(std_logits.shape)}")
+        raise BadShapeError(
+            f"{where}: mean shape {tuple(mean.shape)} differs from std_logits {tuple(std_logits.shape)}")
     native = native_path(std_logits, backend, where)
     target = float(target_entropy)
     if isinstance(residual, torch.Tensor):

@@ -314,3 +314,64 @@ def test_sampled_floor_float32_and_infeasible_rows(lib, rng):
     assert list(infeasible) == [False, True] and np.isnan(c[1])
     with pytest.raises(era.InfeasibleTargetError):
         era.continuous_truncated_forward(np.zeros((2, d)), far, 4 * math.log(2.0) - 1e-3)
+
+
+# ---------------------------------------------------------------------------------------
+# The tanh-Gaussian entropy, its gradient and the tanh sampled floor (the device paths)
+
+
+def test_tanh_gaussian_entropy_and_gradient(lib, rng):
+    """Both quadrature regimes (std <= 0.5 and above, the switch itself), means to 300."""
+    m = np.concatenate([rng.normal(size=300) * 2, rng.normal(size=100) * 100, [0.0, 0.0, 3.0, -3.0, 1e3]])
+    ls = np.concatenate([rng.uniform(-10, 6, size=300), rng.uniform(-3, 8, size=100),
+                         [np.log(0.5), np.log(0.5) + 1e-12, 0.0, -20.0, 2.0]])
+    h, dm, dl = (back(v) for v in F.tanh_gaussian_parts(lib.ops, lib(m), lib(ls)))
+    want = era.tanh_gaussian_entropy(m[:, None], ls[:, None])
+    grads = era.tanh_gaussian_entropy_backward(m[:, None], ls[:, None], np.ones(len(m)))
+    # measured: 2e-15 relative (|H| up to 2e3 at mean 1e3)
+    np.testing.assert_allclose(h, want, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dm, grads.mean[:, 0], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dl, grads.log_std[:, 0], rtol=1e-12, atol=1e-13)
+    rows = back(F.tanh_gaussian_entropy(lib.ops, lib(m.reshape(-1, 5)), lib(ls.reshape(-1, 5))))
+    np.testing.assert_allclose(rows, era.tanh_gaussian_entropy(m.reshape(-1, 5), ls.reshape(-1, 5)), rtol=1e-13,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("target, log_std_min, mean_scale", [(-2.0, -20.0, 0.5), (1.3, -0.1, 0.3)])
+def test_tanh_floor(lib, rng, target, log_std_min, mean_scale):
+    """Rows with c > 0, c < 0 (stds beyond the peak: the last case), c = 0 and infeasible rows,
+    held to libera row by row; float64, and float32 storage."""
+    d = 3
+    s = rng.normal(size=(16, d)) * 0.5
+    m = rng.normal(size=(16, d)) * mean_scale
+    s[0] = 0.0
+    m[1] = 5.0  # a row whose peak lies far below any of the targets
+    kw = dict(residual=0.0, log_std_min=log_std_min, log_std_max=2.0)
+    k = F.continuous_offset(d, target, 2.0)
+    out, c, infeasible = (back(v) for v in F.tanh_floor_forward(lib.ops, lib(s), lib(m), k, target, log_std_min,
+                                                                 2.0))
+    g = rng.normal(size=s.shape)
+    gs, gm, gr = (back(v) for v in F.tanh_floor_backward(lib.ops, lib(s), lib(m), lib(g), k, target, log_std_min,
+                                                         2.0))
+    assert infeasible[1]
+    for r in range(len(s)):
+        try:
+            want, offset = era.continuous_tanh_forward(s[r:r + 1], m[r:r + 1], target, return_offset=True, **kw)
+        except era.InfeasibleTargetError:
+            assert infeasible[r] and np.isnan(c[r])
+            continue
+        assert not infeasible[r] and (c[r] == 0) == (offset[0] == 0)
+        np.testing.assert_allclose(c[r], offset[0], rtol=0, atol=1e-10 * (1 + abs(offset[0])))
+        np.testing.assert_allclose(out[r], want[0], rtol=0, atol=1e-11)
+        grads = era.continuous_tanh_backward(s[r:r + 1], m[r:r + 1], g[r:r + 1], target, **kw)
+        for got, ref in ((gs[r], grads.std_logits[0]), (gm[r], grads.mean[0]), (gr[r], grads.residual[0])):
+            np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-10 * (1 + np.abs(ref).max()))
+    assert (c[~infeasible] != 0).any() and ((c[~infeasible] < 0).any() == (target > 0))
+    # float32 storage: the entropy at the stored values
+    out32, c32, _ = F.tanh_floor_forward(lib.ops, lib(s.astype(np.float32).astype(np.float64)),
+                                         lib(m.astype(np.float32).astype(np.float64)), k, target, log_std_min, 2.0,
+                                         dtype=lib.xp.float32)
+    out32 = back(out32).astype(np.float32)
+    ok = ~infeasible
+    report = era.check_continuous_tanh(m[ok].astype(np.float32), out32[ok], target, tol=0.0, **kw)
+    assert report.violations == 0

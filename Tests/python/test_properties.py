@@ -228,7 +228,8 @@ COVERED = {
     "linear_discrete_ce", "check_discrete", "check_continuous", "set_num_threads", "get_num_threads", "version",
     "abi_version", "truncated_normal_sample", "truncated_normal_sample_backward", "truncated_normal_log_prob",
     "truncated_normal_log_prob_backward", "truncated_normal_entropy_backward", "continuous_truncated_forward",
-    "continuous_truncated_backward", "check_continuous_truncated",
+    "continuous_truncated_backward", "check_continuous_truncated", "tanh_gaussian_entropy_backward",
+    "continuous_tanh_forward", "continuous_tanh_backward", "check_continuous_tanh",
 }
 
 
@@ -520,6 +521,83 @@ def test_continuous_truncated(data):
         fd_m = (f(s, loc + step) - f(s, loc - step)) / (2 * h)
         np.testing.assert_allclose(grads.std_logits[..., 0], fd_s, rtol=1e-4, atol=1e-5 * (1 + np.abs(g).max()))
         np.testing.assert_allclose(grads.loc[..., 0], fd_m, rtol=1e-4, atol=1e-5 * (1 + np.abs(g).max()))
+
+
+@props(15)
+@given(st.data())
+def test_tanh_gaussian_entropy_backward(data):
+    """float64 gradients of the summed tanh-Gaussian entropy against central differences of
+    tanh_gaussian_entropy, untouched inputs, every layout alike; float32 is the float64
+    gradient rounded."""
+    shape = data.draw(shapes(max_batch_dim=3))
+    dtype = data.draw(st.sampled_from(FLOATS))
+    mean = data.draw(arrays(shape, dtype, scale=data.draw(st.sampled_from([0.3, 1.0, 3.0])), specials=SMALL_SPECIALS,
+                            lo=-6.0, hi=6.0))
+    log_std = data.draw(arrays(shape, dtype, scale=1.5, specials=SMALL_SPECIALS, lo=-6.0, hi=4.0))
+    g = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).normal(size=shape[:-1]).astype(dtype)
+    snap = snapshot(mean, log_std, g)
+    grads = era.tanh_gaussian_entropy_backward(mean, log_std, g)
+    assert grads.mean.shape == shape and grads.mean.dtype == dtype
+    assert_unchanged(snap)
+    assert_layout_independent(lambda a, b: era.tanh_gaussian_entropy_backward(a, b, g), mean, log_std)
+    m, ls = mean.astype(np.float64), log_std.astype(np.float64)
+    wide = era.tanh_gaussian_entropy_backward(m, ls, g.astype(np.float64))
+    if dtype == F32:
+        np.testing.assert_allclose(grads.mean, wide.mean.astype(np.float32), rtol=1e-6, atol=1e-30)
+        np.testing.assert_allclose(grads.log_std, wide.log_std.astype(np.float32), rtol=1e-6, atol=1e-30)
+        return
+    h = 1e-5
+    for i in range(min(shape[-1], 3)):
+        step = np.zeros_like(m)
+        step[..., i] = h
+        d_ls = era.tanh_gaussian_entropy(m, ls + step) - era.tanh_gaussian_entropy(m, ls - step)
+        d_m = era.tanh_gaussian_entropy(m + step, ls) - era.tanh_gaussian_entropy(m - step, ls)
+        np.testing.assert_allclose(wide.log_std[..., i], g * d_ls / (2 * h), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(wide.mean[..., i], g * d_m / (2 * h), rtol=1e-5, atol=1e-6)
+
+
+@props(25)
+@given(st.data())
+def test_continuous_tanh(data):
+    """The tanh sampled floor: every row's squashed entropy reaches H0 + delta (the check
+    reports no violation), the outputs stay within the log-std bounds, rows already above keep
+    the continuous output bit for bit; the backward against central differences (float64);
+    untouched inputs; a target at or above D * 0.6836 refused with InfeasibleTargetError, and a
+    row whose peak lies below the target too."""
+    shape = data.draw(shapes(max_batch_dim=3, cols=data.draw(st.sampled_from([1, 2, 6, 17]))))
+    dtype = data.draw(st.sampled_from(FLOATS))
+    d = shape[-1]
+    s = data.draw(arrays(shape, dtype, scale=data.draw(st.sampled_from([0.3, 1.0])), specials=SMALL_SPECIALS))
+    mean = data.draw(arrays(shape, dtype, scale=0.3, specials=SMALL_SPECIALS, lo=-0.5, hi=0.5))
+    target = data.draw(st.sampled_from([-1.5 * d, -1.0 * d, -0.5 * d]))
+    kw = dict(residual=0.0, log_std_min=-20.0, log_std_max=2.0)
+    snap = snapshot(s, mean)
+    try:
+        out, c = era.continuous_tanh_forward(s, mean, target, return_offset=True, **kw)
+    except era.InfeasibleTargetError:
+        assume(False)
+    assert out.shape == shape and out.dtype == dtype
+    assert np.all(out >= -20.0) and np.all(out <= 2.0)
+    assert_unchanged(snap)
+    report = era.check_continuous_tanh(mean, out, target, **kw)
+    assert report.violations == 0, report
+    assert_same(out[c == 0], era.continuous_forward(s, target, **kw)[c == 0])
+    raises(era.InfeasibleTargetError, era.continuous_tanh_forward, s, mean, 0.68364 * d, **kw)
+    if s.size:
+        far = mean.copy()
+        far.reshape(-1, d)[0] = 6.0  # that row's peak: below -9 nats a dimension
+        raises(era.InfeasibleTargetError, era.continuous_tanh_forward, s, far, target, **kw)
+    if dtype == F64 and s.size:
+        g = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).normal(size=shape)
+        grads = era.continuous_tanh_backward(s, mean, g, target, **kw)
+        h = 1e-6
+        step = np.zeros_like(s)
+        step[..., 0] = h
+        f = lambda x, m: np.sum(g * era.continuous_tanh_forward(x, m, target, **kw), axis=-1)  # noqa: E731
+        fd_s = (f(s + step, mean) - f(s - step, mean)) / (2 * h)
+        fd_m = (f(s, mean + step) - f(s, mean - step)) / (2 * h)
+        np.testing.assert_allclose(grads.std_logits[..., 0], fd_s, rtol=1e-4, atol=1e-5 * (1 + np.abs(g).max()))
+        np.testing.assert_allclose(grads.mean[..., 0], fd_m, rtol=1e-4, atol=1e-5 * (1 + np.abs(g).max()))
 
 
 # ---------------------------------------------------------------------------------------

@@ -123,6 +123,26 @@ def opcheck_cases():
          (log_std.detach(), loc.detach(), torch.tensor(0.5, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64),
           -2.5, -1.0, 1.0, -8.0, 0.0, True)),
     ]
+    # The tanh sampled floor and the tanh-Gaussian entropy gradient (rows with an offset at H0 = -4).
+    gen = torch.Generator().manual_seed(0)
+    mean = (0.3 * torch.randn(3, 4, generator=gen, dtype=torch.float64)).requires_grad_()
+    std_logits = (0.5 * torch.randn(3, 4, generator=gen, dtype=torch.float64)).requires_grad_()
+    cases += [
+        ("tanh_gaussian_entropy-grad", _ops.tanh_gaussian_entropy, (mean, log_std)),
+        ("tanh_gaussian_entropy_backward", _ops.tanh_gaussian_entropy_backward,
+         (mean.detach(), log_std.detach(), torch.randn(3, dtype=torch.float64))),
+        ("continuous_tanh_forward", _ops.continuous_tanh_forward, (std_logits, mean, None, -4.0, -20.0, 2.0, False)),
+        ("continuous_tanh_forward-native", _ops.continuous_tanh_forward,
+         (std_logits, mean, None, -4.0, -20.0, 2.0, True)),
+        ("continuous_tanh_forward-residual", _ops.continuous_tanh_forward,
+         (std_logits, mean, torch.tensor(0.25, dtype=torch.float64, requires_grad=True), -4.25, -20.0, 2.0, False)),
+        ("continuous_tanh_backward", _ops.continuous_tanh_backward,
+         (std_logits.detach(), mean.detach(), None, torch.randn(3, 4, dtype=torch.float64), -4.0, -20.0, 2.0,
+          False)),
+        ("continuous_tanh_backward-native", _ops.continuous_tanh_backward,
+         (std_logits.detach(), mean.detach(), torch.tensor(0.25, dtype=torch.float64),
+          torch.randn(3, 4, dtype=torch.float64), -4.25, -20.0, 2.0, True)),
+    ]
     return cases
 
 

@@ -709,6 +709,91 @@ void register_truncated_normal(py::module_ &m) {
     m.def("truncated_normal_log_prob_backward", &truncated_normal_log_prob_backward);
 }
 
+// ---------------------------------------------------------------------------------------
+// The tanh-Gaussian entropy gradient and the tanh sampled floor
+
+namespace {
+
+int tanh_gaussian_entropy_backward(int64_t rows, int64_t dim, py::object mean, py::object log_std,
+                                   py::object grad_entropy, py::object out_mean, py::object out_log_std) {
+    const Elem e = float_elem(log_std, "log_std", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *m = checked_pointer(mean, e, n, "mean", false);
+    void *x = checked_pointer(log_std, e, n, "log_std", false);
+    void *g = checked_pointer(grad_entropy, e, r, "grad_entropy", false);
+    void *om = checked_pointer(out_mean, e, n, "out_grad_mean", true);
+    void *ox = checked_pointer(out_log_std, e, n, "out_grad_log_std", true);
+    released_gil nogil;
+    return by_float(e, era_tanh_gaussian_entropy_backward_f32, era_tanh_gaussian_entropy_backward_f64,
+                    [&](auto f, auto t) {
+                        using T = decltype(t);
+                        return f(rows, dim, ro<T>(m), ro<T>(x), ro<T>(g), rw<T>(om), rw<T>(ox));
+                    });
+}
+
+int continuous_tanh_forward(double target, double residual, double log_std_min, double log_std_max, int64_t rows,
+                            int64_t dim, py::object std_logits, py::object mean, py::object out, py::object out_offset) {
+    const Elem e = float_elem(std_logits, "std_logits", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *x = checked_pointer(std_logits, e, n, "std_logits", false);
+    void *m = checked_pointer(mean, e, n, "mean", false);
+    void *o = checked_pointer(out, e, n, "out_log_std", true);
+    void *oc = checked_pointer(out_offset, e, r, "out_offset", true);
+    const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
+    released_gil nogil;
+    return by_float(e, era_continuous_tanh_forward_f32, era_continuous_tanh_forward_f64, [&](auto f, auto t) {
+        using T = decltype(t);
+        return f(&p, rows, dim, ro<T>(x), ro<T>(m), rw<T>(o), rw<T>(oc));
+    });
+}
+
+int continuous_tanh_backward(double target, double residual, double log_std_min, double log_std_max, int64_t rows,
+                             int64_t dim, py::object std_logits, py::object mean, py::object grad_log_std,
+                             py::object out, py::object out_mean, py::object out_residual) {
+    const Elem e = float_elem(std_logits, "std_logits", true, false);
+    const int64_t n = count_or_zero(rows, dim), r = rows < 0 ? 0 : rows;
+    void *x = checked_pointer(std_logits, e, n, "std_logits", false);
+    void *m = checked_pointer(mean, e, n, "mean", false);
+    void *g = checked_pointer(grad_log_std, e, n, "grad_log_std", false);
+    void *o = checked_pointer(out, e, n, "out_grad_std_logits", true);
+    void *om = checked_pointer(out_mean, e, n, "out_grad_mean", true);
+    void *od = checked_pointer(out_residual, e, r, "out_grad_residual", true);
+    const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
+    released_gil nogil;
+    return by_float(e, era_continuous_tanh_backward_f32, era_continuous_tanh_backward_f64, [&](auto f, auto t) {
+        using T = decltype(t);
+        return f(&p, rows, dim, ro<T>(x), ro<T>(m), ro<T>(g), rw<T>(o), rw<T>(om), rw<T>(od));
+    });
+}
+
+py::tuple check_continuous_tanh(double target, double residual, double log_std_min, double log_std_max, int64_t rows,
+                                int64_t dim, py::object mean, py::object log_std, double tol) {
+    const Elem e = float_elem(log_std, "log_std", true, false);
+    const int64_t n = count_or_zero(rows, dim);
+    void *m = checked_pointer(mean, e, n, "mean", false);
+    void *x = checked_pointer(log_std, e, n, "log_std", false);
+    const era_continuous_params p = continuous_params(target, residual, log_std_min, log_std_max);
+    era_bound_report report{};
+    era_status s;
+    {
+        released_gil nogil;
+        s = by_float(e, era_check_continuous_tanh_f32, era_check_continuous_tanh_f64, [&](auto f, auto t) {
+            using T = decltype(t);
+            return f(&p, rows, dim, ro<T>(m), ro<T>(x), tol, &report);
+        });
+    }
+    return py::make_tuple(static_cast<int>(s), s == ERA_OK ? report_tuple(report) : py::none());
+}
+
+}  // namespace
+
+void register_tanh_floor(py::module_ &m) {
+    m.def("tanh_gaussian_entropy_backward", &tanh_gaussian_entropy_backward);
+    m.def("continuous_tanh_forward", &continuous_tanh_forward);
+    m.def("continuous_tanh_backward", &continuous_tanh_backward);
+    m.def("check_continuous_tanh", &check_continuous_tanh);
+}
+
 PYBIND11_MODULE(_era, m) {
     m.doc() = "libera's C ABI (include/era.h), one function per entry point; use the era package, not this module.";
 
@@ -804,4 +889,5 @@ PYBIND11_MODULE(_era, m) {
     m.def("continuous_truncated_forward", &continuous_truncated_forward);
     m.def("continuous_truncated_backward", &continuous_truncated_backward);
     m.def("check_continuous_truncated", &check_continuous_truncated);
+    register_tanh_floor(m);
 }

@@ -593,6 +593,81 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EraSampledBackward, SampledBackwardImpl,
                                   .Attr<double>("log_std_min")
                                   .Attr<double>("log_std_max"));
 
+// ---------------------------------------------------------------------------------------
+// The tanh-Gaussian entropy gradient and the tanh sampled floor (era.jax.tanh_floor)
+
+namespace {
+
+Error TanhGaussianBackwardImpl(AnyBuffer mean, AnyBuffer log_std, AnyBuffer grad_entropy, Result<AnyBuffer> grad_mean,
+                               Result<AnyBuffer> grad_log_std) {
+    const Rows r = rows_of(log_std);
+    return by_float(log_std, "era.jax.tanh_gaussian_entropy (backward)", era_tanh_gaussian_entropy_backward_f32,
+                    era_tanh_gaussian_entropy_backward_f64, [&](auto f, auto t) {
+                        using T = decltype(t);
+                        return f(r.rows, r.cols, in<T>(mean), in<T>(log_std), in<T>(grad_entropy), out<T>(grad_mean),
+                                 out<T>(grad_log_std));
+                    });
+}
+
+// The residual as for ContinuousForwardImpl: one value per call, or one per group of rows.
+Error TanhFloorForwardImpl(AnyBuffer std_logits, AnyBuffer mean, AnyBuffer residual, Result<AnyBuffer> log_std,
+                           double target_entropy, double log_std_min, double log_std_max) {
+    const era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
+    return by_residual_group(std_logits, residual, "era.jax.continuous_era_tanh", p, era_continuous_tanh_forward_f32,
+                             era_continuous_tanh_forward_f64,
+                             [&](auto f, auto t, const era_continuous_params *q, Group g) {
+                                 using T = decltype(t);
+                                 return f(q, g.rows, g.cols, in<T>(std_logits) + g.at, in<T>(mean) + g.at,
+                                          out<T>(log_std) + g.at, nullptr);
+                             });
+}
+
+Error TanhFloorBackwardImpl(AnyBuffer std_logits, AnyBuffer mean, AnyBuffer residual, AnyBuffer grad_log_std,
+                            Result<AnyBuffer> grad_std_logits, Result<AnyBuffer> grad_mean,
+                            Result<AnyBuffer> grad_residual, double target_entropy, double log_std_min,
+                            double log_std_max) {
+    const era_continuous_params p = era_py::continuous_params(target_entropy, 0.0, log_std_min, log_std_max);
+    return by_residual_group(std_logits, residual, "era.jax.continuous_era_tanh (backward)", p,
+                             era_continuous_tanh_backward_f32, era_continuous_tanh_backward_f64,
+                             [&](auto f, auto t, const era_continuous_params *q, Group g) {
+                                 using T = decltype(t);
+                                 return f(q, g.rows, g.cols, in<T>(std_logits) + g.at, in<T>(mean) + g.at,
+                                          in<T>(grad_log_std) + g.at, out<T>(grad_std_logits) + g.at,
+                                          out<T>(grad_mean) + g.at, out<T>(grad_residual) + g.row_at);
+                             });
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTanhGaussianBackward, TanhGaussianBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTanhFloorForward, TanhFloorForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("target_entropy")
+                                  .Attr<double>("log_std_min")
+                                  .Attr<double>("log_std_max"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EraTanhFloorBackward, TanhFloorBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Arg<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Ret<AnyBuffer>()
+                                  .Attr<double>("target_entropy")
+                                  .Attr<double>("log_std_min")
+                                  .Attr<double>("log_std_max"));
+
 PYBIND11_MODULE(_era_xla, m) {
     m.doc() = "libera's kernels as XLA FFI handlers for era.jax (registered by era/jax/_ffi.py).";
     m.def("handlers", []() {
@@ -620,6 +695,9 @@ PYBIND11_MODULE(_era_xla, m) {
         add("era_truncated_normal_entropy_backward", EraTruncatedNormalBackward);
         add("era_continuous_truncated_forward", EraSampledForward);
         add("era_continuous_truncated_backward", EraSampledBackward);
+        add("era_tanh_gaussian_entropy_backward", EraTanhGaussianBackward);
+        add("era_continuous_tanh_forward", EraTanhFloorForward);
+        add("era_continuous_tanh_backward", EraTanhFloorBackward);
         return d;
     });
 }

@@ -70,6 +70,14 @@ from .sampled_floor import (
     continuous_truncated_forward,
     truncated_normal_entropy_backward,
 )
+from .sampled_floor import (
+    ContinuousTanhGrads,
+    TanhGaussianEntropyGrads,
+    check_continuous_tanh,
+    continuous_tanh_backward,
+    continuous_tanh_forward,
+    tanh_gaussian_entropy_backward,
+)
 from . import presets, testing  # numpy only; era.torch and era.jax are imported on demand
 
 if _era.abi_version() != _era.HEADER_ABI_VERSION:
@@ -137,6 +145,12 @@ __all__ = [
     "continuous_truncated_backward",
     "ContinuousTruncatedGrads",
     "check_continuous_truncated",
+    "tanh_gaussian_entropy_backward",
+    "TanhGaussianEntropyGrads",
+    "continuous_tanh_forward",
+    "continuous_tanh_backward",
+    "ContinuousTanhGrads",
+    "check_continuous_tanh",
 ]
 
 # Top-k log-probabilities (top_k= in the log-prob functions): a label outside the top k.

@@ -1019,3 +1019,233 @@ def sampled_floor_backward(ops: ArrayOps, s, m, g, k, target, lo: float, hi: flo
     grad_m = ops.where(active[..., None], -per_slope * dm, 0.0)
     grad_s, grad_res = continuous_backward(ops, s, grad_l, k, log_std_min, log_std_max)
     return grad_s, grad_m, grad_res + ops.where(active, per_slope[..., 0], 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# The tanh-Gaussian entropy, its gradient, and the tanh sampled floor (math 1, "Squashing";
+# docs/math.md, "Tanh-Gaussian entropy gradient", "The sampled floor, tanh"). Elementwise in
+# float64 with libera's quadrature regimes (both computed, one kept by `where`): for
+# std <= 0.5 the 64-node Gauss-Hermite rule; above, E|x| in closed form and 16-node
+# Gauss-Legendre panels of width 1/2 on [0, 20] against the folded density n(x) + n(-x).
+
+# The largest squashed entropy of one dimension, at mean 0 and std 0.8744 (nats); the
+# static feasibility bound of the tanh sampled floor is D times it.
+TANH_ENTROPY_PEAK = 0.6836355635996024
+# Bisection steps for the peak of a row's squashed entropy along its offset direction (in
+# log1p(t) over at most [0, 690]: t to 3e-12 (1 + t), where the entropy is flat to about
+# 1e-23 (1 + t)^2), and safeguarded Newton steps for the root (a target at the peak is a
+# double root: Newton halves the distance each step).
+TANH_PEAK_STEPS = 48
+TANH_FLOOR_STEPS = 48
+_LOG2 = math.log(2.0)
+
+
+@lru_cache(maxsize=1)
+def _tanh_rules():
+    """(Gauss-Hermite nodes, weights) for N(0, 1), 48 of each; (Gauss-Legendre nodes, weights)
+    over [0, 20] in 40 panels of width 1/2, 8 nodes each. Fewer nodes than libera's rules
+    (64; 16 a panel), for the floor's many evaluations: the same values to 2e-15 relative
+    (measured over std from e^-10 to e^10 and means to 300)."""
+    gh_x, gh_w = np.polynomial.hermite_e.hermegauss(48)
+    gh_w = gh_w / math.sqrt(2 * math.pi)
+    t, w = np.polynomial.legendre.leggauss(8)
+    t, w = 0.5 * (t + 1), 0.5 * w
+    panels = np.arange(40)[:, None]
+    gl_x = ((panels + t[None, :]) * 0.5).reshape(-1)
+    gl_w = np.broadcast_to(w * 0.5, (40, 8)).reshape(-1)
+    return gh_x, gh_w, gl_x, gl_w
+
+
+def _tanh_terms(ops: ArrayOps, m, log_std, value: bool = True):
+    """(E log(1 - tanh^2 x), E tanh x, E sech^2 x) elementwise (the first two None unless
+    `value`), x ~ N(m, exp(log_std)^2): Gauss-Hermite for std <= 0.5; above, E|x| in closed
+    form, E sign x = erf(m / (std sqrt 2)), and the rest, which decays like exp(-2|x|),
+    over the folded density on [0, 20]."""
+    gh_x, gh_w, gl_x, gl_w = _tanh_rules()
+    sd = ops.exp(log_std)
+    narrow = sd <= 0.5
+    small = ops.clamp_max(sd, 0.5)
+    x = m[..., None] + small[..., None] * ops.constant(gh_x, m)
+    w = ops.constant(gh_w, m)
+    ax = ops.abs(x)
+    e2 = ops.exp(-2 * ax)
+    sech_n = ops.sum(w * 4 * e2 / ((1 + e2) * (1 + e2)), keepdims=False)
+    wide = ops.clamp_min(sd, 0.5)
+    u = ops.constant(gl_x, m)
+    v = ops.constant(gl_w, m)
+    up = (u - m[..., None]) / wide[..., None]
+    down = (u + m[..., None]) / wide[..., None]
+    norm = (_INV_SQRT_2PI / wide)[..., None]
+    plus = norm * ops.exp(-0.5 * up * up)
+    minus = norm * ops.exp(-0.5 * down * down)
+    eu = ops.exp(-2 * u)
+    sech_w = ops.sum(v * 4 * eu / ((1 + eu) * (1 + eu)) * (plus + minus), keepdims=False)
+    e_sech = ops.where(narrow, sech_n, sech_w)
+    if not value:
+        return None, None, e_sech
+    jac_n = ops.sum(w * 2 * (_LOG2 - ax - ops.log1p(e2)), keepdims=False)
+    sign = ops.where(x < 0, -1.0, 1.0)
+    tanh_n = ops.sum(w * sign * (1 - e2) / (1 + e2), keepdims=False)
+    z = m / wide
+    erf = _special(ops, "erf")(z * _SQRT1_2)
+    mean_abs = wide * math.sqrt(2 / math.pi) * ops.exp(-0.5 * z * z) + m * erf
+    corner = ops.sum(v * ops.log1p(eu) * (plus + minus), keepdims=False)
+    jac_w = 2 * _LOG2 - 2 * mean_abs - 2 * corner
+    tanh_w = erf - ops.sum(v * (2 * eu / (1 + eu)) * (plus - minus), keepdims=False)
+    return ops.where(narrow, jac_n, jac_w), ops.where(narrow, tanh_n, tanh_w), e_sech
+
+
+def tanh_gaussian_parts(ops: ArrayOps, m, log_std):
+    """(H, dH/dmean, dH/dlog_std) of tanh(N(m, exp(log_std)^2)), elementwise (float64):
+    ``H = log_std + 0.5 log(2 pi e) + E log(1 - tanh^2 x)``, ``dH/dmean = -2 E tanh x``,
+    ``dH/dlog_std = 1 - 2 std^2 E sech^2 x`` (Stein's identity)."""
+    jac, e_tanh, e_sech = _tanh_terms(ops, m, log_std)
+    sd = ops.exp(log_std)
+    return log_std + GAUSSIAN_ENTROPY_PER_DIM + jac, -2 * e_tanh, 1 - 2 * sd * sd * e_sech
+
+
+def _tanh_row_slope(ops: ArrayOps, m, log_std):
+    """sum_i dH/dlog_std_i per row (the derivative of the row entropy along a common offset)."""
+    sd = ops.exp(log_std)
+    return ops.sum(1 - 2 * sd * sd * _tanh_terms(ops, m, log_std, value=False)[2], keepdims=False)
+
+
+def tanh_gaussian_entropy(ops: ArrayOps, mean, log_std):
+    """Entropy of tanh(N(mean, exp(log_std)^2)) per row, ``[..., D] -> [...]``."""
+    return ops.sum(tanh_gaussian_parts(ops, mean, log_std)[0], keepdims=False)
+
+
+def tanh_gaussian_entropy_backward(ops: ArrayOps, mean, log_std, grad_entropy):
+    """(grad_entropy * dH/dmean, grad_entropy * dH/dlog_std), ``[..., D]`` each."""
+    _, dm, dl = tanh_gaussian_parts(ops, mean, log_std)
+    g = grad_entropy[..., None]
+    return g * dm, g * dl
+
+
+def _tanh_floor_log_stds(ops: ArrayOps, w, k, c, log_std_min: float, log_std_max: float, dtype=None):
+    """(l(c), moves): ``l(c)_i = max(log_std_max + (K + c) w_i, log_std_min)`` (stored in
+    `dtype` rounded up when given, as libera stores it), and whether l(c)_i is above the clip.
+    At c = 0 this is continuous_forward bit for bit."""
+    y = log_std_max + (k + c[..., None]) * w
+    moves = y > log_std_min
+    l = ops.where(moves, y, log_std_min)
+    if dtype is not None:
+        l = ops.astype(round_up_to(ops, l, dtype, log_std_max), w.dtype)
+    return l, moves
+
+
+def _tanh_floor_row(ops: ArrayOps, m, w, l, moves, value: bool = True):
+    """(f + target, f') at the log stds l: the row's squashed entropy and
+    ``sum_i dH/dlog_std_i w_i`` over the entries that move (None for the first unless `value`)."""
+    if value:
+        h, _, dl = tanh_gaussian_parts(ops, m, l)
+        total = ops.sum(h, keepdims=False)
+    else:
+        sd = ops.exp(l)
+        dl = 1 - 2 * sd * sd * _tanh_terms(ops, m, l, value=False)[2]
+        total = None
+    return total, ops.sum(ops.where(moves, dl * w, 0.0), keepdims=False)
+
+
+def tanh_floor_offset(ops: ArrayOps, s, m, k, target, log_std_min: float, log_std_max: float, dtype=None,
+                      peak_steps: Optional[int] = None, steps: Optional[int] = None):
+    """(c, infeasible) of _tanh_floor_solve."""
+    return _tanh_floor_solve(ops, s, m, k, target, log_std_min, log_std_max, dtype, peak_steps, steps)[:2]
+
+
+def _tanh_floor_solve(ops: ArrayOps, s, m, k, target, log_std_min: float, log_std_max: float, dtype=None,
+                      peak_steps: Optional[int] = None, steps: Optional[int] = None):
+    """(c ``[...]``, infeasible ``[...]``, log stds ``[..., D]``) of the tanh sampled floor per row (float64 arrays;
+    `k` K of the Gaussian part, `target` H0 + delta), with
+    ``f(c) = sum_i H_tanh(m_i, l(c)_i) - target`` (_tanh_floor_log_stds): c = 0 where
+    f(0) >= 0; else, along d = sign f'(0) and up to the side's end (c = -K, every std at
+    log_std_max; or every std clipped at log_std_min), the peak of g(t) = f(d t) by bisection on
+    the sign of g' in log1p(t) (relative resolution 1e-16 over any range), then the root of g on
+    [0, peak] by safeguarded Newton steps from the left (libera's risingRoot). A row whose peak
+    lies below the target is infeasible (c = NaN). The log stds are those at which the root's
+    entropy was evaluated: with float32 storage the entropy is a step function of c, and the
+    root sits on a step's edge, where l(c) recomputed elsewhere (an XLA fusion) could round
+    to the other side."""
+    peak_steps = TANH_PEAK_STEPS if peak_steps is None else peak_steps
+    steps = TANH_FLOOR_STEPS if steps is None else steps
+    w = softmax(ops, s)
+    tolerance = 1e-12 * (1 + ops.abs(target + 0 * s[..., 0]))
+    zero = ops.astype(ops.full_like(s[..., 0], 0.0), s.dtype)
+
+    def at(c, value=True, stored=False):
+        l, moves = _tanh_floor_log_stds(ops, w, k, c, log_std_min, log_std_max, dtype)
+        row = _tanh_floor_row(ops, m, w, l, moves, value)
+        return (*row, l) if stored else row
+
+    f0, slope0, l0 = at(zero, stored=True)
+    f0 = f0 - target
+    d = ops.where(slope0 < 0, -1.0, 1.0)
+    smallest = -ops.max(-w, keepdims=False)
+    span = log_std_max - log_std_min
+    low_end = span / ops.clamp_min(smallest, 1e-300) + k  # -(lowest c): every std clipped below
+    end = ops.clip(ops.where(d > 0, -k + zero, low_end), 0.0, 1e300)
+
+    def bisect(state):
+        a, b = state
+        mid = 0.5 * (a + b)
+        rising = at(d * ops.expm1(mid), value=False)[1] * d > 0
+        return ops.where(rising, mid, a), ops.where(rising, b, mid)
+
+    top = ops.repeat(peak_steps, bisect, (zero, ops.log1p(end)))[0]
+    peak = ops.where(slope0 == 0, 0.0, ops.expm1(top))
+    f_peak, _, l_peak = at(d * peak, stored=True)
+    f_peak = f_peak - target
+    infeasible = (f0 < 0) & ~(f_peak >= 0)
+
+    def newton(state):
+        a, b, t, gt, slope, l_b = state
+        step = -gt / slope
+        push = (gt < 0) & (-gt <= tolerance)
+        tiny = 4 * ops.abs(ops.nextafter_up(ops.abs(t)) - ops.abs(t)) + 1e-300
+        step = ops.where(push, 2 * step + tiny, step)
+        candidate = t + step
+        inside = (candidate > a) & (candidate < b)
+        candidate = ops.where(inside, candidate, 0.5 * (a + b))
+        value, slope, l = at(d * candidate, stored=True)
+        value, slope = value - target, slope * d
+        up = value >= 0
+        l_b = ops.where(up[..., None], l, l_b)
+        return ops.where(up, a, candidate), ops.where(up, candidate, b), candidate, value, slope, l_b
+
+    # the bracket [0, peak]: g(0) < 0 <= g(peak) on the rows that need an offset
+    state = ops.repeat(steps, newton, (zero, peak, zero, f0, slope0 * d, l_peak))
+    t, l_b = state[1], state[5]
+    c = ops.where(f0 >= 0, 0.0, d * t)
+    out = ops.where(infeasible[..., None], math.nan, ops.where((f0 >= 0)[..., None], l0, l_b))
+    return ops.where(infeasible, math.nan, c), infeasible, out
+
+
+def tanh_floor_forward(ops: ArrayOps, s, m, k, target, log_std_min: float, log_std_max: float, dtype=None):
+    """(log stds ``[..., D]``, offsets c ``[...]``, infeasible ``[...]``) of the tanh sampled
+    floor: ``l(c)_i = max(log_std_max + (K + c) softmax(s)_i, log_std_min)``, the continuous
+    output where c = 0 (stored in `dtype`, rounded up, when that is narrower than s's; the
+    entropy evaluated at the stored values)."""
+    c, infeasible, out = _tanh_floor_solve(ops, s, m, k, target, log_std_min, log_std_max, dtype)
+    return out, c, infeasible
+
+
+def tanh_floor_backward(ops: ArrayOps, s, m, g, k, target, log_std_min: float, log_std_max: float, dtype=None):
+    """(dL/ds, dL/dm ``[..., D]``, dL/d(H0 + delta) ``[...]``) of tanh_floor_forward by the
+    implicit function theorem: on a row with c != 0, with w = softmax(s), H_L and H_m the
+    derivatives of H_tanh at the output, and G', S the sums of g w and H_L w over the entries
+    above log_std_min, ``dL/dm = -(G'/S) H_m``, ``dL/d(H0 + delta) = G'/S`` and dL/ds the
+    continuous backward at scale K + c of ``g - (G'/S) H_L``; rows with c = 0 are the
+    continuous backward of g."""
+    c, _, out = _tanh_floor_solve(ops, s, m, k, target, log_std_min, log_std_max, dtype)
+    w = softmax(ops, s)
+    _, moves = _tanh_floor_log_stds(ops, w, k, c, log_std_min, log_std_max, dtype)
+    _, dm, dl = tanh_gaussian_parts(ops, m, out)
+    active = c != 0
+    weighted = ops.sum(ops.where(moves, g * w, 0.0), keepdims=False)
+    slope = ops.sum(ops.where(moves, dl * w, 0.0), keepdims=False)
+    per_slope = (weighted / ops.where(active, slope, 1.0))[..., None]
+    grad_l = ops.where(active[..., None], g - per_slope * dl, g)
+    grad_m = ops.where(active[..., None], -per_slope * dm, 0.0)
+    grad_s, grad_res = continuous_backward(ops, s, grad_l, k + ops.where(active, c, 0.0)[..., None], log_std_min,
+                                           log_std_max)
+    return grad_s, grad_m, ops.where(active, per_slope[..., 0], grad_res)

@@ -12,8 +12,10 @@ other platforms, where nothing can raise inside a compiled program, a bad row is
 
 - continuous_era, discrete_era: differentiable in both modes (custom_jvp, libera's primal).
 - llm_logprob: differentiable in reverse mode (custom_vjp, libera's forward and backward).
-- softmax_entropy, gaussian_entropy, tanh_gaussian_entropy, truncated_normal_entropy,
-  token_entropy, llm_response_entropy, llm_scales: metrics (stop_gradient on their inputs).
+- softmax_entropy, gaussian_entropy, token_entropy, llm_response_entropy, llm_scales:
+  metrics (stop_gradient on their inputs); tanh_gaussian_entropy and
+  truncated_normal_entropy are differentiable in reverse mode (custom_vjp).
+- continuous_era_truncated, continuous_era_tanh: the sampled floors (custom_vjp).
 - llm_era: a GRPO batch to ERA log-probs, entropies, scales and rescaled advantages.
 """
 
@@ -24,13 +26,14 @@ from .functions import (
     gaussian_entropy,
     llm_logprob,
     softmax_entropy,
-    tanh_gaussian_entropy,
     token_entropy,
 )
 from .llm import LLMERAOutput, llm_era, llm_response_entropy, llm_scales
 from .truncnorm import truncated_normal_log_prob, truncated_normal_sample
 # the sampled floor; truncated_normal_entropy here is differentiable (custom_vjp)
 from .sampled_floor import continuous_era_truncated, truncated_normal_entropy
+# the tanh sampled floor; tanh_gaussian_entropy here is differentiable (custom_vjp)
+from .tanh_floor import continuous_era_tanh, tanh_gaussian_entropy
 
 __all__ = [
     "export_checks",
@@ -49,4 +52,5 @@ __all__ = [
     "truncated_normal_sample",
     "truncated_normal_log_prob",
     "continuous_era_truncated",
+    "continuous_era_tanh",
 ]

@@ -28,6 +28,7 @@ from ._checks import check_device_errors, get_device_checks, set_device_checks
 from ._ops import ContinuousERAFunction, DiscreteERAFunction, LLMLogprobFunction
 from .functions import (
     continuous_era,
+    continuous_era_tanh,
     continuous_era_truncated,
     discrete_era,
     gaussian_entropy,
@@ -44,6 +45,7 @@ from .verl import PolicyLoss, VerlERAOutput, verl_era
 from .distributions import TruncatedNormal
 
 __all__ = [
+    "continuous_era_tanh",
     "continuous_era_truncated",
     "native",
     "set_device_checks",

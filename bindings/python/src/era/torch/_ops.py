@@ -1425,3 +1425,120 @@ torch.library.register_autograd(continuous_truncated_forward, _continuous_trunca
 
 OPERATORS = OPERATORS + (truncated_normal_entropy_backward, continuous_truncated_forward,
                          continuous_truncated_backward)
+
+# ---------------------------------------------------------------------------------------
+# The tanh-Gaussian entropy gradient and the tanh sampled floor (docs/math.md, "The sampled
+# floor, tanh"): libera on CPU tensors, the device path (era.torch.native, era._formulas) on
+# other devices and with native_path. Their backward operators have no derivative of their own.
+
+
+@torch.library.custom_op("era::tanh_gaussian_entropy_backward", mutates_args=())
+@_device_kernel
+def tanh_gaussian_entropy_backward(mean: Tensor, log_std: Tensor, grad_entropy: Tensor) -> Tuple[Tensor, Tensor]:
+    """(dL/d mean, dL/d log_std) of tanh_gaussian_entropy, in log_std's dtype."""
+    return native.tanh_gaussian_entropy_backward(mean, log_std, grad_entropy)
+
+
+@_cpu_kernel(tanh_gaussian_entropy_backward)
+def _tanh_gaussian_entropy_backward_cpu(mean, log_std, grad_entropy):
+    x = _float32_copy(log_std)
+    grads = _sampled.tanh_gaussian_entropy_backward(to_numpy(_cast(mean, x.dtype)), to_numpy(x),
+                                                    to_numpy(_cast(grad_entropy, x.dtype)))
+    return from_numpy(grads.mean).to(dtype=log_std.dtype), from_numpy(grads.log_std).to(dtype=log_std.dtype)
+
+
+@tanh_gaussian_entropy_backward.register_fake
+def _(mean, log_std, grad_entropy):
+    return torch.empty_like(log_std, memory_format=torch.contiguous_format), \
+        torch.empty_like(log_std, memory_format=torch.contiguous_format)
+
+
+def _tanh_entropy_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _tanh_entropy_backward(ctx, grad):
+    mean, log_std = ctx.saved_tensors
+    grad_mean, grad_log_std = tanh_gaussian_entropy_backward(mean, log_std, grad.contiguous())
+    return _cast(grad_mean, mean.dtype), grad_log_std
+
+
+torch.library.register_autograd(tanh_gaussian_entropy, _tanh_entropy_backward, setup_context=_tanh_entropy_setup)
+
+
+@torch.library.custom_op("era::continuous_tanh_forward", mutates_args=())
+@_device_kernel
+def continuous_tanh_forward(std_logits: Tensor, mean: Tensor, residual: Optional[Tensor], target_entropy: float,
+                            log_std_min: float, log_std_max: float, native_path: bool) -> Tensor:
+    """Tanh sampled-floor log stds: the continuous ERA output for the row's Gaussian target
+    moved by the offset nearest 0 that lifts the squashed entropy to target_entropy
+    (+ residual, a 0-d tensor whose value is data, or None when a constant residual is part of
+    target_entropy)."""
+    return native.continuous_tanh_forward(std_logits, mean, residual, target_entropy, log_std_min, log_std_max)
+
+
+@_cpu_kernel(continuous_tanh_forward)
+def _continuous_tanh_forward_cpu(std_logits, mean, residual, target_entropy, log_std_min, log_std_max, native_path):
+    if native_path:
+        return native.continuous_tanh_forward(std_logits, mean, residual, target_entropy, log_std_min, log_std_max)
+    x = _float32_copy(std_logits)
+    out = _sampled.continuous_tanh_forward(to_numpy(x), to_numpy(_cast(mean, x.dtype)), target_entropy,
+                                           residual=_value(residual), log_std_min=log_std_min,
+                                           log_std_max=log_std_max)
+    if std_logits.dtype in HALF:  # rounded up, as libera rounds float32
+        wide = from_numpy(out).to(torch.float64)
+        return F._round_up(native.OPS, wide, std_logits.dtype)
+    return from_numpy(out)
+
+
+@continuous_tanh_forward.register_fake
+def _(std_logits, mean, residual, target_entropy, log_std_min, log_std_max, native_path):
+    return torch.empty_like(std_logits, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("era::continuous_tanh_backward", mutates_args=())
+@_device_kernel
+def continuous_tanh_backward(std_logits: Tensor, mean: Tensor, residual: Optional[Tensor], grad_log_std: Tensor,
+                             target_entropy: float, log_std_min: float, log_std_max: float,
+                             native_path: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """(dL/d std_logits, dL/d mean, dL/d residual per row in float64) of
+    continuous_tanh_forward (implicit function theorem)."""
+    return native.continuous_tanh_backward(std_logits, mean, residual, grad_log_std, target_entropy, log_std_min,
+                                           log_std_max)
+
+
+@_cpu_kernel(continuous_tanh_backward)
+def _continuous_tanh_backward_cpu(std_logits, mean, residual, grad_log_std, target_entropy, log_std_min, log_std_max,
+                                  native_path):
+    if native_path:
+        return native.continuous_tanh_backward(std_logits, mean, residual, grad_log_std, target_entropy, log_std_min,
+                                               log_std_max)
+    x = _float32_copy(std_logits)
+    grads = _sampled.continuous_tanh_backward(
+        to_numpy(x), to_numpy(_cast(mean, x.dtype)), to_numpy(_cast(grad_log_std, x.dtype)), target_entropy,
+        residual=_value(residual), log_std_min=log_std_min, log_std_max=log_std_max)
+    back = lambda a: from_numpy(a).to(dtype=std_logits.dtype)  # noqa: E731
+    return back(grads.std_logits), back(grads.mean), from_numpy(grads.residual).to(torch.float64)
+
+
+@continuous_tanh_backward.register_fake
+def _(std_logits, mean, residual, grad_log_std, target_entropy, log_std_min, log_std_max, native_path):
+    return torch.empty_like(std_logits, memory_format=torch.contiguous_format), \
+        torch.empty_like(std_logits, memory_format=torch.contiguous_format), \
+        std_logits.new_empty(std_logits.shape[:-1], dtype=torch.float64)
+
+
+def _continuous_tanh_vjp(ctx, grad):
+    std_logits, mean, residual = ctx.saved_tensors
+    grad_s, grad_mean, grad_rows = continuous_tanh_backward(std_logits, mean, residual, grad.contiguous(),
+                                                            *ctx.params)
+    grad_residual = None
+    if residual is not None and ctx.needs_input_grad[2]:
+        grad_residual = _cast(grad_rows.sum(), residual.dtype).reshape(residual.shape)
+    return grad_s, _cast(grad_mean, mean.dtype), grad_residual, None, None, None, None
+
+
+torch.library.register_autograd(continuous_tanh_forward, _continuous_tanh_vjp,
+                                setup_context=_continuous_truncated_setup)
+
+OPERATORS = OPERATORS + (tanh_gaussian_entropy_backward, continuous_tanh_forward, continuous_tanh_backward)

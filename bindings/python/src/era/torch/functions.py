@@ -33,6 +33,7 @@ from . import _ops
 from ._bridge import native_path
 
 __all__ = [
+    "continuous_era_tanh",
     "continuous_era_truncated",
     "continuous_era",
     "discrete_era",
@@ -243,11 +244,16 @@ def gaussian_entropy(log_std: torch.Tensor, *, backend: str = "auto") -> torch.T
 def tanh_gaussian_entropy(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """Entropy of tanh(N(mean, exp(log_std)^2)) per row, ``[..., D] -> [...]`` nats, by
     libera's deterministic quadrature (tensors on other devices are copied to the CPU for it:
-    this is a per-row metric, small next to the network)."""
+    this is a per-row metric, small next to the network). Like truncated_normal_entropy it is
+    differentiable in mean and log_std (first derivatives; the backward runs libera on CPU
+    tensors, the device path's formulas on others)."""
     where = "era.torch.tanh_gaussian_entropy"
     require(mean, FLOATS, where, "mean")
     require(log_std, FLOATS, where, "log_std")
     require_rows(log_std, where, "log_std")
+    if torch.is_grad_enabled() and (mean.requires_grad or log_std.requires_grad):
+        # Differentiable (first derivatives): libera's era_tanh_gaussian_entropy_backward.
+        return _ops.tanh_gaussian_entropy(mean, log_std)
     return _ops.call(_ops.tanh_gaussian_entropy, mean.detach(), log_std.detach())
 
 
@@ -327,3 +333,58 @@ def continuous_era_truncated(
         target, tensor_residual = target + delta, None
     return _ops.continuous_truncated_forward(std_logits, loc, tensor_residual, target, float(lo), float(hi),
                                              float(log_std_min), float(log_std_max), native)
+
+
+def continuous_era_tanh(
+    std_logits: torch.Tensor,
+    mean: torch.Tensor,
+    target_entropy: float,
+    *,
+    residual: Union[float, torch.Tensor] = _continuous.RESIDUAL,
+    log_std_min: float = _continuous.LOG_STD_MIN,
+    log_std_max: float = _continuous.LOG_STD_MAX,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """The tanh sampled floor (docs/math.md, "The sampled floor, tanh"): continuous ERA log
+    stds for a per-row Gaussian target moved by the c nats nearest 0 that lift the entropy of
+    a = tanh(x), x ~ N(mean, exp(log_std)^2), to ``target_entropy + residual`` (c < 0 on
+    rows whose stds lie beyond the squashed entropy's peak).
+
+    Differentiable in std_logits, mean and a tensor residual (implicit function theorem). The
+    output stays within [log_std_min, log_std_max]. CPU tensors go to libera, others to the
+    device path (era._formulas; ``backend="native"`` takes it on the CPU too).
+
+    Args:
+        std_logits: ``[..., D]`` float raw scale outputs; mean: same shape (pre-tanh means).
+        residual: delta >= 0: a float, or a one-element tensor (its value is data; its
+            gradient is the sum over rows of dL/d(H0 + delta)).
+    Returns:
+        ``[..., D]`` log stds, the dtype of std_logits.
+    Raises:
+        InfeasibleTargetError if ``target_entropy + residual >= D * 0.6836...``, K > 0, or a
+        row's squashed entropy peaks below the target (large |mean|); on other devices the
+        row is NaN and the error comes from era.torch.check_device_errors.
+    """
+    where = "era.torch.continuous_era_tanh"
+    require(std_logits, FLOATS, where, "std_logits")
+    require(mean, FLOATS, where, "mean")
+    require_rows(std_logits, where, "std_logits")
+    if mean.shape != std_logits.shape:
+        raise BadShapeError(
+            f"{where}: mean shape {tuple(mean.shape)} differs from std_logits {tuple(std_logits.shape)}")
+    native = native_path(std_logits, backend, where)
+    target = float(target_entropy)
+    if isinstance(residual, torch.Tensor):
+        if residual.numel() != 1:
+            raise python_error(BadShapeError, where, f"residual must hold one value, got shape {tuple(residual.shape)}")
+        require(residual, FLOATS, where, "residual")
+        if residual.dim():
+            residual = residual.reshape(())
+        tensor_residual = residual
+    else:
+        delta = float(residual)
+        if not (math.isfinite(delta) and delta >= 0):
+            raise python_error(BadParameterError, where, f"residual={delta} must be finite and >= 0")
+        target, tensor_residual = target + delta, None
+    return _ops.continuous_tanh_forward(std_logits, mean, tensor_residual, target, float(log_std_min),
+                                        float(log_std_max), native)

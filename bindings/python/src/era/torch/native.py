@@ -628,3 +628,79 @@ def continuous_truncated_backward(std_logits, loc, residual, grad_log_std, targe
     _checks.record(faults, where)
     return (_poison(grad_s, faults).to(std_logits.dtype), _poison(grad_m, faults).to(std_logits.dtype),
             _poison(grad_r, faults))
+
+
+# ---------------------------------------------------------------------------------------
+# The tanh-Gaussian entropy gradient and the tanh sampled floor (docs/math.md, "The sampled
+# floor, tanh"): era._formulas in float64, fixed step counts, no host reads.
+
+
+@lru_cache(maxsize=256)
+def _tanh_checked(dim: int, target_entropy: float, log_std_min: float, log_std_max: float) -> None:
+    """libera checks the tanh floor's parameters and static feasibility on zero rows (a
+    residual tensor only raises the target: it is checked on the device)."""
+    from .. import sampled_floor as _sampled
+
+    _sampled.continuous_tanh_forward(np.zeros((0, dim)), np.zeros((0, dim)), target_entropy,
+                                     log_std_min=log_std_min, log_std_max=log_std_max)
+
+
+def tanh_gaussian_entropy_backward(mean, log_std, grad_entropy):
+    """(dL/d mean, dL/d log_std) of the tanh-Gaussian entropy, in log_std's dtype."""
+    where = "era.torch.native.tanh_gaussian_entropy_backward"
+    _need_rows(log_std, where, "log_std")
+    m, ls, g = mean.to(torch.float64), log_std.to(torch.float64), grad_entropy.to(torch.float64)
+    faults = F.truncated_faults(OPS, m, ls, g)
+    grad_mean, grad_log_std = F.tanh_gaussian_entropy_backward(OPS, m, ls, g)
+    wide = ~torch.isfinite(grad_mean.to(log_std.dtype)) | ~torch.isfinite(grad_log_std.to(log_std.dtype))
+    faults = torch.where(faults != 0, faults, F._flag(OPS, wide.any(-1), F.BAD_PARAMETER))
+    _checks.record(faults, where)
+    return _poison(grad_mean, faults).to(log_std.dtype), _poison(grad_log_std, faults).to(log_std.dtype)
+
+
+def _tanh_setup(std_logits, mean, residual, target_entropy, log_std_min, log_std_max, where):
+    """(s, m, K, target, faults) in float64, as _sampled_setup with the squashed entropy's
+    static bound D * F.TANH_ENTROPY_PEAK."""
+    _need_rows(std_logits, where, "std_logits")
+    dim = std_logits.shape[-1]
+    _tanh_checked(dim, target_entropy, log_std_min, log_std_max)
+    s, m = _wide(std_logits), mean.to(torch.float64)
+    k = _continuous_k(s, residual, target_entropy, log_std_max)
+    target = target_entropy if residual is None else target_entropy + residual.to(s)
+    faults = F.truncated_faults(OPS, s, m)
+    if residual is not None:
+        faults = torch.where(faults != 0, faults, _continuous_faults(s, k, residual))
+        beyond = F._flag(OPS, (target >= dim * F.TANH_ENTROPY_PEAK) & (faults == 0), F.INFEASIBLE_TARGET)
+        faults = torch.maximum(faults, beyond)
+    return s, m, k, target, faults
+
+
+def continuous_tanh_forward(std_logits, mean, residual, target_entropy, log_std_min, log_std_max):
+    """Tanh sampled-floor log stds ``[..., D]`` in std_logits' dtype (float32 rounded up)."""
+    where = "era.torch.native.continuous_tanh_forward"
+    s, m, k, target, faults = _tanh_setup(std_logits, mean, residual, target_entropy, log_std_min, log_std_max,
+                                          where)
+    narrow = None if std_logits.dtype == s.dtype else std_logits.dtype
+    out, _, infeasible = F.tanh_floor_forward(OPS, s, m, k, target, log_std_min, log_std_max, narrow)
+    faults = torch.where(faults != 0, faults, F._flag(OPS, infeasible, F.INFEASIBLE_TARGET))
+    _checks.record(faults, where)
+    return _poison(out, faults).to(std_logits.dtype)
+
+
+def continuous_tanh_backward(std_logits, mean, residual, grad_log_std, target_entropy, log_std_min, log_std_max):
+    """(dL/d std_logits, dL/d mean in std_logits' dtype, dL/d residual per row in float64)."""
+    where = "era.torch.native.continuous_tanh_backward"
+    s, m, k, target, faults = _tanh_setup(std_logits, mean, residual, target_entropy, log_std_min, log_std_max,
+                                          where)
+    g = grad_log_std.to(torch.float64)
+    faults = torch.where(faults != 0, faults, F.truncated_faults(OPS, g))
+    narrow = None if std_logits.dtype == s.dtype else std_logits.dtype
+    grad_s, grad_m, grad_r = F.tanh_floor_backward(OPS, s, m, g, k, target, log_std_min, log_std_max, narrow)
+    # a row whose peak lies below the target has no offset (NaN): INFEASIBLE_TARGET, as libera
+    faults = torch.where(faults != 0, faults, F._flag(OPS, torch.isnan(grad_r), F.INFEASIBLE_TARGET))
+    wide = (~torch.isfinite(grad_s.to(std_logits.dtype)) | ~torch.isfinite(grad_m.to(std_logits.dtype))).any(-1)
+    wide = wide | ~torch.isfinite(grad_r)
+    faults = torch.where(faults != 0, faults, F._flag(OPS, wide, F.BAD_PARAMETER))
+    _checks.record(faults, where)
+    return (_poison(grad_s, faults).to(std_logits.dtype), _poison(grad_m, faults).to(std_logits.dtype),
+            _poison(grad_r, faults))

@@ -284,20 +284,24 @@ def test_adversarial_search_worst_deficit():
         assert reference_entropy(m, out) >= target - 1e-11 * (1 + abs(target))
 
 
-@pytest.mark.xfail(strict=True, reason="era.h assumes the row entropy rises to one peak from c = 0; with "
-                   "spread logits it dips first (clipped entries unclipping), and libera reports "
-                   "INFEASIBLE_TARGET for a row that an offset on the other side lifts")
 def test_rows_with_two_peaks():
     """A row whose entropy falls from c = 0 on the side it first rises, then climbs past the
-    target on the other: f(c) - target along c from 0 to 42.4 (reference) is -16.5, -16.9,
-    -17.3, -17.8, -12.4, -5.9, +0.05."""
+    target: f(c) - target along c from 0 to 42.4 (reference) is -16.5, -16.9, -17.3, -17.8,
+    -12.4, -5.9, +0.05 (entries leaving log_std_min lift the slope). A single-peak search
+    called it infeasible; libera and the device path search piece by piece between the kinks
+    and agree on the root."""
     s = np.array([[-2.0, 10.0, 2.0, -8.0, 5.0]])
     m = np.zeros((1, 5))
     kw = dict(residual=0.0, log_std_min=-20.0, log_std_max=2.0)
     lifted = shifted(s[0], 42.39218506, -27.5, -20.0, 2.0)[0]
     assert reference_entropy(m[0], lifted) >= -27.5  # an offset exists
-    out = era.continuous_tanh_forward(s, m, -27.5, **kw)
+    out, c = era.continuous_tanh_forward(s, m, -27.5, return_offset=True, **kw)
     assert reference_entropy(m[0], out[0]) >= -27.5 - 1e-10
+    assert 0 < c[0] <= 42.4
+    # minimal: a little less misses the target
+    assert reference_entropy(m[0], shifted(s[0], c[0] - 1e-6 * c[0], -27.5, -20.0, 2.0)[0]) < -27.5
+    native = et.continuous_era_tanh(torch.tensor(s), torch.tensor(m), -27.5, backend="native", **kw)
+    np.testing.assert_allclose(native.numpy(), out, rtol=0, atol=1e-10)
 
 
 # ---------------------------------------------------------------------------------------

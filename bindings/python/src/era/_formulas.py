@@ -1153,19 +1153,74 @@ def tanh_floor_offset(ops: ArrayOps, s, m, k, target, log_std_min: float, log_st
     return _tanh_floor_solve(ops, s, m, k, target, log_std_min, log_std_max, dtype, peak_steps, steps)[:2]
 
 
+def _first_root(ops: ArrayOps, g, slope, f0, bounds, zero, peak_steps: int):
+    """libera's firstRoot for every row at once: the first t > 0 with g(t) >= 0, g(0) = f0 < 0,
+    g concave between the sorted piece ends `bounds` ``[..., P]`` (kinks, then the search's
+    end; repeated ends are empty pieces). Per piece [a, b], with the one-sided slopes just
+    inside: falling after a, no root; g(b) >= 0, the root lies in it; still rising at b, its
+    peak g(b) < 0; else `peak_steps` bisection steps on the sign of g' for the peak, stopping
+    at the first point with g >= 0. Returns (found, A, g(A), B): g(A) < 0 <= g(B) brackets
+    the root where found."""
+    false = zero > 1
+    index = ops.astype(zero, ops.xp.int64)
+
+    def piece(state):
+        j, a, fa, found, lo, flo, hi = state
+        b = ops.take(bounds, j)
+        active = ~found & (b > a)
+        inset = (b - a) * 2.0 ** -30
+        sa = slope(a + inset)
+        fb = g(b)
+        sb = slope(b - inset)
+        rising = active & (sa > 0)
+        at_start = rising & (fa >= 0)
+        direct = rising & ~at_start & (fb >= 0)
+        peaky = rising & ~at_start & ~direct & (sb < 0)
+
+        def bisect(inner):
+            low, low_value, high, hit, hit_at = inner
+            mid = 0.5 * (low + high)
+            value = g(mid)
+            searching = peaky & ~hit
+            new_hit = searching & (value >= 0)
+            up = slope(mid) > 0
+            step = searching & ~new_hit
+            return (ops.where(step & up, mid, low), ops.where(step & up, value, low_value),
+                    ops.where(step & ~up, mid, high), hit | new_hit, ops.where(new_hit, mid, hit_at))
+
+        low, low_value, _, hit, hit_at = ops.repeat(peak_steps, bisect, (a, fa, b, false, b))
+        lo = ops.where(at_start | direct, a, ops.where(hit, low, lo))
+        flo = ops.where(at_start | direct, fa, ops.where(hit, low_value, flo))
+        hi = ops.where(at_start, a, ops.where(direct, b, ops.where(hit, hit_at, hi)))
+        longer = b > a
+        return (j + 1, ops.where(longer, b, a), ops.where(longer, fb, fa), found | at_start | direct | hit,
+                lo, flo, hi)
+
+    state = (index, zero, f0, false, zero, f0, zero)
+    _, _, _, found, lo, flo, hi = ops.repeat(bounds.shape[-1], piece, state)
+    return found, lo, flo, hi
+
+
+def _sorted_last(ops: ArrayOps, x):
+    if ops.is_torch:
+        return ops.xp.sort(x, dim=-1).values
+    return ops.xp.sort(x, axis=-1)
+
+
 def _tanh_floor_solve(ops: ArrayOps, s, m, k, target, log_std_min: float, log_std_max: float, dtype=None,
                       peak_steps: Optional[int] = None, steps: Optional[int] = None):
     """(c ``[...]``, infeasible ``[...]``, log stds ``[..., D]``) of the tanh sampled floor per row (float64 arrays;
     `k` K of the Gaussian part, `target` H0 + delta), with
     ``f(c) = sum_i H_tanh(m_i, l(c)_i) - target`` (_tanh_floor_log_stds): c = 0 where
-    f(0) >= 0; else, along d = sign f'(0) and up to the side's end (c = -K, every std at
-    log_std_max; or every std clipped at log_std_min), the peak of g(t) = f(d t) by bisection on
-    the sign of g' in log1p(t) (relative resolution 1e-16 over any range), then the root of g on
-    [0, peak] by safeguarded Newton steps from the left (libera's risingRoot). A row whose peak
-    lies below the target is infeasible (c = NaN). The log stds are those at which the root's
-    entropy was evaluated: with float32 storage the entropy is a step function of c, and the
-    root sits on a step's edge, where l(c) recomputed elsewhere (an XLA fusion) could round
-    to the other side."""
+    f(0) >= 0; else the root of f nearest 0, libera's search: f is concave between the kinks
+    ``c_i = -(log_std_max - log_std_min)/w_i - K`` where entries leave log_std_min, and the
+    first root above 0 (up to c = -K, every std at log_std_max) and the first below (down to
+    where every entry is clipped) are found piece by piece (_first_root), then by safeguarded
+    Newton steps inside their brackets; the nearer wins (the upper on a tie). A row with
+    neither is infeasible (c = NaN). The log stds are those at which the root's entropy was
+    evaluated: with float32 storage the entropy is a step function of c, and the root sits on
+    a step's edge, where l(c) recomputed elsewhere (an XLA fusion) could round to the other
+    side."""
     peak_steps = TANH_PEAK_STEPS if peak_steps is None else peak_steps
     steps = TANH_FLOOR_STEPS if steps is None else steps
     w = softmax(ops, s)
@@ -1177,46 +1232,48 @@ def _tanh_floor_solve(ops: ArrayOps, s, m, k, target, log_std_min: float, log_st
         row = _tanh_floor_row(ops, m, w, l, moves, value)
         return (*row, l) if stored else row
 
-    f0, slope0, l0 = at(zero, stored=True)
+    f0, _, l0 = at(zero, stored=True)
     f0 = f0 - target
-    d = ops.where(slope0 < 0, -1.0, 1.0)
-    smallest = -ops.max(-w, keepdims=False)
     span = log_std_max - log_std_min
-    low_end = span / ops.clamp_min(smallest, 1e-300) + k  # -(lowest c): every std clipped below
-    end = ops.clip(ops.where(d > 0, -k + zero, low_end), 0.0, 1e300)
+    kinks = -(span / ops.clamp_min(w, 1e-300)) - k  # [..., D]
+    top = ops.clip(-k + zero, 0.0, 1e300)  # c = -K: every std at log_std_max
+    bottom = ops.clip(-ops.max(-kinks, keepdims=False), -1e300, 0.0)  # below: every entry clipped
 
-    def bisect(state):
-        a, b = state
-        mid = 0.5 * (a + b)
-        rising = at(d * ops.expm1(mid), value=False)[1] * d > 0
-        return ops.where(rising, mid, a), ops.where(rising, b, mid)
+    def search(d, end, ends):
+        bounds = _sorted_last(ops, ops.where((ends > 0) & (ends < end[..., None]), ends, end[..., None]))
+        bounds = ops.concatenate([bounds, end[..., None]], axis=-1) if not ops.is_torch else \
+            ops.xp.cat([bounds, end[..., None]], dim=-1)
+        found, a, fa, b = _first_root(ops, lambda t: at(d * t, value=True)[0] - target,
+                                      lambda t: d * at(d * t, value=False)[1], f0, bounds, zero, peak_steps)
 
-    top = ops.repeat(peak_steps, bisect, (zero, ops.log1p(end)))[0]
-    peak = ops.where(slope0 == 0, 0.0, ops.expm1(top))
-    f_peak, _, l_peak = at(d * peak, stored=True)
-    f_peak = f_peak - target
-    infeasible = (f0 < 0) & ~(f_peak >= 0)
+        def newton(state):
+            a, b, t, gt, slope, l_b = state
+            flat = slope == 0  # bisection then (rows outside their bracket are frozen anyway)
+            step = ops.where(flat, math.nan, -gt / ops.where(flat, 1.0, slope))
+            push = (gt < 0) & (-gt <= tolerance)
+            tiny = 4 * ops.abs(ops.nextafter_up(ops.abs(t)) - ops.abs(t)) + 1e-300
+            step = ops.where(push, 2 * step + tiny, step)
+            candidate = t + step
+            inside = (candidate > a) & (candidate < b)
+            candidate = ops.where(inside, candidate, 0.5 * (a + b))
+            value, slope, l = at(d * candidate, stored=True)
+            value, slope = value - target, slope * d
+            up = value >= 0
+            l_b = ops.where(up[..., None], l, l_b)
+            return ops.where(up, a, candidate), ops.where(up, candidate, b), candidate, value, slope, l_b
 
-    def newton(state):
-        a, b, t, gt, slope, l_b = state
-        step = -gt / slope
-        push = (gt < 0) & (-gt <= tolerance)
-        tiny = 4 * ops.abs(ops.nextafter_up(ops.abs(t)) - ops.abs(t)) + 1e-300
-        step = ops.where(push, 2 * step + tiny, step)
-        candidate = t + step
-        inside = (candidate > a) & (candidate < b)
-        candidate = ops.where(inside, candidate, 0.5 * (a + b))
-        value, slope, l = at(d * candidate, stored=True)
-        value, slope = value - target, slope * d
-        up = value >= 0
-        l_b = ops.where(up[..., None], l, l_b)
-        return ops.where(up, a, candidate), ops.where(up, candidate, b), candidate, value, slope, l_b
+        start_slope = d * at(d * a, value=False)[1]
+        l_end = at(d * b, stored=True)[2]
+        state = ops.repeat(steps, newton, (a, b, a, fa, start_slope, l_end))
+        return found, state[1], state[5]
 
-    # the bracket [0, peak]: g(0) < 0 <= g(peak) on the rows that need an offset
-    state = ops.repeat(steps, newton, (zero, peak, zero, f0, slope0 * d, l_peak))
-    t, l_b = state[1], state[5]
-    c = ops.where(f0 >= 0, 0.0, d * t)
-    out = ops.where(infeasible[..., None], math.nan, ops.where((f0 >= 0)[..., None], l0, l_b))
+    found_up, t_up, l_up = search(1.0, top, kinks)
+    found_down, t_down, l_down = search(-1.0, -bottom, -kinks)
+    use_down = found_down & (~found_up | (t_down < t_up))
+    infeasible = (f0 < 0) & ~found_up & ~found_down
+    c = ops.where(f0 >= 0, 0.0, ops.where(use_down, -t_down, t_up))
+    l_root = ops.where(use_down[..., None], l_down, l_up)
+    out = ops.where(infeasible[..., None], math.nan, ops.where((f0 >= 0)[..., None], l0, l_root))
     return ops.where(infeasible, math.nan, c), infeasible, out
 
 

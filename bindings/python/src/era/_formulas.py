@@ -739,7 +739,14 @@ def _erfcx(ops: ArrayOps, x):
     """exp(x^2) erfc(x) for x >= 0: directly below 26, by its continued fraction above
     (40 terms, as libera)."""
     near = ops.clamp_max(x, 26.0)
-    direct = ops.exp(near * near) * _special(ops, "erfc")(near)
+    # exp(x^2) with x^2 split exactly (Veltkamp/Dekker, as libera's fused multiply-add): the
+    # rounding of x^2 alone costs x^2 2^-53 relative, multiplied by alpha^2 in a tail's entropy
+    square = near * near
+    split = 134217729.0 * near
+    high = split - (split - near)
+    low = near - high
+    tail = ((high * high - square) + 2 * high * low) + low * low
+    direct = ops.exp(square) * (1 + tail) * _special(ops, "erfc")(near)
     far = ops.clamp_min(x, 26.0)
     fraction = far
     for k in range(40, 0, -1):
@@ -797,8 +804,8 @@ def _energy_range(ops: ArrayOps, alpha, width):
 
 
 def _energy_derivative(ops: ArrayOps, alpha, width):
-    """(sd * dH/dm, dH/dlog_std) from the moments of E, for rows where _energy_range <= ENERGY_RANGE
-    (other rows give finite values that the caller discards)."""
+    """(sd * dH/dm, dH/dlog_std, H - log(hi - lo)) from the moments of E, for rows where
+    _energy_range <= ENERGY_RANGE (other rows give finite values that the caller discards)."""
     nodes, weights = _energy_rule()
     u = ops.constant(nodes, alpha)
     wts = ops.constant(weights, alpha)
@@ -813,7 +820,9 @@ def _energy_derivative(ops: ArrayOps, alpha, width):
     de = e - mean_e[..., None]
     variance = ops.sum(p * de * de, keepdims=False) / mass
     covariance = ops.sum(p * (u - mean_u[..., None]) * de, keepdims=False) / mass
-    return width * covariance, 2 * variance
+    # the entropy of u, log(integral exp(-E)) + E[E] (libera's energyEntropy)
+    entropy = ops.log(mass) + ops.sum(p * (e - lowest), keepdims=False) / mass
+    return width * covariance, 2 * variance, entropy
 
 
 def truncated_normal_parts(ops: ArrayOps, m, log_std, lo: float, hi: float):
@@ -910,9 +919,12 @@ def truncated_normal_parts(ops: ArrayOps, m, log_std, lo: float, hi: float):
     safe_alpha = ops.where(ops.isfinite(alpha0), alpha0, 0.0)
     energy = (log_width < 0.5 * math.log(2 * ENERGY_RANGE)) & ops.isfinite(width) & ops.isfinite(alpha0) & (
         _energy_range(ops, safe_alpha, safe_width) <= ENERGY_RANGE)
-    dm_energy, dl_energy = _energy_derivative(ops, safe_alpha, safe_width)
+    dm_energy, dl_energy, h_energy = _energy_derivative(ops, safe_alpha, safe_width)
     dm = ops.where(energy, dm_energy / sd, dm)
     dl = ops.where(energy, dl_energy, dl)
+    # the entropy too where the location lies outside the interval (the closed form cancels
+    # there like alpha^2 / (1 - ratio)); inside, the closed form is exact and libera keeps it
+    h = ops.where(energy & ((m <= lo) | (m >= hi)), log_span + h_energy, h)
     return h, dm, dl
 
 

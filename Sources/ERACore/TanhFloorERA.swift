@@ -209,6 +209,12 @@ public struct TanhFloorERA: SampledFloorActivation {
             }
         }
         for row in 0..<rows { guard !bad[row] else { throw .badParameter } }
+        // The continuous backward's rows (c = 0) overflow too (K w (g - sum g w) with g near
+        // the type's largest value): nothing is written then.
+        for i in 0..<count { guard gradS[i].isFinite else { throw .badParameter } }
+        if gradResidual != nil {
+            for row in 0..<rows { guard T(extra[row]).isFinite else { throw .badParameter } }
+        }
         for i in 0..<count {
             gradStdLogits[i] = gradS[i]
             gradMean[i] = gradM[i]

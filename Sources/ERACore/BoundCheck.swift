@@ -36,6 +36,11 @@ public struct BoundReport: Equatable, Sendable {
             maxDeficit = max(maxDeficit, target - entropy)
         }
         meanEntropy = sum / Double(rows)
+        if !sum.isFinite && minEntropy.isFinite && entropies.allSatisfy({ $0.isFinite }) {
+            // Finite entropies near the double range (tanh-squashed rows of log stds near 700
+            // reach -1.7e308) can overflow their sum: their mean is the sum of the shares.
+            meanEntropy = entropies.reduce(0) { $0 + $1 / Double(rows) }
+        }
     }
 }
 

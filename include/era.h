@@ -351,10 +351,11 @@ era_status era_continuous_truncated_backward_f64(const era_continuous_params *pa
  * Reads std_logits[rows*dim], mean[rows*dim]; writes out_log_std[rows*dim] and, when
  * out_offset is not NULL, out_offset[rows] (c per row, in nats of Gaussian target). In place
  * allowed: out_log_std == std_logits.
- * Errors: the continuous parameter checks; NULL_POINTER; BAD_SHAPE if rows < 0 or dim < 1;
- * INFEASIBLE_TARGET if H0 + residual >= dim * 0.6836356... (the largest squashed entropy at any
- * mean and std), or when a row has no offset (above); NON_FINITE for non-finite std_logits or
- * mean. */
+ * Errors: the continuous parameter checks; BAD_PARAMETER if log_std_max > 709.78 (a std of
+ * exp(log_std_max) overflows double: no squashed entropy to compare); NULL_POINTER; BAD_SHAPE if
+ * rows < 0 or dim < 1; INFEASIBLE_TARGET if H0 + residual >= dim * 0.6836356... (the largest
+ * squashed entropy at any mean and std), or when a row has no offset (above); NON_FINITE for
+ * non-finite std_logits or mean. */
 era_status era_continuous_tanh_forward_f32(const era_continuous_params *params, int64_t rows, int64_t dim,
                                            const float *std_logits, const float *mean, float *out_log_std,
                                            float *out_offset);
@@ -771,8 +772,8 @@ era_status era_check_continuous_truncated_f64(const era_continuous_params *param
  * (report->target == report->floor == H0 + residual, which era_continuous_tanh_forward
  * guarantees).
  * Reads mean[rows*dim], log_std[rows*dim]; writes *report.
- * Errors: the continuous parameter checks; INFEASIBLE_TARGET if H0 + residual >=
- * dim * 0.6836356... (as the forward pass); NULL_POINTER (mean, log_std, report); BAD_SHAPE if
+ * Errors: the continuous parameter checks; BAD_PARAMETER if log_std_max > 709.78 and
+ * INFEASIBLE_TARGET if H0 + residual >= dim * 0.6836356... (as the forward pass); NULL_POINTER (mean, log_std, report); BAD_SHAPE if
  * rows < 0 or dim < 1; BAD_PARAMETER for a bad tol or a row entropy that is not a finite
  * double; NON_FINITE. */
 era_status era_check_continuous_tanh_f32(const era_continuous_params *params, int64_t rows, int64_t dim,

@@ -23,7 +23,11 @@ public struct TanhFloorERA: SampledFloorActivation {
 
     /// Throws .infeasibleTarget unless H0 + delta < D times the largest squashed entropy of one
     /// dimension (Entropy.tanhGaussianEntropySupremum, at mean 0 and std 0.8744).
+    /// Throws .badParameter when log_std_max > 709.78 (a std of exp(log_std_max) overflows double,
+    /// so the squashed entropy of a row at the bound is not a double), then .infeasibleTarget
+    /// unless H0 + delta < D times the largest squashed entropy of one dimension.
     public init(gaussian: ContinuousERA) throws(ERAError) {
+        guard Math.exp(gaussian.logStdMax).isFinite else { throw .badParameter }
         guard gaussian.guaranteedFloor < Double(gaussian.dim) * Entropy.tanhGaussianEntropySupremum else {
             throw .infeasibleTarget
         }
@@ -122,7 +126,9 @@ public struct TanhFloorERA: SampledFloorActivation {
                 ceiling.add(min(jensen + 1e-6 * (1 + abs(era.gaussian.logStdMax)), Entropy.tanhGaussianEntropySupremum))
             }
             if ceiling.value < era.target - tolerance { return nil }
-            let above = firstRoot({ shortfall($0) }, { slope($0) }, f0: f0, kinks: up.sorted(), end: -k, tolerance: tolerance)
+            // Upwards f' = sum_i dH_i/dlog_std w_i <= sum_i w_i = 1 (dH/dlog_std <= 1): a Lipschitz bound.
+            let above = firstRoot({ shortfall($0) }, { slope($0) }, f0: f0, kinks: up.sorted(), end: -k, tolerance: tolerance,
+                                  lipschitz: 1)
             let below = firstRoot({ shortfall(-$0) }, { -slope(-$0) }, f0: f0, kinks: down.sorted(),
                                   end: min(above ?? bottom, bottom), tolerance: tolerance)
             if let above, let below { return below < above ? -below : above }
@@ -296,25 +302,52 @@ public struct TanhFloorERA: SampledFloorActivation {
 /// bisection on the sign of g', the tangents pruning as they go, stopping at the first point
 /// with g >= 0.
 func firstRoot(_ g: (Double) -> Double, _ slope: (Double) -> Double, f0: Double, kinks: [Double], end: Double,
-               tolerance: Double) -> Double? {
-    guard end > 0 else { return nil }
+               tolerance: Double, lipschitz: Double? = nil) -> Double? {
+    guard end > 0, f0.isFinite else { return nil }
     /// The largest value of a concave function between its tangents at (l, fl, sl) and (h, fh, sh).
     func ceiling(_ l: Double, _ fl: Double, _ sl: Double, _ h: Double, _ fh: Double, _ sh: Double) -> Double {
         guard sl > sh else { return max(fl, fh) }
         let t = min(max((fh - fl + sl * l - sh * h) / (sl - sh), l), h)
         return min(fl + sl * (t - l), fh + sh * (t - h))
     }
-    var a = 0.0, fa = f0
-    for b in kinks + [end] where b > a {
+    let ends = kinks + [end]
+    var a = 0.0
+    var known: Double? = f0  // g(a) where evaluated
+    var k = 0
+    while k < ends.count {
+        let b = ends[k]
+        guard b > a else {
+            k += 1
+            continue
+        }
+        if let lipschitz, let fa = known, fa < 0 {
+            // No root before a + |g(a)| / L: pieces ending before it are passed over unevaluated.
+            let reach = a + (-fa) / lipschitz
+            if reach >= b {
+                guard reach < end else { return nil }
+                while k < ends.count && ends[k] <= reach { k += 1 }
+                let value = g(reach)
+                if value >= 0 { return reach }  // g rose at the bound's rate: the root is here
+                a = reach
+                known = value
+                continue
+            }
+        }
+        k += 1
         let inset = (b - a) * 0x1p-30
         let sa = slope(a + inset)
+        guard sa > 0 else {  // falls throughout the piece (concave)
+            a = b
+            known = lipschitz == nil ? nil : g(b)
+            continue
+        }
+        let fa = known ?? g(a)
+        if fa >= 0 { return a }
         let fb = g(b)
         defer {
             a = b
-            fa = fb
+            known = fb
         }
-        guard sa > 0 else { continue }
-        if fa >= 0 { return a }
         if fb >= 0 { return bracketedRoot(g, slope, a, fa, b, tolerance: tolerance) }
         let sb = slope(b - inset)
         guard sb < 0 else { continue }  // still rising at b: the peak is g(b) < 0

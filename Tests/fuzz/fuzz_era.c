@@ -3422,6 +3422,11 @@ static void tanh_static_faults(int check) {
     double target = cparams.target_entropy + cparams.residual, d = (double)n_cols;
     double truth = d * TANH_PEAK_TRUE;
     (void)check;
+    /* log_std_max > 709.78: a std of exp(log_std_max) overflows double (era.h), checked first */
+    if (!isfinite(exp(cparams.log_std_max))) {
+        *fa |= F(ERA_ERR_BAD_PARAMETER);
+        return;
+    }
     if (near_boundary(target, truth, 1e-9)) maybe |= F(ERA_ERR_INFEASIBLE_TARGET);
     else if (target >= truth) *fa |= F(ERA_ERR_INFEASIBLE_TARGET);
 }

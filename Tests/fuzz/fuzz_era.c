@@ -1013,7 +1013,13 @@ static void checks_continuous(int vt) {
                           (long long)i, v, mn, mx, type_name[vt], mx_t);
             all_fin &= isfinite(v);
         }
-        /* the reference: max(log_std_max + K*softmax(s)_i, log_std_min), rounded up for float */
+        /* the reference: max(log_std_max + K*softmax(s)_i, log_std_min), rounded up for float.
+         * Where rounding can cost a row's floor more than 1e-11 (ContinuousERA: the bound
+         * 2.3e-16 (|K| (D + 16) + 2 D max(|min|, |max|))), libera's repair pass raises the
+         * entries between the bounds by the shortfall (at most that bound), spread evenly times
+         * 1.0625, at least one ulp each, in up to 16 rounds (docs/math.md, section 1) */
+        double repair_bound = 2.3e-16 * (fabs(k) * ((double)n_cols + 16) + 2 * (double)n_cols * fmax(fabs(mn), fabs(mx)));
+        double repair = repair_bound >= 1e-11 ? 1.07 * repair_bound + 17 * 2.3e-16 * fmax(fabs(mn), fabs(mx)) : 0;
         for (int64_t r = 0; r < n_rows && isfinite(k); r++) {
             row_stats st = stats_of(s, vt, r * n_cols, n_cols, 1.0);
             for (int64_t i = 0; i < n_cols; i++) {
@@ -1025,7 +1031,7 @@ static void checks_continuous(int vt) {
                  * kernel takes w from exp4, 8.2e-13 relative (docs/math.md, "Vector kernels"):
                  * 2e-12 for the quotient of two of them */
                 double tol = 4.5e-16 * (fabs(mx) + fabs(mn) + (double)(n_cols + 8) * fabs(k) * (double)w) +
-                             2e-12 * fabs(k) * (double)w + 1e-300;
+                             2e-12 * fabs(k) * (double)w + 1e-300 + repair;
                 /* exp4 gives 0 below -708 (the portable kernel below -1000): such a weight may be
                  * dropped, visible when |K| is huge (K = -1e300, w = 1e-313) */
                 if ((long double)get(s, vt, r * n_cols + i) - st.m < -707.5L) tol += 1.01 * fabs(k) * (double)w;

@@ -60,9 +60,8 @@ public struct SampledFloorERA: SampledFloorActivation {
 
     /// The smallest offset c >= 0 whose row reaches the target (to within 1e-12 (1 + |target|)
     /// nats above it), or nil when none does in double (a target within rounding of
-    /// D log(hi - lo)). Safeguarded Newton: every iterate inside the bracket [a, b], f(a) < 0 <=
-    /// f(b), bisection when Newton leaves it; a Newton step from below that is already within the
-    /// tolerance is doubled so that the iterate lands on the feasible side.
+    /// D log(hi - lo)). The bracket [a, b], f(a) < 0 <= f(b), doubles from b = 1; then
+    /// bracketedRoot's safeguarded Newton inside it.
     func offset<T: ERAReal>(_ l: UnsafePointer<T>, _ m: UnsafePointer<T>) -> Double? {
         var fa = shortfall(l, m, 0)
         if fa >= 0 { return 0 }
@@ -81,27 +80,7 @@ public struct SampledFloorERA: SampledFloorActivation {
             b = min(2 * b, limit)
             fb = shortfall(l, m, b)
         }
-        var x = a, fx = fa
-        for iteration in 0..<200 {
-            if b - a <= 4 * b.ulp { break }
-            var next = Double.nan
-            if iteration < 100 {
-                var step = -fx / slope(l, m, x)
-                if fx < 0 && -fx <= tolerance { step = 2 * step + 4 * max(x.ulp, Double.leastNormalMagnitude) }
-                next = x + step
-            }
-            if !(next > a && next < b) { next = 0.5 * (a + b) }
-            let value = shortfall(l, m, next)
-            if value >= 0 {
-                b = next
-                if value <= tolerance { return b }
-            } else {
-                a = next
-            }
-            x = next
-            fx = value
-        }
-        return b
+        return bracketedRoot({ shortfall(l, m, $0) }, { slope(l, m, $0) }, a, fa, b, tolerance: tolerance)
     }
 
     /// The Gaussian outputs of all rows, computed by the continuous forward pass itself (so that

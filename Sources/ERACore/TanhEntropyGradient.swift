@@ -54,23 +54,9 @@ extension Entropy {
                                                         logStd: UnsafePointer<T>, gradEntropy: UnsafePointer<T>,
                                                         gradMean: UnsafeMutablePointer<T>,
                                                         gradLogStd: UnsafeMutablePointer<T>) throws(ERAError) {
-        let count = rows * dim
-        let scratch = try Scratch(blocks: 2, perBlock: count)
-        guard let values = scratch.base else { return }
-        try forEachRowBlock(rows: rows, workPerRow: dim * 400) { range, _ in
-            for row in range {
-                let g = Double(gradEntropy[row])
-                for i in row * dim..<(row + 1) * dim {
-                    let d = tanhGaussianEntropyDerivative(mean: Double(mean[i]), logStd: Double(logStd[i]))
-                    values[i] = g * d.loc
-                    values[count + i] = g * d.logStd
-                }
-            }
-        }
-        for i in 0..<2 * count { guard T(values[i]).isFinite else { throw .badParameter } }
-        for i in 0..<count {
-            gradMean[i] = T(values[i])
-            gradLogStd[i] = T(values[count + i])
+        try entropyBackward(rows: rows, dim: dim, location: mean, logStd: logStd, gradEntropy: gradEntropy,
+                            gradLocation: gradMean, gradLogStd: gradLogStd, workPerDimension: 400) { m, l in
+            tanhGaussianEntropyDerivative(mean: m, logStd: l)
         }
     }
 

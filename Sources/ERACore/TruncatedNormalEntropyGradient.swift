@@ -25,14 +25,28 @@ extension Entropy {
                                                            gradEntropy: UnsafePointer<T>,
                                                            gradLoc: UnsafeMutablePointer<T>,
                                                            gradLogStd: UnsafeMutablePointer<T>) throws(ERAError) {
+        try entropyBackward(rows: rows, dim: dim, location: loc, logStd: logStd, gradEntropy: gradEntropy,
+                            gradLocation: gradLoc, gradLogStd: gradLogStd, workPerDimension: 30) { m, l in
+            truncatedNormalEntropyDerivative(loc: m, logStd: l, lo: lo, hi: hi)
+        }
+    }
+
+    /// The gradient of a sum of per-dimension entropies H(m, L) (the truncated normal, the
+    /// tanh-Gaussian): gradLocation[r, i] = gradEntropy[r] * dH/dm, gradLogStd[r, i] =
+    /// gradEntropy[r] * dH/dL, computed in double into scratch; .badParameter, writing nothing,
+    /// when a value is not representable in T. The outputs may be their inputs.
+    static func entropyBackward<T: ERAReal>(rows: Int, dim: Int, location: UnsafePointer<T>, logStd: UnsafePointer<T>,
+                                            gradEntropy: UnsafePointer<T>, gradLocation: UnsafeMutablePointer<T>,
+                                            gradLogStd: UnsafeMutablePointer<T>, workPerDimension: Int,
+                                            _ derivative: (Double, Double) -> EntropyDerivative) throws(ERAError) {
         let count = rows * dim
         let scratch = try Scratch(blocks: 2, perBlock: count)
         guard let values = scratch.base else { return }
-        try forEachRowBlock(rows: rows, workPerRow: dim * 30) { range, _ in
+        try forEachRowBlock(rows: rows, workPerRow: dim * workPerDimension) { range, _ in
             for row in range {
                 let g = Double(gradEntropy[row])
                 for i in row * dim..<(row + 1) * dim {
-                    let d = truncatedNormalEntropyDerivative(loc: Double(loc[i]), logStd: Double(logStd[i]), lo: lo, hi: hi)
+                    let d = derivative(Double(location[i]), Double(logStd[i]))
                     values[i] = g * d.loc
                     values[count + i] = g * d.logStd
                 }
@@ -40,7 +54,7 @@ extension Entropy {
         }
         for i in 0..<2 * count { guard T(values[i]).isFinite else { throw .badParameter } }
         for i in 0..<count {
-            gradLoc[i] = T(values[i])
+            gradLocation[i] = T(values[i])
             gradLogStd[i] = T(values[count + i])
         }
     }
